@@ -1,0 +1,333 @@
+import { BufferPool } from './pool';
+import type { Tensor } from './tensor';
+
+export interface DeviceOptions {
+  /** `navigator.gpu` in a browser; `await nodeGPU()` from `@fewstep/tensor/node` in Node. */
+  gpu: GPU;
+  /** Use `shader-f16` when the adapter offers it (default true). */
+  f16?: boolean;
+  /** Use `subgroups` when offered (default true). */
+  subgroups?: boolean;
+  powerPreference?: GPUPowerPreference;
+  /** Dawn device toggles to enable, e.g. ['disable_robustness'] (off by default). */
+  toggles?: string[];
+}
+
+export interface AdapterDescription {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** e.g. "lavapipe (vulkan)" — a one-line name for logs and benchmark rows. */
+  name: string;
+}
+
+export const NO_ADAPTER_HELP =
+  'No WebGPU adapter found. On a machine without a GPU, install Mesa lavapipe >= 24 ' +
+  '(Debian bookworm: add "deb http://deb.debian.org/debian bookworm-backports main" to apt sources, then ' +
+  '`apt-get install -y -t bookworm-backports mesa-vulkan-drivers`).';
+
+/** Per-dispatch uniform data, gathered on the CPU and uploaded once per submit. */
+class UniformArena {
+  static readonly CHUNK = 1 << 16;
+  private chunks: { buf: GPUBuffer; cpu: Uint8Array; used: number }[] = [];
+  private cur = 0;
+  constructor(private device: GPUDevice) {}
+
+  /** Returns a binding holding `data` (256-byte aligned slot). */
+  push(data: ArrayBuffer): GPUBufferBinding {
+    const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
+    let c = this.chunks[this.cur];
+    if (c && c.used + size > UniformArena.CHUNK) c = this.chunks[++this.cur];
+    if (!c) {
+      c = { buf: this.device.createBuffer({ size: UniformArena.CHUNK, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, label: 'uniform arena' }), cpu: new Uint8Array(UniformArena.CHUNK), used: 0 };
+      this.chunks[this.cur] = c;
+    }
+    const offset = c.used;
+    c.cpu.set(new Uint8Array(data), offset);
+    c.used = Math.ceil((offset + size) / 256) * 256;
+    return { buffer: c.buf, offset, size };
+  }
+
+  /** Uploads what this submit needs; queue order makes the write land after earlier submits ran. */
+  upload(queue: GPUQueue): void {
+    for (let i = 0; i <= this.cur && i < this.chunks.length; i++) {
+      const c = this.chunks[i]!;
+      if (c.used) queue.writeBuffer(c.buf, 0, c.cpu.buffer, 0, c.used);
+      c.used = 0;
+    }
+    this.cur = 0;
+  }
+}
+
+/**
+ * One WebGPU device with everything kernels need: real limits, optional features, a buffer pool,
+ * a pipeline cache, and a single command encoder that batches dispatches until `flush()`.
+ */
+export class Device {
+  readonly pool: BufferPool;
+  readonly features: { f16: boolean; subgroups: boolean; timestamp: boolean };
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private arena: UniformArena;
+  private pipelines = new Map<string, GPUComputePipeline>();
+  private layouts = new Map<string, GPUBindGroupLayout>();
+  private pendingErrors: Promise<GPUError | null>[] = [];
+  private firstError: string | null = null;
+  /** Scope stack for `scope()`; tensors register into the innermost one. */
+  readonly scopes: Set<Tensor>[] = [];
+  /** Dispatches recorded since creation (for debugging and benchmarks). */
+  dispatchCount = 0;
+  private lost = false;
+
+  private constructor(
+    readonly gpu: GPUDevice,
+    readonly adapter: AdapterDescription,
+    readonly limits: GPUSupportedLimits,
+    // Held so they outlive the device: in Dawn's Node bindings, garbage-collecting the GPU object
+    // (the Dawn instance) while a device lives tears the instance down under lavapipe's threads
+    // and crashes the process at random (futex/mutex aborts, segfaults).
+    private readonly instance: GPU,
+    private readonly gpuAdapter: GPUAdapter,
+  ) {
+    this.pool = new BufferPool(gpu, limits.maxBufferSize);
+    this.arena = new UniformArena(gpu);
+    this.features = {
+      f16: gpu.features.has('shader-f16'),
+      subgroups: gpu.features.has('subgroups'),
+      timestamp: gpu.features.has('timestamp-query'),
+    };
+    gpu.addEventListener('uncapturederror', (ev) => {
+      const msg = (ev as GPUUncapturedErrorEvent).error.message;
+      if (!this.firstError) this.firstError = msg;
+    });
+    void gpu.lost.then((info) => {
+      this.lost = true;
+      if (info.reason !== 'destroyed' && !this.firstError) this.firstError = `device lost: ${info.message}`;
+    });
+  }
+
+  static async open(opts: DeviceOptions): Promise<Device> {
+    const adapter = await opts.gpu.requestAdapter({ powerPreference: opts.powerPreference });
+    if (!adapter) throw new Error(NO_ADAPTER_HELP);
+    const want: GPUFeatureName[] = [];
+    if (opts.f16 !== false && adapter.features.has('shader-f16')) want.push('shader-f16');
+    if (opts.subgroups !== false && adapter.features.has('subgroups')) want.push('subgroups' as GPUFeatureName);
+    if (adapter.features.has('timestamp-query')) want.push('timestamp-query');
+    const L = adapter.limits;
+    const requiredLimits: Record<string, number> = {
+      maxStorageBufferBindingSize: L.maxStorageBufferBindingSize,
+      maxBufferSize: L.maxBufferSize,
+      maxComputeWorkgroupStorageSize: L.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: L.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: L.maxComputeWorkgroupSizeX,
+      maxComputeWorkgroupSizeY: L.maxComputeWorkgroupSizeY,
+      maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage,
+    };
+    const desc: GPUDeviceDescriptor & { dawnTogglesDescriptor?: unknown } = { requiredFeatures: want, requiredLimits, label: 'fewstep' };
+    if (opts.toggles?.length) desc.dawnTogglesDescriptor = { enabledToggles: opts.toggles };
+    const gpu = await adapter.requestDevice(desc);
+    const info = adapter.info ?? ({} as GPUAdapterInfo);
+    const vendor = info.vendor ?? '', architecture = info.architecture ?? '', device = info.device ?? '', description = info.description ?? '';
+    const backend = (info as unknown as { backendType?: string }).backendType;
+    const base = description || device || vendor || 'unknown adapter';
+    const name = backend ? `${base} (${backend})` : base;
+    return new Device(gpu, { vendor, architecture, device, description, name }, gpu.limits, opts.gpu, adapter);
+  }
+
+  /** The largest range one storage binding may cover. */
+  get maxBinding(): number {
+    return this.limits.maxStorageBufferBindingSize;
+  }
+
+  // ---- pipelines -----------------------------------------------------------------------------
+
+  /**
+   * A compute pipeline cached by `key` (compile-time facts only: family, entry, dtype, overrides).
+   * `storage` lists the storage bindings 1..n as 'read' or 'rw'; binding 0 is the uniform params.
+   */
+  pipeline(key: string, build: () => { code: string; entryPoint: string; constants?: Record<string, number>; storage: ('read' | 'rw')[] }): GPUComputePipeline {
+    let p = this.pipelines.get(key);
+    if (p) return p;
+    const b = build();
+    const layoutKey = b.storage.join(',');
+    let bgl = this.layouts.get(layoutKey);
+    if (!bgl) {
+      const entries: GPUBindGroupLayoutEntry[] = [{ binding: 0, visibility: GPUShaderStage.COMPUTE, buffer: { type: 'uniform' } }];
+      b.storage.forEach((s, i) => entries.push({ binding: i + 1, visibility: GPUShaderStage.COMPUTE, buffer: { type: s === 'read' ? 'read-only-storage' : 'storage' } }));
+      bgl = this.gpu.createBindGroupLayout({ entries, label: `layout ${layoutKey}` });
+      this.layouts.set(layoutKey, bgl);
+    }
+    this.gpu.pushErrorScope('validation');
+    const module = this.gpu.createShaderModule({ code: b.code, label: key });
+    p = this.gpu.createComputePipeline({
+      label: key,
+      layout: this.gpu.createPipelineLayout({ bindGroupLayouts: [bgl] }),
+      compute: { module, entryPoint: b.entryPoint, constants: b.constants },
+    });
+    this.pendingErrors.push(this.gpu.popErrorScope().then((e) => (e ? Object.assign(e, { message: `pipeline ${key}: ${e.message}` }) : null)));
+    this.pipelines.set(key, p);
+    return p;
+  }
+
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
+  // ---- recording ---------------------------------------------------------------------------------
+
+  private ensurePass(): GPUComputePassEncoder {
+    if (!this.encoder) this.encoder = this.gpu.createCommandEncoder({ label: 'fewstep' });
+    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    return this.pass;
+  }
+
+  private ensureEncoder(): GPUCommandEncoder {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    if (!this.encoder) this.encoder = this.gpu.createCommandEncoder({ label: 'fewstep' });
+    return this.encoder;
+  }
+
+  /** Records one dispatch. `buffers` bind to 1..n; `params` (if any) to binding 0. */
+  dispatch(pipeline: GPUComputePipeline, params: ArrayBuffer, buffers: GPUBufferBinding[], workgroups: readonly [number, number?, number?], label?: string): void {
+    if (this.lost) throw new Error('the GPU device was lost or destroyed');
+    const [x, y = 1, z = 1] = workgroups;
+    const max = this.limits.maxComputeWorkgroupsPerDimension;
+    if (x > max || y > max || z > max) throw new Error(`${label ?? pipeline.label}: dispatch ${x}×${y}×${z} exceeds ${max} workgroups per dimension`);
+    if (x === 0 || y === 0 || z === 0) return;
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: this.arena.push(params) }];
+    buffers.forEach((b, i) => entries.push({ binding: i + 1, resource: b }));
+    const bg = this.gpu.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries, label });
+    const pass = this.ensurePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bg);
+    pass.dispatchWorkgroups(x, y, z);
+    this.dispatchCount++;
+  }
+
+  copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    this.ensureEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+  }
+
+  /** Lets a benchmark wrap its own pass (timestamps) into the shared encoder. */
+  commandEncoder(): GPUCommandEncoder {
+    return this.ensureEncoder();
+  }
+
+  /** Submits everything recorded so far. */
+  flush(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    if (!this.encoder) return;
+    this.arena.upload(this.gpu.queue);
+    this.gpu.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+  }
+
+  /** Flushes, waits for the GPU, and throws the first validation/compile error seen. */
+  async sync(): Promise<void> {
+    this.flush();
+    await this.gpu.queue.onSubmittedWorkDone();
+    await this.checkErrors();
+  }
+
+  async checkErrors(): Promise<void> {
+    const errs = await Promise.all(this.pendingErrors.splice(0));
+    const e = errs.find((x) => x);
+    if (e && !this.firstError) this.firstError = e.message;
+    if (this.firstError) {
+      const m = this.firstError;
+      this.firstError = null;
+      throw new Error(`WebGPU error: ${m}`);
+    }
+  }
+
+  /** Writes bytes into a buffer, after submitting pending work so the write cannot overtake it. */
+  write(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
+    this.flush();
+    const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
+    const whole = bytes.byteLength & ~3;
+    if (whole) this.gpu.queue.writeBuffer(buffer, offset, bytes, 0, whole);
+    if (whole !== bytes.byteLength) {
+      const tail = new Uint8Array(4);
+      tail.set(bytes.subarray(whole));
+      this.gpu.queue.writeBuffer(buffer, offset + whole, tail);
+    }
+  }
+
+  /** Reads `size` bytes back (size rounded up to 4 internally). */
+  async read(buffer: GPUBuffer, offset: number, size: number): Promise<Uint8Array> {
+    const padded = Math.ceil(size / 4) * 4;
+    const staging = this.gpu.createBuffer({ size: padded, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'readback' });
+    this.copy(buffer, offset, staging, 0, padded);
+    this.flush();
+    await staging.mapAsync(GPUMapMode.READ);
+    const out = new Uint8Array(staging.getMappedRange().slice(0, size));
+    staging.unmap();
+    staging.destroy();
+    await this.checkErrors();
+    return out;
+  }
+
+  // ---- scopes --------------------------------------------------------------------------------
+
+  /**
+   * Runs `fn`; every tensor created inside and not part of its result (a tensor, or tensors in an
+   * array/object) is disposed when it returns. Works with sync and async functions.
+   */
+  scope<T>(fn: () => T): T {
+    const set = new Set<Tensor>();
+    this.scopes.push(set);
+    const end = (result: unknown) => {
+      const idx = this.scopes.lastIndexOf(set);
+      if (idx >= 0) this.scopes.splice(idx, 1);
+      const keep = new Set<Tensor>();
+      collectTensors(result, keep);
+      const parent = this.scopes[this.scopes.length - 1];
+      for (const t of set) {
+        if (keep.has(t)) parent?.add(t);
+        else t.dispose();
+      }
+    };
+    let r: T;
+    try {
+      r = fn();
+    } catch (e) {
+      end(undefined);
+      throw e;
+    }
+    if (r instanceof Promise) {
+      return r.then(
+        (v) => (end(v), v),
+        (e) => {
+          end(undefined);
+          throw e;
+        },
+      ) as T;
+    }
+    end(r);
+    return r;
+  }
+
+  /** Frees pooled buffers and the device. */
+  destroy(): void {
+    this.flush();
+    this.pool.trim();
+    this.gpu.destroy();
+  }
+}
+
+function collectTensors(v: unknown, out: Set<Tensor>, depth = 0): void {
+  if (!v || typeof v !== 'object' || depth > 4) return;
+  if ((v as { __isTensor?: boolean }).__isTensor) {
+    out.add(v as Tensor);
+    return;
+  }
+  if (Array.isArray(v)) for (const x of v) collectTensors(x, out, depth + 1);
+  else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collectTensors(x, out, depth + 1);
+}

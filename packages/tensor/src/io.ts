@@ -1,0 +1,39 @@
+/**
+ * The small IO seam that keeps tensor/kernels/models browser-safe: every file read goes through
+ * a `FileSource`. Node's implementation lives in `node.ts` (subpath `@fewstep/tensor/node`);
+ * a browser can back it with `fetch` + Range requests or a `Blob`.
+ */
+export interface RandomAccessFile {
+  /** Human-readable name used in error messages (a path or URL). */
+  readonly name: string;
+  /** Total size in bytes. */
+  readonly size: number;
+  /** Reads exactly `length` bytes at `offset` (throws if the file is shorter). */
+  read(offset: number, length: number): Promise<Uint8Array>;
+  close(): Promise<void>;
+}
+
+export interface FileSource {
+  open(path: string): Promise<RandomAccessFile>;
+  readText(path: string): Promise<string>;
+  exists(path: string): Promise<boolean>;
+  /** Joins path segments with '/'. */
+  join(...parts: string[]): string;
+  /** Lists the file names (not paths) directly inside a folder. */
+  list(dir: string): Promise<string[]>;
+}
+
+/** An in-memory file, used by tests and by browsers holding a whole file already. */
+export class MemoryFile implements RandomAccessFile {
+  constructor(readonly name: string, private readonly bytes: Uint8Array) {}
+  get size(): number {
+    return this.bytes.byteLength;
+  }
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    if (offset < 0 || offset + length > this.bytes.byteLength) {
+      throw new Error(`${this.name}: read of ${length} bytes at ${offset} is past the end (${this.bytes.byteLength} bytes)`);
+    }
+    return this.bytes.subarray(offset, offset + length);
+  }
+  async close(): Promise<void> {}
+}

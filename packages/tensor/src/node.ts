@@ -1,0 +1,79 @@
+/**
+ * Node-only helpers (file IO and Dawn). Kept out of the package root so tensor, kernels and models
+ * stay browser-safe; import them from `@fewstep/tensor/node`.
+ */
+import { open, readFile, stat, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { FileSource, RandomAccessFile } from './io';
+
+class NodeFile implements RandomAccessFile {
+  constructor(readonly name: string, readonly size: number, private fh: import('node:fs/promises').FileHandle) {}
+  async read(offset: number, length: number): Promise<Uint8Array> {
+    if (offset + length > this.size) throw new Error(`${this.name}: read of ${length} bytes at ${offset} is past the end (${this.size} bytes)`);
+    const buf = new Uint8Array(length);
+    let done = 0;
+    while (done < length) {
+      const { bytesRead } = await this.fh.read(buf, done, length - done, offset + done);
+      if (bytesRead === 0) throw new Error(`${this.name}: unexpected end of file at ${offset + done}`);
+      done += bytesRead;
+    }
+    return buf;
+  }
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+/** Reads from the local file system. */
+export const nodeFiles: FileSource = {
+  async open(path) {
+    let fh;
+    try {
+      fh = await open(path, 'r');
+    } catch (e) {
+      throw new Error(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+    const s = await fh.stat();
+    if (!s.isFile()) {
+      await fh.close();
+      throw new Error(`${path}: not a regular file`);
+    }
+    return new NodeFile(path, s.size, fh);
+  },
+  async readText(path) {
+    try {
+      return await readFile(path, 'utf8');
+    } catch (e) {
+      throw new Error(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  },
+  async exists(path) {
+    try {
+      await stat(path);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  join: (...parts) => join(...parts),
+  list: async (dir) => readdir(dir),
+};
+
+/**
+ * Dawn's WebGPU entry point for Node. `dawnOptions` are Dawn's create() flags, e.g.
+ * `enable-dawn-features=disable_robustness`.
+ */
+export async function nodeGPU(dawnOptions: string[] = []): Promise<GPU> {
+  const key = dawnOptions.join('\n');
+  let gpu = instances.get(key);
+  if (!gpu) {
+    const { create, globals } = await import('webgpu');
+    Object.assign(globalThis, globals);
+    gpu = create(dawnOptions) as GPU;
+    // Never let a Dawn instance be garbage-collected while devices may use it (see Device).
+    instances.set(key, gpu);
+  }
+  return gpu;
+}
+
+const instances = new Map<string, GPU>();

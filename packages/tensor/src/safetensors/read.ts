@@ -1,0 +1,162 @@
+import type { FileSource, RandomAccessFile } from '../io';
+import { f16BitsToF32, f32ToF16Bits, bf16BitsToF32 } from '../dtype';
+import { ST_DTYPE_BYTES, SafetensorsError, type StDType, type TensorInfo } from './format';
+import { numel } from '../tensor';
+
+/** Largest JSON header we accept (the reference implementation's own limit is 100 MB). */
+const MAX_HEADER = 100_000_000;
+
+export type TargetDType = 'f32' | 'f16' | 'i32';
+/** f32 → Float32Array, f16 → Uint16Array of half bits, i32 → Int32Array. */
+export type TensorData = Float32Array | Uint16Array | Int32Array;
+
+/**
+ * A validated safetensors file. The header is parsed and checked once at open; tensor data is read
+ * one tensor at a time, so a 1.3 GB file never sits in one ArrayBuffer.
+ */
+export class SafetensorsFile {
+  private constructor(
+    readonly file: RandomAccessFile,
+    readonly tensors: ReadonlyMap<string, TensorInfo>,
+    readonly metadata: Record<string, string>,
+  ) {}
+
+  get name(): string {
+    return this.file.name;
+  }
+
+  static async open(source: FileSource, path: string): Promise<SafetensorsFile> {
+    const file = await source.open(path);
+    try {
+      return await SafetensorsFile.fromFile(file);
+    } catch (e) {
+      await file.close();
+      throw e;
+    }
+  }
+
+  static async fromFile(file: RandomAccessFile): Promise<SafetensorsFile> {
+    const fail = (p: string): never => {
+      throw new SafetensorsError(file.name, p);
+    };
+    if (file.size < 8) fail(`not a safetensors file: ${file.size} bytes, shorter than the 8-byte header length`);
+    const lenBytes = await file.read(0, 8);
+    const dv = new DataView(lenBytes.buffer, lenBytes.byteOffset, 8);
+    const n = dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32;
+    if (n === 0) fail('header length is 0');
+    if (n > MAX_HEADER) fail(`header length ${n} is larger than the ${MAX_HEADER}-byte limit (not a safetensors file?)`);
+    if (8 + n > file.size) fail(`header length ${n} runs past the end of the file (${file.size} bytes): truncated or not a safetensors file`);
+    const headerBytes = await file.read(8, n);
+    let header: unknown;
+    try {
+      header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
+    } catch (e) {
+      fail(`header is not valid JSON (${(e as Error).message})`);
+    }
+    if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
+    const dataStart = 8 + n;
+    const dataSize = file.size - dataStart;
+    const tensors = new Map<string, TensorInfo>();
+    let metadata: Record<string, string> = {};
+    for (const [name, v] of Object.entries(header as Record<string, unknown>)) {
+      if (name === '__metadata__') {
+        if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('__metadata__ is not an object');
+        for (const [k, s] of Object.entries(v as object)) if (typeof s !== 'string') fail(`__metadata__.${k} is not a string`);
+        metadata = v as Record<string, string>;
+        continue;
+      }
+      const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+      if (typeof e !== 'object' || e === null) fail(`tensor "${name}": entry is not an object`);
+      if (typeof e.dtype !== 'string' || !(e.dtype in ST_DTYPE_BYTES)) fail(`tensor "${name}": unknown dtype ${JSON.stringify(e.dtype)}`);
+      const dtype = e.dtype as StDType;
+      if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor "${name}": shape ${JSON.stringify(e.shape)} is not a list of non-negative integers`);
+      const shape = e.shape as number[];
+      const off = e.data_offsets;
+      if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor "${name}": data_offsets ${JSON.stringify(off)} is not [begin, end]`);
+      const [b, en] = off as [number, number];
+      if (en < b) fail(`tensor "${name}": data_offsets [${b}, ${en}] end before they begin`);
+      const want = numel(shape) * ST_DTYPE_BYTES[dtype];
+      if (en - b !== want) fail(`tensor "${name}": ${dtype} ${JSON.stringify(shape)} needs ${want} bytes but data_offsets [${b}, ${en}] hold ${en - b}`);
+      if (en > dataSize) fail(`tensor "${name}": data_offsets [${b}, ${en}] run past the end of the data (${dataSize} bytes): file truncated?`);
+      tensors.set(name, { name, dtype, shape, begin: dataStart + b, end: dataStart + en });
+    }
+    const sorted = [...tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
+    for (let i = 1; i < sorted.length; i++) {
+      const p = sorted[i - 1]!, c = sorted[i]!;
+      if (c.begin < p.end) fail(`tensors "${p.name}" and "${c.name}" overlap in the file`);
+    }
+    return new SafetensorsFile(file, tensors, metadata);
+  }
+
+  has(name: string): boolean {
+    return this.tensors.has(name);
+  }
+
+  info(name: string): TensorInfo {
+    const t = this.tensors.get(name);
+    if (!t) throw new SafetensorsError(this.file.name, `no tensor named "${name}"`);
+    return t;
+  }
+
+  /** Raw little-endian bytes of one tensor. */
+  async readBytes(name: string): Promise<Uint8Array> {
+    const t = this.info(name);
+    return this.file.read(t.begin, t.end - t.begin);
+  }
+
+  /** Reads one tensor converted to `target` (default: f32 for floats, i32 for integers). */
+  async read(name: string, target?: TargetDType): Promise<TensorData> {
+    const t = this.info(name);
+    const raw = await this.readBytes(name);
+    return convert(raw, t.dtype, target ?? (t.dtype.startsWith('F') || t.dtype === 'BF16' ? 'f32' : 'i32'), `${this.file.name}: tensor "${name}"`);
+  }
+
+  async close(): Promise<void> {
+    await this.file.close();
+  }
+}
+
+function aligned(raw: Uint8Array, bytes: number): ArrayBuffer {
+  if (raw.byteOffset % bytes === 0) return raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength) as ArrayBuffer;
+  return raw.slice().buffer as ArrayBuffer;
+}
+
+/** Converts raw safetensors bytes of dtype `from` to a compute array of dtype `to`. */
+export function convert(raw: Uint8Array, from: StDType, to: TargetDType, what: string): TensorData {
+  const n = raw.byteLength / ST_DTYPE_BYTES[from];
+  const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+  if (to === 'i32') {
+    const out = new Int32Array(n);
+    switch (from) {
+      case 'I32': return new Int32Array(aligned(raw, 4));
+      case 'I64':
+        for (let i = 0; i < n; i++) {
+          const v = dv.getBigInt64(i * 8, true);
+          if (v > 2147483647n || v < -2147483648n) throw new Error(`${what}: I64 value ${v} does not fit in i32`);
+          out[i] = Number(v);
+        }
+        return out;
+      case 'I16': for (let i = 0; i < n; i++) out[i] = dv.getInt16(i * 2, true); return out;
+      case 'I8': for (let i = 0; i < n; i++) out[i] = dv.getInt8(i); return out;
+      case 'U8': case 'BOOL': for (let i = 0; i < n; i++) out[i] = dv.getUint8(i); return out;
+      case 'U16': for (let i = 0; i < n; i++) out[i] = dv.getUint16(i * 2, true); return out;
+      default: throw new Error(`${what}: cannot read ${from} as i32`);
+    }
+  }
+  // Float targets: go through f32 values unless the source already is the target.
+  if (to === 'f16' && from === 'F16') return new Uint16Array(aligned(raw, 2));
+  let f: Float32Array;
+  switch (from) {
+    case 'F32': f = new Float32Array(aligned(raw, 4)); break;
+    case 'F16': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = f16BitsToF32(dv.getUint16(i * 2, true)); break; }
+    case 'BF16': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = bf16BitsToF32(dv.getUint16(i * 2, true)); break; }
+    case 'F64': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = dv.getFloat64(i * 8, true); break; }
+    case 'I64': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = Number(dv.getBigInt64(i * 8, true)); break; }
+    case 'I32': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = dv.getInt32(i * 4, true); break; }
+    default: throw new Error(`${what}: cannot read ${from} as ${to}`);
+  }
+  if (to === 'f32') return f;
+  const h = new Uint16Array(n);
+  for (let i = 0; i < n; i++) h[i] = f32ToF16Bits(f[i]!);
+  return h;
+}

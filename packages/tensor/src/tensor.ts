@@ -1,0 +1,144 @@
+import type { Device } from './device';
+import { bytesPerElement, f16ArrayToF32, f32ArrayToF16, type DType } from './dtype';
+
+/** A GPU buffer shared by a tensor and its views; returned to the pool when the last one is disposed. */
+class Storage {
+  refs = 1;
+  constructor(readonly device: Device, readonly buffer: GPUBuffer) {}
+  release(): void {
+    if (--this.refs === 0) this.device.pool.release(this.buffer);
+  }
+}
+
+export type Shape = readonly number[];
+
+export function numel(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function shapeStr(shape: Shape): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/**
+ * A dense, contiguous, row-major tensor in GPU memory. Views (`reshape`) share storage;
+ * `dispose()` returns the buffer to the device's pool once no view uses it.
+ */
+export class Tensor {
+  readonly __isTensor = true;
+  private _disposed = false;
+
+  private constructor(
+    readonly device: Device,
+    private readonly storage: Storage,
+    readonly shape: Shape,
+    readonly dtype: DType,
+  ) {
+    device.scopes[device.scopes.length - 1]?.add(this);
+  }
+
+  get size(): number {
+    return numel(this.shape);
+  }
+  get rank(): number {
+    return this.shape.length;
+  }
+  get byteLength(): number {
+    return this.size * bytesPerElement(this.dtype);
+  }
+  get buffer(): GPUBuffer {
+    if (this._disposed) throw new Error(`tensor ${shapeStr(this.shape)} ${this.dtype} used after dispose()`);
+    return this.storage.buffer;
+  }
+  get disposed(): boolean {
+    return this._disposed;
+  }
+
+  /** The whole tensor as one binding (checked against maxStorageBufferBindingSize). */
+  binding(what = 'tensor'): GPUBufferBinding {
+    const size = Math.max(4, Math.ceil(this.byteLength / 4) * 4);
+    if (size > this.device.maxBinding) {
+      throw new Error(`${what} ${shapeStr(this.shape)} ${this.dtype} is ${size} bytes, more than this adapter's maxStorageBufferBindingSize (${this.device.maxBinding}); this kernel cannot split it`);
+    }
+    return { buffer: this.buffer, offset: 0, size };
+  }
+
+  static empty(device: Device, shape: Shape, dtype: DType = 'f32', label?: string): Tensor {
+    for (const d of shape) if (!Number.isInteger(d) || d < 0) throw new Error(`invalid tensor shape ${shapeStr(shape)}`);
+    const bytes = Math.max(4, numel(shape) * bytesPerElement(dtype));
+    return new Tensor(device, new Storage(device, device.pool.acquire(bytes, label)), [...shape], dtype);
+  }
+
+  /**
+   * Uploads host data. For f16, pass either a Float32Array/number[] (rounded to half) or a
+   * Uint16Array of half bits.
+   */
+  static from(device: Device, data: ArrayLike<number> | Float32Array | Int32Array | Uint16Array, shape: Shape, dtype: DType = 'f32'): Tensor {
+    const n = numel(shape);
+    if (data.length !== n) throw new Error(`Tensor.from: ${data.length} values do not fill shape ${shapeStr(shape)} (${n})`);
+    let view: ArrayBufferView;
+    if (dtype === 'f16') view = data instanceof Uint16Array ? data : f32ArrayToF16(data);
+    else if (dtype === 'i32') view = data instanceof Int32Array ? data : Int32Array.from(data);
+    else view = data instanceof Float32Array ? data : Float32Array.from(data);
+    const t = Tensor.empty(device, shape, dtype);
+    if (n) device.write(t.buffer, 0, view);
+    return t;
+  }
+
+  /** A view with a new shape over the same storage (one dim may be -1). */
+  reshape(shape: Shape): Tensor {
+    const s = [...shape];
+    const neg = s.indexOf(-1);
+    if (neg >= 0) {
+      const rest = numel(s.filter((_, i) => i !== neg));
+      s[neg] = rest ? this.size / rest : 0;
+    }
+    if (numel(s) !== this.size || !s.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new Error(`cannot reshape ${shapeStr(this.shape)} to ${shapeStr(shape)}`);
+    }
+    void this.buffer;
+    this.storage.refs++;
+    return new Tensor(this.device, this.storage, s, this.dtype);
+  }
+
+  /** Excludes this tensor from the enclosing scope (it lives until disposed by hand). */
+  keep(): this {
+    for (const s of this.device.scopes) s.delete(this);
+    return this;
+  }
+
+  dispose(): void {
+    if (this._disposed) return;
+    this._disposed = true;
+    this.storage.release();
+    for (const s of this.device.scopes) s.delete(this);
+  }
+
+  /** Values as numbers: f32/f16 → Float32Array, i32 → Int32Array. */
+  async read(): Promise<Float32Array | Int32Array> {
+    const raw = await this.readRaw();
+    return raw instanceof Uint16Array ? f16ArrayToF32(raw) : raw;
+  }
+
+  /** Float values (throws for i32). */
+  async readF32(): Promise<Float32Array> {
+    const v = await this.read();
+    if (!(v instanceof Float32Array)) throw new Error('readF32 on an i32 tensor');
+    return v;
+  }
+
+  /** Stored values: f16 as Uint16Array half bits. */
+  async readRaw(): Promise<Float32Array | Int32Array | Uint16Array> {
+    const bytes = await this.device.read(this.buffer, 0, this.byteLength);
+    const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+    if (this.dtype === 'f16') return new Uint16Array(buf);
+    if (this.dtype === 'i32') return new Int32Array(buf);
+    return new Float32Array(buf);
+  }
+
+  toString(): string {
+    return `Tensor(${shapeStr(this.shape)}, ${this.dtype})`;
+  }
+}
