@@ -72,7 +72,7 @@ export class Device {
   private arena: UniformArena;
   private pipelines = new Map<string, GPUComputePipeline>();
   private layouts = new Map<string, GPUBindGroupLayout>();
-  private pendingErrors: Promise<GPUError | null>[] = [];
+  private pendingErrors: Promise<string | null>[] = [];
   private firstError: string | null = null;
   /** Scope stack for `scope()`; tensors register into the innermost one. */
   readonly scopes: Set<Tensor>[] = [];
@@ -165,7 +165,7 @@ export class Device {
       layout: this.gpu.createPipelineLayout({ bindGroupLayouts: [bgl] }),
       compute: { module, entryPoint: b.entryPoint, constants: b.constants },
     });
-    this.pendingErrors.push(this.gpu.popErrorScope().then((e) => (e ? Object.assign(e, { message: `pipeline ${key}: ${e.message}` }) : null)));
+    this.pendingErrors.push(this.gpu.popErrorScope().then((e) => (e ? `pipeline ${key}: ${e.message}` : null)));
     this.pipelines.set(key, p);
     return p;
   }
@@ -239,7 +239,7 @@ export class Device {
   async checkErrors(): Promise<void> {
     const errs = await Promise.all(this.pendingErrors.splice(0));
     const e = errs.find((x) => x);
-    if (e && !this.firstError) this.firstError = e.message;
+    if (e && !this.firstError) this.firstError = e;
     if (this.firstError) {
       const m = this.firstError;
       this.firstError = null;

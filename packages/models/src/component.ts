@@ -1,0 +1,38 @@
+/**
+ * Loading a diffusers/transformers component folder: `config.json` + its safetensors weights
+ * (`diffusion_pytorch_model.safetensors`, `model.safetensors`, sharded `*.safetensors`, or the
+ * fp16 `variant`), read through the FileSource seam.
+ */
+import type { FileSource } from '@fewstep/tensor';
+import { SafetensorsSource } from './weights';
+
+export async function readConfig(io: FileSource, dir: string): Promise<Record<string, unknown>> {
+  const path = io.join(dir, 'config.json');
+  if (!(await io.exists(path))) throw new Error(`${dir}: no config.json (not a diffusers/transformers component folder)`);
+  const text = await io.readText(path);
+  try {
+    const v = JSON.parse(text);
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
+    return v as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`${path}: invalid JSON (${(e as Error).message})`);
+  }
+}
+
+/** Picks the weight files of a component folder; `variant` 'fp16' prefers `*.fp16.safetensors`. */
+export async function findWeightFiles(io: FileSource, dir: string, variant?: string): Promise<string[]> {
+  const names = (await io.list(dir)).filter((n) => n.endsWith('.safetensors'));
+  const isVariant = (n: string) => /\.(fp16|fp32|bf16|non_ema|ema)\.safetensors$/.test(n) || /\.(fp16|bf16)-\d+-of-\d+\.safetensors$/.test(n);
+  let pick = variant ? names.filter((n) => n.includes(`.${variant}.`) || n.includes(`.${variant}-`)) : [];
+  if (!pick.length) pick = names.filter((n) => !isVariant(n));
+  if (!pick.length) pick = names;
+  if (!pick.length) {
+    const bins = (await io.list(dir)).filter((n) => /\.(bin|pth|pt|ckpt)$/.test(n));
+    throw new Error(`${dir}: no .safetensors weights${bins.length ? ` (found ${bins.join(', ')}: PyTorch pickles are not supported yet; convert them to safetensors)` : ''}`);
+  }
+  return pick.sort().map((n) => io.join(dir, n));
+}
+
+export async function openComponentWeights(io: FileSource, dir: string, variant?: string): Promise<SafetensorsSource> {
+  return SafetensorsSource.open(io, await findWeightFiles(io, dir, variant));
+}

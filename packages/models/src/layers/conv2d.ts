@@ -1,0 +1,25 @@
+import type { Tensor } from '@fewstep/tensor';
+import { conv2d } from '@fewstep/kernels';
+import type { WeightScope } from '../weights';
+
+export interface Conv2dConfig {
+  kernel: number;
+  stride?: number;
+  padding?: number;
+  bias?: boolean;
+}
+
+/** torch.nn.Conv2d (square kernel, symmetric zero padding): weight [O, C, k, k], bias [O]. */
+export class Conv2d {
+  private constructor(readonly weight: Tensor, readonly bias: Tensor | undefined, readonly stride: number, readonly padding: number) {}
+
+  static async load(w: WeightScope, inChannels: number, outChannels: number, cfg: Conv2dConfig): Promise<Conv2d> {
+    const weight = await w.get('weight', [outChannels, inChannels, cfg.kernel, cfg.kernel]);
+    const bias = cfg.bias === false ? undefined : await w.get('bias', [outChannels]);
+    return new Conv2d(weight, bias, cfg.stride ?? 1, cfg.padding ?? 0);
+  }
+
+  forward(x: Tensor): Tensor {
+    return conv2d(x, this.weight, { stride: this.stride, padding: this.padding, bias: this.bias });
+  }
+}

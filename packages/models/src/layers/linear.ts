@@ -1,0 +1,18 @@
+import type { Tensor } from '@fewstep/tensor';
+import { linear } from '@fewstep/kernels';
+import type { WeightScope } from '../weights';
+
+/** torch.nn.Linear: weight [out, in], optional bias [out]. */
+export class Linear {
+  private constructor(readonly weight: Tensor, readonly bias: Tensor | undefined, readonly inFeatures: number, readonly outFeatures: number) {}
+
+  static async load(w: WeightScope, inFeatures: number, outFeatures: number, bias = true): Promise<Linear> {
+    const weight = await w.get('weight', [outFeatures, inFeatures]);
+    const b = bias ? await w.get('bias', [outFeatures]) : undefined;
+    return new Linear(weight, b, inFeatures, outFeatures);
+  }
+
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
