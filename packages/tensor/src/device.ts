@@ -217,6 +217,37 @@ export class Device {
     return this.ensureEncoder();
   }
 
+  /**
+   * Times the dispatches `record` makes, on the GPU (timestamp queries), in milliseconds; null when
+   * the adapter lacks 'timestamp-query'. The dispatches run in a pass of their own.
+   */
+  async timeDispatches(record: () => void): Promise<number | null> {
+    if (!this.features.timestamp) {
+      record();
+      await this.sync();
+      return null;
+    }
+    this.flush();
+    const qs = this.gpu.createQuerySet({ type: 'timestamp', count: 2 });
+    this.encoder = this.gpu.createCommandEncoder({ label: 'timed' });
+    this.pass = this.encoder.beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+    try {
+      record();
+    } finally {
+      if (this.pass) {
+        this.pass.end();
+        this.pass = null;
+      }
+    }
+    const resolve = this.gpu.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    this.ensureEncoder().resolveQuerySet(qs, 0, 2, resolve, 0);
+    const bytes = await this.read(resolve, 0, 16);
+    resolve.destroy();
+    qs.destroy();
+    const t = new BigInt64Array(bytes.buffer, bytes.byteOffset, 2);
+    return Number(t[1]! - t[0]!) / 1e6;
+  }
+
   /** Submits everything recorded so far. */
   flush(): void {
     if (this.pass) {

@@ -1,0 +1,61 @@
+/** `fewstep bench kernels`: warm up, time each case (GPU timestamps when available), check a sample. */
+import type { DType, Device } from '@fewstep/tensor';
+import { embeddingCases, kernelCases, type BenchCase } from './kernel_cases';
+
+export interface KernelRow {
+  case: string;
+  family: string;
+  dtype: DType;
+  adapter: string;
+  median_ms: number;
+  min_ms: number;
+  gflops: number | null;
+  gbps: number | null;
+  max_err: number;
+  timing: 'gpu-timestamp' | 'wall';
+  error?: string;
+}
+
+export async function benchKernels(device: Device, opts: { dtypes: DType[]; filter?: RegExp; reps: number; onRow?: (r: KernelRow) => void }): Promise<KernelRow[]> {
+  const rows: KernelRow[] = [];
+  const cases: BenchCase[] = [...kernelCases(), ...embeddingCases()].filter((c) => !opts.filter || opts.filter.test(c.name) || opts.filter.test(c.family));
+  for (const dtype of opts.dtypes) {
+    for (const c of cases) {
+      const row: KernelRow = { case: c.name, family: c.family, dtype, adapter: device.adapter.name, median_ms: NaN, min_ms: NaN, gflops: null, gbps: null, max_err: NaN, timing: device.features.timestamp ? 'gpu-timestamp' : 'wall' };
+      let prep;
+      try {
+        prep = c.setup(device, dtype);
+        // Warm-up: compiles the pipeline, touches the memory; also the correctness sample.
+        const first = prep.run();
+        await device.sync();
+        row.max_err = await prep.check(first);
+        first.dispose();
+        const times: number[] = [];
+        for (let i = 0; i < opts.reps; i++) {
+          let out;
+          const t0 = performance.now();
+          const gpuMs = await device.timeDispatches(() => {
+            out = prep!.run();
+          });
+          const wall = performance.now() - t0;
+          (out as unknown as { dispose(): void } | undefined)?.dispose();
+          times.push(gpuMs ?? wall);
+        }
+        times.sort((a, b) => a - b);
+        row.median_ms = +times[Math.floor(times.length / 2)]!.toFixed(3);
+        row.min_ms = +times[0]!.toFixed(3);
+        const s = row.median_ms / 1000;
+        if (c.flops) row.gflops = +(c.flops / s / 1e9).toFixed(2);
+        else row.gbps = +((c.bytes * (dtype === 'f16' ? 0.5 : 1)) / s / 1e9).toFixed(2);
+      } catch (e) {
+        row.error = (e as Error).message.split('\n')[0];
+        await device.sync().catch(() => undefined);
+      } finally {
+        prep?.dispose();
+      }
+      rows.push(row);
+      opts.onRow?.(row);
+    }
+  }
+  return rows;
+}
