@@ -21,11 +21,19 @@ export async function readConfig(io: FileSource, dir: string): Promise<Record<st
 
 /** Picks the weight files of a component folder; `variant` 'fp16' prefers `*.fp16.safetensors`. */
 export async function findWeightFiles(io: FileSource, dir: string, variant?: string): Promise<string[]> {
-  const names = (await io.list(dir)).filter((n) => n.endsWith('.safetensors'));
-  const isVariant = (n: string) => /\.(fp16|fp32|bf16|non_ema|ema)\.safetensors$/.test(n) || /\.(fp16|bf16)-\d+-of-\d+\.safetensors$/.test(n);
-  let pick = variant ? names.filter((n) => n.includes(`.${variant}.`) || n.includes(`.${variant}-`)) : [];
-  if (!pick.length) pick = names.filter((n) => !isVariant(n));
-  if (!pick.length) pick = names;
+  const all = (await io.list(dir)).filter((n) => n.endsWith('.safetensors'));
+  // The names diffusers/transformers load (`diffusion_pytorch_model[.variant][-00001-of-0000N].safetensors`,
+  // `model…`); other .safetensors files in the folder are not weights of this component.
+  const std = /^(diffusion_pytorch_model|model)(\.([A-Za-z0-9_]+))?(-\d+-of-\d+)?\.safetensors$/;
+  const parsed = all.map((n) => ({ n, m: std.exec(n) })).filter((x) => x.m);
+  let pick: string[];
+  if (parsed.length) {
+    const withVariant = variant ? parsed.filter((x) => x.m![3] === variant) : [];
+    pick = (withVariant.length ? withVariant : parsed.filter((x) => !x.m![3])).map((x) => x.n);
+    if (!pick.length) pick = parsed.map((x) => x.n);
+    // Prefer diffusers' name when both a diffusers and a transformers file exist.
+    if (pick.some((n) => n.startsWith('diffusion_pytorch_model'))) pick = pick.filter((n) => n.startsWith('diffusion_pytorch_model'));
+  } else pick = all;
   if (!pick.length) {
     const bins = (await io.list(dir)).filter((n) => /\.(bin|pth|pt|ckpt)$/.test(n));
     throw new Error(`${dir}: no .safetensors weights${bins.length ? ` (found ${bins.join(', ')}: PyTorch pickles are not supported yet; convert them to safetensors)` : ''}`);

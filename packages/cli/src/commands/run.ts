@@ -1,0 +1,205 @@
+import { rename, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { Device, SafetensorsFile, Tensor, encodeSafetensors, shapeStr, type StDType, type TensorToWrite } from '@fewstep/tensor';
+import { nodeFiles, nodeGPU } from '@fewstep/tensor/node';
+import { AutoencoderKL, CLIPTextModel, COMPONENT_CLASSES, UNet2DConditionModel, componentInfo, loadComponent, type Component } from '@fewstep/models';
+import { UsageError } from '../args';
+import type { Command } from '../command';
+
+/** One input the component takes: its name, a shape pattern (null = any size) and a dtype family. */
+interface InputSpec {
+  name: string;
+  /** Accepted shapes; each entry is a pattern with null for free dims. */
+  shapes: (number | null)[][];
+  /** What the shape means, for errors. */
+  describe: string;
+  kind: 'float' | 'int';
+  optional?: boolean;
+}
+
+type Method = 'encode' | 'decode';
+const AUTOENCODERS = ['AutoencoderTiny', 'AutoencoderKL'];
+const INT_DTYPES: StDType[] = ['I64', 'I32', 'I16', 'I8', 'U8', 'BOOL', 'U16'];
+
+const num = (v: unknown, def: number): number => (typeof v === 'number' ? v : def);
+
+/** The call signature of each class (diffusers/transformers argument and output names). */
+function signature(className: string, cfg: Record<string, unknown>, method: Method | undefined): { inputs: InputSpec[]; outputs: string[]; what: string } {
+  switch (className) {
+    case 'UNet2DConditionModel': {
+      const c = num(cfg.in_channels, 4), ctx = num(cfg.cross_attention_dim, 1280);
+      return {
+        what: 'UNet2DConditionModel',
+        inputs: [
+          { name: 'sample', shapes: [[null, c, null, null]], describe: `[batch, ${c}, height, width]`, kind: 'float' },
+          { name: 'timestep', shapes: [[], [null]], describe: 'a scalar (0-dim) or [batch]', kind: 'float' },
+          { name: 'encoder_hidden_states', shapes: [[null, null, ctx]], describe: `[batch, length, ${ctx}]`, kind: 'float' },
+        ],
+        outputs: ['sample'],
+      };
+    }
+    case 'CLIPTextModel': {
+      const P = num(cfg.max_position_embeddings, 77);
+      return {
+        what: 'CLIPTextModel',
+        inputs: [
+          { name: 'input_ids', shapes: [[null, null]], describe: `[batch, length ≤ ${P}]`, kind: 'int' },
+          { name: 'attention_mask', shapes: [[null, null]], describe: '[batch, length] like input_ids', kind: 'int', optional: true },
+        ],
+        outputs: ['last_hidden_state', 'penultimate_hidden_state'],
+      };
+    }
+    case 'AutoencoderTiny':
+    case 'AutoencoderKL': {
+      const latent = num(cfg.latent_channels, 4), inC = num(cfg.in_channels, 3);
+      return method === 'decode'
+        ? { what: `${className} decode`, inputs: [{ name: 'z', shapes: [[null, latent, null, null]], describe: `[batch, ${latent}, height, width]`, kind: 'float' }], outputs: ['sample'] }
+        : { what: `${className} encode`, inputs: [{ name: 'sample', shapes: [[null, inC, null, null]], describe: `[batch, ${inC}, height, width]`, kind: 'float' }], outputs: ['latents'] };
+    }
+    default:
+      throw new Error(`component class "${className}" is not supported by run (supported: ${COMPONENT_CLASSES.join(', ')})`);
+  }
+}
+
+const fits = (shape: readonly number[], pattern: (number | null)[]) => shape.length === pattern.length && pattern.every((p, i) => p === null || p === shape[i]);
+
+interface HostInput {
+  shape: number[];
+  data: Float32Array | Int32Array;
+}
+
+/** Reads and validates the inputs file against the signature; every problem is one line naming the tensor. */
+async function readInputs(path: string, sig: ReturnType<typeof signature>, cfg: Record<string, unknown>, className: string): Promise<Map<string, HostInput>> {
+  const f = await SafetensorsFile.open(nodeFiles, path);
+  try {
+    const expected = sig.inputs.map((s) => (s.optional ? `${s.name} (optional)` : s.name)).join(', ');
+    for (const name of f.tensors.keys()) {
+      if (!sig.inputs.some((s) => s.name === name)) throw new Error(`${path}: unexpected input tensor "${name}" for ${sig.what} (expected: ${expected})`);
+    }
+    const out = new Map<string, HostInput>();
+    for (const spec of sig.inputs) {
+      if (!f.has(spec.name)) {
+        if (spec.optional) continue;
+        throw new Error(`${path}: missing input tensor "${spec.name}" for ${sig.what} (expected: ${expected})`);
+      }
+      const info = f.info(spec.name);
+      if (!spec.shapes.some((p) => fits(info.shape, p))) {
+        throw new Error(`${path}: input "${spec.name}" has shape ${shapeStr(info.shape)}, but ${sig.what} expects ${spec.describe}`);
+      }
+      if (spec.kind === 'int' && !INT_DTYPES.includes(info.dtype)) throw new Error(`${path}: input "${spec.name}" is ${info.dtype}, but ${sig.what} expects integer ids (I64 or I32)`);
+      if (spec.kind === 'float' && INT_DTYPES.includes(info.dtype) && spec.name !== 'timestep') {
+        throw new Error(`${path}: input "${spec.name}" is ${info.dtype}, but ${sig.what} expects floating point (F32, F16, BF16 or F64)`);
+      }
+      const data = (await f.read(spec.name, spec.kind === 'int' ? 'i32' : 'f32')) as Float32Array | Int32Array;
+      out.set(spec.name, { shape: info.shape, data });
+    }
+    // Cross-input checks.
+    const batch = (n: string) => out.get(n)?.shape[0];
+    if (className === 'UNet2DConditionModel') {
+      const b = batch('sample')!, ts = out.get('timestep')!;
+      if (batch('encoder_hidden_states') !== b) throw new Error(`${path}: encoder_hidden_states has batch ${batch('encoder_hidden_states')} but sample has ${b}`);
+      if (ts.shape.length === 1 && ts.shape[0] !== b && ts.shape[0] !== 1) throw new Error(`${path}: timestep has shape ${shapeStr(ts.shape)}; expected a scalar, [1] or [${b}] (the batch of sample)`);
+    }
+    if (className === 'CLIPTextModel') {
+      const ids = out.get('input_ids')!, mask = out.get('attention_mask');
+      const P = num(cfg.max_position_embeddings, 77), V = num(cfg.vocab_size, 49408);
+      if (ids.shape[1]! < 1 || ids.shape[1]! > P) throw new Error(`${path}: input_ids has length ${ids.shape[1]}; CLIPTextModel takes 1 to ${P} tokens (max_position_embeddings)`);
+      const bad = ids.data.findIndex((v) => v < 0 || v >= V);
+      if (bad >= 0) throw new Error(`${path}: input_ids[${Math.floor(bad / ids.shape[1]!)}, ${bad % ids.shape[1]!}] = ${ids.data[bad]} is outside the vocabulary (0..${V - 1})`);
+      if (mask && shapeStr(mask.shape) !== shapeStr(ids.shape)) throw new Error(`${path}: attention_mask has shape ${shapeStr(mask.shape)} but input_ids has ${shapeStr(ids.shape)}`);
+    }
+    return out;
+  } finally {
+    await f.close();
+  }
+}
+
+/** Runs the component; returns the outputs (GPU tensors, any float dtype) by name. */
+async function forward(model: Component, device: Device, method: Method | undefined, inputs: Map<string, HostInput>): Promise<Record<string, Tensor>> {
+  const up = (name: string, as: 'f32' | 'f16' | 'i32') => {
+    const x = inputs.get(name)!;
+    return Tensor.from(device, as === 'i32' ? Int32Array.from(x.data) : x.data, x.shape, as);
+  };
+  if (model instanceof CLIPTextModel) {
+    const mask = inputs.has('attention_mask') ? up('attention_mask', 'f32') : undefined;
+    const out = model.forwardWithEos(up('input_ids', 'i32'), undefined, { attentionMask: mask });
+    return { last_hidden_state: out.lastHiddenState, penultimate_hidden_state: out.penultimateHiddenState };
+  }
+  if (model instanceof UNet2DConditionModel) {
+    const ts = inputs.get('timestep')!;
+    // A scalar or [1] timestep applies to the whole batch, as in diffusers.
+    const timestep = ts.shape.length === 0 || ts.shape[0] === 1 ? ts.data[0]! : Array.from(ts.data);
+    return { sample: model.forward(up('sample', model.dtype), timestep, up('encoder_hidden_states', model.dtype)) };
+  }
+  if (method === 'decode') return { sample: model.decode(up('z', model.dtype)) };
+  if (model instanceof AutoencoderKL) return { latents: (await model.encode(up('sample', model.dtype))).mean };
+  return { latents: model.encode(up('sample', model.dtype)) };
+}
+
+async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.partial`);
+  try {
+    await writeFile(tmp, bytes);
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw new Error(`${path}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+export const run: Command = {
+  name: 'run',
+  summary: 'Run one model component (UNet, text encoder, VAE) on tensors from a safetensors file',
+  usage: 'fewstep run <component-dir> --inputs <in.safetensors> --out <out.safetensors> [--method encode|decode] [--dtype f32|f16]',
+  description:
+    'Loads the diffusers/transformers component in <component-dir> (the class named by its config.json) and calls it on the tensors in --inputs, named like the Python call:\n' +
+    '  UNet2DConditionModel: sample, timestep (scalar or [batch]), encoder_hidden_states → sample\n' +
+    '  CLIPTextModel: input_ids (I64/I32), optional attention_mask → last_hidden_state, penultimate_hidden_state\n' +
+    '  AutoencoderTiny / AutoencoderKL: --method decode: z → sample; --method encode: sample → latents (AutoencoderKL: the mean)\n' +
+    'Outputs are written as F32 safetensors (via a temporary file, so a failure leaves no partial output).',
+  flags: {
+    inputs: { type: 'string', help: 'safetensors file with the input tensors' },
+    out: { type: 'string', help: 'where to write the output tensors (safetensors, F32)' },
+    method: { type: 'string', choices: ['encode', 'decode'], help: 'autoencoders only: encode an image or decode latents' },
+    dtype: { type: 'string', choices: ['f32', 'f16'], default: 'f32', help: 'weight and activation dtype' },
+  },
+  async run({ flags, positionals }, io) {
+    if (positionals.length !== 1) throw new UsageError(`expected one component folder, got ${positionals.length}`);
+    const dir = positionals[0]!;
+    const inputsPath = flags.inputs as string | undefined, outPath = flags.out as string | undefined;
+    if (!inputsPath) throw new UsageError('--inputs <file.safetensors> is required');
+    if (!outPath) throw new UsageError('--out <file.safetensors> is required');
+    const method = flags.method as Method | undefined;
+    const dtype = flags.dtype as 'f32' | 'f16';
+
+    const { className, config } = await componentInfo(nodeFiles, dir);
+    const isAE = AUTOENCODERS.includes(className);
+    if (isAE && !method) throw new UsageError(`${className} needs --method encode or --method decode`);
+    if (!isAE && method) throw new UsageError(`--method is only for autoencoders; ${className} has a single forward`);
+    const sig = signature(className, config, method);
+    const inputs = await readInputs(inputsPath, sig, config, className);
+
+    const t0 = performance.now();
+    const device = await Device.open({ gpu: await nodeGPU() });
+    let model: Component | undefined;
+    try {
+      if (dtype === 'f16' && !device.features.f16) throw new Error(`--dtype f16 needs the shader-f16 feature, which ${device.adapter.name} does not offer; use --dtype f32`);
+      model = await loadComponent(nodeFiles, dir, device, { dtype });
+      const outputs = await device.scope(() => forward(model!, device, method, inputs));
+      const toWrite: Record<string, TensorToWrite> = {};
+      for (const name of sig.outputs) {
+        const t = outputs[name]!;
+        toWrite[name] = { dtype: 'F32', shape: t.shape, data: await t.readF32() };
+      }
+      await device.checkErrors();
+      for (const t of Object.values(outputs)) t.dispose();
+      await writeAtomically(outPath, encodeSafetensors(toWrite, { format: 'pt', producer: 'fewstep run', component: className }));
+      const secs = ((performance.now() - t0) / 1000).toFixed(2);
+      io.stdout(`${outPath}: ${sig.outputs.map((n) => `${n} ${shapeStr(toWrite[n]!.shape)}`).join(', ')} (${sig.what}, ${dtype}, ${secs}s on ${device.adapter.name})\n`);
+      return 0;
+    } finally {
+      model?.dispose();
+      device.destroy();
+    }
+  },
+};

@@ -1,0 +1,54 @@
+/**
+ * Component class registry: reads a folder's config.json, picks the model class it names
+ * (diffusers `_class_name`, or transformers `architectures[0]`) and loads it.
+ */
+import type { Device, FileSource } from '@fewstep/tensor';
+import { readConfig } from './component';
+import { CLIPTextModel } from './clip/modeling_clip';
+import { AutoencoderTiny } from './autoencoders/autoencoder_tiny';
+import { AutoencoderKL } from './autoencoders/autoencoder_kl';
+import { UNet2DConditionModel } from './unet_2d_condition';
+
+export interface LoadComponentOptions {
+  dtype?: 'f32' | 'f16';
+  /** Weight-file variant to prefer, e.g. 'fp16'. */
+  variant?: string;
+}
+
+/** Anything loadComponent returns: a model with its weights on the GPU. */
+export type Component = UNet2DConditionModel | CLIPTextModel | AutoencoderTiny | AutoencoderKL;
+
+type Loader = (io: FileSource, dir: string, device: Device, opts: LoadComponentOptions) => Promise<Component>;
+
+const LOADERS: Record<string, Loader> = {
+  UNet2DConditionModel: (io, dir, device, opts) => UNet2DConditionModel.fromFolder(io, dir, device, opts),
+  CLIPTextModel: (io, dir, device, opts) => CLIPTextModel.fromFolder(io, dir, device, opts),
+  AutoencoderTiny: (io, dir, device, opts) => AutoencoderTiny.fromFolder(io, dir, device, opts),
+  AutoencoderKL: (io, dir, device, opts) => AutoencoderKL.fromFolder(io, dir, device, opts),
+};
+
+/** Class names loadComponent knows. */
+export const COMPONENT_CLASSES: readonly string[] = Object.keys(LOADERS);
+
+export interface ComponentInfo {
+  className: string;
+  config: Record<string, unknown>;
+}
+
+/** Reads the folder's config.json and names its class, without loading weights. */
+export async function componentInfo(io: FileSource, dir: string): Promise<ComponentInfo> {
+  const config = await readConfig(io, dir);
+  const cls = config._class_name ?? (Array.isArray(config.architectures) ? config.architectures[0] : undefined);
+  if (typeof cls !== 'string' || !cls) {
+    throw new Error(`${io.join(dir, 'config.json')}: no "_class_name" (diffusers) or "architectures" (transformers) entry, so the model class is unknown`);
+  }
+  return { className: cls, config };
+}
+
+/** Loads the component in `dir` as the class its config.json names; unknown classes are one clear error. */
+export async function loadComponent(io: FileSource, dir: string, device: Device, opts: LoadComponentOptions = {}): Promise<Component> {
+  const { className } = await componentInfo(io, dir);
+  const load = Object.hasOwn(LOADERS, className) ? LOADERS[className] : undefined;
+  if (!load) throw new Error(`${dir}: component class "${className}" is not supported (supported: ${COMPONENT_CLASSES.join(', ')})`);
+  return load(io, dir, device, opts);
+}
