@@ -1,0 +1,86 @@
+// Conv2d family (NCHW, zero padding):
+//   conv2d_direct — one thread per output value, loops over C·kh·kw (the oracle);
+//   conv2d (tiled) — implicit GEMM on the matmul family's tiled core: M = N·H'·W' output pixels,
+//     N = O output channels, K = C·kh·kw. load_a gathers input pixels on the fly into the shared
+//     A tile (no im2col buffer); the weight [O, C·kh·kw] is the GEMM's B read transposed.
+import { paramsStruct, type ParamSchema } from '../runtime';
+import type { GemmPieces } from '../matmul/matmul.wgsl';
+
+export const CONV_PARAMS: ParamSchema = [
+  ['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['tiles_m', 'u32'],
+  ['tiles_n', 'u32'], ['batch', 'u32'], ['alpha', 'f32'], ['has_bias', 'u32'],
+  ['C', 'u32'], ['H', 'u32'], ['W', 'u32'], ['OH', 'u32'],
+  ['OW', 'u32'], ['KH', 'u32'], ['KW', 'u32'], ['stride', 'u32'],
+  ['pad', 'u32'],
+];
+
+const HEADER = `${paramsStruct(CONV_PARAMS)}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read> w: array<T>;
+@group(0) @binding(3) var<storage, read> bias: array<T>;
+@group(0) @binding(4) var<storage, read_write> y: array<T>;`;
+
+/** GEMM pieces: A[m][k] = x[n, c, oh·s − pad + ky, ow·s − pad + kx], B[k][o] = w[o, k], C → y[n, o, oh, ow]. */
+export const CONV_GEMM_PIECES: GemmPieces = {
+  header: HEADER,
+  fns: `
+fn load_a(bi: u32, m: u32, k: u32) -> f32 {
+  let ohw = p.OH * p.OW;
+  let khw = p.KH * p.KW;
+  let n = m / ohw;
+  let pix = m % ohw;
+  let c = k / khw;
+  let r = k % khw;
+  let ih = i32((pix / p.OW) * p.stride + r / p.KW) - i32(p.pad);
+  let iw = i32((pix % p.OW) * p.stride + r % p.KW) - i32(p.pad);
+  let ok = m < p.M && k < p.K && ih >= 0 && ih < i32(p.H) && iw >= 0 && iw < i32(p.W);
+  // Clamped index + select keeps the gather branch-free; the clamp keeps it inside x.
+  let idx = ((min(n, (p.M - 1u) / ohw) * p.C + min(c, p.C - 1u)) * p.H + u32(clamp(ih, 0, i32(p.H) - 1))) * p.W + u32(clamp(iw, 0, i32(p.W) - 1));
+  return select(0.0, f32(x[idx]), ok);
+}
+fn load_b(bi: u32, k: u32, o: u32) -> f32 {
+  let v = f32(w[min(o, p.N - 1u) * p.K + min(k, p.K - 1u)]);
+  return select(0.0, v, k < p.K && o < p.N);
+}
+fn store_c(bi: u32, m: u32, o: u32, v: f32) {
+  let ohw = p.OH * p.OW;
+  var r = v * p.alpha;
+  if (p.has_bias != 0u) { r += f32(bias[o]); }
+  y[((m / ohw) * p.N + o) * ohw + m % ohw] = T(r);
+}`,
+  // Adjacent m are adjacent output pixels (adjacent input columns at stride 1): walk m when loading.
+  aKFast: false,
+  bKFast: true,
+};
+
+/** Direct convolution, one thread per output value: the oracle for the implicit GEMM. */
+export const CONV_DIRECT_WGSL = /* wgsl */ `
+alias T = f32;
+${HEADER}
+
+@compute @workgroup_size(256)
+fn conv2d_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+  let ohw = p.OH * p.OW;
+  if (i >= p.M * p.N) { return; }
+  let ow = i % p.OW;
+  let oh = (i / p.OW) % p.OH;
+  let o = (i / ohw) % p.N;
+  let n = i / (ohw * p.N);
+  var acc = 0.0;
+  for (var c = 0u; c < p.C; c++) {
+    for (var ky = 0u; ky < p.KH; ky++) {
+      let ih = i32(oh * p.stride + ky) - i32(p.pad);
+      if (ih < 0 || ih >= i32(p.H)) { continue; }
+      for (var kx = 0u; kx < p.KW; kx++) {
+        let iw = i32(ow * p.stride + kx) - i32(p.pad);
+        if (iw < 0 || iw >= i32(p.W)) { continue; }
+        acc += f32(x[((n * p.C + c) * p.H + u32(ih)) * p.W + u32(iw)]) * f32(w[((o * p.C + c) * p.KH + ky) * p.KW + kx]);
+      }
+    }
+  }
+  if (p.has_bias != 0u) { acc += f32(bias[o]); }
+  y[i] = T(acc);
+}
+`;
