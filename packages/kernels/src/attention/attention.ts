@@ -1,0 +1,83 @@
+import { Tensor, shapeStr } from '@fewstep/tensor';
+import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime';
+import { ATTENTION_PARAMS, attentionWGSL, type AttentionTiles } from './attention.wgsl';
+
+export interface AttentionOptions {
+  /** Defaults to 1/sqrt(headDim). */
+  scale?: number;
+  /** Causal mask: query i attends keys 0..i (CLIP). */
+  causal?: boolean;
+  /** Optional key padding mask [B, Lk] (1 = keep, 0 = masked out), as transformers' attention_mask. */
+  keyMask?: Tensor;
+}
+
+/** Largest head dim the generated kernel takes (registers: 2·D floats per thread). */
+export const ATTENTION_MAX_HEAD_DIM = 256;
+const NT = 64;
+const sources = new Map<string, string>();
+
+/**
+ * Tile configuration. GPUs: one query per thread (2·D accumulator floats in registers). CPU
+ * rasterisers (lavapipe, SwiftShader) run a workgroup as SIMD lanes where every shared-memory read
+ * costs a gather, so there each thread takes several queries to reuse each K/V read (measured on
+ * lavapipe, CPU time: D=40 ~2× faster with 4 queries per thread; D=80 best with 2); register spills are cheap there.
+ * Keys per tile: as many as fit K and V tiles (f32 vec4) plus the BK×BQ scores in 16 KiB, at most 32;
+ * the budget leaves real GPUs room for several workgroups per core.
+ */
+function tiles(device: Tensor['device'], dc: number): AttentionTiles {
+  const a = device.adapter;
+  const cpuLike = /llvmpipe|lavapipe|swiftshader/i.test(`${a.name} ${a.description} ${a.device}`);
+  const tq = !cpuLike ? 1 : dc <= 10 ? 4 : dc <= 20 ? 2 : 1;
+  const budget = Math.min(16384, device.limits.maxComputeWorkgroupStorageSize);
+  let bk = 32;
+  while (bk > 1 && 2 * bk * dc * 16 + bk * NT * tq * 4 + bk * 4 > budget) bk /= 2;
+  return { dc, nt: NT, tq, bk };
+}
+
+/**
+ * Multi-head scaled dot-product attention in the projection layout:
+ * q [B, Lq, H·D], k [B, Lk, H·D], v [B, Lk, H·D] → [B, Lq, H·D]. Online softmax (flash style):
+ * the Lq×Lk score matrix is never materialised.
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, opts: AttentionOptions = {}): Tensor {
+  const op = 'attention';
+  const shapes = () => `q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}, heads=${heads}`;
+  if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) throw new Error(`${op}: expected rank-3 [B, L, H·D] inputs, got ${shapes()}`);
+  const [b, lq, hd] = q.shape as [number, number, number];
+  const lk = k.shape[1]!;
+  if (k.shape[0] !== b || v.shape[0] !== b || k.shape[2] !== hd || v.shape[2] !== hd || v.shape[1] !== lk) {
+    throw new Error(`${op}: q/k/v shapes do not match (${shapes()})`);
+  }
+  if (!Number.isInteger(heads) || heads < 1 || hd % heads) throw new Error(`${op}: H·D = ${hd} is not divisible by heads (${shapes()})`);
+  const d = hd / heads;
+  if (d > ATTENTION_MAX_HEAD_DIM) throw new Error(`${op}: head dim ${d} exceeds ${ATTENTION_MAX_HEAD_DIM} (${shapes()})`);
+  const dtype = sameDType(op, q, k, v);
+  if (dtype === 'i32') throw new Error(`${op}: i32 inputs are not supported (${shapes()})`);
+  checkDType(q.device, op, dtype);
+  const mask = opts.keyMask;
+  if (mask) {
+    if (mask.size !== b * lk || mask.shape[0] !== b) throw new Error(`${op}: keyMask ${shapeStr(mask.shape)} is not [B, Lk] = [${b}, ${lk}] (${shapes()})`);
+    if (mask.dtype !== 'f32' && mask.dtype !== dtype) throw new Error(`${op}: keyMask must be f32 or ${dtype}, got ${mask.dtype} (${shapes()})`);
+  }
+  if (lk === 0 && lq > 0) throw new Error(`${op}: no keys to attend (${shapes()})`);
+
+  const out = Tensor.empty(q.device, [b, lq, hd], dtype);
+  if (!out.size) return out;
+  const t = tiles(q.device, Math.ceil(d / 4));
+  const nqb = ceilDiv(lq, t.nt * t.tq);
+  const units = b * heads * nqb;
+  // The source is generated per tile configuration, so it is part of the family name (pipeline key).
+  const family = `attention.dc${t.dc}.nt${t.nt}.tq${t.tq}.bk${t.bk}`;
+  let code = sources.get(family);
+  if (!code) sources.set(family, (code = attentionWGSL(t)));
+  const pipe = getPipeline(q.device, {
+    family, entry: 'attention', dtype, code,
+    storage: ['read', 'read', 'read', 'read', 'rw'],
+  });
+  const scale = opts.scale ?? 1 / Math.sqrt(d);
+  const flags = (opts.causal ? 1 : 0) | (mask ? 2 : 0) | (mask?.dtype === 'f16' ? 4 : 0);
+  const params = packParams(ATTENTION_PARAMS, { units, nqb, heads, lq, lk, d, hd, scale: scale * Math.LOG2E, flags });
+  const qb = q.binding('attention q');
+  q.device.dispatch(pipe, params, [qb, k.binding('attention k'), v.binding('attention v'), mask?.binding('attention keyMask') ?? qb, out.binding('attention out')], grid1d(units), op);
+  return out;
+}

@@ -1,0 +1,91 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { Tensor, cpu, roundToF16 } from '@fewstep/tensor';
+import { groupNorm, layerNorm, softmax } from '@fewstep/kernels';
+import { gpuDevice, closeDevice } from '../helpers/gpu';
+import { TOL, expectClose, randArray } from '../helpers/compare';
+
+afterAll(closeDevice);
+
+const dtypes = ['f32', 'f16'] as const;
+const input = (n: number, seed: number, dtype: 'f32' | 'f16', lo = -3, hi = 3) => {
+  const x = randArray(n, seed, lo, hi);
+  return dtype === 'f16' ? roundToF16(x) : x;
+};
+const prod = (s: number[]) => s.reduce((a, b) => a * b, 1);
+
+describe('groupNorm', () => {
+  const cases: [number[], number][] = [
+    [[2, 6, 5, 7], 3],
+    [[1, 32, 3, 4], 32],
+    [[2, 4, 9], 2], // 1-D spatial
+    [[3, 4], 2], // no spatial dims
+    [[1, 8, 33, 33], 2], // 4·1089 values per group: many strides of one workgroup
+  ];
+  for (const dtype of dtypes)
+    for (const [shape, g] of cases)
+      for (const [affine, silu] of [[true, false], [false, false], [true, true], [false, true]] as const) {
+        it(`${dtype} ${JSON.stringify(shape)} G=${g} affine=${affine} silu=${silu}`, async () => {
+          const d = await gpuDevice();
+          const c = shape[1]!;
+          // An offset mean (|mean| ≫ std) checks the two-pass variance.
+          const x = input(prod(shape), 11, dtype, 4, 6);
+          const gm = affine ? input(c, 12, dtype, 0.5, 1.5) : null;
+          const bt = affine ? input(c, 13, dtype) : null;
+          const y = groupNorm(Tensor.from(d, x, shape, dtype), g, gm && Tensor.from(d, gm, [c], dtype), bt && Tensor.from(d, bt, [c], dtype), 1e-5, { silu });
+          expect(y.shape).toEqual(shape);
+          const tol = dtype === 'f16' ? { atol: 4e-3, rtol: 1e-2 } : { atol: 2e-5, rtol: 2e-4 };
+          expectClose(await y.read(), cpu.cpuGroupNorm(x, shape, g, gm, bt, 1e-5, silu), tol, `groupNorm(${shape},G=${g},${dtype})`);
+        });
+      }
+  it('gamma only, beta only', async () => {
+    const d = await gpuDevice();
+    const shape = [2, 6, 5];
+    const x = randArray(60, 3), gm = randArray(6, 4), bt = randArray(6, 5);
+    const xt = Tensor.from(d, x, shape);
+    expectClose(await groupNorm(xt, 3, Tensor.from(d, gm, [6]), null, 1e-6).read(), cpu.cpuGroupNorm(x, shape, 3, gm, null, 1e-6), TOL.f32, 'groupNorm gamma only');
+    expectClose(await groupNorm(xt, 3, null, Tensor.from(d, bt, [6]), 1e-6).read(), cpu.cpuGroupNorm(x, shape, 3, null, bt, 1e-6), TOL.f32, 'groupNorm beta only');
+  });
+  it('rejects channels not divisible by groups, naming the shape', async () => {
+    const d = await gpuDevice();
+    const x = Tensor.from(d, new Float32Array(2 * 6 * 4), [2, 6, 4]);
+    expect(() => groupNorm(x, 4, null, null, 1e-5)).toThrow('groupNorm: 6 channels of x [2, 6, 4] are not divisible by 4 groups');
+    expect(() => groupNorm(x, 3, Tensor.from(d, new Float32Array(5), [5]), null, 1e-5)).toThrow('groupNorm: gamma [5]');
+  });
+});
+
+describe('layerNorm', () => {
+  for (const dtype of dtypes)
+    for (const shape of [[7, 45], [2, 3, 1], [3, 300], [2, 1281]])
+      for (const affine of [true, false]) {
+        it(`${dtype} ${JSON.stringify(shape)} affine=${affine}`, async () => {
+          const d = await gpuDevice();
+          const dim = shape[shape.length - 1]!;
+          const x = input(prod(shape), 21, dtype, -2, 4);
+          const gm = affine ? input(dim, 22, dtype) : null;
+          const bt = affine ? input(dim, 23, dtype) : null;
+          const y = layerNorm(Tensor.from(d, x, shape, dtype), gm && Tensor.from(d, gm, [dim], dtype), bt && Tensor.from(d, bt, [dim], dtype), 1e-5);
+          const tol = dtype === 'f16' ? { atol: 4e-3, rtol: 1e-2 } : { atol: 2e-5, rtol: 2e-4 };
+          expectClose(await y.read(), cpu.cpuLayerNorm(x, shape, gm, bt, 1e-5), tol, `layerNorm(${shape},${dtype})`);
+        });
+      }
+  it('rejects a gamma of the wrong length', async () => {
+    const d = await gpuDevice();
+    expect(() => layerNorm(Tensor.from(d, new Float32Array(14), [2, 7]), Tensor.from(d, new Float32Array(6), [6]), null, 1e-5)).toThrow('layerNorm: gamma [6] does not match 7 features of x [2, 7]');
+  });
+});
+
+describe('softmax', () => {
+  for (const dtype of dtypes)
+    for (const [shape, lo, hi] of [[[5, 1], -3, 3], [[3, 7], -3, 3], [[4, 77], -8, 8], [[2, 3, 301], -5, 5], [[3, 129], -3e4, 3e4], [[2, 1000], 1e4, 1.001e4]] as [number[], number, number][]) {
+      it(`${dtype} ${JSON.stringify(shape)} in [${lo}, ${hi}]`, async () => {
+        const d = await gpuDevice();
+        // f16 cannot hold 3e4 spread finely, but the reference sees the same rounded inputs.
+        const x = input(prod(shape), 31, dtype, lo, hi);
+        const y = softmax(Tensor.from(d, x, shape, dtype));
+        const got = await y.read();
+        expect(got.some(Number.isNaN)).toBe(false);
+        const tol = dtype === 'f16' ? { atol: 1e-3, rtol: 1e-2 } : { atol: 1e-6, rtol: 1e-4 };
+        expectClose(got, cpu.cpuSoftmax(x, shape), tol, `softmax(${shape},${dtype})`);
+      });
+    }
+});
