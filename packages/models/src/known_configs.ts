@@ -1,0 +1,112 @@
+/**
+ * The real configs of the models fewstep targets (models.md §1.2, §1.5, §2.1, §4), for random-weight
+ * full-size benchmarks and structure tests. Weights and configs of real runs come from their folders.
+ */
+import type { UNet2DConditionConfig } from './unet_2d_condition';
+import type { CLIPTextConfig } from './clip/modeling_clip';
+import { AUTOENCODER_TINY_DEFAULTS, type AutoencoderTinyConfig } from './autoencoders/autoencoder_tiny';
+
+const common: UNet2DConditionConfig = {
+  act_fn: 'silu',
+  addition_embed_type: null,
+  addition_embed_type_num_heads: 64,
+  addition_time_embed_dim: null,
+  attention_type: 'default',
+  center_input_sample: false,
+  class_embed_type: null,
+  class_embeddings_concat: false,
+  conv_in_kernel: 3,
+  conv_out_kernel: 3,
+  cross_attention_norm: null,
+  downsample_padding: 1,
+  dropout: 0.0,
+  dual_cross_attention: false,
+  encoder_hid_dim: null,
+  encoder_hid_dim_type: null,
+  flip_sin_to_cos: true,
+  freq_shift: 0,
+  in_channels: 4,
+  mid_block_only_cross_attention: null,
+  mid_block_scale_factor: 1,
+  norm_eps: 1e-5,
+  norm_num_groups: 32,
+  num_attention_heads: null,
+  num_class_embeds: null,
+  out_channels: 4,
+  projection_class_embeddings_input_dim: null,
+  resnet_out_scale_factor: 1.0,
+  resnet_skip_time_act: false,
+  resnet_time_scale_shift: 'default',
+  reverse_transformer_layers_per_block: null,
+  sample_size: 64,
+  time_cond_proj_dim: null,
+  time_embedding_act_fn: null,
+  time_embedding_dim: null,
+  time_embedding_type: 'positional',
+  timestep_post_act: null,
+  transformer_layers_per_block: 1,
+  upcast_attention: false,
+};
+
+/** IDKiro/sdxs-512-0.9 (models.md §1.2). */
+export const SDXS_09: UNet2DConditionConfig = {
+  ...common,
+  attention_head_dim: [8, 8, 8],
+  block_out_channels: [320, 640, 1280],
+  cross_attention_dim: 1024,
+  down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'],
+  up_block_types: ['CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
+  layers_per_block: 1,
+  mid_block_type: null,
+  only_cross_attention: [true, false, false],
+  use_linear_projection: true,
+};
+
+/** IDKiro/sdxs-512-dreamshaper (models.md §2.1). */
+export const SDXS_DREAMSHAPER: UNet2DConditionConfig = {
+  ...common,
+  attention_head_dim: 8,
+  block_out_channels: [320, 640, 1280],
+  cross_attention_dim: 768,
+  down_block_types: ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'],
+  up_block_types: ['CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D'],
+  layers_per_block: 1,
+  mid_block_type: null,
+  only_cross_attention: false,
+  use_linear_projection: false,
+};
+
+/** runwayml/stable-diffusion-v1-5 (models.md §4.3). */
+export const SD15: UNet2DConditionConfig = {
+  ...common,
+  attention_head_dim: 8,
+  block_out_channels: [320, 640, 1280, 1280],
+  cross_attention_dim: 768,
+  down_block_types: ['CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D', 'DownBlock2D'],
+  up_block_types: ['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D'],
+  layers_per_block: 2,
+  mid_block_type: 'UNetMidBlock2DCrossAttn',
+  only_cross_attention: false,
+  use_linear_projection: false,
+};
+
+/** stabilityai/stable-diffusion-2-1-base (models.md §4.2). */
+export const SD21_BASE: UNet2DConditionConfig = {
+  ...SD15,
+  attention_head_dim: [5, 10, 20, 20],
+  cross_attention_dim: 1024,
+  use_linear_projection: true,
+};
+
+const clipBase = { vocab_size: 49408, max_position_embeddings: 77, layer_norm_eps: 1e-5, pad_token_id: 1, bos_token_id: 0, eos_token_id: 2 };
+
+/** SD2.x / SD-Turbo / SDXS-512-0.9 text encoder (OpenCLIP ViT-H/14 text tower as CLIPTextModel). */
+export const CLIP_TEXT_SD2: CLIPTextConfig = { ...clipBase, hidden_size: 1024, intermediate_size: 4096, projection_dim: 512, num_hidden_layers: 23, num_attention_heads: 16, hidden_act: 'gelu' };
+
+/** SD1.x / DreamShaper text encoder (openai CLIP ViT-L/14 text tower). */
+export const CLIP_TEXT_SD15: CLIPTextConfig = { ...clipBase, hidden_size: 768, intermediate_size: 3072, projection_dim: 768, num_hidden_layers: 12, num_attention_heads: 12, hidden_act: 'quick_gelu' };
+
+/** TAESD (madebyollin/taesd, SDXS `vae/`): diffusers' AutoencoderTiny defaults. */
+export const TAESD: AutoencoderTinyConfig = { ...AUTOENCODER_TINY_DEFAULTS };
+
+export const KNOWN_UNETS = { 'sdxs-512-0.9': SDXS_09, 'sdxs-512-dreamshaper': SDXS_DREAMSHAPER, sd15: SD15, 'sd21-base': SD21_BASE } as const;

@@ -1,0 +1,375 @@
+/**
+ * diffusers `unet_2d_blocks.py`, the blocks fewstep's models use:
+ *   UNet: CrossAttnDownBlock2D, DownBlock2D, UNetMidBlock2DCrossAttn, CrossAttnUpBlock2D, UpBlock2D;
+ *   VAE:  DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D.
+ * Down blocks return their output and the skip tensors; up blocks consume skips from the end.
+ */
+import type { Tensor } from '@fewstep/tensor';
+import { concat } from '@fewstep/kernels';
+import { ResnetBlock2D } from './resnet';
+import { Transformer2DModel, type Transformer2DModelConfig } from './transformer_2d';
+import { Attention } from './attention_processor';
+import { Downsample2D } from './downsampling';
+import { Upsample2D } from './upsampling';
+import type { WeightScope } from './weights';
+import type { ParamSpec } from './param_spec';
+
+/** One config shape for every block (diffusers `get_down_block` / `get_up_block` arguments). */
+export interface BlockConfig {
+  numLayers: number;
+  /** Transformer depth per attention (an int for all, or one per layer). */
+  transformerLayersPerBlock?: number | number[];
+  inChannels: number;
+  outChannels: number;
+  /** Up blocks: channels coming from the previous (deeper) block. */
+  prevOutputChannels?: number;
+  /** null: resnets without time embedding (VAE). */
+  tembChannels: number | null;
+  resnetEps: number;
+  resnetGroups: number;
+  outputScaleFactor?: number;
+  addDownsample?: boolean;
+  downsamplePadding?: number;
+  addUpsample?: boolean;
+  // cross-attention blocks
+  crossAttentionDim?: number;
+  numAttentionHeads?: number;
+  useLinearProjection?: boolean;
+  onlyCrossAttention?: boolean;
+}
+
+function layersOf(cfg: BlockConfig): number[] {
+  const t = cfg.transformerLayersPerBlock ?? 1;
+  if (typeof t === 'number') return new Array<number>(cfg.numLayers).fill(t);
+  if (t.length !== cfg.numLayers) throw new Error(`transformer_layers_per_block ${JSON.stringify(t)} does not give one depth per layer (${cfg.numLayers})`);
+  return t;
+}
+
+function transformerConfig(cfg: BlockConfig, channels: number, numLayers: number, onlyCrossAttention: boolean): Transformer2DModelConfig {
+  const heads = cfg.numAttentionHeads!;
+  if (channels % heads) throw new Error(`${channels} channels are not divisible by ${heads} attention heads`);
+  return {
+    numAttentionHeads: heads,
+    attentionHeadDim: channels / heads,
+    inChannels: channels,
+    numLayers,
+    crossAttentionDim: cfg.crossAttentionDim!,
+    normNumGroups: cfg.resnetGroups,
+    useLinearProjection: cfg.useLinearProjection ?? false,
+    onlyCrossAttention,
+  };
+}
+
+const resnetConfig = (cfg: BlockConfig, inChannels: number, outChannels: number) => ({
+  inChannels,
+  outChannels,
+  tembChannels: cfg.tembChannels,
+  groups: cfg.resnetGroups,
+  eps: cfg.resnetEps,
+  outputScaleFactor: cfg.outputScaleFactor ?? 1,
+});
+
+// ---- down ----------------------------------------------------------------------------------------
+
+/** DownBlock2D / DownEncoderBlock2D (attention: false) and CrossAttnDownBlock2D (attention: true). */
+class DownBlockBase {
+  protected constructor(
+    readonly resnets: ResnetBlock2D[],
+    readonly attentions: Transformer2DModel[],
+    readonly downsamplers: [Downsample2D] | [],
+  ) {}
+
+  protected static async loadParts(w: WeightScope, cfg: BlockConfig, attention: boolean) {
+    const resnets: ResnetBlock2D[] = [], attentions: Transformer2DModel[] = [];
+    const depth = attention ? layersOf(cfg) : [];
+    for (let i = 0; i < cfg.numLayers; i++) {
+      resnets.push(await ResnetBlock2D.load(w.pp('resnets').pp(i), resnetConfig(cfg, i === 0 ? cfg.inChannels : cfg.outChannels, cfg.outChannels)));
+      if (attention) attentions.push(await Transformer2DModel.load(w.pp('attentions').pp(i), transformerConfig(cfg, cfg.outChannels, depth[i]!, cfg.onlyCrossAttention ?? false)));
+    }
+    const downsamplers: [Downsample2D] | [] = cfg.addDownsample ? [await Downsample2D.load(w.pp('downsamplers').pp(0), cfg.outChannels, cfg.outChannels, cfg.downsamplePadding ?? 1)] : [];
+    return [resnets, attentions, downsamplers] as const;
+  }
+
+  protected static describeParts(s: ParamSpec, cfg: BlockConfig, attention: boolean): void {
+    const depth = attention ? layersOf(cfg) : [];
+    for (let i = 0; i < cfg.numLayers; i++) {
+      ResnetBlock2D.describe(s.pp('resnets').pp(i), resnetConfig(cfg, i === 0 ? cfg.inChannels : cfg.outChannels, cfg.outChannels));
+      if (attention) Transformer2DModel.describe(s.pp('attentions').pp(i), transformerConfig(cfg, cfg.outChannels, depth[i]!, cfg.onlyCrossAttention ?? false));
+    }
+    if (cfg.addDownsample) Downsample2D.describe(s.pp('downsamplers').pp(0), cfg.outChannels, cfg.outChannels);
+  }
+
+  /** → { hidden, skips }: the output and every resnet/attention/downsampler output (diffusers `output_states`). */
+  forward(x: Tensor, tembAct?: Tensor, context?: Tensor): { hidden: Tensor; skips: Tensor[] } {
+    return x.device.scope(() => {
+      const skips: Tensor[] = [];
+      let h = x;
+      this.resnets.forEach((resnet, i) => {
+        h = resnet.forward(h, tembAct);
+        const attn = this.attentions[i];
+        if (attn) h = attn.forward(h, requireContext(context));
+        skips.push(h);
+      });
+      if (this.downsamplers[0]) {
+        h = this.downsamplers[0].forward(h);
+        skips.push(h);
+      }
+      return { hidden: h, skips };
+    });
+  }
+
+  /** Forward without keeping skips (the VAE encoder). */
+  forwardNoSkips(x: Tensor, tembAct?: Tensor): Tensor {
+    return x.device.scope(() => this.forward(x, tembAct).hidden);
+  }
+}
+
+export class DownBlock2D extends DownBlockBase {
+  static async load(w: WeightScope, cfg: BlockConfig): Promise<DownBlock2D> {
+    return new DownBlock2D(...(await DownBlockBase.loadParts(w, cfg, false)));
+  }
+  static describe(s: ParamSpec, cfg: BlockConfig): void {
+    DownBlockBase.describeParts(s, cfg, false);
+  }
+}
+
+/** The VAE encoder's down block: DownBlock2D without time embedding (downsample padding 0). */
+export class DownEncoderBlock2D extends DownBlockBase {
+  static async load(w: WeightScope, cfg: BlockConfig): Promise<DownEncoderBlock2D> {
+    return new DownEncoderBlock2D(...(await DownBlockBase.loadParts(w, cfg, false)));
+  }
+  static describe(s: ParamSpec, cfg: BlockConfig): void {
+    DownBlockBase.describeParts(s, cfg, false);
+  }
+}
+
+export class CrossAttnDownBlock2D extends DownBlockBase {
+  static async load(w: WeightScope, cfg: BlockConfig): Promise<CrossAttnDownBlock2D> {
+    return new CrossAttnDownBlock2D(...(await DownBlockBase.loadParts(w, cfg, true)));
+  }
+  static describe(s: ParamSpec, cfg: BlockConfig): void {
+    DownBlockBase.describeParts(s, cfg, true);
+  }
+}
+
+// ---- up ------------------------------------------------------------------------------------------
+
+/** UpBlock2D / UpDecoderBlock2D (no skips) and CrossAttnUpBlock2D. */
+class UpBlockBase {
+  protected constructor(
+    readonly resnets: ResnetBlock2D[],
+    readonly attentions: Transformer2DModel[],
+    readonly upsamplers: [Upsample2D] | [],
+  ) {}
+
+  /**
+   * Resnet input widths. UNet up blocks concatenate a skip: resnet i takes (prev_output_channel if
+   * i = 0 else out_channels) + (in_channels for the last resnet else out_channels). The VAE decoder's
+   * blocks have no skips: in_channels then out_channels.
+   */
+  private static resnetIn(cfg: BlockConfig, i: number, skips: boolean): number {
+    if (!skips) return i === 0 ? cfg.inChannels : cfg.outChannels;
+    const resIn = i === 0 ? cfg.prevOutputChannels! : cfg.outChannels;
+    const skip = i === cfg.numLayers - 1 ? cfg.inChannels : cfg.outChannels;
+    return resIn + skip;
+  }
+
+  protected static async loadParts(w: WeightScope, cfg: BlockConfig, attention: boolean, skips: boolean) {
+    const resnets: ResnetBlock2D[] = [], attentions: Transformer2DModel[] = [];
+    const depth = attention ? layersOf(cfg) : [];
+    for (let i = 0; i < cfg.numLayers; i++) {
+      resnets.push(await ResnetBlock2D.load(w.pp('resnets').pp(i), resnetConfig(cfg, UpBlockBase.resnetIn(cfg, i, skips), cfg.outChannels)));
+      if (attention) attentions.push(await Transformer2DModel.load(w.pp('attentions').pp(i), transformerConfig(cfg, cfg.outChannels, depth[i]!, cfg.onlyCrossAttention ?? false)));
+    }
+    const upsamplers: [Upsample2D] | [] = cfg.addUpsample ? [await Upsample2D.load(w.pp('upsamplers').pp(0), cfg.outChannels, cfg.outChannels)] : [];
+    return [resnets, attentions, upsamplers] as const;
+  }
+
+  protected static describeParts(s: ParamSpec, cfg: BlockConfig, attention: boolean, skips: boolean): void {
+    const depth = attention ? layersOf(cfg) : [];
+    for (let i = 0; i < cfg.numLayers; i++) {
+      ResnetBlock2D.describe(s.pp('resnets').pp(i), resnetConfig(cfg, UpBlockBase.resnetIn(cfg, i, skips), cfg.outChannels));
+      if (attention) Transformer2DModel.describe(s.pp('attentions').pp(i), transformerConfig(cfg, cfg.outChannels, depth[i]!, cfg.onlyCrossAttention ?? false));
+    }
+    if (cfg.addUpsample) Upsample2D.describe(s.pp('upsamplers').pp(0), cfg.outChannels, cfg.outChannels);
+  }
+
+  /**
+   * x [B, C, H, W]; `skips` holds exactly this block's skip tensors (one per resnet, consumed from
+   * the end; empty for the VAE decoder); `upsampleSize` forces the upsampler's output size.
+   */
+  forward(x: Tensor, skips: readonly Tensor[], tembAct?: Tensor, context?: Tensor, upsampleSize?: readonly [number, number]): Tensor {
+    if (skips.length && skips.length !== this.resnets.length) throw new Error(`up block: got ${skips.length} skip tensors for ${this.resnets.length} resnets`);
+    return x.device.scope(() => {
+      let h = x;
+      this.resnets.forEach((resnet, i) => {
+        if (skips.length) h = concat([h, skips[skips.length - 1 - i]!], 1);
+        h = resnet.forward(h, tembAct);
+        const attn = this.attentions[i];
+        if (attn) h = attn.forward(h, requireContext(context));
+      });
+      if (this.upsamplers[0]) h = this.upsamplers[0].forward(h, upsampleSize);
+      return h;
+    });
+  }
+}
+
+export class UpBlock2D extends UpBlockBase {
+  static async load(w: WeightScope, cfg: BlockConfig): Promise<UpBlock2D> {
+    return new UpBlock2D(...(await UpBlockBase.loadParts(w, cfg, false, true)));
+  }
+  static describe(s: ParamSpec, cfg: BlockConfig): void {
+    UpBlockBase.describeParts(s, cfg, false, true);
+  }
+}
+
+export class CrossAttnUpBlock2D extends UpBlockBase {
+  static async load(w: WeightScope, cfg: BlockConfig): Promise<CrossAttnUpBlock2D> {
+    return new CrossAttnUpBlock2D(...(await UpBlockBase.loadParts(w, cfg, true, true)));
+  }
+  static describe(s: ParamSpec, cfg: BlockConfig): void {
+    UpBlockBase.describeParts(s, cfg, true, true);
+  }
+}
+
+/** The VAE decoder's up block: resnets without time embedding or skips, then an upsampler. */
+export class UpDecoderBlock2D extends UpBlockBase {
+  static async load(w: WeightScope, cfg: BlockConfig): Promise<UpDecoderBlock2D> {
+    return new UpDecoderBlock2D(...(await UpBlockBase.loadParts(w, cfg, false, false)));
+  }
+  static describe(s: ParamSpec, cfg: BlockConfig): void {
+    UpBlockBase.describeParts(s, cfg, false, false);
+  }
+}
+
+// ---- mid -----------------------------------------------------------------------------------------
+
+/** UNetMidBlock2DCrossAttn (num_layers 1): resnet → transformer → resnet. */
+export class UNetMidBlock2DCrossAttn {
+  private constructor(readonly resnets: ResnetBlock2D[], readonly attentions: Transformer2DModel[]) {}
+
+  private static cfgs(cfg: BlockConfig) {
+    const depth = layersOf({ ...cfg, numLayers: 1 });
+    return { resnet: resnetConfig(cfg, cfg.inChannels, cfg.inChannels), attn: transformerConfig(cfg, cfg.inChannels, depth[0]!, false) };
+  }
+
+  static async load(w: WeightScope, cfg: BlockConfig): Promise<UNetMidBlock2DCrossAttn> {
+    const c = UNetMidBlock2DCrossAttn.cfgs(cfg);
+    return new UNetMidBlock2DCrossAttn(
+      [await ResnetBlock2D.load(w.pp('resnets').pp(0), c.resnet), await ResnetBlock2D.load(w.pp('resnets').pp(1), c.resnet)],
+      [await Transformer2DModel.load(w.pp('attentions').pp(0), c.attn)],
+    );
+  }
+
+  static describe(s: ParamSpec, cfg: BlockConfig): void {
+    const c = UNetMidBlock2DCrossAttn.cfgs(cfg);
+    ResnetBlock2D.describe(s.pp('resnets').pp(0), c.resnet);
+    Transformer2DModel.describe(s.pp('attentions').pp(0), c.attn);
+    ResnetBlock2D.describe(s.pp('resnets').pp(1), c.resnet);
+  }
+
+  forward(x: Tensor, tembAct: Tensor | undefined, context: Tensor): Tensor {
+    return x.device.scope(() => {
+      let h = this.resnets[0]!.forward(x, tembAct);
+      this.attentions.forEach((attn, i) => {
+        h = attn.forward(h, context);
+        h = this.resnets[i + 1]!.forward(h, tembAct);
+      });
+      return h;
+    });
+  }
+}
+
+export interface MidBlock2DConfig extends BlockConfig {
+  /** Channels per head of the spatial attention; diffusers' VAE passes in_channels (one head). */
+  attentionHeadDim?: number | null;
+  addAttention?: boolean;
+}
+
+/** UNetMidBlock2D (num_layers 1): resnet → [GroupNorm + single-head spatial attention] → resnet. */
+export class UNetMidBlock2D {
+  private constructor(readonly resnets: ResnetBlock2D[], readonly attentions: (Attention | null)[]) {}
+
+  private static cfgs(cfg: MidBlock2DConfig) {
+    const headDim = cfg.attentionHeadDim ?? cfg.inChannels;
+    return {
+      resnet: resnetConfig(cfg, cfg.inChannels, cfg.inChannels),
+      attn: {
+        queryDim: cfg.inChannels,
+        heads: Math.floor(cfg.inChannels / headDim),
+        dimHead: headDim,
+        bias: true,
+        outBias: true,
+        normNumGroups: cfg.resnetGroups,
+        eps: cfg.resnetEps,
+        residualConnection: true,
+        rescaleOutputFactor: cfg.outputScaleFactor ?? 1,
+      },
+    };
+  }
+
+  static async load(w: WeightScope, cfg: MidBlock2DConfig): Promise<UNetMidBlock2D> {
+    const c = UNetMidBlock2D.cfgs(cfg);
+    return new UNetMidBlock2D(
+      [await ResnetBlock2D.load(w.pp('resnets').pp(0), c.resnet), await ResnetBlock2D.load(w.pp('resnets').pp(1), c.resnet)],
+      [cfg.addAttention === false ? null : await Attention.load(w.pp('attentions').pp(0), c.attn)],
+    );
+  }
+
+  static describe(s: ParamSpec, cfg: MidBlock2DConfig): void {
+    const c = UNetMidBlock2D.cfgs(cfg);
+    ResnetBlock2D.describe(s.pp('resnets').pp(0), c.resnet);
+    if (cfg.addAttention !== false) Attention.describe(s.pp('attentions').pp(0), c.attn);
+    ResnetBlock2D.describe(s.pp('resnets').pp(1), c.resnet);
+  }
+
+  forward(x: Tensor, tembAct?: Tensor): Tensor {
+    return x.device.scope(() => {
+      let h = this.resnets[0]!.forward(x, tembAct);
+      this.attentions.forEach((attn, i) => {
+        if (attn) h = attn.forwardSpatial(h);
+        h = this.resnets[i + 1]!.forward(h, tembAct);
+      });
+      return h;
+    });
+  }
+}
+
+function requireContext(context: Tensor | undefined): Tensor {
+  if (!context) throw new Error('cross-attention block called without encoder_hidden_states');
+  return context;
+}
+
+// ---- factories -----------------------------------------------------------------------------------
+
+export type UNetDownBlock = CrossAttnDownBlock2D | DownBlock2D;
+export type UNetUpBlock = CrossAttnUpBlock2D | UpBlock2D;
+
+export const DOWN_BLOCK_TYPES = ['CrossAttnDownBlock2D', 'DownBlock2D'] as const;
+export const UP_BLOCK_TYPES = ['CrossAttnUpBlock2D', 'UpBlock2D'] as const;
+
+/** diffusers `get_down_block` for the UNet block types fewstep supports. */
+export function getDownBlock(type: string, w: WeightScope, cfg: BlockConfig): Promise<UNetDownBlock> {
+  if (type === 'CrossAttnDownBlock2D') return CrossAttnDownBlock2D.load(w, cfg);
+  if (type === 'DownBlock2D') return DownBlock2D.load(w, cfg);
+  throw new Error(`${type} does not exist (supported down_block_types: ${DOWN_BLOCK_TYPES.join(', ')})`);
+}
+
+export function describeDownBlock(type: string, s: ParamSpec, cfg: BlockConfig): void {
+  if (type === 'CrossAttnDownBlock2D') return CrossAttnDownBlock2D.describe(s, cfg);
+  if (type === 'DownBlock2D') return DownBlock2D.describe(s, cfg);
+  throw new Error(`${type} does not exist (supported down_block_types: ${DOWN_BLOCK_TYPES.join(', ')})`);
+}
+
+/** diffusers `get_up_block` for the UNet block types fewstep supports. */
+export function getUpBlock(type: string, w: WeightScope, cfg: BlockConfig): Promise<UNetUpBlock> {
+  if (type === 'CrossAttnUpBlock2D') return CrossAttnUpBlock2D.load(w, cfg);
+  if (type === 'UpBlock2D') return UpBlock2D.load(w, cfg);
+  throw new Error(`${type} does not exist (supported up_block_types: ${UP_BLOCK_TYPES.join(', ')})`);
+}
+
+export function describeUpBlock(type: string, s: ParamSpec, cfg: BlockConfig): void {
+  if (type === 'CrossAttnUpBlock2D') return CrossAttnUpBlock2D.describe(s, cfg);
+  if (type === 'UpBlock2D') return UpBlock2D.describe(s, cfg);
+  throw new Error(`${type} does not exist (supported up_block_types: ${UP_BLOCK_TYPES.join(', ')})`);
+}
