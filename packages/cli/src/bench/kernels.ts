@@ -42,11 +42,11 @@ export async function benchKernels(device: Device, opts: { dtypes: DType[]; filt
           times.push(gpuMs ?? wall);
         }
         times.sort((a, b) => a - b);
-        row.median_ms = +times[Math.floor(times.length / 2)]!.toFixed(3);
-        row.min_ms = +times[0]!.toFixed(3);
+        row.median_ms = +times[Math.floor(times.length / 2)]!.toPrecision(4);
+        row.min_ms = +times[0]!.toPrecision(4);
         const s = row.median_ms / 1000;
-        if (c.flops) row.gflops = +(c.flops / s / 1e9).toFixed(2);
-        else row.gbps = +((c.bytes * (dtype === 'f16' ? 0.5 : 1)) / s / 1e9).toFixed(2);
+        if (c.flops) row.gflops = +(c.flops / s / 1e9).toPrecision(4);
+        else row.gbps = +((c.bytes * (dtype === 'f16' ? 0.5 : 1)) / s / 1e9).toPrecision(4);
       } catch (e) {
         row.error = (e as Error).message.split('\n')[0];
         await device.sync().catch(() => undefined);

@@ -4,5 +4,7 @@ import { generate } from './generate';
 import { inspect } from './inspect';
 import { tokenize } from './tokenize';
 import { bench } from './bench';
+import { download } from './download';
+import { run } from './run';
 
-export const commands: Command[] = [generate, inspect, tokenize, bench];
+export const commands: Command[] = [generate, inspect, tokenize, bench, run, download];

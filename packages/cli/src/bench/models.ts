@@ -1,0 +1,143 @@
+/**
+ * `fewstep bench models`: the full-size components (SD2 text encoder, SDXS-512-0.9 UNet at a 64×64
+ * latent, TAESD decoding to 512×512) with deterministic random weights in their real configs — no
+ * download. Reports load time, the first (cold: pipelines compiled) and a warm forward, peak RSS and
+ * peak GPU memory, and checks the output is finite.
+ */
+import { Tensor, type DType, type Device } from '@fewstep/tensor';
+import {
+  AutoencoderTiny, CLIPTextModel, CLIP_TEXT_SD2, RandomSource, SDXS_09, TAESD, UNet2DConditionModel,
+  WeightScope, describeAutoencoderTiny, describeCLIPText,
+} from '@fewstep/models';
+
+export interface ModelRow {
+  component: string;
+  config: string;
+  dtype: DType;
+  adapter: string;
+  parameters: number;
+  load_s: number;
+  cold_s: number;
+  warm_s: number;
+  peak_rss_mb: number;
+  peak_gpu_mb: number;
+  output_shape: number[];
+  output_finite: boolean;
+  output_absmax: number;
+  error?: string;
+}
+
+function rand(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    // Approximately normal (sum of uniforms), like the latents and embeddings these models see.
+    a[i] = ((s >>> 8) / 16777216 + ((Math.imul(s, 69069) >>> 8) / 16777216) - 1) * 2.4;
+  }
+  return a;
+}
+
+class RssSampler {
+  peak = process.memoryUsage().rss;
+  private timer = setInterval(() => this.sample(), 25);
+  sample(): void {
+    this.peak = Math.max(this.peak, process.memoryUsage().rss);
+  }
+  stop(): number {
+    clearInterval(this.timer);
+    this.sample();
+    return this.peak;
+  }
+}
+
+interface Component {
+  name: string;
+  config: string;
+  shapes: Map<string, number[]>;
+  load(w: WeightScope): Promise<{ run(): Promise<Tensor>; dispose(): void }>;
+}
+
+export function modelComponents(device: Device, dtype: DType): Component[] {
+  return [
+    {
+      name: 'text_encoder', config: 'SD2 CLIPTextModel (23 layers × 1024)', shapes: describeCLIPText(CLIP_TEXT_SD2),
+      async load(w) {
+        const m = await CLIPTextModel.load(w, CLIP_TEXT_SD2);
+        const ids = Int32Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i < 12 ? 320 + i * 97 : i === 12 ? 49407 : 0));
+        const t = Tensor.from(device, ids, [1, 77], 'i32').keep();
+        return {
+          run: async () => device.scope(async () => (await m.forward(t, { pooler: false })).lastHiddenState),
+          dispose: () => (m.dispose(), t.dispose()),
+        };
+      },
+    },
+    {
+      name: 'unet', config: 'IDKiro/sdxs-512-0.9 UNet2DConditionModel, 64×64 latent, 77×1024 context', shapes: UNet2DConditionModel.describe(SDXS_09),
+      async load(w) {
+        const m = await UNet2DConditionModel.load(w, SDXS_09);
+        const x = Tensor.from(device, rand(4 * 64 * 64, 1), [1, 4, 64, 64], dtype).keep();
+        const ctx = Tensor.from(device, rand(77 * 1024, 2), [1, 77, 1024], dtype).keep();
+        return { run: async () => device.scope(() => m.forward(x, 999, ctx)), dispose: () => (m.dispose(), x.dispose(), ctx.dispose()) };
+      },
+    },
+    {
+      name: 'decoder', config: 'TAESD AutoencoderTiny decoder, 64×64 latent → 512×512', shapes: describeAutoencoderTiny(TAESD),
+      async load(w) {
+        const m = await AutoencoderTiny.load(w, TAESD);
+        const z = Tensor.from(device, rand(4 * 64 * 64, 3), [1, 4, 64, 64], dtype).keep();
+        return { run: async () => device.scope(() => m.decode(z)), dispose: () => (m.dispose(), z.dispose()) };
+      },
+    },
+  ];
+}
+
+export async function benchModels(device: Device, opts: { dtype: DType; only?: string[]; onRow?: (r: ModelRow) => void }): Promise<ModelRow[]> {
+  const rows: ModelRow[] = [];
+  for (const c of modelComponents(device, opts.dtype)) {
+    if (opts.only && !opts.only.includes(c.name)) continue;
+    const parameters = [...c.shapes.values()].reduce((s, sh) => s + sh.reduce((a, b) => a * b, 1), 0);
+    const row: ModelRow = {
+      component: c.name, config: c.config, dtype: opts.dtype, adapter: device.adapter.name, parameters,
+      load_s: NaN, cold_s: NaN, warm_s: NaN, peak_rss_mb: NaN, peak_gpu_mb: NaN, output_shape: [], output_finite: false, output_absmax: NaN,
+    };
+    device.pool.trim();
+    device.pool.stats.peak = device.pool.stats.inUse;
+    const rss = new RssSampler();
+    let model: { run(): Promise<Tensor>; dispose(): void } | undefined;
+    try {
+      let t0 = performance.now();
+      model = await c.load(WeightScope.create(new RandomSource(c.shapes, 1234), device, opts.dtype));
+      await device.sync();
+      row.load_s = +((performance.now() - t0) / 1000).toFixed(3);
+      t0 = performance.now();
+      const first = await model.run();
+      await device.sync();
+      row.cold_s = +((performance.now() - t0) / 1000).toFixed(3);
+      const values = await first.read();
+      row.output_shape = [...first.shape];
+      let finite = true, absmax = 0;
+      for (const v of values) {
+        if (!Number.isFinite(v)) finite = false;
+        else absmax = Math.max(absmax, Math.abs(v));
+      }
+      row.output_finite = finite;
+      row.output_absmax = +absmax.toPrecision(4);
+      first.dispose();
+      t0 = performance.now();
+      (await model.run()).dispose();
+      await device.sync();
+      row.warm_s = +((performance.now() - t0) / 1000).toFixed(3);
+    } catch (e) {
+      row.error = (e as Error).message.split('\n')[0];
+      await device.sync().catch(() => undefined);
+    } finally {
+      model?.dispose();
+      row.peak_rss_mb = Math.round(rss.stop() / 2 ** 20);
+      row.peak_gpu_mb = Math.round(device.pool.stats.peak / 2 ** 20);
+    }
+    rows.push(row);
+    opts.onRow?.(row);
+  }
+  return rows;
+}

@@ -1,0 +1,36 @@
+// `fewstep bench kernels` end to end on a cheap case: JSON on stdout with the documented row fields,
+// and a sampled error that really compares against the CPU (non-NaN, small).
+import { describe, expect, it } from 'vitest';
+import { main } from '../../packages/cli/src/main';
+
+const capture = () => {
+  const out: string[] = [], err: string[] = [];
+  return { out, err, io: { stdout: (s: string) => void out.push(s), stderr: (s: string) => void err.push(s), isTTY: false } };
+};
+
+describe('fewstep bench kernels', () => {
+  it('prints JSON rows with timing, rate, adapter and max error', async () => {
+    const c = capture();
+    expect(await main(['bench', 'kernels', '--json', '--filter', '^(noop_dispatch|silu_320x64x64|timestep_embedding_2x320)$', '--reps', '2', '--dtype', 'f32'], c.io)).toBe(0);
+    const doc = JSON.parse(c.out.join(''));
+    expect(doc.adapter).toBeTruthy();
+    expect(doc.rows.map((r: { case: string }) => r.case)).toEqual(['noop_dispatch', 'silu_320x64x64', 'timestep_embedding_2x320']);
+    for (const r of doc.rows) {
+      expect(r.dtype).toBe('f32');
+      // lavapipe's timestamps are coarse: a tiny kernel may read 0 ms, never negative or NaN.
+      expect(r.median_ms).toBeGreaterThanOrEqual(0);
+      expect(r.gflops === null && (r.gbps === null || r.gbps >= 0)).toBe(true);
+      expect(r.max_err).toBeLessThan(1e-4);
+      expect(r.error).toBeUndefined();
+    }
+  });
+
+  it('rejects a bad subcommand and a bad regex as usage errors', async () => {
+    const a = capture();
+    expect(await main(['bench', 'kernal'], a.io)).toBe(2);
+    expect(a.err.join('')).toBe('fewstep bench: expected `bench kernels` or `bench models`, got "kernal"\n');
+    const b = capture();
+    expect(await main(['bench', 'kernels', '--filter', '('], b.io)).toBe(2);
+    expect(b.err.join('')).toMatch(/^fewstep bench: --filter is not a valid regular expression/);
+  });
+});
