@@ -8,6 +8,7 @@ export default defineConfig({
     // GPU tests share lavapipe's threads; two forks keep the 2-core machine busy without thrashing.
     pool: 'forks',
     poolOptions: { forks: { maxForks: 2, minForks: 1 } },
+    reporters: ['default', './helpers/summary-reporter.ts'],
     testTimeout: 180_000,
     hookTimeout: 120_000,
   },
