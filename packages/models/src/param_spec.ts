@@ -104,7 +104,7 @@ export class RandomSource implements TensorSource {
   }
 
   private range(key: string, shape: number[]): { lo: number; hi: number } {
-    const isNorm = /(^|\.)(norm[^.]*|group_norm|conv_norm_out|layer_norm[^.]*)\.(weight|bias)$/.test(key);
+    const isNorm = /(^|\.)[^.]*norm[^.]*\.(weight|bias)$/.test(key);
     if (shape.length === 1 && isNorm) return key.endsWith('.weight') ? { lo: 0.9, hi: 1.1 } : { lo: -0.1, hi: 0.1 };
     let fanIn: number;
     if (shape.length >= 2) fanIn = shape.slice(1).reduce((a, b) => a * b, 1);

@@ -208,7 +208,11 @@ export class Device {
     this.dispatchCount++;
   }
 
+  /** Buffer-to-buffer copies recorded since creation. */
+  copyCount = 0;
+
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    this.copyCount++;
     this.ensureEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
   }
 
@@ -228,9 +232,11 @@ export class Device {
       return null;
     }
     this.flush();
+    const copiesBefore = this.copyCount;
     const qs = this.gpu.createQuerySet({ type: 'timestamp', count: 2 });
     this.encoder = this.gpu.createCommandEncoder({ label: 'timed' });
-    this.pass = this.encoder.beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+    const timed = this.encoder.beginComputePass({ timestampWrites: { querySet: qs, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } });
+    this.pass = timed;
     try {
       record();
     } finally {
@@ -239,12 +245,16 @@ export class Device {
         this.pass = null;
       }
     }
+    void timed;
     const resolve = this.gpu.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
     this.ensureEncoder().resolveQuerySet(qs, 0, 2, resolve, 0);
     const bytes = await this.read(resolve, 0, 16);
     resolve.destroy();
     qs.destroy();
     const t = new BigInt64Array(bytes.buffer, bytes.byteOffset, 2);
+    // Buffer copies end the timed pass early (they cannot run inside a compute pass), so the
+    // timestamps would miss them: report null and let the caller use wall-clock time.
+    if (this.copyCount !== copiesBefore) return null;
     return Number(t[1]! - t[0]!) / 1e6;
   }
 

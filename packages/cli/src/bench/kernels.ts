@@ -11,7 +11,9 @@ export interface KernelRow {
   min_ms: number;
   gflops: number | null;
   gbps: number | null;
-  max_err: number;
+  /** Max |gpu − cpu| over sampled outputs; null when the case has no reference. */
+  max_err: number | null;
+  /** How median_ms was measured (copies cannot be timestamped inside a pass: those use wall clock). */
   timing: 'gpu-timestamp' | 'wall';
   error?: string;
 }
@@ -29,6 +31,7 @@ export async function benchKernels(device: Device, opts: { dtypes: DType[]; filt
         const first = prep.run();
         await device.sync();
         row.max_err = await prep.check(first);
+        if (Number.isNaN(row.max_err)) row.max_err = null;
         first.dispose();
         const times: number[] = [];
         for (let i = 0; i < opts.reps; i++) {
@@ -39,6 +42,7 @@ export async function benchKernels(device: Device, opts: { dtypes: DType[]; filt
           });
           const wall = performance.now() - t0;
           (out as unknown as { dispose(): void } | undefined)?.dispose();
+          if (gpuMs === null) row.timing = 'wall';
           times.push(gpuMs ?? wall);
         }
         times.sort((a, b) => a - b);

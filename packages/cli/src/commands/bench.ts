@@ -48,7 +48,7 @@ export const bench: Command = {
           if (flags.json) io.stderr(`${r.case} ${r.dtype}: ${r.error ? 'error' : r.median_ms + ' ms'}\n`);
           else io.stdout(r.error
             ? `${r.case.padEnd(30)} ${r.dtype.padEnd(5)} error: ${r.error}\n`
-            : `${r.case.padEnd(30)} ${r.dtype.padEnd(5)} ${r.median_ms.toFixed(2).padStart(10)} ${(r.gflops !== null ? `${r.gflops} GFLOP/s` : `${r.gbps} GB/s`).padStart(14)} ${r.max_err.toExponential(1).padStart(9)}\n`);
+            : `${r.case.padEnd(30)} ${r.dtype.padEnd(5)} ${r.median_ms.toFixed(2).padStart(10)} ${(r.gflops !== null ? `${r.gflops} GFLOP/s` : `${r.gbps} GB/s`).padStart(14)} ${(r.max_err === null ? "n/a" : r.max_err.toExponential(1)).padStart(9)}\n`);
         },
       });
       if (flags.json) io.stdout(JSON.stringify({ adapter: device.adapter.name, date: new Date().toISOString(), timing: device.features.timestamp ? 'gpu-timestamp' : 'wall', rows }, null, 1) + '\n');
