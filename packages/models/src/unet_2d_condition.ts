@@ -18,7 +18,7 @@ import {
   type UNetDownBlock,
   type UNetUpBlock,
 } from './unet_2d_blocks';
-import { WeightScope, disposeAll, type TensorSource } from './weights';
+import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from './weights';
 import { ParamSpec, RandomSource } from './param_spec';
 import { openComponentWeights, readConfig } from './component';
 
@@ -279,6 +279,8 @@ export interface UNetLoadOptions {
   dtype?: 'f32' | 'f16';
   /** Weight file variant, e.g. 'fp16' for `*.fp16.safetensors`. */
   variant?: string;
+  /** Applied to every weight as it loads (LoRA fusion: `loraTransform(adapters, 'unet')`). */
+  transform?: WeightTransform;
 }
 
 export class UNet2DConditionModel {
@@ -342,15 +344,15 @@ export class UNet2DConditionModel {
     const config = (await readConfig(io, dir)) as UNet2DConditionConfig;
     const src = await openComponentWeights(io, dir, opts.variant);
     try {
-      return await UNet2DConditionModel.fromSource(src, config, device, opts.dtype ?? 'f32');
+      return await UNet2DConditionModel.fromSource(src, config, device, opts.dtype ?? 'f32', opts.transform);
     } finally {
       await src.close();
     }
   }
 
   /** Loads from any TensorSource holding exactly this model's keys. */
-  static async fromSource(src: TensorSource, config: UNet2DConditionConfig, device: Device, dtype: 'f32' | 'f16' = 'f32'): Promise<UNet2DConditionModel> {
-    const w = WeightScope.create(src, device, dtype);
+  static async fromSource(src: TensorSource, config: UNet2DConditionConfig, device: Device, dtype: 'f32' | 'f16' = 'f32', transform?: WeightTransform): Promise<UNet2DConditionModel> {
+    const w = WeightScope.create(src, device, dtype, transform);
     try {
       const m = await UNet2DConditionModel.load(w, config);
       w.finish('UNet2DConditionModel');

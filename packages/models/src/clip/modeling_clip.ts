@@ -11,7 +11,7 @@ import { add, attention, embedding, unary, type UnaryOp } from '@fewstep/kernels
 import { readConfig, openComponentWeights } from '../component';
 import { Linear } from '../layers/linear';
 import { LayerNorm } from '../layers/norm';
-import { WeightScope, disposeAll } from '../weights';
+import { WeightScope, disposeAll, type WeightTransform } from '../weights';
 
 /** `config.json` of a transformers CLIPTextModel; missing keys take CLIPTextConfig's defaults (4.36). */
 export interface CLIPTextConfig {
@@ -213,6 +213,8 @@ export interface CLIPTextFromFolderOptions {
   dtype?: 'f32' | 'f16';
   /** Weight-file variant to prefer, e.g. 'fp16' for `model.fp16.safetensors`. */
   variant?: string;
+  /** Applied to every weight as it loads (LoRA fusion: `loraTransform(adapters, 'text_encoder')`). */
+  transform?: WeightTransform;
 }
 
 export class CLIPTextModel {
@@ -235,7 +237,7 @@ export class CLIPTextModel {
     const cfg = clipTextConfig(await readConfig(io, dir), io.join(dir, 'config.json'));
     const src = await openComponentWeights(io, dir, opts.variant);
     try {
-      return await CLIPTextModel.load(WeightScope.create(src, device, opts.dtype ?? 'f32'), cfg);
+      return await CLIPTextModel.load(WeightScope.create(src, device, opts.dtype ?? 'f32', opts.transform), cfg);
     } finally {
       await src.close();
     }

@@ -1,0 +1,365 @@
+/**
+ * PNG encode/decode (ISO/IEC 15948 / W3C PNG 2nd ed.), browser-safe: zlib through the web-standard
+ * `CompressionStream('deflate')` / `DecompressionStream('deflate')` (RFC 1950 zlib streams), CRC-32 here.
+ *
+ * encodePng: 8-bit RGB, non-interlaced; per-row adaptive filter (the minimum-sum-of-absolute-differences
+ * heuristic over all five filter types, as libpng's default); metadata as tEXt (Latin-1 values) or iTXt
+ * (UTF-8 values, uncompressed).
+ *
+ * decodePng: gray, gray+alpha, RGB, RGBA and palette; bit depths 1/2/4/8/16 wherever the format allows them
+ * (16-bit samples keep their high byte; 1/2/4-bit gray is scaled to 0..255); all five filter types; tRNS.
+ * Alpha (an alpha channel, palette tRNS or a tRNS colour key) is composited over WHITE:
+ * out = round((c·a + 255·(255 − a)) / 255), so opaque images come back unchanged. Interlaced (Adam7)
+ * images are rejected. Every chunk's CRC is checked. tEXt, zTXt and iTXt are returned in `text`.
+ */
+
+export interface RgbImage {
+  width: number;
+  height: number;
+  /** Row-major RGB, 3 bytes per pixel, width·height·3 bytes. */
+  data: Uint8Array;
+}
+
+export interface DecodedPng extends RgbImage {
+  /** tEXt / zTXt / iTXt entries (a later chunk with the same keyword wins). */
+  text: Record<string, string>;
+}
+
+const SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+
+let crcTable: Uint32Array | null = null;
+function table(): Uint32Array {
+  if (crcTable) return crcTable;
+  crcTable = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    crcTable[n] = c >>> 0;
+  }
+  return crcTable;
+}
+
+/** CRC-32 (ISO 3309 / ITU-T V.42, as PNG and zlib's crc32), optionally continuing from `crc`. */
+export function crc32(bytes: Uint8Array, crc = 0): number {
+  const t = table();
+  let c = ~crc >>> 0;
+  for (let i = 0; i < bytes.length; i++) c = t[(c ^ bytes[i]!) & 0xff]! ^ (c >>> 8);
+  return ~c >>> 0;
+}
+
+async function pipe(data: Uint8Array, stream: CompressionStream | DecompressionStream): Promise<Uint8Array> {
+  const out = new Blob([data as Uint8Array<ArrayBuffer>]).stream().pipeThrough(stream);
+  return new Uint8Array(await new Response(out).arrayBuffer());
+}
+
+const deflate = (data: Uint8Array) => pipe(data, new CompressionStream('deflate'));
+const inflate = (data: Uint8Array) => pipe(data, new DecompressionStream('deflate'));
+
+// ------------------------------------------------------------------------------------------- encoding
+
+function paeth(a: number, b: number, c: number): number {
+  const p = a + b - c;
+  const pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+  return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+}
+
+/** Writes filter type `f` of `row` (prev = the previous raw row or zeros) into out[1..], out[0] = f. */
+function filterRow(f: number, row: Uint8Array, prev: Uint8Array, bpp: number, out: Uint8Array): void {
+  out[0] = f;
+  const n = row.length;
+  for (let i = 0; i < n; i++) {
+    const x = row[i]!, a = i >= bpp ? row[i - bpp]! : 0, b = prev[i]!, c = i >= bpp ? prev[i - bpp]! : 0;
+    let v: number;
+    switch (f) {
+      case 0: v = x; break;
+      case 1: v = x - a; break;
+      case 2: v = x - b; break;
+      case 3: v = x - ((a + b) >> 1); break;
+      default: v = x - paeth(a, b, c);
+    }
+    out[i + 1] = v & 0xff;
+  }
+}
+
+/** Sum of the filtered bytes read as signed values (libpng's heuristic). */
+function cost(out: Uint8Array): number {
+  let s = 0;
+  for (let i = 1; i < out.length; i++) {
+    const v = out[i]!;
+    s += v < 128 ? v : 256 - v;
+  }
+  return s;
+}
+
+const isLatin1Keyword = (k: string) => k.length >= 1 && k.length <= 79 && /^[\x20-\x7e\xa1-\xff]+$/.test(k) && !/^ | $| {2}/.test(k);
+const isLatin1Text = (s: string) => /^[\x01-\xff]*$/.test(s);
+
+function u32(v: number): number[] {
+  return [(v >>> 24) & 0xff, (v >>> 16) & 0xff, (v >>> 8) & 0xff, v & 0xff];
+}
+
+function chunk(type: string, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + data.length);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, data.length);
+  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
+  out.set(data, 8);
+  dv.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+  return out;
+}
+
+const latin1 = (s: string) => Uint8Array.from(s, (ch) => ch.charCodeAt(0));
+
+/**
+ * 8-bit RGB PNG. `metadata` keys must be PNG keywords (1–79 Latin-1 characters, no leading, trailing or double
+ * spaces); values that are not Latin-1 (or contain NUL) are written as iTXt (UTF-8).
+ */
+export async function encodePng(image: RgbImage, metadata: Record<string, string> = {}): Promise<Uint8Array> {
+  const { width: w, height: h, data } = image;
+  if (!Number.isInteger(w) || !Number.isInteger(h) || w < 1 || h < 1 || w > 0x7fffffff || h > 0x7fffffff) {
+    throw new Error(`encodePng: bad image size ${w}x${h}`);
+  }
+  if (data.length !== w * h * 3) throw new Error(`encodePng: ${w}x${h} RGB needs ${w * h * 3} bytes, got ${data.length}`);
+  const parts: Uint8Array[] = [Uint8Array.from(SIGNATURE)];
+  parts.push(chunk('IHDR', Uint8Array.from([...u32(w), ...u32(h), 8, 2, 0, 0, 0])));
+  const enc = new TextEncoder();
+  for (const [k, v] of Object.entries(metadata)) {
+    if (!isLatin1Keyword(k)) throw new Error(`encodePng: metadata key "${k}" is not a PNG keyword (1-79 Latin-1 characters, no leading/trailing/double spaces)`);
+    if (isLatin1Text(v)) {
+      parts.push(chunk('tEXt', Uint8Array.from([...latin1(k), 0, ...latin1(v)])));
+    } else {
+      // keyword \0, compression flag 0, method 0, language tag "" \0, translated keyword "" \0, UTF-8 text.
+      const head = Uint8Array.from([...latin1(k), 0, 0, 0, 0, 0]);
+      const body = enc.encode(v);
+      const d = new Uint8Array(head.length + body.length);
+      d.set(head);
+      d.set(body, head.length);
+      parts.push(chunk('iTXt', d));
+    }
+  }
+  const stride = w * 3;
+  const raw = new Uint8Array(h * (stride + 1));
+  const cand = [0, 1, 2, 3, 4].map(() => new Uint8Array(stride + 1));
+  let prev: Uint8Array = new Uint8Array(stride);
+  for (let y = 0; y < h; y++) {
+    const row = data.subarray(y * stride, (y + 1) * stride);
+    let best = 0, bestCost = Infinity;
+    for (let f = 0; f < 5; f++) {
+      filterRow(f, row, prev, 3, cand[f]!);
+      const c = cost(cand[f]!);
+      if (c < bestCost) {
+        bestCost = c;
+        best = f;
+      }
+    }
+    raw.set(cand[best]!, y * (stride + 1));
+    prev = row;
+  }
+  const z = await deflate(raw);
+  // IDAT chunks of at most 1 MiB (any split is valid; small chunks stream better).
+  for (let o = 0; o < z.length || o === 0; o += 1 << 20) {
+    parts.push(chunk('IDAT', z.subarray(o, Math.min(z.length, o + (1 << 20)))));
+    if (z.length === 0) break;
+  }
+  parts.push(chunk('IEND', new Uint8Array(0)));
+  const total = parts.reduce((s, p) => s + p.length, 0);
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+// ------------------------------------------------------------------------------------------- decoding
+
+const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+const DEPTHS: Record<number, number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16] };
+
+/** Decodes a PNG to 8-bit RGB (see the module comment for alpha). `name` prefixes every error message. */
+export async function decodePng(bytes: Uint8Array, name = 'image.png'): Promise<DecodedPng> {
+  const fail = (msg: string): never => {
+    throw new Error(`${name}: ${msg}`);
+  };
+  if (bytes.length < 8 || SIGNATURE.some((b, i) => bytes[i] !== b)) {
+    if (bytes.length < 8 && bytes.length > 0 && SIGNATURE.slice(0, bytes.length).every((b, i) => bytes[i] === b)) fail('truncated');
+    fail('not a PNG file');
+  }
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let pos = 8;
+  let ihdr: { w: number; h: number; depth: number; color: number } | null = null;
+  let palette: Uint8Array | null = null;
+  let trns: Uint8Array | null = null;
+  const idat: Uint8Array[] = [];
+  const text: Record<string, string> = {};
+  const latin1Dec = new TextDecoder('latin1');
+  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  let ended = false;
+  while (!ended) {
+    if (pos + 8 > bytes.length) fail('truncated');
+    const len = dv.getUint32(pos);
+    const type = String.fromCharCode(...bytes.subarray(pos + 4, pos + 8));
+    if (!/^[A-Za-z]{4}$/.test(type)) fail(`bad chunk type at byte ${pos}`);
+    if (len > 0x7fffffff || pos + 12 + len > bytes.length) fail('truncated');
+    const data = bytes.subarray(pos + 8, pos + 8 + len);
+    if (crc32(bytes.subarray(pos + 4, pos + 8 + len)) !== dv.getUint32(pos + 8 + len)) fail(`CRC mismatch in ${type}`);
+    pos += 12 + len;
+    if (!ihdr && type !== 'IHDR') fail(`first chunk is ${type}, not IHDR`);
+    switch (type) {
+      case 'IHDR': {
+        if (ihdr) fail('more than one IHDR');
+        if (len !== 13) fail(`IHDR has ${len} bytes, not 13`);
+        const d = new DataView(data.buffer, data.byteOffset, 13);
+        const w = d.getUint32(0), h = d.getUint32(4), depth = data[8]!, color = data[9]!;
+        if (w === 0 || h === 0 || w > 0x7fffffff || h > 0x7fffffff) fail(`bad image size ${w}x${h}`);
+        if (!(color in CHANNELS)) fail(`bad color type ${color}`);
+        if (!DEPTHS[color]!.includes(depth)) fail(`bit depth ${depth} is not allowed for color type ${color}`);
+        if (data[10] !== 0) fail(`unknown compression method ${data[10]}`);
+        if (data[11] !== 0) fail(`unknown filter method ${data[11]}`);
+        if (data[12] === 1) fail('interlaced (Adam7) PNGs are not supported');
+        if (data[12] !== 0) fail(`unknown interlace method ${data[12]}`);
+        ihdr = { w, h, depth, color };
+        break;
+      }
+      case 'PLTE':
+        if (len % 3 !== 0 || len === 0 || len > 768) fail(`PLTE has ${len} bytes`);
+        palette = data;
+        break;
+      case 'tRNS':
+        trns = data;
+        break;
+      case 'IDAT':
+        idat.push(data);
+        break;
+      case 'IEND':
+        ended = true;
+        break;
+      case 'tEXt': {
+        const z = data.indexOf(0);
+        if (z > 0) text[latin1Dec.decode(data.subarray(0, z))] = latin1Dec.decode(data.subarray(z + 1));
+        break;
+      }
+      case 'zTXt': {
+        const z = data.indexOf(0);
+        if (z > 0) {
+          const raw = await inflate(data.subarray(z + 2)).catch(() => fail('corrupt zTXt data'));
+          text[latin1Dec.decode(data.subarray(0, z))] = latin1Dec.decode(raw);
+        }
+        break;
+      }
+      case 'iTXt': {
+        const z = data.indexOf(0);
+        if (z <= 0 || z + 2 >= data.length) break;
+        const key = latin1Dec.decode(data.subarray(0, z));
+        const compressed = data[z + 1] === 1;
+        const l = data.indexOf(0, z + 3);
+        const t = l < 0 ? -1 : data.indexOf(0, l + 1);
+        if (t < 0) fail('malformed iTXt');
+        let body = data.subarray(t + 1);
+        if (compressed) body = await inflate(body).catch(() => fail('corrupt iTXt data'));
+        try {
+          text[key] = utf8.decode(body);
+        } catch {
+          fail(`iTXt "${key}" is not valid UTF-8`);
+        }
+        break;
+      }
+      default:
+        // Unknown critical chunks (uppercase first letter) must not be ignored.
+        if (type.charCodeAt(0) < 97) fail(`unknown critical chunk ${type}`);
+    }
+  }
+  const { w, h, depth, color } = ihdr!;
+  if (!idat.length) fail('no IDAT chunk');
+  if (color === 3 && !palette) fail('palette image without PLTE');
+  const zlen = idat.reduce((s, d) => s + d.length, 0);
+  const z = new Uint8Array(zlen);
+  let o = 0;
+  for (const d of idat) {
+    z.set(d, o);
+    o += d.length;
+  }
+  const raw = await inflate(z).catch((e: Error) => fail(`corrupt image data (${e.message})`));
+  const channels = CHANNELS[color]!;
+  const bitsPP = channels * depth;
+  const stride = Math.ceil((w * bitsPP) / 8);
+  const bpp = Math.max(1, bitsPP >> 3);
+  if (raw.length < h * (stride + 1)) fail(`image data is ${raw.length} bytes, ${h * (stride + 1)} expected`);
+
+  // Unfilter in place into `px` (h rows of `stride` bytes).
+  const px = new Uint8Array(h * stride);
+  let prev: Uint8Array = new Uint8Array(stride);
+  for (let y = 0; y < h; y++) {
+    const f = raw[y * (stride + 1)]!;
+    const src = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    const cur = px.subarray(y * stride, (y + 1) * stride);
+    switch (f) {
+      case 0: cur.set(src); break;
+      case 1: for (let i = 0; i < stride; i++) cur[i] = src[i]! + (i >= bpp ? cur[i - bpp]! : 0); break;
+      case 2: for (let i = 0; i < stride; i++) cur[i] = src[i]! + prev[i]!; break;
+      case 3: for (let i = 0; i < stride; i++) cur[i] = src[i]! + (((i >= bpp ? cur[i - bpp]! : 0) + prev[i]!) >> 1); break;
+      case 4: for (let i = 0; i < stride; i++) cur[i] = src[i]! + paeth(i >= bpp ? cur[i - bpp]! : 0, prev[i]!, i >= bpp ? prev[i - bpp]! : 0); break;
+      default: fail(`bad filter type ${f} in row ${y}`);
+    }
+    prev = cur;
+  }
+
+  // Sample reader: value of channel c of pixel x in row y, at the file's bit depth.
+  const sample = (row: number, x: number, c: number): number => {
+    const base = row * stride;
+    if (depth === 8) return px[base + x * channels + c]!;
+    if (depth === 16) {
+      const i = base + (x * channels + c) * 2;
+      return (px[i]! << 8) | px[i + 1]!;
+    }
+    const bit = x * depth; // channels == 1 here
+    return (px[base + (bit >> 3)]! >> (8 - depth - (bit & 7))) & ((1 << depth) - 1);
+  };
+  const to8 = depth === 16 ? (v: number) => v >> 8 : depth < 8 ? (v: number) => Math.round((v * 255) / ((1 << depth) - 1)) : (v: number) => v;
+  const over = (c: number, a: number) => (a === 255 ? c : Math.round((c * a + 255 * (255 - a)) / 255));
+
+  const out = new Uint8Array(w * h * 3);
+  // tRNS colour keys compare raw samples (at the file's bit depth).
+  const tdv = trns ? new DataView(trns.buffer, trns.byteOffset, trns.byteLength) : null;
+  const keyGray = color === 0 && tdv && trns!.length >= 2 ? tdv.getUint16(0) : -1;
+  const keyRgb = color === 2 && tdv && trns!.length >= 6 ? [tdv.getUint16(0), tdv.getUint16(2), tdv.getUint16(4)] : null;
+  const nPal = palette ? palette.length / 3 : 0;
+  for (let y = 0, q = 0; y < h; y++) {
+    for (let x = 0; x < w; x++, q += 3) {
+      let r: number, g: number, b: number, a = 255;
+      switch (color) {
+        case 0: {
+          const v = sample(y, x, 0);
+          r = g = b = to8(v);
+          if (v === keyGray) a = 0;
+          break;
+        }
+        case 2: {
+          const v0 = sample(y, x, 0), v1 = sample(y, x, 1), v2 = sample(y, x, 2);
+          r = to8(v0); g = to8(v1); b = to8(v2);
+          if (keyRgb && v0 === keyRgb[0] && v1 === keyRgb[1] && v2 === keyRgb[2]) a = 0;
+          break;
+        }
+        case 3: {
+          const i = sample(y, x, 0);
+          if (i >= nPal) fail(`palette index ${i} out of range (${nPal} entries)`);
+          r = palette![i * 3]!; g = palette![i * 3 + 1]!; b = palette![i * 3 + 2]!;
+          if (trns && i < trns.length) a = trns[i]!;
+          break;
+        }
+        case 4:
+          r = g = b = to8(sample(y, x, 0));
+          a = to8(sample(y, x, 1));
+          break;
+        default:
+          r = to8(sample(y, x, 0)); g = to8(sample(y, x, 1)); b = to8(sample(y, x, 2));
+          a = to8(sample(y, x, 3));
+      }
+      out[q] = over(r, a);
+      out[q + 1] = over(g, a);
+      out[q + 2] = over(b, a);
+    }
+  }
+  return { width: w, height: h, data: out, text };
+}
