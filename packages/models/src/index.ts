@@ -24,3 +24,7 @@ export * from './autoencoders/vae';
 export * from './autoencoders/autoencoder_kl';
 export * from './describe';
 export * from './known_configs';
+export * from './lora/lora';
+export * from './image/png';
+export * from './pipelines/image_processor';
+export * from './pipelines/pipeline_stable_diffusion';

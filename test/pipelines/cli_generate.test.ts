@@ -1,0 +1,248 @@
+// `fewstep generate` / `fewstep batch` end to end on a tiny SDXS-style model (golden components, 64×64
+// images = 8×8 latents so lavapipe is quick): from a folder, from the fake hub into a temporary HF
+// cache and then offline, --out-dir ordering, --latents against the pipeline itself, batch resume.
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeSafetensors } from '@fewstep/tensor';
+import { nodeFiles } from '@fewstep/tensor/node';
+import { StableDiffusionPipeline, TorchGenerator, decodePng } from '@fewstep/models';
+import { main } from '../../packages/cli/src/main';
+import type { CliIO } from '../../packages/cli/src/command';
+import { startFakeHub, type FakeHub } from '../helpers/fake_hub';
+import { closeDevice, gpuDevice } from '../helpers/gpu';
+import { buildTinyModel, tinyModelHubFiles } from '../helpers/tiny_sdxs_model';
+
+const work = mkdtempSync(join(tmpdir(), 'fewstep-cli-gen-'));
+const model = buildTinyModel(join(work, 'model'));
+const sample = new URL('../fixtures/partiprompts-sample.tsv', import.meta.url).pathname;
+const SIZE = ['--width', '64', '--height', '64'];
+const ENV_KEYS = ['HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_TOKEN_PATH', 'HF_HUB_OFFLINE', 'HF_ENDPOINT'];
+const savedEnv: Record<string, string | undefined> = {};
+let hub: FakeHub;
+
+beforeAll(async () => {
+  for (const k of ENV_KEYS) {
+    savedEnv[k] = process.env[k];
+    delete process.env[k];
+  }
+  process.env['HF_HOME'] = join(work, 'hf-home');
+  process.env['HF_HUB_CACHE'] = join(work, 'hf-cache');
+  hub = await startFakeHub([
+    { id: 'org/tiny-sdxs', commit: 'd'.repeat(40), files: tinyModelHubFiles() },
+    { id: 'org/tiny-lora', commit: 'e'.repeat(40), files: [{ path: 'tiny_lora.safetensors', content: Buffer.from(loraFile()), lfs: true }, { path: 'README.md', content: Buffer.from('#\n') }] },
+  ]);
+  process.env['HF_ENDPOINT'] = hub.url;
+});
+afterAll(async () => {
+  await hub?.close();
+  for (const k of ENV_KEYS) {
+    if (savedEnv[k] === undefined) delete process.env[k];
+    else process.env[k] = savedEnv[k];
+  }
+  rmSync(work, { recursive: true, force: true });
+  await closeDevice();
+});
+
+/** A kohya-format LoRA (rank 4, no alpha) on two attention projections of the tiny SDXS UNet. */
+function loraFile(): Uint8Array {
+  const g = new TorchGenerator(99);
+  const t: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
+  for (const m of ['down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_q', 'up_blocks_2_attentions_1_transformer_blocks_0_attn1_to_k']) {
+    t[`lora_unet_${m}.lora_down.weight`] = { dtype: 'F32', shape: [4, 32], data: g.randn([4, 32], 'f32') as Float32Array };
+    t[`lora_unet_${m}.lora_up.weight`] = { dtype: 'F32', shape: [32, 4], data: g.randn([32, 4], 'f32') as Float32Array };
+  }
+  return encodeSafetensors(t);
+}
+
+async function cli(args: string[], isTTY = false): Promise<{ code: number; stderr: string; stdout: string }> {
+  const out: string[] = [], err: string[] = [];
+  const io: CliIO = { stdout: (s) => void out.push(s), stderr: (s) => void err.push(s), isTTY };
+  const code = await main(args, io);
+  return { code, stderr: err.join(''), stdout: out.join('') };
+}
+
+const readPng = async (p: string) => decodePng(new Uint8Array(readFileSync(p)), p);
+const noPartials = (dir: string) => expect(readdirSync(dir).filter((n) => n.includes('.partial-'))).toEqual([]);
+
+describe('fewstep generate', () => {
+  it('one image to --out: PNG of the right size with the parameters', async () => {
+    const out = join(work, 'one.png');
+    const r = await cli(['generate', 'a photo of a cat', '--model', model, '--out', out, '--seed', '7', ...SIZE]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(`${out}\nseed 7, 1 step, guidance 0, 64x64, ${/, ([\d.]+) s\n$/.exec(r.stdout)![1]} s\n`);
+    // Non-TTY progress: one line per stage, then the timings.
+    for (const line of ['load model ', 'tokenize ', 'text encoder ', 'denoise step 1/1 ', 'decode ', 'timings: tokenize ']) expect(r.stderr).toContain(line);
+    const img = await readPng(out);
+    expect([img.width, img.height, img.data.length]).toEqual([64, 64, 64 * 64 * 3]);
+    expect(img.text['parameters']).toBe(
+      'a photo of a cat\nSteps: 1, Sampler: EulerDiscreteScheduler, CFG scale: 0, Seed: 7, Size: 64x64, Model: ' + model + ', Version: fewstep 0.1.0',
+    );
+    expect(JSON.parse(img.text['fewstep']!)).toMatchObject({ prompt: 'a photo of a cat', seed: 7, steps: 1, guidance: 0, width: 64, height: 64, sampler: 'EulerDiscreteScheduler' });
+    // Not a flat image.
+    expect(new Set(img.data).size).toBeGreaterThan(10);
+    noPartials(work);
+
+    // Same seed → same pixels; --quiet prints nothing on stderr.
+    const again = join(work, 'one-again.png');
+    const q = await cli(['generate', 'a photo of a cat', '--model', model, '--out', again, '--seed', '7', '--quiet', ...SIZE]);
+    expect(q.code).toBe(0);
+    expect(q.stderr.split('\n').filter((l) => l && !l.startsWith('Warning:'))).toEqual([]);
+    expect(Buffer.from((await readPng(again)).data).equals(Buffer.from(img.data))).toBe(true);
+  });
+
+  it('--out-dir with 2 prompts and --batch 2: 4 files in batch order, --json summary', async () => {
+    const dir = join(work, 'many');
+    const r = await cli(['generate', 'a red cube', 'a blue sphere', '--batch', '2', '--model', model, '--out-dir', dir, '--seed', '11', '--json', ...SIZE]);
+    expect(r.code, r.stderr).toBe(0);
+    const names = ['0000-a-red-cube.png', '0001-a-red-cube.png', '0002-a-blue-sphere.png', '0003-a-blue-sphere.png'];
+    expect(readdirSync(dir).sort()).toEqual(names);
+    const summary = JSON.parse(r.stdout) as { files: string[]; seed: number; timings: Record<string, number>; steps: number };
+    expect(summary.files).toEqual(names.map((n) => join(dir, n)));
+    expect(summary.seed).toBe(11);
+    expect(summary.steps).toBe(1);
+    for (const k of ['tokenize', 'text_encoder', 'denoise', 'decode']) expect(summary.timings[k]).toBeGreaterThan(0);
+    const imgs = await Promise.all(names.map((n) => readPng(join(dir, n))));
+    expect(JSON.parse(imgs[3]!.text['fewstep']!)).toMatchObject({ prompt: 'a blue sphere', batchIndex: 3, batchSize: 4 });
+    // Different noise per batch item.
+    expect(Buffer.from(imgs[0]!.data).equals(Buffer.from(imgs[1]!.data))).toBe(false);
+  });
+
+  it('--latents: the same image as the pipeline given the same latents', async () => {
+    const shape = [1, 4, 8, 8];
+    const data = new TorchGenerator(1234).randn(shape, 'f32') as Float32Array;
+    const file = join(work, 'latents.safetensors');
+    writeFileSync(file, encodeSafetensors({ latents: { dtype: 'F32', shape, data } }));
+    const out = join(work, 'latents.png');
+    // No --width/--height: the size comes from the latents.
+    const r = await cli(['generate', 'a lighthouse', '--model', model, '--out', out, '--latents', file, '--seed', '5']);
+    expect(r.code, r.stderr).toBe(0);
+    const got = await readPng(out);
+    expect([got.width, got.height]).toEqual([64, 64]);
+    expect(JSON.parse(got.text['fewstep']!).latents).toBe(file);
+
+    const device = await gpuDevice();
+    const pipe = await StableDiffusionPipeline.fromPretrained(model, { device, io: nodeFiles });
+    try {
+      const ref = await pipe.generate({ prompt: 'a lighthouse', latents: { data, shape }, seed: 5 });
+      expect(Buffer.from(got.data).equals(Buffer.from(ref.images[0]!.data))).toBe(true);
+      // And not what the seed alone would give.
+      const seeded = await pipe.generate({ prompt: 'a lighthouse', seed: 5, width: 64, height: 64 });
+      expect(Buffer.from(got.data).equals(Buffer.from(seeded.images[0]!.data))).toBe(false);
+    } finally {
+      pipe.dispose();
+    }
+  });
+
+  it('from the fake hub into the HF cache, then offline from the cache: same bytes', async () => {
+    const a = join(work, 'hub-a.png'), b = join(work, 'hub-b.png');
+    hub.requests = [];
+    const r1 = await cli(['generate', 'a photo of a cat', '--model', 'org/tiny-sdxs', '--out', a, '--seed', '7', ...SIZE]);
+    expect(r1.code, r1.stderr).toBe(0);
+    expect(r1.stderr).toContain('downloaded unet/diffusion_pytorch_model.safetensors');
+    const fetched = hub.requests.filter((q) => q.method === 'GET' && q.path.includes('/resolve/')).map((q) => q.path);
+    expect(fetched.some((p) => p.endsWith('.bin') || p.endsWith('README.md') || p.includes('vae_large'))).toBe(false);
+
+    process.env['HF_HUB_OFFLINE'] = '1';
+    try {
+      hub.requests = [];
+      const r2 = await cli(['generate', 'a photo of a cat', '--model', 'org/tiny-sdxs', '--out', b, '--seed', '7', ...SIZE]);
+      expect(r2.code, r2.stderr).toBe(0);
+      expect(hub.requests).toEqual([]);
+      expect(readFileSync(b).equals(readFileSync(a))).toBe(true);
+      // Offline, a model that is not cached: one line, exit 1, no file.
+      const c = join(work, 'hub-c.png');
+      const r3 = await cli(['generate', 'x', '--model', 'org/other', '--out', c, ...SIZE]);
+      expect(r3.code).toBe(1);
+      expect(r3.stderr).toMatch(/^fewstep generate: Offline mode \(HF_HUB_OFFLINE=1\): org\/other@main is not in the cache at .*\n$/);
+      expect(existsSync(c)).toBe(false);
+    } finally {
+      delete process.env['HF_HUB_OFFLINE'];
+    }
+    // The hub model and the folder give the same pixels (only the Model: metadata differs).
+    const local = await readPng(join(work, 'one.png'));
+    expect(Buffer.from((await readPng(a)).data).equals(Buffer.from(local.data))).toBe(true);
+    expect((await readPng(a)).text['parameters']).toContain('Model: org/tiny-sdxs');
+  });
+
+  it('--vae large decodes with the AutoencoderKL in vae_large/', async () => {
+    const out = join(work, 'large.png');
+    const r = await cli(['generate', 'a photo of a cat', '--model', model, '--out', out, '--seed', '7', '--vae', 'large', ...SIZE]);
+    expect(r.code, r.stderr).toBe(0);
+    const img = await readPng(out);
+    expect([img.width, img.height]).toEqual([64, 64]);
+    expect(Buffer.from(img.data).equals(Buffer.from((await readPng(join(work, 'one.png'))).data))).toBe(false);
+  });
+
+  it('--lora: a local file at scale 0 changes nothing; the hub repo at scale 2 changes the image', async () => {
+    const file = join(work, 'tiny_lora.safetensors');
+    writeFileSync(file, loraFile());
+    const zero = join(work, 'lora0.png'), two = join(work, 'lora2.png');
+    const r0 = await cli(['generate', 'a photo of a cat', '--model', model, '--out', zero, '--seed', '7', '--lora', `${file}:0`, ...SIZE]);
+    expect(r0.code, r0.stderr).toBe(0);
+    const plain = await readPng(join(work, 'one.png'));
+    expect(Buffer.from((await readPng(zero)).data).equals(Buffer.from(plain.data))).toBe(true);
+    const r2 = await cli(['generate', 'a photo of a cat', '--model', model, '--out', two, '--seed', '7', '--lora', 'org/tiny-lora:2', ...SIZE]);
+    expect(r2.code, r2.stderr).toBe(0);
+    const img = await readPng(two);
+    expect(Buffer.from(img.data).equals(Buffer.from(plain.data))).toBe(false);
+    expect(img.text['parameters']).toContain('Lora: "org/tiny-lora:2"');
+  });
+
+  it('--init-image: image-to-image keeps the size', async () => {
+    const out = join(work, 'i2i.png');
+    const r = await cli(['generate', 'a photo of a dog', '--model', model, '--out', out, '--seed', '3', '--init-image', join(work, 'one.png'), '--strength', '1', '--steps', '2']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('encode init image');
+    const img = await readPng(out);
+    expect([img.width, img.height]).toEqual([64, 64]);
+    expect(JSON.parse(img.text['fewstep']!)).toMatchObject({ strength: 1, steps: 2 });
+  });
+});
+
+describe('fewstep batch', () => {
+  it('3 TSV rows with --limit, resumed: the second run only makes the third', async () => {
+    const dir = join(work, 'batch');
+    const base = ['batch', '--prompts', sample, '--out-dir', dir, '--model', model, '--category', 'Food & Beverage', '--seed', '100', ...SIZE];
+    const r1 = await cli([...base, '--limit', '2']);
+    expect(r1.code, r1.stderr).toBe(0);
+    expect(r1.stdout).toBe(`${join(dir, 'index.html')}\n`);
+    const pngs = () => readdirSync(dir).filter((n) => n.endsWith('.png')).sort();
+    expect(pngs()).toEqual(['0006-a-bowl-of-pho.png', '0007-a-cup-of-boba.png']);
+    const lines = () => readFileSync(join(dir, 'results.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines().map((l) => [l['prompt'], l['category'], l['challenge'], l['seed'], l['file']])).toEqual([
+      ['A bowl of Pho', 'Food & Beverage', 'Basic', 106, '0006-a-bowl-of-pho.png'],
+      ['a cup of boba', 'Food & Beverage', 'Basic', 107, '0007-a-cup-of-boba.png'],
+    ]);
+    expect(typeof lines()[0]!['seconds']).toBe('number');
+    const img = await readPng(join(dir, '0006-a-bowl-of-pho.png'));
+    expect(img.text['parameters']).toContain('Seed: 106');
+
+    const r2 = await cli([...base, '--limit', '3']);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(r2.stderr).toContain('resuming: 2 of 3 prompts already done');
+    expect(r2.stderr).toContain('[3/3] 0008-a-picture-of-some-food-in-the-plate.png');
+    expect(pngs()).toEqual(['0006-a-bowl-of-pho.png', '0007-a-cup-of-boba.png', '0008-a-picture-of-some-food-in-the-plate.png']);
+    expect(lines().length).toBe(3);
+    const html = readFileSync(join(dir, 'index.html'), 'utf8');
+    expect(html).toContain('Food &amp; Beverage <small>(3)</small>');
+    for (const n of pngs()) expect(html).toContain(`src="${n}"`);
+
+    // Everything done: no model load, nothing appended.
+    const r3 = await cli([...base, '--limit', '3']);
+    expect(r3.code).toBe(0);
+    expect(r3.stderr).toContain('nothing to do: all 3 prompts are done');
+    expect(r3.stderr).not.toContain('loaded');
+    expect(lines().length).toBe(3);
+
+    // A PNG deleted by hand is made again (same seed → same pixels).
+    const before = readFileSync(join(dir, '0007-a-cup-of-boba.png'));
+    rmSync(join(dir, '0007-a-cup-of-boba.png'));
+    const r4 = await cli([...base, '--limit', '3']);
+    expect(r4.code, r4.stderr).toBe(0);
+    expect(Buffer.from((await readPng(join(dir, '0007-a-cup-of-boba.png'))).data).equals(Buffer.from((await decodePng(new Uint8Array(before))).data))).toBe(true);
+    noPartials(dir);
+  });
+});
+
