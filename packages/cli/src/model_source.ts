@@ -16,7 +16,7 @@ export type VaeChoice = 'tiny' | 'large';
 export interface ModelSourceOptions {
   revision?: string;
   dtype: WeightDType;
-  vae: VaeChoice;
+  vae: VaeChoice | undefined;
   onProgress?: ProgressCallback;
   /** HF cache folder instead of $HF_HUB_CACHE. */
   cacheDir?: string;
@@ -31,30 +31,27 @@ export interface ResolvedModel {
   fromHub: boolean;
   /** Component folder → chosen weight files (relative to the model folder). */
   weights: Record<string, string[]>;
-  /** 'fp16' when every component's chosen weights are the fp16 variant, else undefined. */
+  /** The weight variant to ask the pipeline for ('fp16' with --dtype f16; it falls back to the plain files). */
   variant: 'fp16' | undefined;
   /** Variant per component ('' = plain files). */
   variants: Record<string, string>;
 }
 
-/** Component folders the pipeline loads for a given VAE choice. */
-export function pipelineComponents(vae: VaeChoice): string[] {
-  return ['text_encoder', 'unet', vae === 'large' ? 'vae_large' : 'vae'];
+/**
+ * Component folders the pipeline loads. VAE: `vae/` as it is by default; 'large' → `vae_large/` (SDXS
+ * ships its AutoencoderKL there) or else `vae/`; 'tiny' → `vae_tiny/` or `taesd/` when the repo has one,
+ * else `vae/` (the pipeline checks the class).
+ */
+export function pipelineComponents(files: readonly string[], vae: VaeChoice | undefined): string[] {
+  const has = (d: string) => files.includes(`${d}/config.json`);
+  let v = 'vae';
+  if (vae === 'large') v = has('vae_large') ? 'vae_large' : 'vae';
+  if (vae === 'tiny') v = ['vae_tiny', 'taesd'].find(has) ?? 'vae';
+  return ['text_encoder', 'unet', v];
 }
 
-/** A weight file of a component folder: its format and variant, or undefined for other files. */
-export function weightFileInfo(name: string): { format: 'safetensors' | 'bin'; variant: string; index: boolean } | undefined {
-  // Index of a sharded checkpoint: model.safetensors.index.json, model.safetensors.index.fp16.json
-  let m = /^[^.]+\.(safetensors|bin)\.index(?:\.([\w-]+))?\.json$/.exec(name);
-  if (m) return { format: m[1] as 'safetensors' | 'bin', variant: m[2] ?? '', index: true };
-  // Shards: model-00001-of-00002.safetensors, model.fp16-00001-of-00002.safetensors
-  m = /^[^.]+?(?:\.([\w]+))?-\d{5}-of-\d{5}\.(safetensors|bin)$/.exec(name);
-  if (m) return { format: m[2] as 'safetensors' | 'bin', variant: m[1] ?? '', index: false };
-  // Single files: diffusion_pytorch_model.safetensors, model.fp16.safetensors, pytorch_model.bin
-  m = /^[^.]+(?:\.([\w-]+))?\.(safetensors|bin)$/.exec(name);
-  if (m) return { format: m[2] as 'safetensors' | 'bin', variant: m[1] ?? '', index: false };
-  return undefined;
-}
+/** The weight file names diffusers/transformers load (`model.fp16-00001-of-00002.safetensors` …), as the pipeline does. */
+const STD_WEIGHTS = /^(diffusion_pytorch_model|model)(?:\.([A-Za-z0-9_]+))?(?:-\d+-of-\d+)?\.safetensors$/;
 
 /**
  * Picks the files of a model (given the repo or folder file list) that the pipeline needs. Throws
@@ -62,7 +59,7 @@ export function weightFileInfo(name: string): { format: 'safetensors' | 'bin'; v
  */
 export function selectModelFiles(
   files: readonly string[],
-  opts: { dtype: WeightDType; vae: VaeChoice; name: string },
+  opts: { dtype: WeightDType; vae: VaeChoice | undefined; name: string },
 ): { files: string[]; weights: Record<string, string[]>; variants: Record<string, string> } {
   const set = new Set(files);
   const { name } = opts;
@@ -79,38 +76,45 @@ export function selectModelFiles(
 
   const weights: Record<string, string[]> = {};
   const variants: Record<string, string> = {};
-  for (const comp of pipelineComponents(opts.vae)) {
+  for (const comp of pipelineComponents(files, opts.vae)) {
     const got = inFolder(comp);
-    if (got.length === 0) {
-      throw new Error(`${name} has no ${comp}/ folder${comp === 'vae_large' ? ' (--vae large needs one; use --vae tiny)' : ''}`);
-    }
+    if (got.length === 0) throw new Error(`${name} has no ${comp}/ folder`);
     if (!set.has(`${comp}/config.json`)) throw new Error(`${name} has no ${comp}/config.json`);
     out.add(`${comp}/config.json`);
-    const byKey = new Map<string, string[]>();
+    const base = (f: string) => f.slice(comp.length + 1);
+    const byVariant = new Map<string, string[]>();
     for (const f of got) {
-      const info = weightFileInfo(f.slice(comp.length + 1));
-      if (!info || info.format !== 'safetensors') continue;
-      const key = info.variant;
-      if (!byKey.has(key)) byKey.set(key, []);
-      byKey.get(key)!.push(f);
+      const m = STD_WEIGHTS.exec(base(f));
+      if (!m) continue;
+      const v = m[2] ?? '';
+      if (!byVariant.has(v)) byVariant.set(v, []);
+      byVariant.get(v)!.push(f);
     }
     const order = opts.dtype === 'f16' ? ['fp16', ''] : ['', 'fp16'];
-    let pick = order.find((v) => byKey.has(v));
-    // Neither plain nor fp16 (e.g. only an `ema` variant): take the only variant there is.
-    if (pick === undefined && byKey.size === 1) pick = [...byKey.keys()][0]!;
-    if (pick === undefined) {
-      const bins = got.some((f) => weightFileInfo(f.slice(comp.length + 1))?.format === 'bin');
-      throw new Error(
-        byKey.size > 1
-          ? `${name}: ${comp}/ has several weight variants (${[...byKey.keys()].join(', ')}) and no plain or fp16 one`
-          : bins
-            ? `${name}: ${comp}/ has only PyTorch .bin weights; fewstep reads safetensors (convert them, or use a repo with .safetensors files)`
+    let pick = order.find((v) => byVariant.has(v));
+    if (pick === undefined && byVariant.size === 1) pick = [...byVariant.keys()][0]!;
+    let chosen: string[];
+    if (pick !== undefined) {
+      chosen = byVariant.get(pick)!;
+      // Both diffusers' and transformers' names: the pipeline loads diffusers'.
+      if (chosen.some((f) => base(f).startsWith('diffusion_pytorch_model'))) chosen = chosen.filter((f) => base(f).startsWith('diffusion_pytorch_model'));
+    } else if (byVariant.size > 1) {
+      throw new Error(`${name}: ${comp}/ has several weight variants (${[...byVariant.keys()].join(', ')}) and no plain or fp16 one`);
+    } else {
+      // No standard names: the pipeline loads every .safetensors of the folder.
+      chosen = got.filter((f) => f.endsWith('.safetensors'));
+      if (chosen.length === 0) {
+        const bins = got.filter((f) => /\.(bin|pt|pth|ckpt)$/.test(f));
+        throw new Error(
+          bins.length
+            ? `${name}: ${comp}/ has only PyTorch pickle weights (${bins.map(base).join(', ')}); fewstep reads safetensors`
             : `${name}: ${comp}/ has no weights (*.safetensors)`,
-      );
+        );
+      }
     }
-    const chosen = byKey.get(pick)!.sort();
+    chosen.sort();
     weights[comp] = chosen;
-    variants[comp] = pick;
+    variants[comp] = pick ?? '';
     for (const f of chosen) out.add(f);
   }
   return { files: [...out].sort(), weights, variants };
@@ -138,10 +142,6 @@ export function parseRepoSpec(spec: string, revision?: string): { repoId: string
   return at > 0 ? { repoId: spec.slice(0, at), revision: spec.slice(at + 1) || 'main' } : { repoId: spec, revision: revision ?? 'main' };
 }
 
-function variantOf(variants: Record<string, string>): 'fp16' | undefined {
-  const vs = Object.values(variants);
-  return vs.length > 0 && vs.every((v) => v === 'fp16') ? 'fp16' : undefined;
-}
 
 /**
  * Resolves --model to a local folder (downloading what is needed from the hub). Errors are one line
@@ -151,7 +151,7 @@ export async function resolveModel(idOrDir: string, opts: ModelSourceOptions): P
   const st = await stat(idOrDir).catch(() => undefined);
   if (st?.isDirectory()) {
     const sel = selectModelFiles(await listFiles(idOrDir), { dtype: opts.dtype, vae: opts.vae, name: idOrDir });
-    return { dir: idOrDir, id: idOrDir, fromHub: false, weights: sel.weights, variants: sel.variants, variant: variantOf(sel.variants) };
+    return { dir: idOrDir, id: idOrDir, fromHub: false, weights: sel.weights, variants: sel.variants, variant: opts.dtype === 'f16' ? 'fp16' : undefined };
   }
   if (st) throw new Error(`${idOrDir} is a file; --model takes a diffusers model folder or a Hugging Face repo id (org/name)`);
   if (looksLikePath(idOrDir)) throw new Error(`model folder ${idOrDir} not found`);
@@ -180,5 +180,5 @@ export async function resolveModel(idOrDir: string, opts: ModelSourceOptions): P
     required: sel.files,
     onProgress: opts.onProgress,
   });
-  return { dir, id: idOrDir, fromHub: true, weights: sel.weights, variants: sel.variants, variant: variantOf(sel.variants) };
+  return { dir, id: idOrDir, fromHub: true, weights: sel.weights, variants: sel.variants, variant: opts.dtype === 'f16' ? 'fp16' : undefined };
 }

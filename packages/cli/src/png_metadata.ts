@@ -22,7 +22,8 @@ export interface GenerationInfo {
   model: string;
   revision?: string;
   dtype: string;
-  vae: string;
+  /** --vae (tiny | large), absent for the model's own vae/. */
+  vae?: string;
   /** Position in the batch and the batch size (diffusers order: prompt-major). */
   batchIndex: number;
   batchSize: number;
