@@ -11,7 +11,7 @@ import { main } from '../../packages/cli/src/main';
 import type { CliIO } from '../../packages/cli/src/command';
 import { imageFileName, parseLoraSpec, schedulerName, slugify } from '../../packages/cli/src/commands/generate';
 import { contactSheet, filterRows, parsePromptsTsv, readResults, type ResultLine } from '../../packages/cli/src/commands/batch';
-import { resolveModel, selectModelFiles } from '../../packages/cli/src/model_source';
+import { resolveModel, selectModelFiles } from '@fewstep/weights-tools';
 import { parametersText, pngTextChunks, type GenerationInfo } from '../../packages/cli/src/png_metadata';
 import { startFakeHub, type FakeHub } from '../helpers/fake_hub';
 import { buildTinyModel, tinyModelHubFiles } from '../helpers/tiny_sdxs_model';
@@ -370,5 +370,15 @@ describe('model files from the fake hub', () => {
         else process.env[k] = env[k];
       }
     }
+  });
+});
+
+describe('Pipeline.fromPretrained without a resolver', () => {
+  it('explains how to load a hub id', async () => {
+    const { StableDiffusionPipeline } = await import('@fewstep/models');
+    const { nodeFiles } = await import('@fewstep/tensor/node');
+    await expect(StableDiffusionPipeline.fromPretrained('org/not-a-folder', { device: {} as never, io: nodeFiles })).rejects.toThrow(
+      'org/not-a-folder: not a local diffusers folder (no unet/); to load a hub id pass `resolve` (Node: hubResolver() from @fewstep/weights-tools)',
+    );
   });
 });

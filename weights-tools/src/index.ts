@@ -19,3 +19,5 @@ export {
   RepoNotFoundError,
   RevisionNotFoundError,
 } from './hub/errors';
+export { hubResolver, parseRepoSpec, pipelineComponents, resolveModel, selectModelFiles } from './model_source';
+export type { ModelSourceOptions, ResolvedModel, VaeChoice, WeightDType } from './model_source';

@@ -16,7 +16,7 @@ import {
 import { createProgressPrinter, snapshotDownload, type ProgressCallback } from '@fewstep/weights-tools';
 import { UsageError, type FlagSpec } from '../args';
 import type { CliIO, Command } from '../command';
-import { resolveModel, type ResolvedModel, type VaeChoice, type WeightDType } from '../model_source';
+import { resolveModel, type ResolvedModel, type VaeChoice, type WeightDType } from '@fewstep/weights-tools';
 import { pngTextChunks, type GenerationInfo } from '../png_metadata';
 
 export const VERSION = '0.1.0';

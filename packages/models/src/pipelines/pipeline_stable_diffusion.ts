@@ -82,6 +82,12 @@ export interface PipelineLoadOptions {
   /** Overrides of the model's defaults (e.g. YOSO: { steps: 2, guidance: 1.5 }). */
   defaults?: Partial<PipelineDefaults>;
   onProgress?: (e: ProgressEvent) => void;
+  /**
+   * Turns a hub id (or anything that is not a local folder) into a local diffusers folder. This
+   * package does no network IO itself; in Node pass `hubResolver()` from `@fewstep/weights-tools`
+   * (downloads only what the pipeline reads into the Hugging Face cache).
+   */
+  resolve?: (idOrDir: string, want: { dtype: 'f32' | 'f16'; vae?: 'tiny' | 'large' }) => Promise<string>;
 }
 
 export interface PipelineComponents {
@@ -178,11 +184,16 @@ export class StableDiffusionPipeline {
    * Loads a local diffusers folder: model_index.json (optional), tokenizer/, text_encoder/, unet/,
    * vae/ (or vae_large/ with `vae: 'large'`), scheduler/scheduler_config.json.
    */
-  static async fromPretrained(dir: string, opts: PipelineLoadOptions): Promise<StableDiffusionPipeline> {
+  static async fromPretrained(idOrDir: string, opts: PipelineLoadOptions): Promise<StableDiffusionPipeline> {
     const { io, device } = opts;
     if (!device || !io) throw new Error('StableDiffusionPipeline.fromPretrained: opts.device and opts.io are required');
     const dtype = opts.dtype ?? 'f32';
     if (dtype !== 'f32' && dtype !== 'f16') throw new Error(`StableDiffusionPipeline.fromPretrained: dtype must be 'f32' or 'f16', got ${JSON.stringify(dtype)}`);
+    let dir = idOrDir;
+    if (opts.resolve) dir = await opts.resolve(idOrDir, { dtype, vae: opts.vae });
+    else if (!(await io.exists(io.join(idOrDir, 'unet')))) {
+      throw new Error(`${idOrDir}: not a local diffusers folder (no unet/); to load a hub id pass \`resolve\` (Node: hubResolver() from @fewstep/weights-tools)`);
+    }
     const t0 = now();
     const sub = (name: string) => io.join(dir, name);
 

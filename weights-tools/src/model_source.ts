@@ -1,5 +1,6 @@
 /**
- * `--model <id|dir>` → a local diffusers pipeline folder. A folder is used as is; a Hugging Face repo
+ * A model id or folder → a local diffusers pipeline folder (used by `fewstep generate --model` and
+ * `hubResolver()`). A folder is used as is; a Hugging Face repo
  * id (`org/name`, optionally `org/name@revision`) is fetched into the HF cache, but only the files the
  * text-to-image pipeline reads: model_index.json, scheduler/, tokenizer/, the config.json and one set
  * of weights of text_encoder/, unet/ and vae/ (vae_large/ too with `--vae large`). Weights: safetensors
@@ -8,7 +9,7 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { HubInputError, snapshotDownload, type ProgressCallback } from '@fewstep/weights-tools';
+import { HubInputError, snapshotDownload, type ProgressCallback } from './index';
 
 export type WeightDType = 'f32' | 'f16';
 export type VaeChoice = 'tiny' | 'large';
@@ -181,4 +182,13 @@ export async function resolveModel(idOrDir: string, opts: ModelSourceOptions): P
     onProgress: opts.onProgress,
   });
   return { dir, id: idOrDir, fromHub: true, weights: sel.weights, variants: sel.variants, variant: opts.dtype === 'f16' ? 'fp16' : undefined };
+}
+
+/**
+ * A `resolve` hook for `Pipeline.fromPretrained`: local folders pass through; hub ids are downloaded
+ * (only the files the pipeline reads) into the Hugging Face cache.
+ */
+export function hubResolver(opts: { revision?: string; cacheDir?: string; onProgress?: ProgressCallback } = {}) {
+  return async (idOrDir: string, want: { dtype: WeightDType; vae?: VaeChoice }): Promise<string> =>
+    (await resolveModel(idOrDir, { ...opts, dtype: want.dtype, vae: want.vae })).dir;
 }
