@@ -246,6 +246,7 @@ export class Device {
       }
     }
     void timed;
+    const copiedInside = this.copyCount !== copiesBefore;
     const resolve = this.gpu.createBuffer({ size: 16, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
     this.ensureEncoder().resolveQuerySet(qs, 0, 2, resolve, 0);
     const bytes = await this.read(resolve, 0, 16);
@@ -254,7 +255,7 @@ export class Device {
     const t = new BigInt64Array(bytes.buffer, bytes.byteOffset, 2);
     // Buffer copies end the timed pass early (they cannot run inside a compute pass), so the
     // timestamps would miss them: report null and let the caller use wall-clock time.
-    if (this.copyCount !== copiesBefore) return null;
+    if (copiedInside) return null;
     return Number(t[1]! - t[0]!) / 1e6;
   }
 
