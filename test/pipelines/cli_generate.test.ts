@@ -190,6 +190,27 @@ describe('fewstep generate', () => {
     expect(img.text['parameters']).toContain('Lora: "org/tiny-lora:2"');
   });
 
+  it('--init latent-mean: the YOSO informative init from reference latents, as the pipeline does it', async () => {
+    const shape = [3, 4, 8, 8];
+    const data = new TorchGenerator(77).randn(shape, 'f32') as Float32Array;
+    const file = join(work, 'reference.safetensors');
+    writeFileSync(file, encodeSafetensors({ latents: { dtype: 'F32', shape, data } }));
+    const out = join(work, 'yoso1.png');
+    const r = await cli(['generate', 'a cat', '--model', model, '--out', out, '--init', 'latent-mean', '--init-latents', file, '--scheduler', 'lcm', '--steps', '1', '--seed', '8']);
+    expect(r.code, r.stderr).toBe(0);
+    const got = await readPng(out);
+    const device = await gpuDevice();
+    const pipe = await StableDiffusionPipeline.fromPretrained(model, { device, io: nodeFiles, scheduler: 'LCMScheduler' });
+    try {
+      const ref = await pipe.generate({ prompt: 'a cat', seed: 8, steps: 1, informativeInit: { reference: { data, shape } } });
+      expect(Buffer.from(got.data).equals(Buffer.from(ref.images[0]!.data))).toBe(true);
+      const plain = await pipe.generate({ prompt: 'a cat', seed: 8, steps: 1, width: 64, height: 64 });
+      expect(Buffer.from(got.data).equals(Buffer.from(plain.images[0]!.data))).toBe(false);
+    } finally {
+      pipe.dispose();
+    }
+  });
+
   it('--init-image: image-to-image keeps the size', async () => {
     const out = join(work, 'i2i.png');
     const r = await cli(['generate', 'a photo of a dog', '--model', model, '--out', out, '--seed', '3', '--init-image', join(work, 'one.png'), '--strength', '1', '--steps', '2']);

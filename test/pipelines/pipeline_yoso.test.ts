@@ -94,3 +94,53 @@ describe('StableDiffusionPipeline golden pipeline_yoso', () => {
     });
   }
 });
+
+describe('YOSO one-step informative initialisation', () => {
+  // Reference: the model card's arithmetic in float64 — mean over the reference batch + unbiased std ·
+  // ε₁, then add_noise(x, ε₂, T) = sqrt(ᾱ_T)·x + sqrt(1 − ᾱ_T)·ε₂ with LCM's ᾱ (SD1.5 betas).
+  it('starts the 1-step LCM run from mean + std·noise noised to t=999, using the seed generator', async () => {
+    const { TorchGenerator, LCMScheduler } = await import('@fewstep/models');
+    const shape = [3, 4, 8, 8];
+    const n = 3 * 256;
+    const ref = new Float32Array(n);
+    const rg = new TorchGenerator(11).randn(shape, 'f32') as Float32Array;
+    for (let i = 0; i < n; i++) ref[i] = 0.7 * rg[i]! + (i % 256) / 256 - 0.5;
+    const B = 2, seed = 99;
+    let unetIn: Float32Array | undefined;
+    await base.generate({
+      prompt: ['a cat', 'a dog'].slice(0, B), seed, steps: 1, guidance: 1.5, informativeInit: { reference: { data: ref, shape } },
+      onStep: (s) => void (unetIn ??= Float32Array.from(s.unetSample.subarray(0, B * 256))),
+    });
+    // Expected, independently.
+    const gen = new TorchGenerator(seed);
+    const e1 = gen.randn([B, 4, 8, 8], 'f32') as Float32Array, e2 = gen.randn([B, 4, 8, 8], 'f32') as Float32Array;
+    let m = 0;
+    for (const v of ref) m += v;
+    m /= n;
+    let v2 = 0;
+    for (const v of ref) v2 += (v - m) ** 2;
+    const std = Math.sqrt(v2 / (n - 1));
+    const sched = new LCMScheduler(c.runs[Object.keys(c.runs).find((k) => c.runs[k]!.scheduler === 'LCMScheduler')!]!.scheduler_config);
+    sched.setTimesteps(1);
+    expect(sched.timesteps).toEqual([999]);
+    const ab = sched.alphasCumprod[999]!;
+    let maxErr = 0;
+    for (let i = 0; i < B * 256; i++) {
+      const p = i % 256;
+      const mean = (ref[p]! + ref[256 + p]! + ref[512 + p]!) / 3;
+      const want = Math.sqrt(ab) * (mean + std * e1[i]!) + Math.sqrt(1 - ab) * e2[i]!;
+      maxErr = Math.max(maxErr, Math.abs(unetIn![i]! - want));
+    }
+    // The CFG batch is [uncond…, cond…]; both halves get the same latents (LCM: scale_model_input is the identity).
+    expect(maxErr).toBeLessThan(2e-6);
+  });
+
+  it('rejects a reference of the wrong shape or size', async () => {
+    await expect(base.generate({ prompt: 'x', informativeInit: { reference: { data: new Float32Array(256), shape: [1, 4, 8, 8] } } })).rejects.toThrow(
+      'generate: informativeInit.reference needs at least 2 latents (N=1) for a standard deviation',
+    );
+    await expect(base.generate({ prompt: 'x', width: 128, informativeInit: { reference: { data: new Float32Array(512), shape: [2, 4, 8, 8] } } })).rejects.toThrow(
+      'generate: informativeInit.reference shape [2, 4, 8, 8] must be [N, 4, 8, 16]',
+    );
+  });
+});

@@ -28,3 +28,4 @@ export * from './lora/lora';
 export * from './image/png';
 export * from './pipelines/image_processor';
 export * from './pipelines/pipeline_stable_diffusion';
+export * from './pipelines/informative_init';

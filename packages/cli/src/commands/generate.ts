@@ -218,23 +218,25 @@ async function readInitImage(path: string): Promise<HostImage> {
 }
 
 /** Reads the `latents` tensor of a safetensors file (diffusers' `latents=`), checking its shape. */
-async function readLatents(path: string, batch: number, width: number | undefined, height: number | undefined): Promise<{ data: Float32Array; shape: number[] }> {
-  if (!(await stat(path).catch(() => undefined))?.isFile()) throw new UsageError(`--latents ${path}: file not found`);
+async function readLatents(path: string, batch: number | 'reference', width: number | undefined, height: number | undefined, flag = '--latents'): Promise<{ data: Float32Array; shape: number[] }> {
+  if (!(await stat(path).catch(() => undefined))?.isFile()) throw new UsageError(`${flag} ${path}: file not found`);
   let f: SafetensorsFile;
   try {
     f = await SafetensorsFile.open(nodeFiles, path);
   } catch (e) {
-    throw new UsageError(`--latents ${path}: not a readable safetensors file (${(e as Error).message.split('\n')[0]})`);
+    throw new UsageError(`${flag} ${path}: not a readable safetensors file (${(e as Error).message.split('\n')[0]})`);
   }
   try {
-    if (!f.has('latents')) throw new UsageError(`--latents ${path}: no tensor named "latents" (found: ${[...f.tensors.keys()].join(', ') || 'none'})`);
+    if (!f.has('latents')) throw new UsageError(`${flag} ${path}: no tensor named "latents" (found: ${[...f.tensors.keys()].join(', ') || 'none'})`);
     const info = f.info('latents');
     const s = info.shape;
-    if (s.length !== 4) throw new UsageError(`--latents ${path}: "latents" has shape ${shapeStr(s)}; expected [batch, channels, height/8, width/8]`);
-    if (s[0] !== batch) throw new UsageError(`--latents ${path}: "latents" has batch ${s[0]} but ${batch} image${batch === 1 ? '' : 's'} will be generated`);
-    if (width !== undefined && s[3]! * 8 !== width) throw new UsageError(`--latents ${path}: "latents" is ${s[3]} wide (${s[3]! * 8} px) but --width is ${width}`);
-    if (height !== undefined && s[2]! * 8 !== height) throw new UsageError(`--latents ${path}: "latents" is ${s[2]} high (${s[2]! * 8} px) but --height is ${height}`);
-    if (!['F32', 'F16', 'BF16', 'F64'].includes(info.dtype)) throw new UsageError(`--latents ${path}: "latents" is ${info.dtype}; expected a float tensor`);
+    if (s.length !== 4) throw new UsageError(`${flag} ${path}: "latents" has shape ${shapeStr(s)}; expected [batch, channels, height/8, width/8]`);
+    if (batch === 'reference') {
+      if (s[0]! < 2) throw new UsageError(`${flag} ${path}: "latents" holds ${s[0]} latent(s); the informative init needs at least 2 (their mean and std)`);
+    } else if (s[0] !== batch) throw new UsageError(`${flag} ${path}: "latents" has batch ${s[0]} but ${batch} image${batch === 1 ? '' : 's'} will be generated`);
+    if (width !== undefined && s[3]! * 8 !== width) throw new UsageError(`${flag} ${path}: "latents" is ${s[3]} wide (${s[3]! * 8} px) but --width is ${width}`);
+    if (height !== undefined && s[2]! * 8 !== height) throw new UsageError(`${flag} ${path}: "latents" is ${s[2]} high (${s[2]! * 8} px) but --height is ${height}`);
+    if (!['F32', 'F16', 'BF16', 'F64'].includes(info.dtype)) throw new UsageError(`${flag} ${path}: "latents" is ${info.dtype}; expected a float tensor`);
     return { data: (await f.read('latents', 'f32')) as Float32Array, shape: [...s] };
   } finally {
     await f.close();
@@ -425,7 +427,8 @@ export const generate: Command = {
   usage:
     'fewstep generate <prompt>... (--out <file.png> | --out-dir <dir>) [--model <id|dir>] [--seed N] [--steps N] [--guidance G]\n' +
     '       [--width W --height H] [--batch N] [--dtype f32|f16] [--vae tiny|large] [--scheduler Name] [--lora <file|repo>[:scale]]...\n' +
-    '       [--negative-prompt T] [--init-image in.png --strength S] [--latents f.safetensors] [--revision R] [--json] [--quiet]',
+    '       [--negative-prompt T] [--init-image in.png --strength S] [--latents f.safetensors] [--init latent-mean --init-latents ref.safetensors]\n' +
+    '       [--revision R] [--json] [--quiet]',
   description:
     'Text-to-image (and image-to-image with --init-image) with a diffusers StableDiffusionPipeline folder or\n' +
     'Hugging Face repo; only the files the pipeline needs are downloaded into the HF cache (HF_HUB_OFFLINE=1\n' +
@@ -444,6 +447,8 @@ export const generate: Command = {
     'init-image': { type: 'string', help: 'PNG to start from (image-to-image)' },
     strength: { type: 'number', help: 'With --init-image: how much to change it, 0 < S ≤ 1 (default 0.8)' },
     latents: { type: 'string', help: 'safetensors file with the initial noise tensor "latents" [batch, 4, H/8, W/8]' },
+    init: { type: 'string', choices: ['noise', 'latent-mean'], default: 'noise', help: 'Initial latents: noise (diffusers), or latent-mean = YOSO\'s informative prior (one-step YOSO; needs --init-latents)' },
+    'init-latents': { type: 'string', help: 'With --init latent-mean: safetensors with "latents" [N ≥ 2, 4, H/8, W/8], VAE latents of reference images as `fewstep run <vae> --method encode` writes them (scaled by the VAE\'s scaling_factor here)' },
     json: { type: 'boolean', help: 'Print a JSON summary (files, seed, timings) on stdout' },
   },
   async run({ flags, positionals }, io) {
@@ -468,6 +473,11 @@ export const generate: Command = {
     if (strength !== undefined && initPath === undefined) throw new UsageError('--strength needs --init-image');
     if (strength !== undefined && !(strength > 0 && strength <= 1)) throw new UsageError(`--strength must be in (0, 1], got ${strength}`);
     if (initPath !== undefined && latentsPath !== undefined) throw new UsageError('--init-image and --latents cannot be used together');
+    const initMode = flags['init'] as string, refPath = flags['init-latents'] as string | undefined;
+    if (initMode === 'latent-mean') {
+      if (refPath === undefined) throw new UsageError('--init latent-mean needs --init-latents <file.safetensors> (reference latents for the mean and std)');
+      if (latentsPath !== undefined || initPath !== undefined) throw new UsageError('--init latent-mean replaces the initial noise; it cannot be combined with --latents or --init-image');
+    } else if (refPath !== undefined) throw new UsageError('--init-latents only applies with --init latent-mean');
     if (initPath !== undefined && opts.steps !== undefined && Math.floor(opts.steps * (strength ?? 0.8)) < 1) {
       throw new UsageError(`--strength ${strength ?? 0.8} with --steps ${opts.steps} runs no denoising step (⌊steps × strength⌋ must be at least 1; raise --steps or --strength)`);
     }
@@ -492,6 +502,12 @@ export const generate: Command = {
       latents = await readLatents(latentsPath, total, width, height);
       width ??= latents.shape[3]! * 8;
       height ??= latents.shape[2]! * 8;
+    }
+    let reference: { data: Float32Array; shape: number[] } | undefined;
+    if (refPath !== undefined) {
+      reference = await readLatents(refPath, 'reference', width, height, '--init-latents');
+      width ??= reference.shape[3]! * 8;
+      height ??= reference.shape[2]! * 8;
     }
     const seed = seedFlag ?? randomSeed();
 
@@ -518,6 +534,8 @@ export const generate: Command = {
         latents,
         initImage,
         strength: initImage ? (strength ?? 0.8) : undefined,
+        // The pipeline wants UNet-space latents: VAE latents × scaling_factor (0.18215 for SD's VAE, 1 for TAESD).
+        informativeInit: reference ? { reference: { shape: reference.shape, data: reference.data.map((x) => Math.fround(x * pipe.scalingFactor)) } } : undefined,
       });
       reporter.finish();
       const images = res.images;

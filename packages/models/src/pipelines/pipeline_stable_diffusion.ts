@@ -38,6 +38,7 @@ import { AutoencoderTiny } from '../autoencoders/autoencoder_tiny';
 import { AutoencoderKL } from '../autoencoders/autoencoder_kl';
 import { schedulerFromConfig, type Scheduler } from '../schedulers/index';
 import { TorchGenerator } from '../random/torch_randn';
+import { checkLatentReference, informativeInit, type LatentReference } from './informative_init';
 import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from '../weights';
 import { openComponentWeights, readConfig } from '../component';
 import { componentInfo } from '../registry';
@@ -135,6 +136,11 @@ export interface GenerateOptions {
   latents?: { data: Float32Array; shape: number[] };
   /** img2img source image (output has its size). */
   initImage?: RGBImage;
+  /**
+   * YOSO's informative prior initialisation (see `informative_init.ts`): start from reference latents'
+   * mean + std·noise, noised to the first timestep, instead of pure noise. For one-step SD1.5 + YOSO.
+   */
+  informativeInit?: { reference: LatentReference };
   /** img2img: how much of the schedule runs, in (0, 1]; default 0.8 (diffusers). */
   strength?: number;
   onProgress?: (e: ProgressEvent) => void;
@@ -335,7 +341,11 @@ export class StableDiffusionPipeline {
         const noise = randn(latentShape);
         latents = scheduler.addNoise(rep, noise, timesteps[0]!);
       } else {
-        const base = o.latents ? Float32Array.from(o.latents.data) : randn(latentShape);
+        const base = o.latents
+          ? Float32Array.from(o.latents.data)
+          : opts.informativeInit
+            ? informativeInit(opts.informativeInit.reference, B, randn, (x, n, ts) => scheduler.addNoise(x, n, ts), timesteps[0]!)
+            : randn(latentShape);
         const sigma = scheduler.initNoiseSigma;
         latents = sigma === 1 ? base : base.map((x) => f(x * sigma));
       }
@@ -497,6 +507,15 @@ export class StableDiffusionPipeline {
       }
     } else if (opts.strength !== undefined) {
       throw new Error('generate: strength only applies to image-to-image (pass initImage)');
+    }
+    if (opts.informativeInit) {
+      if (opts.latents || opts.initImage) throw new Error('generate: informativeInit replaces the initial noise; do not combine it with latents or initImage');
+      const r = opts.informativeInit.reference;
+      // The reference fixes the latent size: width/height default to it and must agree with it.
+      const rs = Array.isArray(r?.shape) ? r.shape : [];
+      width ??= (rs[3] ?? 0) * sf;
+      height ??= (rs[2] ?? 0) * sf;
+      checkLatentReference(r, C, height / sf, width / sf);
     }
     if (opts.latents) {
       const { data, shape } = opts.latents;
