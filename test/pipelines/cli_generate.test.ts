@@ -211,6 +211,20 @@ describe('fewstep generate', () => {
     }
   });
 
+  it('a YOSO LoRA (by name) switches the defaults to LCM, 2 steps, guidance 1.5; flags still win', async () => {
+    const file = join(work, 'yoso_tiny_lora.safetensors');
+    writeFileSync(file, loraFile());
+    const out = join(work, 'yoso-defaults.png');
+    const r = await cli(['generate', 'a cat', '--model', model, '--out', out, '--seed', '2', '--lora', `${file}:0`, ...SIZE]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain('YOSO LoRA: LCMScheduler, 2 steps, guidance 1.5 by default');
+    expect(JSON.parse((await readPng(out)).text['fewstep']!)).toMatchObject({ steps: 2, guidance: 1.5, sampler: 'LCMScheduler' });
+    const out1 = join(work, 'yoso-1step.png');
+    const r1 = await cli(['generate', 'a cat', '--model', model, '--out', out1, '--seed', '2', '--lora', `${file}:0`, '--steps', '1', ...SIZE]);
+    expect(r1.code, r1.stderr).toBe(0);
+    expect(JSON.parse((await readPng(out1)).text['fewstep']!)).toMatchObject({ steps: 1, guidance: 1.5 });
+  });
+
   it('--init-image: image-to-image keeps the size', async () => {
     const out = join(work, 'i2i.png');
     const r = await cli(['generate', 'a photo of a dog', '--model', model, '--out', out, '--seed', '3', '--init-image', join(work, 'one.png'), '--strength', '1', '--steps', '2']);

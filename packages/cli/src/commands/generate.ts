@@ -387,12 +387,17 @@ export async function loadModel(opts: CommonOptions, io: CliIO, reporter: StageR
     if (opts.dtype === 'f16' && !device.features.f16) {
       throw new Error(`--dtype f16 needs the shader-f16 feature, which ${device.adapter.name} does not offer; use --dtype f32`);
     }
+    // YOSO's LoRA carries no marker of its own; recognise it by name and apply its recommended
+    // settings (LCM, 2 steps, CFG 1.5 — models.md §3.1) unless the flags say otherwise.
+    const yoso = opts.loras.some((l) => /yoso/i.test(l.source));
+    if (yoso) reporter.line('YOSO LoRA: LCMScheduler, 2 steps, guidance 1.5 by default (its recommended settings; --scheduler/--steps/--guidance override)');
     const pipe = await StableDiffusionPipeline.fromPretrained(model.dir, {
       device,
       io: nodeFiles,
       dtype: opts.dtype,
       vae: opts.vae,
-      scheduler: opts.scheduler,
+      scheduler: opts.scheduler ?? (yoso ? 'LCMScheduler' : undefined),
+      defaults: yoso ? { steps: 2, guidance: 1.5 } : undefined,
       variant: model.variant,
       weightTransform: adapters.length
         ? (component, req) => {
