@@ -4,16 +4,26 @@ import { UsageError } from '../args';
 import type { Command } from '../command';
 import { benchKernels, type KernelRow } from '../bench/kernels';
 import { benchModels, type ModelRow } from '../bench/models';
+import { embeddingCases, kernelCases } from '../bench/kernel_cases';
+import { caseNameFilter, defaultAnchorsDir, defaultOrtCache, ensureOrt, loadAnchorCases, mergePeer, runOrtPeer, type PeerEp, type PeerFields, type PeerResult } from '../bench/peer_ort';
+import { speedupSvg } from '../bench/plot';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 
 export const bench: Command = {
   name: 'bench',
   summary: 'Benchmarks: `bench kernels` (every kernel at SDXS-512 shapes), `bench models` (full-size components, random weights)',
-  usage: 'fewstep bench kernels [--json] [--dtype f32|f16|both] [--filter <regex>] [--reps N]\n       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder]',
+  usage: 'fewstep bench kernels [--json] [--dtype f32|f16|both] [--filter <regex>] [--reps N]\n' +
+    '       [--peer ort [--peer-ep webgpu|cpu] [--anchors <dir>] [--ort-cache <dir>] [--plot <file.svg>]]\n' +
+    '       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder]',
   description:
     'Times each kernel at the shapes SDXS-512 uses (case names match shared/anchors/ort-ops), after a warm-up run, ' +
     'with GPU timestamp queries when the adapter has them (else wall clock around a full sync). Reports median ms, ' +
     'GFLOP/s (compute-bound) or GB/s (memory-bound), adapter, dtype and the max |error| against a CPU reference on sampled outputs. ' +
-    'Benchmarks never assert speed.\n\n`bench models` builds the full-size SD2 text encoder, the SDXS-512-0.9 UNet (64×64 latent) and the TAESD decoder ' +
+    'Benchmarks never assert speed.\n\n`--peer ort` then times the same ops with ONNX Runtime (the anchors\' run.mjs, in a child process, back to back ' +
+    'with ours on the same adapter; only the anchor cases are run) and adds peer_ms, peer_ep and speedup = peer_ms / median_ms to the f32 rows. ' +
+    'onnxruntime-node 1.30.0 is benchmark-only: it is installed on demand (npm install --no-save --ignore-scripts) into --ort-cache ' +
+    '(default $XDG_CACHE_HOME/fewstep/ort or ~/.cache/fewstep/ort), never a dependency. `--plot out.svg` draws ours vs the peer per op.\n\n`bench models` builds the full-size SD2 text encoder, the SDXS-512-0.9 UNet (64×64 latent) and the TAESD decoder ' +
     '(512×512 output) in their real configs with deterministic random weights (no download) and reports load time, the first ' +
     '(cold, pipelines compiled) and a warm forward, peak RSS and peak GPU memory, and whether the output is finite.',
   flags: {
@@ -22,6 +32,11 @@ export const bench: Command = {
     filter: { type: 'string', help: 'Only cases whose name or family matches this regex' },
     reps: { type: 'int', default: 5, help: 'Timed repetitions per case' },
     only: { type: 'string', help: 'bench models: comma-separated components (text_encoder, unet, decoder)' },
+    peer: { type: 'string', choices: ['ort'], help: 'bench kernels: also time the anchor cases with ONNX Runtime (onnxruntime-node, installed on demand)' },
+    'peer-ep': { type: 'string', choices: ['webgpu', 'cpu'], default: 'webgpu', help: 'Execution provider for --peer ort' },
+    anchors: { type: 'string', help: 'Folder holding the ORT anchors (cases.json, run.mjs); default <repo>/../shared/anchors/ort-ops' },
+    'ort-cache': { type: 'string', help: 'Where onnxruntime-node is installed for --peer ort (default $XDG_CACHE_HOME/fewstep/ort or ~/.cache/fewstep/ort)' },
+    plot: { type: 'string', help: 'With --peer: write an SVG of fewstep f32 vs the peer per op to this file' },
   },
   async run({ flags, positionals }, io) {
     const what = positionals[0];
@@ -37,27 +52,85 @@ export const bench: Command = {
         throw new UsageError(`--filter is not a valid regular expression: ${(e as Error).message}`);
       }
     }
+    if (flags.peer === undefined) {
+      for (const f of ['anchors', 'ort-cache', 'plot']) if (flags[f] !== undefined) throw new UsageError(`--${f} needs --peer ort`);
+    }
+    // --peer: only the anchor cases (checked, and ORT installed, before any GPU work).
+    let peerSetup: { anchorsDir: string; ortDir: string; ep: PeerEp; names: string[]; all: boolean } | undefined;
+    if (flags.peer === 'ort') {
+      const anchorsDir = resolve((flags.anchors as string | undefined) ?? defaultAnchorsDir());
+      const anchorNames = new Set(loadAnchorCases(anchorsDir).map((c) => c.name));
+      const names = [...kernelCases(), ...embeddingCases()]
+        .filter((c) => anchorNames.has(c.name) && (!filter || filter.test(c.name) || filter.test(c.family)))
+        .map((c) => c.name);
+      if (!names.length) throw new UsageError(`--peer ort: no anchor case (${[...anchorNames].join(', ')}) matches${filter ? ` --filter ${filter.source}` : ''}`);
+      filter = caseNameFilter(names);
+      const ortDir = await ensureOrt((flags['ort-cache'] as string | undefined) ?? defaultOrtCache(), { stderr: io.stderr });
+      peerSetup = { anchorsDir, ortDir, ep: ((flags['peer-ep'] as string | undefined) ?? 'webgpu') as PeerEp, names, all: names.length === anchorNames.size };
+    }
+    let adapter: string, timing: string, date: string;
+    let rows: (KernelRow & PeerFields)[];
     const device = await Device.open({ gpu: await nodeGPU() });
     try {
       const dtypes: DType[] = flags.dtype === undefined || flags.dtype === 'both' ? (device.features.f16 ? ['f32', 'f16'] : ['f32']) : [flags.dtype as DType];
       if (dtypes.includes('f16') && !device.features.f16) throw new Error(`this adapter (${device.adapter.name}) has no shader-f16; use --dtype f32`);
-      if (!flags.json) io.stdout(`adapter: ${device.adapter.name}\n${'case'.padEnd(30)} ${'dtype'.padEnd(5)} ${'median ms'.padStart(10)} ${'rate'.padStart(14)} ${'max err'.padStart(9)}\n`);
-      const rows = await benchKernels(device, {
+      if (peerSetup && !dtypes.includes('f32')) throw new UsageError('--peer ort compares the f32 rows (the ORT graphs are float32): use --dtype f32 or both');
+      adapter = device.adapter.name;
+      timing = device.features.timestamp ? 'gpu-timestamp' : 'wall';
+      date = new Date().toISOString();
+      // With a peer the table is printed once the peer numbers are in; progress goes to stderr meanwhile.
+      const live = !flags.json && !peerSetup;
+      if (live) io.stdout(`adapter: ${adapter}\n${tableHeader(false)}`);
+      rows = await benchKernels(device, {
         dtypes, filter, reps,
         onRow: (r: KernelRow) => {
-          if (flags.json) io.stderr(`${r.case} ${r.dtype}: ${r.error ? 'error' : r.median_ms + ' ms'}\n`);
-          else io.stdout(r.error
-            ? `${r.case.padEnd(30)} ${r.dtype.padEnd(5)} error: ${r.error}\n`
-            : `${r.case.padEnd(30)} ${r.dtype.padEnd(5)} ${r.median_ms.toFixed(2).padStart(10)} ${(r.gflops !== null ? `${r.gflops} GFLOP/s` : `${r.gbps} GB/s`).padStart(14)} ${(r.max_err === null ? "n/a" : r.max_err.toExponential(1)).padStart(9)}\n`);
+          if (live) io.stdout(tableLine(r, false));
+          else io.stderr(`${r.case} ${r.dtype}: ${r.error ? 'error' : r.median_ms + ' ms'}\n`);
         },
       });
-      if (flags.json) io.stdout(JSON.stringify({ adapter: device.adapter.name, date: new Date().toISOString(), timing: device.features.timestamp ? 'gpu-timestamp' : 'wall', rows }, null, 1) + '\n');
-      return rows.some((r) => r.error) ? 1 : 0;
     } finally {
       device.destroy();
     }
+    let peer: PeerResult | undefined;
+    if (peerSetup) {
+      const { anchorsDir, ortDir, ep, names, all } = peerSetup;
+      io.stderr(`ONNX Runtime (${ep} EP): ${names.length} case(s), ${reps} reps each…\n`);
+      const forward = (s: string) => io.stderr(s.endsWith('\n') ? s : s + '\n');
+      const results = all
+        ? [await runOrtPeer({ anchorsDir, ortDir, ep, reps, stderr: forward })]
+        : await names.reduce<Promise<PeerResult[]>>(async (acc, name) => [...(await acc), await runOrtPeer({ anchorsDir, ortDir, ep, reps, filter: name, stderr: forward })], Promise.resolve([]));
+      peer = { engine: results[0]!.engine, ep: results[0]!.ep, rows: results.flatMap((r) => r.rows).filter((r) => names.includes(r.case)) };
+      for (const r of peer.rows) io.stderr(`${r.case} ORT ${r.ep}: ${r.median_ms} ms\n`);
+      rows = mergePeer(rows, peer.rows);
+      if (flags.plot !== undefined) {
+        const file = resolve(flags.plot as string);
+        mkdirSync(dirname(file), { recursive: true });
+        writeFileSync(file, speedupSvg(rows, { title: `fewstep vs ONNX Runtime (${peer.ep} EP), per op`, adapter, date: date.slice(0, 10) }));
+        io.stderr(`wrote ${file}\n`);
+      }
+      if (!flags.json) {
+        io.stdout(`adapter: ${adapter}; peer: ${peer.engine} (${peer.ep} EP)\n${tableHeader(true)}`);
+        for (const r of rows) io.stdout(tableLine(r, true));
+      }
+    }
+    if (flags.json)
+      io.stdout(JSON.stringify({ adapter, date, timing, ...(peer ? { peer: { engine: peer.engine, ep: peer.ep } } : {}), rows }, null, 1) + '\n');
+    return rows.some((r) => r.error) ? 1 : 0;
   },
 };
+
+function tableHeader(peer: boolean): string {
+  return `${'case'.padEnd(30)} ${'dtype'.padEnd(5)} ${'median ms'.padStart(10)} ${'rate'.padStart(14)} ${'max err'.padStart(9)}${peer ? ` ${'peer ms'.padStart(10)} ${'speedup'.padStart(8)}` : ''}\n`;
+}
+
+function tableLine(r: KernelRow & PeerFields, peer: boolean): string {
+  if (r.error) return `${r.case.padEnd(30)} ${r.dtype.padEnd(5)} error: ${r.error}\n`;
+  const base = `${r.case.padEnd(30)} ${r.dtype.padEnd(5)} ${r.median_ms.toFixed(2).padStart(10)} ${(r.gflops !== null ? `${r.gflops} GFLOP/s` : `${r.gbps} GB/s`).padStart(14)} ${(r.max_err === null ? 'n/a' : r.max_err.toExponential(1)).padStart(9)}`;
+  if (!peer) return base + '\n';
+  const p = r.peer_ms === undefined ? '-' : r.peer_ms.toFixed(2);
+  const s = r.speedup === undefined ? '-' : `${r.speedup}×`;
+  return `${base} ${p.padStart(10)} ${s.padStart(8)}\n`;
+}
 
 async function runModels(flags: Record<string, unknown>, io: Parameters<Command['run']>[1]): Promise<number> {
   const only = flags.only === undefined ? undefined : String(flags.only).split(',').map((x) => x.trim());
