@@ -110,3 +110,18 @@ export const CLIP_TEXT_SD15: CLIPTextConfig = { ...clipBase, hidden_size: 768, i
 export const TAESD: AutoencoderTinyConfig = { ...AUTOENCODER_TINY_DEFAULTS };
 
 export const KNOWN_UNETS = { 'sdxs-512-0.9': SDXS_09, 'sdxs-512-dreamshaper': SDXS_DREAMSHAPER, sd15: SD15, 'sd21-base': SD21_BASE } as const;
+
+/** The SD VAE (SD1.x/2.x, SDXS `vae_large/`): diffusers' AutoencoderKL with SD's four stages. */
+export const SD_VAE = {
+  in_channels: 3,
+  out_channels: 3,
+  down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D'],
+  up_block_types: ['UpDecoderBlock2D', 'UpDecoderBlock2D', 'UpDecoderBlock2D', 'UpDecoderBlock2D'],
+  block_out_channels: [128, 256, 512, 512],
+  layers_per_block: 2,
+  act_fn: 'silu',
+  latent_channels: 4,
+  norm_num_groups: 32,
+  sample_size: 512,
+  scaling_factor: 0.18215,
+};

@@ -4,6 +4,7 @@ import { UsageError } from '../args';
 import type { Command } from '../command';
 import { benchKernels, type KernelRow } from '../bench/kernels';
 import { benchModels, type ModelRow } from '../bench/models';
+import { PIPELINE_CONFIGS, benchPipelineWithPeaks } from '../bench/pipeline';
 import { embeddingCases, kernelCases } from '../bench/kernel_cases';
 import { caseNameFilter, defaultAnchorsDir, defaultOrtCache, ensureOrt, loadAnchorCases, mergePeer, runOrtPeer, type PeerEp, type PeerFields, type PeerResult } from '../bench/peer_ort';
 import { speedupSvg } from '../bench/plot';
@@ -12,10 +13,11 @@ import { dirname, resolve } from 'node:path';
 
 export const bench: Command = {
   name: 'bench',
-  summary: 'Benchmarks: `bench kernels` (every kernel at SDXS-512 shapes), `bench models` (full-size components, random weights)',
+  summary: 'Benchmarks: `bench kernels` (every kernel at SDXS-512 shapes), `bench models` / `bench pipeline` (full size, random weights)',
   usage: 'fewstep bench kernels [--json] [--dtype f32|f16|both] [--filter <regex>] [--reps N]\n' +
     '       [--peer ort [--peer-ep webgpu|cpu] [--anchors <dir>] [--ort-cache <dir>] [--plot <file.svg>]]\n' +
-    '       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder]',
+    '       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder]\n' +
+    '       fewstep bench pipeline [--json] [--dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15]',
   description:
     'Times each kernel at the shapes SDXS-512 uses (case names match shared/anchors/ort-ops), after a warm-up run, ' +
     'with GPU timestamp queries when the adapter has them (else wall clock around a full sync). Reports median ms, ' +
@@ -25,13 +27,17 @@ export const bench: Command = {
     'onnxruntime-node 1.30.0 is benchmark-only: it is installed on demand (npm install --no-save --ignore-scripts) into --ort-cache ' +
     '(default $XDG_CACHE_HOME/fewstep/ort or ~/.cache/fewstep/ort), never a dependency. `--plot out.svg` draws ours vs the peer per op.\n\n`bench models` builds the full-size SD2 text encoder, the SDXS-512-0.9 UNet (64×64 latent) and the TAESD decoder ' +
     '(512×512 output) in their real configs with deterministic random weights (no download) and reports load time, the first ' +
-    '(cold, pipelines compiled) and a warm forward, peak RSS and peak GPU memory, and whether the output is finite.',
+    '(cold, pipelines compiled) and a warm forward, peak RSS and peak GPU memory, and whether the output is finite.\n\n' +
+    '`bench pipeline` runs one whole 512×512 pass (text encoder → one UNet step, a CFG batch of 2 for sd15 → decoder) in a real ' +
+    'config with random weights, cold (load + first run) and warm, and prints {adapter, dtype, stages: {text_encoder_s, unet_s, ' +
+    'decode_s}, total_s, cold_total_s, peak_rss_mb, peak_gpu_mb}.',
   flags: {
     json: { type: 'boolean', help: 'Print one JSON document on stdout' },
     dtype: { type: 'string', choices: ['f32', 'f16', 'both'], help: 'Compute dtype(s) (kernels: both by default; models: f32)' },
     filter: { type: 'string', help: 'Only cases whose name or family matches this regex' },
     reps: { type: 'int', default: 5, help: 'Timed repetitions per case' },
     only: { type: 'string', help: 'bench models: comma-separated components (text_encoder, unet, decoder)' },
+    config: { type: 'string', choices: Object.keys(PIPELINE_CONFIGS), default: 'sdxs-512-0.9', help: 'bench pipeline: which real config' },
     peer: { type: 'string', choices: ['ort'], help: 'bench kernels: also time the anchor cases with ONNX Runtime (onnxruntime-node, installed on demand)' },
     'peer-ep': { type: 'string', choices: ['webgpu', 'cpu'], default: 'webgpu', help: 'Execution provider for --peer ort' },
     anchors: { type: 'string', help: 'Folder holding the ORT anchors (cases.json, run.mjs); default <repo>/../shared/anchors/ort-ops' },
@@ -41,7 +47,8 @@ export const bench: Command = {
   async run({ flags, positionals }, io) {
     const what = positionals[0];
     if (what === 'models') return runModels(flags, io);
-    if (what !== 'kernels') throw new UsageError(`expected \`bench kernels\` or \`bench models\`, got ${what ? `"${what}"` : 'nothing'}`);
+    if (what === 'pipeline') return runPipeline(flags, io);
+    if (what !== 'kernels') throw new UsageError(`expected \`bench kernels\`, \`bench models\` or \`bench pipeline\`, got ${what ? `"${what}"` : 'nothing'}`);
     const reps = flags.reps as number;
     if (reps < 1) throw new UsageError(`--reps must be ≥ 1, got ${reps}`);
     let filter: RegExp | undefined;
@@ -150,6 +157,21 @@ async function runModels(flags: Record<string, unknown>, io: Parameters<Command[
     });
     if (flags.json) io.stdout(JSON.stringify({ adapter: device.adapter.name, dtype, date: new Date().toISOString(), rows }, null, 1) + '\n');
     return rows.some((r) => r.error || !r.output_finite) ? 1 : 0;
+  } finally {
+    device.destroy();
+  }
+}
+
+async function runPipeline(flags: Record<string, unknown>, io: Parameters<Command['run']>[1]): Promise<number> {
+  if (flags.dtype === 'both') throw new UsageError('--dtype both is for bench kernels; bench pipeline takes f32 or f16');
+  const device = await Device.open({ gpu: await nodeGPU() });
+  try {
+    const dtype: DType = flags.dtype === 'f16' ? 'f16' : 'f32';
+    if (dtype === 'f16' && !device.features.f16) throw new Error(`this adapter (${device.adapter.name}) has no shader-f16; use --dtype f32`);
+    const r = await benchPipelineWithPeaks(device, flags.config as string, dtype, (s) => io.stderr(s + '\n'));
+    if (flags.json) io.stdout(JSON.stringify({ ...r, date: new Date().toISOString() }, null, 1) + '\n');
+    else io.stdout(`${r.config} ${r.dtype} on ${r.adapter}: warm ${r.total_s} s (text encoder ${r.stages.text_encoder_s}, unet ${r.stages.unet_s}, decode ${r.stages.decode_s}), cold ${r.cold_total_s} s, peak RSS ${r.peak_rss_mb} MB, peak GPU ${r.peak_gpu_mb} MB\n`);
+    return r.output_finite ? 0 : 1;
   } finally {
     device.destroy();
   }

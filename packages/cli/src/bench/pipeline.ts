@@ -1,0 +1,131 @@
+/**
+ * `fewstep bench pipeline`: one whole text-to-image pass at full size with deterministic random
+ * weights in a real config (no download): text encoder → UNet (1 step, or a CFG batch of 2 for
+ * configs that use guidance) → decoder. Reports per-stage seconds for a cold run (weights on
+ * "disk" = generated, pipelines compiled) and a warm run, peak RSS and peak GPU pool memory.
+ */
+import { Tensor, type DType, type Device } from '@fewstep/tensor';
+import { concat, slice } from '@fewstep/kernels';
+import {
+  AutoencoderKL, AutoencoderTiny, CLIPTextModel, CLIP_TEXT_SD15, CLIP_TEXT_SD2, RandomSource, SDXS_09, SDXS_DREAMSHAPER, SD15, SD_VAE, TAESD,
+  UNet2DConditionModel, WeightScope, describeAutoencoderTiny, describeCLIPText, type CLIPTextConfig, type UNet2DConditionConfig,
+} from '@fewstep/models';
+
+export interface PipelineConfig {
+  text: CLIPTextConfig;
+  unet: UNet2DConditionConfig;
+  vae: 'tiny' | 'large';
+  /** UNet batch per step: 2 when the model runs classifier-free guidance. */
+  cfg: boolean;
+}
+
+export const PIPELINE_CONFIGS: Record<string, PipelineConfig> = {
+  'sdxs-512-0.9': { text: CLIP_TEXT_SD2, unet: SDXS_09, vae: 'tiny', cfg: false },
+  'sdxs-512-dreamshaper': { text: CLIP_TEXT_SD15, unet: SDXS_DREAMSHAPER, vae: 'tiny', cfg: false },
+  sd15: { text: CLIP_TEXT_SD15, unet: SD15, vae: 'large', cfg: true },
+};
+
+export interface PipelineBenchResult {
+  config: string;
+  adapter: string;
+  dtype: DType;
+  stages: { text_encoder_s: number; unet_s: number; decode_s: number };
+  total_s: number;
+  cold_stages: { load_s: number; text_encoder_s: number; unet_s: number; decode_s: number };
+  cold_total_s: number;
+  peak_rss_mb: number;
+  peak_gpu_mb: number;
+  output_finite: boolean;
+}
+
+function noise(n: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = ((s >>> 8) / 16777216 - 0.5) * 3.4;
+  }
+  return a;
+}
+
+export async function benchPipeline(device: Device, name: string, dtype: DType, log: (s: string) => void = () => {}): Promise<PipelineBenchResult> {
+  const cfg = PIPELINE_CONFIGS[name];
+  if (!cfg) throw new Error(`unknown config "${name}" (${Object.keys(PIPELINE_CONFIGS).join(', ')})`);
+  device.pool.trim();
+  device.pool.stats.peak = device.pool.stats.inUse;
+  const sec = (t: number) => +((performance.now() - t) / 1000).toFixed(3);
+  const scope = (shapes: Map<string, number[]>, seed: number) => WeightScope.create(new RandomSource(shapes, seed), device, dtype);
+  let t = performance.now();
+  const text = await CLIPTextModel.load(scope(describeCLIPText(cfg.text), 1), cfg.text);
+  const unet = await UNet2DConditionModel.load(scope(UNet2DConditionModel.describe(cfg.unet), 2), cfg.unet);
+  const vae = cfg.vae === 'tiny'
+    ? await AutoencoderTiny.load(scope(describeAutoencoderTiny(TAESD), 3), TAESD)
+    : await AutoencoderKL.load(scope(AutoencoderKL.describe(SD_VAE), 3), SD_VAE, { decoderOnly: true });
+  await device.sync();
+  const load_s = sec(t);
+  log(`loaded ${name} (${dtype}) in ${load_s} s`);
+  const B = cfg.cfg ? 2 : 1;
+  const ids = Tensor.from(device, Int32Array.from({ length: B * 77 }, (_, i) => (i % 77 === 0 ? 49406 : i % 77 < 9 ? 320 + (i % 77) * 131 : i % 77 === 9 ? 49407 : 0)), [B, 77], 'i32').keep();
+  const latents = Tensor.from(device, noise(4 * 64 * 64, 7), [1, 4, 64, 64], dtype).keep();
+  const run = async () => {
+    const s: { text_encoder_s: number; unet_s: number; decode_s: number } = { text_encoder_s: 0, unet_s: 0, decode_s: 0 };
+    let t0 = performance.now();
+    const ctx = await device.scope(async () => (await text.forward(ids, { pooler: false })).lastHiddenState);
+    await device.sync();
+    s.text_encoder_s = sec(t0);
+    t0 = performance.now();
+    const z = device.scope(() => {
+      // CFG configs run [uncond, cond] as one batch of 2, as the pipeline does.
+      const x = B === 2 ? concat([latents, latents], 0) : latents;
+      const eps = unet.forward(x, 999, ctx);
+      return B === 2 ? eps.reshape([2, 4, 64, 64]) : eps;
+    });
+    await device.sync();
+    s.unet_s = sec(t0);
+    ctx.dispose();
+    t0 = performance.now();
+    const img = device.scope(() => vae.decode(B === 2 ? slice(z, 0, 0, 1) : z));
+    await device.sync();
+    s.decode_s = sec(t0);
+    z.dispose();
+    return { s, img };
+  };
+  try {
+    t = performance.now();
+    const cold = await run();
+    const values = await cold.img.read();
+    const finite = values.every((v) => Number.isFinite(v));
+    cold.img.dispose();
+    log(`cold: text encoder ${cold.s.text_encoder_s} s, unet ${cold.s.unet_s} s, decode ${cold.s.decode_s} s`);
+    const warm = await run();
+    warm.img.dispose();
+    log(`warm: text encoder ${warm.s.text_encoder_s} s, unet ${warm.s.unet_s} s, decode ${warm.s.decode_s} s`);
+    const sum = (x: { text_encoder_s: number; unet_s: number; decode_s: number }) => +(x.text_encoder_s + x.unet_s + x.decode_s).toFixed(3);
+    return {
+      config: name, adapter: device.adapter.name, dtype,
+      stages: warm.s, total_s: sum(warm.s),
+      cold_stages: { load_s, ...cold.s }, cold_total_s: +(load_s + sum(cold.s)).toFixed(3),
+      peak_rss_mb: 0, peak_gpu_mb: 0, output_finite: finite, // peaks: see benchPipelineWithPeaks
+    };
+  } finally {
+    text.dispose();
+    unet.dispose();
+    vae.dispose();
+    ids.dispose();
+    latents.dispose();
+  }
+}
+
+/** Runs `benchPipeline` and fills in the peak memory figures. */
+export async function benchPipelineWithPeaks(device: Device, name: string, dtype: DType, log?: (s: string) => void): Promise<PipelineBenchResult> {
+  let peak = process.memoryUsage().rss;
+  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 25);
+  try {
+    const r = await benchPipeline(device, name, dtype, log);
+    r.peak_rss_mb = Math.round(Math.max(peak, process.memoryUsage().rss) / 2 ** 20);
+    r.peak_gpu_mb = Math.round(device.pool.stats.peak / 2 ** 20);
+    return r;
+  } finally {
+    clearInterval(timer);
+  }
+}
