@@ -49,6 +49,34 @@ fn store_c(bi: u32, m: u32, o: u32, v: f32) {
   if (p.has_bias != 0u) { r += f32(bias[o]); }
   y[((m / ohw) * p.N + o) * ohw + m % ohw] = T(r);
 }`,
+  // A-tile rows: (n, oy, ox) of 4 adjacent output pixels once per thread; each K step then only splits
+  // k into (c, ky, kx) once per 4 gathers. A row past M gets ih0 far below 0, so every k reads 0.
+  a4: `
+struct ARow { base: vec4<u32>, ih0: vec4<i32>, iw0: vec4<i32> }
+fn a_row(bi: u32, m: u32) -> ARow {
+  let ohw = p.OH * p.OW;
+  let mv = vec4<u32>(m) + vec4<u32>(0u, 1u, 2u, 3u);
+  let mc = min(mv, vec4<u32>(p.M - 1u));
+  let n = mc / ohw;
+  let pix = mc % ohw;
+  let oy = pix / p.OW;
+  let ox = pix % p.OW;
+  let ih0 = select(vec4<i32>(-0x40000000), vec4<i32>(oy * p.stride) - i32(p.pad), mv < vec4<u32>(p.M));
+  return ARow(n * (p.C * p.H * p.W), ih0, vec4<i32>(ox * p.stride) - i32(p.pad));
+}
+fn load_a4(r: ARow, k: u32) -> vec4<f32> {
+  let kc = min(k, p.K - 1u);
+  let khw = p.KH * p.KW;
+  let c = kc / khw;
+  let rr = kc - c * khw;
+  let ky = rr / p.KW;
+  let kx = rr - ky * p.KW;
+  let ih = r.ih0 + i32(ky);
+  let iw = r.iw0 + i32(kx);
+  let ok = (ih >= vec4<i32>(0)) & (ih < vec4<i32>(i32(p.H))) & (iw >= vec4<i32>(0)) & (iw < vec4<i32>(i32(p.W))) & vec4<bool>(k < p.K);
+  let idx = r.base + c * (p.H * p.W) + vec4<u32>(clamp(ih, vec4<i32>(0), vec4<i32>(i32(p.H) - 1))) * p.W + vec4<u32>(clamp(iw, vec4<i32>(0), vec4<i32>(i32(p.W) - 1)));
+  return select(vec4<f32>(0.0), vec4<f32>(f32(x[idx.x]), f32(x[idx.y]), f32(x[idx.z]), f32(x[idx.w])), ok);
+}`,
   // Adjacent m are adjacent output pixels (adjacent input columns at stride 1): walk m when loading.
   aKFast: false,
   bKFast: true,

@@ -1,6 +1,6 @@
 import { Tensor, shapeStr, type Device, type DType } from '@fewstep/tensor';
 import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType, type ParamSchema } from '../runtime';
-import { GEMM_PARAMS, matmulPieces, naiveGemmWGSL, tiledGemmWGSL, type GemmPieces, type RegTile } from './matmul.wgsl';
+import { GEMM_PARAMS, a4Fits, matmulPieces, naiveGemmWGSL, tiledGemmWGSL, type GemmPieces, type RegTile } from './matmul.wgsl';
 
 /** naive: one thread per output (the oracle). tiled: shared-memory tiles with register tiles. */
 export type GemmVariant = 'naive' | 'tiled';
@@ -75,14 +75,16 @@ export function dispatchGemm(g: GemmDispatch): void {
     return;
   }
   const t = gemmTiling(g.device);
+  const useA4 = g.pieces.a4 !== undefined && !g.pieces.aKFast && a4Fits(t);
+  const pieces = useA4 ? g.pieces : { ...g.pieces, a4: undefined };
   const tilesM = ceilDiv(g.M, t.TY * t.TM), tilesN = ceilDiv(g.N, t.TX * t.TN);
   params.tiles_m = tilesM;
   params.tiles_n = tilesN;
   const pipe = getPipeline(g.device, {
-    family: `${g.family}/r${t.TM}x${t.TN}`,
+    family: `${g.family}/r${t.TM}x${t.TN}${useA4 ? '/a4' : ''}`,
     entry: 'gemm_tiled',
     dtype: g.dtype,
-    code: tiledGemmWGSL(g.pieces, 'gemm_tiled', t),
+    code: tiledGemmWGSL(pieces, 'gemm_tiled', t),
     storage: g.storage,
     overrides: { TX: t.TX, TY: t.TY, BK: t.BK },
   });

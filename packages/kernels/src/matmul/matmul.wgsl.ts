@@ -32,6 +32,18 @@ export interface GemmPieces {
   fns: string;
   aKFast: boolean;
   bKFast: boolean;
+  /**
+   * Optional, only when !aKFast: WGSL defining `struct ARow`, `fn a_row(b: u32, m: u32) -> ARow` and
+   * `fn load_a4(r: ARow, k: u32) -> vec4<f32>` (= load_a at m..m+3, k). Each thread then loads the
+   * same 4 rows of the A tile at every K step, so a_row's per-row index math (conv: n, oy, ox) runs
+   * once per thread instead of once per gathered element. Needs NT % (BM / 4) == 0 (see a4Fits).
+   */
+  a4?: string;
+}
+
+/** Whether the a4 loader walk fits a tiling: every thread keeps one fixed vec4 row slot of the A tile. */
+export function a4Fits(t: RegTile & { TX: number }): boolean {
+  return (4 * t.TX) % t.TM === 0;
 }
 
 /**
@@ -57,11 +69,23 @@ export function tiledGemmWGSL(pieces: GemmPieces, entry: string, reg: RegTile): 
   // Each loader step fills one whole vec4 of shared memory (4 adjacent m or n at one k): one shared
   // store instead of four partial ones, which on llvmpipe is a per-lane loop each.
   const aIdx = pieces.aKFast ? 'let kk = e % BK; let m4 = e / BK;' : 'let m4 = e % (BM / 4u); let kk = e / (BM / 4u);';
+  const useA4 = !pieces.aKFast && pieces.a4 !== undefined;
+  const aSetup = useA4 ? `let am4 = lid % (BM / 4u);
+  let arow = a_row(bi, m0 + am4 * 4u);` : '';
+  const aLoop = useA4 ? `for (var kk = lid / (BM / 4u); kk < BK; kk += NT / (BM / 4u)) {
+      As[kk * (BM / 4u) + am4] = load_a4(arow, k0 + kk);
+    }` : `for (var e = lid; e < BM * BK / 4u; e += NT) {
+      ${aIdx}
+      let m = m0 + m4 * 4u;
+      let k = k0 + kk;
+      As[kk * (BM / 4u) + m4] = vec4<f32>(load_a(bi, m, k), load_a(bi, m + 1u, k), load_a(bi, m + 2u, k), load_a(bi, m + 3u, k));
+    }`;
   const bIdx = pieces.bKFast ? 'let kk = e % BK; let n4 = e / BK;' : 'let n4 = e % (BN / 4u); let kk = e / (BN / 4u);';
   return /* wgsl */ `
 alias T = f32;
 ${pieces.header}
 ${pieces.fns}
+${useA4 ? pieces.a4 : ''}
 
 override TX: u32 = 16u;
 override TY: u32 = 16u;
@@ -96,13 +120,9 @@ fn ${entry}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   let tx = lid3.x;
   let ty = lid3.y;
   ${accDecl.join('\n  ')}
+  ${aSetup}
   for (var k0 = 0u; k0 < p.K; k0 += BK) {
-    for (var e = lid; e < BM * BK / 4u; e += NT) {
-      ${aIdx}
-      let m = m0 + m4 * 4u;
-      let k = k0 + kk;
-      As[kk * (BM / 4u) + m4] = vec4<f32>(load_a(bi, m, k), load_a(bi, m + 1u, k), load_a(bi, m + 2u, k), load_a(bi, m + 3u, k));
-    }
+    ${aLoop}
     for (var e = lid; e < BN * BK / 4u; e += NT) {
       ${bIdx}
       let n = n0 + n4 * 4u;
