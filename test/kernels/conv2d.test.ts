@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Tensor, cpu, roundToF16 } from '@fewstep/tensor';
-import { conv2d, type GemmVariant } from '@fewstep/kernels';
+import { CPU_TILING, GPU_TILING, conv2d, gemmConfig, type GemmVariant } from '@fewstep/kernels';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { expectClose, randArray, type Tol } from '../helpers/compare';
 
@@ -53,6 +53,27 @@ describe('conv2d', () => {
           for (const t of [tx, tw, tb, y]) t?.dispose();
         });
       }
+    }
+  }
+
+  // The default tiling differs per adapter: check each (both use the per-thread-row a4 loader) and one
+  // where the a4 walk does not fit (4·TX % TM ≠ 0: the generic loader) on an awkward shape.
+  for (const tiling of [GPU_TILING, CPU_TILING, { TX: 1, TY: 16, TM: 8, TN: 4, BK: 8 }]) {
+    for (const stride of [1, 2]) {
+      it(`tiling ${JSON.stringify(tiling)} stride ${stride}`, async () => {
+        const d = await gpuDevice();
+        const xs: [number, number, number, number] = [2, 16, 17, 13], ws = [70, 16, 3, 3];
+        const x = input(2 * 16 * 17 * 13, 51, 'f32'), w = input(70 * 16 * 9, 52, 'f32'), bias = input(70, 53, 'f32');
+        const prev = gemmConfig.tiling;
+        gemmConfig.tiling = tiling;
+        try {
+          const y = conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { stride, padding: 1, bias: Tensor.from(d, bias, [70]) });
+          const [ref] = cpu.cpuConv2d(x, xs, w, ws, { stride, padding: 1, bias });
+          expectClose(await y.read(), ref, tol('f32', 16 * 9), `conv2d tiling ${JSON.stringify(tiling)} stride ${stride}`);
+        } finally {
+          gemmConfig.tiling = prev;
+        }
+      });
     }
   }
 
