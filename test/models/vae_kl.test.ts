@@ -3,27 +3,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { MemoryFile, SafetensorsFile, Tensor, encodeSafetensors, type FileSource } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
-import { AutoencoderKL, SafetensorsSource, type AutoencoderKLConfig } from '@fewstep/models';
+import { AutoencoderKL, SD_VAE, SafetensorsSource, type AutoencoderKLConfig } from '@fewstep/models';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { expectClose } from '../helpers/compare';
 import { componentDir, goldenRoot, openGolden } from './golden';
 
 afterAll(closeDevice);
 
-/** SD1.x/SD2.x VAE (models.md §4.3): 34,163,592 encoder + 49,490,179 decoder + quant convs. */
-const SD_VAE: AutoencoderKLConfig = {
-  in_channels: 3,
-  out_channels: 3,
-  down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D'],
-  up_block_types: ['UpDecoderBlock2D', 'UpDecoderBlock2D', 'UpDecoderBlock2D', 'UpDecoderBlock2D'],
-  block_out_channels: [128, 256, 512, 512],
-  layers_per_block: 2,
-  act_fn: 'silu',
-  latent_channels: 4,
-  norm_num_groups: 32,
-  sample_size: 512,
-  scaling_factor: 0.18215,
-};
+// SD_VAE (models.md §4.3): 34,163,592 encoder + 49,490,179 decoder + quant convs.
 
 describe('AutoencoderKL structure', () => {
   it('SD VAE parameter counts', () => {

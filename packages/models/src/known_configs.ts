@@ -4,6 +4,7 @@
  */
 import type { UNet2DConditionConfig } from './unet_2d_condition';
 import type { CLIPTextConfig } from './clip/modeling_clip';
+import type { AutoencoderKLConfig } from './autoencoders/autoencoder_kl';
 import { AUTOENCODER_TINY_DEFAULTS, type AutoencoderTinyConfig } from './autoencoders/autoencoder_tiny';
 
 const common: UNet2DConditionConfig = {
@@ -112,7 +113,7 @@ export const TAESD: AutoencoderTinyConfig = { ...AUTOENCODER_TINY_DEFAULTS };
 export const KNOWN_UNETS = { 'sdxs-512-0.9': SDXS_09, 'sdxs-512-dreamshaper': SDXS_DREAMSHAPER, sd15: SD15, 'sd21-base': SD21_BASE } as const;
 
 /** The SD VAE (SD1.x/2.x, SDXS `vae_large/`): diffusers' AutoencoderKL with SD's four stages. */
-export const SD_VAE = {
+export const SD_VAE: AutoencoderKLConfig = {
   in_channels: 3,
   out_channels: 3,
   down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D'],
