@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { encodePng } from '@fewstep/models';
 import { UsageError } from '../args';
 import type { Command } from '../command';
-import { pngTextChunks, type GenerationInfo } from '../png_metadata';
+import { pngTextChunks } from '../png_metadata';
 import {
   MODEL_FLAGS,
   VERSION,
@@ -11,6 +11,7 @@ import {
   checkSeed,
   commonOptions,
   createStageReporter,
+  generationInfo,
   imageFileName,
   loadModel,
   writeAtomic,
@@ -281,24 +282,7 @@ export const batch: Command = {
         });
         stepReporter.finish();
         const img = res.images[0]!;
-        const info: GenerationInfo = {
-          prompt: r.prompt,
-          negativePrompt: opts.negativePrompt ?? '',
-          steps,
-          sampler: loaded.sampler,
-          guidance,
-          seed,
-          width: img.width,
-          height: img.height,
-          model: opts.model,
-          revision: opts.revision,
-          dtype: opts.dtype,
-          vae: opts.vae,
-          batchIndex: 0,
-          batchSize: 1,
-          loras: opts.loras.length ? opts.loras : undefined,
-          version: VERSION,
-        };
+        const info = generationInfo(opts, loaded, { prompt: r.prompt, steps, guidance, seed, width: img.width, height: img.height, batchIndex: 0, batchSize: 1 });
         await writeAtomic(join(outDir, file), await encodePng(img, pngTextChunks(info)));
         const seconds = (performance.now() - start) / 1000;
         const line: ResultLine = {

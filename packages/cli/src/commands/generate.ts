@@ -308,6 +308,25 @@ export function formatTimings(t: Record<string, number>): string {
 // ---------------------------------------------------------------------------------------------
 // Model loading (shared with batch)
 
+/** The PNG metadata common to `generate` and `batch`: run settings from the flags and the loaded model. */
+export function generationInfo(
+  opts: CommonOptions,
+  loaded: LoadedModel,
+  run: { prompt: string; steps: number; guidance: number; seed: number | null; width: number; height: number; batchIndex: number; batchSize: number },
+): GenerationInfo {
+  return {
+    ...run,
+    negativePrompt: opts.negativePrompt ?? '',
+    sampler: loaded.sampler,
+    model: opts.model,
+    revision: opts.revision,
+    dtype: opts.dtype,
+    vae: opts.vae,
+    loras: opts.loras.length ? opts.loras : undefined,
+    version: VERSION,
+  };
+}
+
 export interface LoadedModel {
   pipe: StableDiffusionPipeline;
   device: Device;
@@ -548,25 +567,10 @@ export const generate: Command = {
       for (const [i, img] of images.entries()) {
         const prompt = prompts[Math.floor(i / perPrompt)]!;
         const info: GenerationInfo = {
-          prompt,
-          negativePrompt: opts.negativePrompt ?? '',
-          steps,
-          sampler: loaded.sampler,
-          guidance,
-          seed,
-          width: img.width,
-          height: img.height,
-          model: opts.model,
-          revision: opts.revision,
-          dtype: opts.dtype,
-          vae: opts.vae,
-          batchIndex: i,
-          batchSize: images.length,
-          loras: opts.loras.length ? opts.loras : undefined,
+          ...generationInfo(opts, loaded, { prompt, steps, guidance, seed, width: img.width, height: img.height, batchIndex: i, batchSize: images.length }),
           initImage: initPath,
           strength: initImage ? (strength ?? 0.8) : undefined,
           latents: latentsPath,
-          version: VERSION,
         };
         const png = await encodePng(img, pngTextChunks(info));
         let file: string;
