@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Tensor, cpu, roundToF16 } from '@fewstep/tensor';
-import { attention } from '@fewstep/kernels';
+import { attention, attentionMaterialized } from '@fewstep/kernels';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { expectClose, randArray } from '../helpers/compare';
 
@@ -25,6 +25,8 @@ const cases: Case[] = [
   { b: 1, h: 1, lq: 3, lk: 1, d: 2 },
   { b: 1, h: 1, lq: 5, lk: 40, d: 160, scale: 0.05 },
   { b: 1, h: 2, lq: 33, lk: 50, d: 80 },
+  { b: 1, h: 1, lq: 37, lk: 45, d: 512 }, // the SD VAE's mid-block attention: GEMM path
+  { b: 2, h: 2, lq: 9, lk: 11, d: 300 },
 ];
 
 describe('attention', () => {
@@ -53,6 +55,19 @@ describe('attention', () => {
         expectClose(got, ref, TOL[dtype], `attention(${JSON.stringify(c)},${dtype})`);
       });
     }
+
+  it('large head dims: score blocks split over query chunks agree with one block', async () => {
+    const dev = await gpuDevice();
+    const [b, h, lq, lk, d] = [1, 2, 23, 19, 288];
+    const q = input(b * lq * h * d, 7, 'f32'), k = input(b * lk * h * d, 8, 'f32'), v = input(b * lk * h * d, 9, 'f32');
+    const t = (x: Float32Array, l: number) => Tensor.from(dev, x, [b, l, h * d]);
+    // 5 query rows of scores per block: 5 chunks, the last one partial.
+    const y = attentionMaterialized(t(q, lq), t(k, lk), t(v, lk), h, 0.03, 5 * b * h * lk * 4);
+    const ref = cpu.cpuAttention(q, k, v, b, lq, lk, h, d, { scale: 0.03 });
+    expectClose(await y.read(), ref, TOL.f32, 'chunked');
+    expect(() => attentionMaterialized(t(q, lq), t(k, lk), t(v, lk), h, 0.03, 100)).toThrow('attention: one query row of scores (2×19 f32) exceeds the 100-byte storage binding limit');
+    expect(() => attention(t(q, lq), t(k, lk), t(v, lk), h, { causal: true })).toThrow('attention: head dim 288 > 256 supports neither causal nor keyMask');
+  });
 
   it('f32 keyMask with f16 inputs', async () => {
     const dev = await gpuDevice();

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Tensor, cpu, roundToF16 } from '@fewstep/tensor';
-import { CPU_TILING, GPU_TILING, conv2d, gemmConfig, type GemmVariant } from '@fewstep/kernels';
+import { CPU_TILING, GPU_SMALL_TILING, GPU_TILING, conv2d, gemmConfig, type GemmVariant } from '@fewstep/kernels';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { expectClose, randArray, type Tol } from '../helpers/compare';
 
@@ -58,7 +58,7 @@ describe('conv2d', () => {
 
   // The default tiling differs per adapter: check each (both use the per-thread-row a4 loader) and one
   // where the a4 walk does not fit (4·TX % TM ≠ 0: the generic loader) on an awkward shape.
-  for (const tiling of [GPU_TILING, CPU_TILING, { TX: 1, TY: 16, TM: 8, TN: 4, BK: 8 }]) {
+  for (const tiling of [GPU_TILING, GPU_SMALL_TILING, CPU_TILING, { TX: 1, TY: 16, TM: 8, TN: 4, BK: 8 }]) {
     for (const stride of [1, 2]) {
       it(`tiling ${JSON.stringify(tiling)} stride ${stride}`, async () => {
         const d = await gpuDevice();

@@ -72,6 +72,41 @@ describe('Tensor and buffer pool', () => {
     expect(d.pool.stats.allocations - allocations).toBeLessThanOrEqual(1);
   });
 
+  it('profiles GPU time per dispatch label without changing results', async () => {
+    const d = await gpuDevice();
+    const x = Tensor.from(d, [1, -2, 3, 4], [4]);
+    d.setProfiling(true);
+    const y = d.scope(() => add(add(x, x), unary('silu', x)));
+    const v = [...(await y.read())];
+    d.setProfiling(false);
+    const silu = (t: number) => t / (1 + Math.exp(-t));
+    [1, -2, 3, 4].forEach((t, i) => expect(v[i]).toBeCloseTo(2 * t + silu(t), 5));
+    const p = d.profile(true);
+    expect(p.map((e) => [e.label, e.count]).sort()).toEqual([['add', 2], ['unary.silu', 1]]);
+    for (const e of p) expect(e.ms).toBeGreaterThanOrEqual(0);
+    // Off again: dispatches are no longer timed.
+    add(x, x).dispose();
+    await d.sync();
+    expect(d.profile()).toEqual([]);
+    y.dispose();
+    x.dispose();
+  });
+
+  it('cached bind groups carry each dispatch its own params (dynamic uniform offsets)', async () => {
+    const d = await gpuDevice();
+    const x = Tensor.from(d, [1, -2, 3], [3]);
+    const hits = d.bindGroupStats.hits;
+    // Same pipeline, same pooled output buffer, different alpha each time: every dispatch after the
+    // first reuses one bind group, and each must still read its own params.
+    for (const alpha of [2, 3, -0.5, 10]) {
+      const y = d.scope(() => unary('scale', unary('scale', x, alpha), 1, 1));
+      expect([...(await y.read())]).toEqual([1 * alpha + 1, -2 * alpha + 1, 3 * alpha + 1]);
+      y.dispose();
+    }
+    expect(d.bindGroupStats.hits - hits).toBeGreaterThanOrEqual(4);
+    x.dispose();
+  });
+
   it('scope() disposes intermediates and keeps what is returned', async () => {
     const d = await gpuDevice();
     const a = Tensor.from(d, [1, 2], [2]);

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Tensor, cpu, roundToF16 } from '@fewstep/tensor';
-import { CPU_TILING, GPU_TILING, gemmConfig, linear, matmul, type GemmVariant } from '@fewstep/kernels';
+import { CPU_TILING, GPU_SMALL_TILING, GPU_TILING, gemmConfig, linear, matmul, type GemmVariant } from '@fewstep/kernels';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { expectClose, randArray, type Tol } from '../helpers/compare';
 
@@ -63,7 +63,7 @@ describe('matmul', () => {
   }
 
   // The default tiling differs per adapter; check both tilings on one awkward shape whatever the adapter.
-  for (const tiling of [GPU_TILING, CPU_TILING, { TX: 8, TY: 4, TM: 4, TN: 8, BK: 8 }]) {
+  for (const tiling of [GPU_TILING, GPU_SMALL_TILING, CPU_TILING, { TX: 8, TY: 4, TM: 4, TN: 8, BK: 8 }]) {
     it(`tiling ${JSON.stringify(tiling)}`, async () => {
       const d = await gpuDevice();
       const a = input(131 * 70, 21, 'f32'), b = input(70 * 67, 22, 'f32');

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Tensor, cpu, roundToF16 } from '@fewstep/tensor';
-import { groupNorm, layerNorm, softmax } from '@fewstep/kernels';
+import { groupNorm, groupNormConfig, layerNorm, softmax } from '@fewstep/kernels';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { TOL, expectClose, randArray } from '../helpers/compare';
 
@@ -51,6 +51,30 @@ describe('groupNorm', () => {
     expect(() => groupNorm(x, 4, null, null, 1e-5)).toThrow('groupNorm: 6 channels of x [2, 6, 4] are not divisible by 4 groups');
     expect(() => groupNorm(x, 3, Tensor.from(d, new Float32Array(5), [5]), null, 1e-5)).toThrow('groupNorm: gamma [5]');
   });
+});
+
+describe('groupNorm, split path (large groups on GPUs: sliced stats, merge, apply)', () => {
+  // [1, 4, 130, 130] with 2 groups: 33,800 values per group = 3 slices of ≤16,384, the last partial.
+  const cases: [number[], number][] = [[[2, 6, 5, 7], 3], [[1, 4, 130, 130], 2], [[3, 4], 2]];
+  for (const dtype of dtypes)
+    for (const [shape, g] of cases)
+      for (const [affine, silu] of [[true, true], [false, false]] as const) {
+        it(`${dtype} ${JSON.stringify(shape)} G=${g} affine=${affine} silu=${silu}`, async () => {
+          const d = await gpuDevice();
+          const c = shape[1]!;
+          const x = input(prod(shape), 21, dtype, 4, 6); // |mean| ≫ std: the merge must not cancel
+          const gm = affine ? input(c, 22, dtype, 0.5, 1.5) : null;
+          const bt = affine ? input(c, 23, dtype) : null;
+          groupNormConfig.split = 'always';
+          try {
+            const y = groupNorm(Tensor.from(d, x, shape, dtype), g, gm && Tensor.from(d, gm, [c], dtype), bt && Tensor.from(d, bt, [c], dtype), 1e-5, { silu });
+            const tol = dtype === 'f16' ? { atol: 4e-3, rtol: 1e-2 } : { atol: 2e-5, rtol: 2e-4 };
+            expectClose(await y.read(), cpu.cpuGroupNorm(x, shape, g, gm, bt, 1e-5, silu), tol, `groupNorm split(${shape},G=${g},${dtype})`);
+          } finally {
+            groupNormConfig.split = 'auto';
+          }
+        });
+      }
 });
 
 describe('layerNorm', () => {

@@ -4,5 +4,6 @@ export * from './matmul/matmul';
 export * from './conv2d/conv2d';
 export * from './norm/norm';
 export * from './attention/attention';
+export * from './attention/attention_materialized';
 export * from './layout/layout';
 export * from './embedding/embedding';

@@ -2,6 +2,7 @@ export * from './dtype';
 export * from './io';
 export * from './pool';
 export * from './device';
+export * from './profiler';
 export * from './tensor';
 export * from './safetensors/format';
 export * from './safetensors/read';

@@ -60,10 +60,18 @@ export const nodeFiles: FileSource = {
 };
 
 /**
- * Dawn's WebGPU entry point for Node. `dawnOptions` are Dawn's create() flags, e.g.
- * `enable-dawn-features=disable_robustness`.
+ * Dawn's instance flags by default: `FEWSTEP_DAWN_OPTIONS` (whitespace-separated create() flags, e.g.
+ * `enable-dawn-features=vulkan_enable_f16_on_nvidia`), else none.
  */
-export async function nodeGPU(dawnOptions: string[] = []): Promise<GPU> {
+export function defaultDawnOptions(env: Record<string, string | undefined> = process.env): string[] {
+  return (env.FEWSTEP_DAWN_OPTIONS ?? '').split(/\s+/).filter(Boolean);
+}
+
+/**
+ * Dawn's WebGPU entry point for Node. `dawnOptions` are Dawn's create() flags, e.g.
+ * `enable-dawn-features=allow_unsafe_apis` (several features after one `=`, comma-separated).
+ */
+export async function nodeGPU(dawnOptions: string[] = defaultDawnOptions()): Promise<GPU> {
   const key = dawnOptions.join('\n');
   let gpu = instances.get(key);
   if (!gpu) {

@@ -226,6 +226,7 @@ export function kernelCases(): BenchCase[] {
     attnCase('attn_cross_8x4096x77x40', 8, 4096, 77, 40),
     attnCase('attn_cross_8x256x77x160', 8, 256, 77, 160),
     groupNormCase(320, 64),
+    groupNormCase(128, 512), // the SD VAE decoder's last stage: 1 M values per group (split path on GPUs)
     simpleCase('layernorm_4096x320', 'norm', [4096, 320], () => 2 * 4 * 4096 * 320, (x) => K.layerNorm(x, null, null, 1e-5), (xv, i) => {
       const r = Math.floor(i / 320);
       let m = 0, v = 0;

@@ -4,7 +4,7 @@
  * configs that use guidance) → decoder. Reports per-stage seconds for a cold run (weights on
  * "disk" = generated, pipelines compiled) and a warm run, peak RSS and peak GPU pool memory.
  */
-import { Tensor, type DType, type Device } from '@fewstep/tensor';
+import { Tensor, type DType, type Device, type ProfileEntry } from '@fewstep/tensor';
 import { concat, slice } from '@fewstep/kernels';
 import {
   AutoencoderKL, AutoencoderTiny, CLIPTextModel, CLIP_TEXT_SD15, CLIP_TEXT_SD2, RandomSource, SDXS_09, SDXS_DREAMSHAPER, SD15, SD_VAE, TAESD,
@@ -36,6 +36,16 @@ export interface PipelineBenchResult {
   peak_rss_mb: number;
   peak_gpu_mb: number;
   output_finite: boolean;
+  /** Warm runs timed; `stages`/`total_s` are their medians (by total). */
+  warm_runs: number;
+  /** 1 / median warm total: images per second at batch 1, stages synced one after another. */
+  images_per_s: number;
+  /** Kernel dispatches per stage (one run): the CPU-side cost on a fast GPU scales with these. */
+  dispatches: { text_encoder: number; unet: number; decode: number };
+  /** Share of warm-run dispatches that reused a cached bind group. */
+  warm_bind_group_hit_rate: number;
+  /** With `profile`: per stage, GPU ms summed over dispatches and the most expensive dispatch labels. */
+  profile?: Record<string, { gpu_ms: number; top: ProfileEntry[] }>;
 }
 
 function noise(n: number, seed: number): Float32Array {
@@ -48,7 +58,7 @@ function noise(n: number, seed: number): Float32Array {
   return a;
 }
 
-export async function benchPipeline(device: Device, name: string, dtype: DType, log: (s: string) => void = () => {}): Promise<PipelineBenchResult> {
+export async function benchPipeline(device: Device, name: string, dtype: DType, log: (s: string) => void = () => {}, runs = 1, profile = false): Promise<PipelineBenchResult> {
   const cfg = PIPELINE_CONFIGS[name];
   if (!cfg) throw new Error(`unknown config "${name}" (${Object.keys(PIPELINE_CONFIGS).join(', ')})`);
   device.pool.trim();
@@ -67,12 +77,20 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
   const B = cfg.cfg ? 2 : 1;
   const ids = Tensor.from(device, Int32Array.from({ length: B * 77 }, (_, i) => (i % 77 === 0 ? 49406 : i % 77 < 9 ? 320 + (i % 77) * 131 : i % 77 === 9 ? 49407 : 0)), [B, 77], 'i32').keep();
   const latents = Tensor.from(device, noise(4 * 64 * 64, 7), [1, 4, 64, 64], dtype).keep();
+  let dispatches = { text_encoder: 0, unet: 0, decode: 0 };
+  const profiled: Record<string, ProfileEntry[]> = {};
+  const stageProfile = (stage: string) => {
+    if (profile) profiled[stage] = device.profile(true);
+  };
   const run = async () => {
     const s: { text_encoder_s: number; unet_s: number; decode_s: number } = { text_encoder_s: 0, unet_s: 0, decode_s: 0 };
+    const d0 = device.dispatchCount;
     let t0 = performance.now();
     const ctx = await device.scope(async () => (await text.forward(ids, { pooler: false })).lastHiddenState);
     await device.sync();
     s.text_encoder_s = sec(t0);
+    stageProfile('text_encoder');
+    const d1 = device.dispatchCount;
     t0 = performance.now();
     const z = device.scope(() => {
       // CFG configs run [uncond, cond] as one batch of 2, as the pipeline does.
@@ -82,11 +100,15 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
     });
     await device.sync();
     s.unet_s = sec(t0);
+    stageProfile('unet');
+    const d2 = device.dispatchCount;
     ctx.dispose();
     t0 = performance.now();
     const img = device.scope(() => vae.decode(B === 2 ? slice(z, 0, 0, 1) : z));
     await device.sync();
     s.decode_s = sec(t0);
+    stageProfile('decode');
+    dispatches = { text_encoder: d1 - d0, unet: d2 - d1, decode: device.dispatchCount - d2 };
     z.dispose();
     return { s, img };
   };
@@ -97,15 +119,38 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
     const finite = values.every((v) => Number.isFinite(v));
     cold.img.dispose();
     log(`cold: text encoder ${cold.s.text_encoder_s} s, unet ${cold.s.unet_s} s, decode ${cold.s.decode_s} s`);
-    const warm = await run();
-    warm.img.dispose();
-    log(`warm: text encoder ${warm.s.text_encoder_s} s, unet ${warm.s.unet_s} s, decode ${warm.s.decode_s} s`);
     const sum = (x: { text_encoder_s: number; unet_s: number; decode_s: number }) => +(x.text_encoder_s + x.unet_s + x.decode_s).toFixed(3);
+    const warms: { text_encoder_s: number; unet_s: number; decode_s: number }[] = [];
+    const bg0 = { ...device.bindGroupStats };
+    for (let i = 0; i < runs; i++) {
+      const w = await run();
+      w.img.dispose();
+      warms.push(w.s);
+      log(`warm ${i + 1}/${runs}: text encoder ${w.s.text_encoder_s} s, unet ${w.s.unet_s} s, decode ${w.s.decode_s} s`);
+    }
+    const warm = { s: [...warms].sort((a, b) => sum(a) - sum(b))[Math.floor((runs - 1) / 2)]! };
+    let profileOut: PipelineBenchResult['profile'];
+    if (profile) {
+      // One more run with a timed pass per dispatch (slower; its times are not reported above).
+      device.setProfiling(true);
+      try {
+        (await run()).img.dispose();
+      } finally {
+        device.setProfiling(false);
+      }
+      profileOut = {};
+      for (const [stage, entries] of Object.entries(profiled)) {
+        profileOut[stage] = { gpu_ms: +entries.reduce((a, e) => a + e.ms, 0).toFixed(3), top: entries.slice(0, 15) };
+      }
+    }
     return {
       config: name, adapter: device.adapter.name, dtype,
       stages: warm.s, total_s: sum(warm.s),
       cold_stages: { load_s, ...cold.s }, cold_total_s: +(load_s + sum(cold.s)).toFixed(3),
       peak_rss_mb: 0, peak_gpu_mb: 0, output_finite: finite, // peaks: see benchPipelineWithPeaks
+      ...(profileOut ? { profile: profileOut } : {}),
+      warm_runs: runs, images_per_s: +(1 / sum(warm.s)).toFixed(3), dispatches,
+      warm_bind_group_hit_rate: +((device.bindGroupStats.hits - bg0.hits) / Math.max(1, device.bindGroupStats.hits - bg0.hits + device.bindGroupStats.misses - bg0.misses)).toFixed(4),
     };
   } finally {
     text.dispose();
@@ -117,11 +162,11 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
 }
 
 /** Runs `benchPipeline` and fills in the peak memory figures. */
-export async function benchPipelineWithPeaks(device: Device, name: string, dtype: DType, log?: (s: string) => void): Promise<PipelineBenchResult> {
+export async function benchPipelineWithPeaks(device: Device, name: string, dtype: DType, log?: (s: string) => void, runs = 1, profile = false): Promise<PipelineBenchResult> {
   let peak = process.memoryUsage().rss;
   const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 25);
   try {
-    const r = await benchPipeline(device, name, dtype, log);
+    const r = await benchPipeline(device, name, dtype, log, runs, profile);
     r.peak_rss_mb = Math.round(Math.max(peak, process.memoryUsage().rss) / 2 ** 20);
     r.peak_gpu_mb = Math.round(device.pool.stats.peak / 2 ** 20);
     return r;

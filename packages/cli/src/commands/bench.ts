@@ -1,5 +1,5 @@
 import { Device, type DType } from '@fewstep/tensor';
-import { nodeGPU } from '@fewstep/tensor/node';
+import { defaultDawnOptions, nodeGPU } from '@fewstep/tensor/node';
 import { UsageError } from '../args';
 import type { Command } from '../command';
 import { benchKernels, type KernelRow } from '../bench/kernels';
@@ -17,7 +17,7 @@ export const bench: Command = {
   usage: 'fewstep bench kernels [--json] [--dtype f32|f16|both] [--filter <regex>] [--reps N]\n' +
     '       [--peer ort [--peer-ep webgpu|cpu] [--anchors <dir>] [--ort-cache <dir>] [--plot <file.svg>]]\n' +
     '       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder]\n' +
-    '       fewstep bench pipeline [--json] [--dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15]',
+    '       fewstep bench pipeline [--json] [--dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile]',
   description:
     'Times each kernel at the shapes SDXS-512 uses (case names match shared/anchors/ort-ops), after a warm-up run, ' +
     'with GPU timestamp queries when the adapter has them (else wall clock around a full sync). Reports median ms, ' +
@@ -30,7 +30,7 @@ export const bench: Command = {
     '(cold, pipelines compiled) and a warm forward, peak RSS and peak GPU memory, and whether the output is finite.\n\n' +
     '`bench pipeline` runs one whole 512×512 pass (text encoder → one UNet step, a CFG batch of 2 for sd15 → decoder) in a real ' +
     'config with random weights, cold (load + first run) and warm, and prints {adapter, dtype, stages: {text_encoder_s, unet_s, ' +
-    'decode_s}, total_s, cold_total_s, peak_rss_mb, peak_gpu_mb}.',
+    'decode_s}, total_s, cold_total_s, peak_rss_mb, peak_gpu_mb, images_per_s}; `--runs N` times N warm runs and reports medians.',
   flags: {
     json: { type: 'boolean', help: 'Print one JSON document on stdout' },
     dtype: { type: 'string', choices: ['f32', 'f16', 'both'], help: 'Compute dtype(s) (kernels: both by default; models: f32)' },
@@ -38,6 +38,9 @@ export const bench: Command = {
     reps: { type: 'int', default: 5, help: 'Timed repetitions per case' },
     only: { type: 'string', help: 'bench models: comma-separated components (text_encoder, unet, decoder)' },
     config: { type: 'string', choices: Object.keys(PIPELINE_CONFIGS), default: 'sdxs-512-0.9', help: 'bench pipeline: which real config' },
+    toggles: { type: 'string', help: 'Comma-separated Dawn device toggles to enable, e.g. disable_robustness (to measure their effect)' },
+    profile: { type: 'boolean', help: 'bench pipeline: one extra run timing every dispatch on the GPU; adds per-stage GPU ms and the top kernels' },
+    runs: { type: 'int', default: 1, help: 'bench pipeline: warm runs timed (medians reported, with images_per_s)' },
     peer: { type: 'string', choices: ['ort'], help: 'bench kernels: also time the anchor cases with ONNX Runtime (onnxruntime-node, installed on demand)' },
     'peer-ep': { type: 'string', choices: ['webgpu', 'cpu'], default: 'webgpu', help: 'Execution provider for --peer ort' },
     anchors: { type: 'string', help: 'Folder holding the ORT anchors (cases.json, run.mjs); default <repo>/../shared/anchors/ort-ops' },
@@ -77,7 +80,7 @@ export const bench: Command = {
     }
     let adapter: string, timing: string, date: string;
     let rows: (KernelRow & PeerFields)[];
-    const device = await Device.open({ gpu: await nodeGPU() });
+    const device = await Device.open({ gpu: await nodeGPU([...defaultDawnOptions(), EXACT_TIMESTAMPS]), toggles: toggles(flags) });
     try {
       const dtypes: DType[] = flags.dtype === undefined || flags.dtype === 'both' ? (device.features.f16 ? ['f32', 'f16'] : ['f32']) : [flags.dtype as DType];
       if (dtypes.includes('f16') && !device.features.f16) throw new Error(`this adapter (${device.adapter.name}) has no shader-f16; use --dtype f32`);
@@ -139,10 +142,15 @@ function tableLine(r: KernelRow & PeerFields, peer: boolean): string {
   return `${base} ${p.padStart(10)} ${s.padStart(8)}\n`;
 }
 
+// Dawn rounds GPU timestamps down to a 65.536 µs grain by default (seen on lavapipe and an H200),
+// which hides every sub-0.1 ms kernel; benchmarks want the exact values. Dawn's Node bindings take
+// this as an instance flag (a device's dawnTogglesDescriptor does not reach it).
+const EXACT_TIMESTAMPS = 'disable-dawn-features=timestamp_quantization';
+
 async function runModels(flags: Record<string, unknown>, io: Parameters<Command['run']>[1]): Promise<number> {
   const only = flags.only === undefined ? undefined : String(flags.only).split(',').map((x) => x.trim());
   for (const o of only ?? []) if (!['text_encoder', 'unet', 'decoder'].includes(o)) throw new UsageError(`--only: unknown component "${o}" (text_encoder, unet, decoder)`);
-  const device = await Device.open({ gpu: await nodeGPU() });
+  const device = await Device.open({ gpu: await nodeGPU([...defaultDawnOptions(), EXACT_TIMESTAMPS]), toggles: toggles(flags) });
   try {
     if (flags.dtype === 'both') throw new UsageError('--dtype both is for bench kernels; bench models takes f32 or f16');
     const dtype: DType = flags.dtype === 'f16' ? 'f16' : 'f32';
@@ -164,15 +172,24 @@ async function runModels(flags: Record<string, unknown>, io: Parameters<Command[
 
 async function runPipeline(flags: Record<string, unknown>, io: Parameters<Command['run']>[1]): Promise<number> {
   if (flags.dtype === 'both') throw new UsageError('--dtype both is for bench kernels; bench pipeline takes f32 or f16');
-  const device = await Device.open({ gpu: await nodeGPU() });
+  const device = await Device.open({ gpu: await nodeGPU([...defaultDawnOptions(), EXACT_TIMESTAMPS]), toggles: toggles(flags) });
   try {
     const dtype: DType = flags.dtype === 'f16' ? 'f16' : 'f32';
     if (dtype === 'f16' && !device.features.f16) throw new Error(`this adapter (${device.adapter.name}) has no shader-f16; use --dtype f32`);
-    const r = await benchPipelineWithPeaks(device, flags.config as string, dtype, (s) => io.stderr(s + '\n'));
+    if ((flags.runs as number) < 1) throw new UsageError(`--runs must be ≥ 1, got ${flags.runs}`);
+    const r = await benchPipelineWithPeaks(device, flags.config as string, dtype, (s) => io.stderr(s + '\n'), flags.runs as number, !!flags.profile);
     if (flags.json) io.stdout(JSON.stringify({ ...r, date: new Date().toISOString() }, null, 1) + '\n');
     else io.stdout(`${r.config} ${r.dtype} on ${r.adapter}: warm ${r.total_s} s (text encoder ${r.stages.text_encoder_s}, unet ${r.stages.unet_s}, decode ${r.stages.decode_s}), cold ${r.cold_total_s} s, peak RSS ${r.peak_rss_mb} MB, peak GPU ${r.peak_gpu_mb} MB\n`);
     return r.output_finite ? 0 : 1;
   } finally {
     device.destroy();
   }
+}
+
+/** `--toggles a,b` → Dawn device toggles (Dawn ignores names it does not know, so they are echoed on stderr by the caller's log). */
+function toggles(flags: Record<string, unknown>): string[] | undefined {
+  if (flags.toggles === undefined) return undefined;
+  const t = String(flags.toggles).split(',').map((x) => x.trim()).filter(Boolean);
+  for (const x of t) if (!/^[a-z0-9_]+$/.test(x)) throw new UsageError(`--toggles: "${x}" is not a Dawn toggle name (lower_snake_case)`);
+  return t;
 }

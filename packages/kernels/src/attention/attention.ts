@@ -1,6 +1,7 @@
 import { Tensor, shapeStr } from '@fewstep/tensor';
 import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime';
 import { ATTENTION_PARAMS, attentionWGSL, type AttentionTiles } from './attention.wgsl';
+import { attentionMaterialized } from './attention_materialized';
 
 export interface AttentionOptions {
   /** Defaults to 1/sqrt(headDim). */
@@ -11,7 +12,7 @@ export interface AttentionOptions {
   keyMask?: Tensor;
 }
 
-/** Largest head dim the generated kernel takes (registers: 2·D floats per thread). */
+/** Largest head dim the flash kernel takes (registers: 2·D floats per thread); larger ones go through GEMMs. */
 export const ATTENTION_MAX_HEAD_DIM = 256;
 const NT = 64;
 const sources = new Map<string, string>();
@@ -50,7 +51,6 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, opts: 
   }
   if (!Number.isInteger(heads) || heads < 1 || hd % heads) throw new Error(`${op}: H·D = ${hd} is not divisible by heads (${shapes()})`);
   const d = hd / heads;
-  if (d > ATTENTION_MAX_HEAD_DIM) throw new Error(`${op}: head dim ${d} exceeds ${ATTENTION_MAX_HEAD_DIM} (${shapes()})`);
   const dtype = sameDType(op, q, k, v);
   if (dtype === 'i32') throw new Error(`${op}: i32 inputs are not supported (${shapes()})`);
   checkDType(q.device, op, dtype);
@@ -60,6 +60,10 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, opts: 
     if (mask.dtype !== 'f32' && mask.dtype !== dtype) throw new Error(`${op}: keyMask must be f32 or ${dtype}, got ${mask.dtype} (${shapes()})`);
   }
   if (lk === 0 && lq > 0) throw new Error(`${op}: no keys to attend (${shapes()})`);
+  if (d > ATTENTION_MAX_HEAD_DIM) {
+    if (opts.causal || mask) throw new Error(`${op}: head dim ${d} > ${ATTENTION_MAX_HEAD_DIM} supports neither causal nor keyMask (${shapes()})`);
+    return attentionMaterialized(q, k, v, heads, opts.scale ?? 1 / Math.sqrt(d));
+  }
 
   const out = Tensor.empty(q.device, [b, lq, hd], dtype);
   if (!out.size) return out;
@@ -78,6 +82,6 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, opts: 
   const flags = (opts.causal ? 1 : 0) | (mask ? 2 : 0) | (mask?.dtype === 'f16' ? 4 : 0);
   const params = packParams(ATTENTION_PARAMS, { units, nqb, heads, lq, lk, d, hd, scale: scale * Math.LOG2E, flags });
   const qb = q.binding('attention q');
-  q.device.dispatch(pipe, params, [qb, k.binding('attention k'), v.binding('attention v'), mask?.binding('attention keyMask') ?? qb, out.binding('attention out')], grid1d(units), op);
+  q.device.dispatch(pipe, params, [qb, k.binding('attention k'), v.binding('attention v'), mask?.binding('attention keyMask') ?? qb, out.binding('attention out')], grid1d(units), `${op} ${b}×${heads}h ${lq}×${lk}×${d}`);
   return out;
 }

@@ -29,8 +29,19 @@ export function isCpuAdapter(device: Device): boolean {
   return /llvmpipe|lavapipe|swiftshader|softpipe/i.test(`${a.name} ${a.description} ${a.device} ${a.vendor}`);
 }
 
-export function gemmTiling(device: Device): GemmTiling {
-  return gemmConfig.tiling ?? (isCpuAdapter(device) ? CPU_TILING : GPU_TILING);
+/**
+ * GPUs, small problems: 32×32 tiles (8×8 threads, 4×4 each) give 4× the workgroups. A text encoder's
+ * [77, 1024] × [1024, 1024] makes only 32 tiles of 64×64 — a fraction of an H200's 132 SMs (measured:
+ * ~1.5 TFLOP/s there against ~20 at 4096 rows).
+ */
+export const GPU_SMALL_TILING: GemmTiling = { TX: 8, TY: 8, TM: 4, TN: 4, BK: 16 };
+const GPU_SMALL_BELOW = 256; // 64×64 tiles in the whole dispatch
+
+/** The tiling for a [batch × M × N] product on this device (a CPU adapter always takes CPU_TILING). */
+export function gemmTiling(device: Device, batch = 1, M = Infinity, N = Infinity): GemmTiling {
+  if (gemmConfig.tiling) return gemmConfig.tiling;
+  if (isCpuAdapter(device)) return CPU_TILING;
+  return batch * ceilDiv(M, 64) * ceilDiv(N, 64) < GPU_SMALL_BELOW ? GPU_SMALL_TILING : GPU_TILING;
 }
 
 export interface MatmulOptions {
@@ -74,7 +85,7 @@ export function dispatchGemm(g: GemmDispatch): void {
     g.device.dispatch(pipe, packParams(g.schema, params), g.buffers, grid1d(ceilDiv(g.batch * g.M * g.N, 256)), `${g.label} (naive)`);
     return;
   }
-  const t = gemmTiling(g.device);
+  const t = gemmTiling(g.device, g.batch, g.M, g.N);
   const useA4 = g.pieces.a4 !== undefined && !g.pieces.aKFast && a4Fits(t);
   const pieces = useA4 ? g.pieces : { ...g.pieces, a4: undefined };
   const tilesM = ceilDiv(g.M, t.TY * t.TM), tilesN = ceilDiv(g.N, t.TX * t.TN);

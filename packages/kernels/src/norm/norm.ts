@@ -1,6 +1,8 @@
 import { Tensor, shapeStr } from '@fewstep/tensor';
 import { checkDType, getPipeline, grid1d, packParams } from '../runtime';
 import { GROUPNORM_PARAMS, GROUPNORM_WGSL, LAYERNORM_WGSL, ROW_PARAMS, SOFTMAX_WGSL } from './norm.wgsl';
+import { GROUPNORM_SPLIT_MIN, groupNormSplit } from './groupnorm_split';
+import { isCpuAdapter } from '../matmul/matmul';
 
 function checkFloat(op: string, x: Tensor): void {
   if (x.dtype === 'i32') throw new Error(`${op}: i32 input ${shapeStr(x.shape)} is not supported`);
@@ -13,6 +15,9 @@ function checkAffine(op: string, x: Tensor, name: string, t: Tensor | null, n: n
   if (t.size !== n) throw new Error(`${op}: ${name} ${shapeStr(t.shape)} does not match ${n} features of x ${shapeStr(x.shape)}`);
   if (t.dtype !== x.dtype) throw new Error(`${op}: ${name} is ${t.dtype} but x ${shapeStr(x.shape)} is ${x.dtype}`);
 }
+
+/** Which GroupNorm kernel runs: 'auto' = the split one for large groups on real GPUs (tests force either). */
+export const groupNormConfig: { split: 'auto' | 'always' | 'never' } = { split: 'auto' };
 
 /** GroupNorm over x [N, C, ...spatial] with per-channel gamma/beta [C]; optional fused SiLU. */
 export function groupNorm(x: Tensor, groups: number, gamma: Tensor | null, beta: Tensor | null, eps: number, opts: { silu?: boolean } = {}): Tensor {
@@ -27,6 +32,11 @@ export function groupNorm(x: Tensor, groups: number, gamma: Tensor | null, beta:
   const y = Tensor.empty(x.device, x.shape, x.dtype);
   if (!x.size) return y;
   const units = n * groups;
+  const split = groupNormConfig.split;
+  if (split === 'always' || (split === 'auto' && !isCpuAdapter(x.device) && x.size / units >= GROUPNORM_SPLIT_MIN)) {
+    groupNormSplit(x, groups, gamma, beta, eps, !!opts.silu, y);
+    return y;
+  }
   const pipe = getPipeline(x.device, { family: 'norm', entry: 'groupnorm', dtype: x.dtype, code: GROUPNORM_WGSL, storage: ['read', 'read', 'read', 'rw'] });
   const flags = (gamma ? 1 : 0) | (beta ? 2 : 0) | (opts.silu ? 4 : 0);
   const params = packParams(GROUPNORM_PARAMS, { units, groups, cpg: c / groups, spatial, eps, flags });
