@@ -11,7 +11,7 @@ import type { CliIO } from '../../packages/cli/src/command';
 import { AutoencoderTiny, CLIPTextModel, loadComponent } from '@fewstep/models';
 import { expectClose } from '../helpers/compare';
 import { closeDevice, gpuDevice } from '../helpers/gpu';
-import { componentDir, openGolden } from './golden';
+import { componentDir, goldenRoot, openGolden } from './golden';
 
 const work = mkdtempSync(join(tmpdir(), 'fewstep-run-'));
 afterAll(async () => {
@@ -101,6 +101,33 @@ describe('fewstep run', () => {
       }
     } finally {
       cleanup();
+      await g.io.close();
+    }
+  });
+
+  it('UNet2DConditionModel --lora: a peft adapter folder fused at load (lora_peft golden); :0 gives the base UNet', async () => {
+    const g = await openGolden('lora_peft');
+    const unetDir = join(goldenRoot, 'controlnet_sketch', 'unet');
+    const peft = join(goldenRoot, 'lora_peft');
+    try {
+      const inputs = await writeInputs(g.io, { sample: 'in.sample', timestep: 'in.timesteps', encoder_hidden_states: 'in.encoder_hidden_states' }, 'lora_in.safetensors');
+      for (const [spec, ref, tol] of [
+        [peft, 'out.sample_lora_fused', g.caseJson.outputs['out.sample_lora_fused']!.suggested],
+        [`${peft}:0`, 'out.sample_base', { atol: 1e-5, rtol: 1e-5 }],
+      ] as const) {
+        const outPath = join(work, 'lora_out.safetensors');
+        const { io, err } = captureIO();
+        expect(await main(['run', unetDir, '--lora', spec, '--inputs', inputs, '--out', outPath], io), err.join('')).toBe(0);
+        const res = await SafetensorsFile.open(nodeFiles, outPath);
+        expectClose((await res.read('sample', 'f32')) as Float32Array, (await g.io.read(ref, 'f32')) as Float32Array, tol, `run unet --lora ${ref}`);
+        await res.close();
+      }
+      // A LoRA for another architecture fails before the GPU, naming the unmatched modules.
+      const yoso = join(goldenRoot, 'lora_yoso', 'lora.safetensors');
+      const { io, err } = captureIO();
+      expect(await main(['run', unetDir, '--lora', yoso, '--inputs', inputs, '--out', join(work, 'never.safetensors')], io)).toBe(1);
+      expect(err.join('')).toMatch(/^fewstep run: .*lora\.safetensors: \d+ LoRA module\(s\) matched no weight of the unet/);
+    } finally {
       await g.io.close();
     }
   });

@@ -2,7 +2,7 @@
 // goldens (fused weights on the CPU, fused UNet outputs on the GPU), composition, and error messages.
 import { afterAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
-import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { MemoryFile, SafetensorsFile, Tensor, encodeSafetensors, type FileSource, type TensorToWrite } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
@@ -36,6 +36,13 @@ function memFiles(files: Record<string, Uint8Array | string>): FileSource {
       return names;
     },
   };
+}
+
+/** A temp peft folder holding only adapter_config.json + adapter_model.bin (links into the lora_peft case). */
+function peftBinFolder(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'fewstep-peft-bin-'));
+  for (const n of ['adapter_config.json', 'adapter_model.bin']) symlinkSync(join(PEFT, n), join(dir, n));
+  return dir;
 }
 
 const f32 = (shape: number[], fill: (i: number) => number = () => 0.01): TensorToWrite => {
@@ -159,6 +166,34 @@ describe('loadLora: formats', () => {
     expect(b.targets.size).toBe(110);
   });
 
+  it('peft folder with only adapter_model.bin (torch.save of a plain dict): the same adapter as the safetensors one', async () => {
+    const dir = peftBinFolder();
+    try {
+      const a = await loadLora(nodeFiles, dir);
+      const ref = await loadLora(nodeFiles, PEFT);
+      expect(a.format).toBe('peft');
+      expect([...a.targets.keys()].sort()).toEqual([...ref.targets.keys()].sort());
+      for (const [k, t] of a.targets) {
+        const r = ref.targets.get(k)!;
+        expect({ rank: t.rank, alpha: t.alpha, scale: t.scale, downShape: t.downShape, upShape: t.upShape }, k).toEqual({ rank: r.rank, alpha: r.alpha, scale: r.scale, downShape: r.downShape, upShape: r.upShape });
+        expect(t.down, k).toEqual(r.down);
+        expect(t.up, k).toEqual(r.up);
+      }
+      const g = await openGolden('lora_peft');
+      try {
+        await checkFusedWeights(a, join(SKETCH_UNET, 'model.safetensors'), g.io);
+      } finally {
+        await g.io.close();
+      }
+      // The .bin path itself (config read from beside it).
+      const b = await loadLora(nodeFiles, join(dir, 'adapter_model.bin'));
+      expect(b.format).toBe('peft');
+      expect(b.targets.size).toBe(110);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('combineTransforms: two adapters at 0.5 equal one at 1.0; scale 0 leaves weights unchanged', async () => {
     const file = join(YOSO, 'lora.safetensors');
     const [half1, half2, full, zero] = await Promise.all([0.5, 0.5, 1, 0].map((scale) => loadLora(nodeFiles, file, { scale })));
@@ -231,14 +266,20 @@ describe('loadLora: errors', () => {
     expect(() => a.check('unet', ['down_blocks.0.attentions.0.proj_in.weight'])).toThrow('(LDM/SGM block names like input_blocks are not supported yet)');
   });
 
-  it('PyTorch pickles: a .bin file, and a peft folder holding only adapter_model.bin', async () => {
-    await expect(loadLora(nodeFiles, '/nowhere/pytorch_lora_weights.bin')).rejects.toThrow(
-      '/nowhere/pytorch_lora_weights.bin: PyTorch pickles are not supported yet; convert to safetensors',
-    );
+  it('PyTorch .bin adapters: safetensors preferred when both exist; a broken .bin is one error naming it', async () => {
+    await expect(loadLora(nodeFiles, '/nowhere/pytorch_lora_weights.bin')).rejects.toThrow('/nowhere/pytorch_lora_weights.bin: cannot open (ENOENT)');
     const cfg = await nodeFiles.readText(join(PEFT, 'adapter_config.json'));
-    const io = memFiles({ 'anime/adapter_config.json': cfg, 'anime/adapter_model.bin': new Uint8Array([0x50, 0x4b, 3, 4]) });
-    await expect(loadLora(io, 'anime')).rejects.toThrow('anime/adapter_model.bin: PyTorch pickles are not supported yet; convert to safetensors');
-    await expect(loadLora(io, 'anime/')).rejects.toThrow('anime/adapter_model.bin: PyTorch pickles are not supported yet; convert to safetensors');
+    const st = new Uint8Array(readFileSync(join(PEFT, 'adapter_model.safetensors')));
+    const junk = new Uint8Array([0x50, 0x4b, 3, 4]);
+    // Both present: the safetensors one is read (the junk .bin is never opened).
+    const both = await loadLora(memFiles({ 'anime/adapter_config.json': cfg, 'anime/adapter_model.safetensors': st, 'anime/adapter_model.bin': junk }), 'anime');
+    expect(both.targets.size).toBe(110);
+    const io = memFiles({ 'anime/adapter_config.json': cfg, 'anime/adapter_model.bin': junk });
+    await expect(loadLora(io, 'anime')).rejects.toThrow('anime/adapter_model.bin: 4 bytes: too short for a zip archive (truncated?)');
+    await expect(loadLora(io, 'anime/')).rejects.toThrow('anime/adapter_model.bin: 4 bytes: too short for a zip archive (truncated?)');
+    const evil = new Uint8Array(readFileSync(join(goldenRoot, 'torch_checkpoints', 'evil.bin')));
+    await expect(loadLora(memFiles({ 'x/lora.bin': evil }), 'x/lora.bin')).rejects.toThrow('x/lora.bin: unsafe pickle refused: global "os system" (os.system)');
+    await expect(loadLora(memFiles({ 'p/adapter_config.json': cfg, 'p/x.txt': '' }), 'p')).rejects.toThrow('p: peft adapter folder has no adapter_model.safetensors or adapter_model.bin');
   });
 
   it('rank mismatch between down and up is named at load (kohya and peft)', async () => {
@@ -364,5 +405,15 @@ describe('LoRA goldens (UNet forward, f32)', () => {
   it('lora_peft: peft adapter (safetensors) on the DreamShaper-structure UNet matches the fused outputs', async () => {
     const a = await loadLora(nodeFiles, PEFT);
     await runUNet('lora_peft', join(SKETCH_UNET, 'config.json'), join(SKETCH_UNET, 'model.safetensors'), a, ['out.sample_lora_fused', 'out.sample_t_scalar_lora_fused']);
+  });
+
+  it('lora_peft: the same adapter from adapter_model.bin (PyTorch zip) matches the fused outputs', async () => {
+    const dir = peftBinFolder();
+    try {
+      const a = await loadLora(nodeFiles, dir);
+      await runUNet('lora_peft', join(SKETCH_UNET, 'config.json'), join(SKETCH_UNET, 'model.safetensors'), a, ['out.sample_lora_fused']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

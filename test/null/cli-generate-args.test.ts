@@ -303,6 +303,25 @@ describe('model files: only what the pipeline needs', () => {
     expect(large.files.filter((f) => f.startsWith('vae'))).toEqual(['vae_large/config.json', 'vae_large/diffusion_pytorch_model.safetensors']);
   });
 
+  it('PyTorch .bin weights only for a component without safetensors', () => {
+    // unet/ has both: safetensors. Without its safetensors: the .bin (read by the whitelist unpickler).
+    const sel = selectModelFiles(files.filter((f) => !/^unet\/.*safetensors$/.test(f)), { dtype: 'f32', vae: undefined, name: 'm' });
+    expect(sel.weights).toEqual({
+      text_encoder: ['text_encoder/model.safetensors'],
+      unet: ['unet/diffusion_pytorch_model.bin'],
+      vae: ['vae/diffusion_pytorch_model.safetensors'],
+    });
+    expect(sel.files).toContain('unet/diffusion_pytorch_model.bin');
+    expect(sel.files).not.toContain('text_encoder/pytorch_model.bin');
+    // Sharded transformers .bin and an fp16 .bin variant, picked like safetensors ones.
+    const te = ['text_encoder/pytorch_model-00001-of-00002.bin', 'text_encoder/pytorch_model-00002-of-00002.bin', 'text_encoder/pytorch_model.bin.index.json'];
+    const binOnly = [...files.filter((f) => !/^(text_encoder|unet)\/.*(safetensors|bin)$/.test(f)), ...te, 'unet/diffusion_pytorch_model.bin', 'unet/diffusion_pytorch_model.fp16.bin'];
+    const f16 = selectModelFiles(binOnly, { dtype: 'f16', vae: undefined, name: 'm' });
+    expect(f16.weights['text_encoder']).toEqual(te.slice(0, 2));
+    expect(f16.weights['unet']).toEqual(['unet/diffusion_pytorch_model.fp16.bin']);
+    expect(selectModelFiles(binOnly, { dtype: 'f32', vae: undefined, name: 'm' }).weights['unet']).toEqual(['unet/diffusion_pytorch_model.bin']);
+  });
+
   it('fp16 variants with --dtype f16 when present, else the plain files', () => {
     const withFp16 = [...files, 'unet/diffusion_pytorch_model.fp16.safetensors', 'text_encoder/model.fp16-00001-of-00002.safetensors', 'text_encoder/model.fp16-00002-of-00002.safetensors'];
     const f16 = selectModelFiles(withFp16, { dtype: 'f16', vae: undefined, name: 'm' });
@@ -321,8 +340,12 @@ describe('model files: only what the pipeline needs', () => {
   it('one-line errors for what is missing', () => {
     const without = (re: RegExp) => files.filter((f) => !re.test(f));
     expect(() => selectModelFiles(without(/^model_index/), { dtype: 'f32', vae: undefined, name: 'm' })).toThrow('m is not a diffusers pipeline (no model_index.json)');
-    expect(() => selectModelFiles(without(/^unet\/.*safetensors$/), { dtype: 'f32', vae: undefined, name: 'm' })).toThrow(
-      'm: unet/ has only PyTorch pickle weights (diffusion_pytorch_model.bin); fewstep reads safetensors',
+    const weird = [...without(/^unet\/.*(safetensors|bin)$/), 'unet/unet_weights.ckpt'];
+    expect(() => selectModelFiles(weird, { dtype: 'f32', vae: undefined, name: 'm' })).toThrow(
+      'm: unet/ has only PyTorch files with names diffusers does not load (unet_weights.ckpt); expected diffusion_pytorch_model.bin or pytorch_model.bin (or convert with `fewstep convert`)',
+    );
+    expect(() => selectModelFiles(without(/^unet\/.*(safetensors|bin)$/), { dtype: 'f32', vae: undefined, name: 'm' })).toThrow(
+      'm: unet/ has no weights (*.safetensors, diffusion_pytorch_model.bin or pytorch_model.bin)',
     );
     expect(() => selectModelFiles(without(/^tokenizer\/merges/), { dtype: 'f32', vae: undefined, name: 'm' })).toThrow('m has no tokenizer/merges.txt');
   });

@@ -24,6 +24,10 @@ function component(name: string, config: Record<string, unknown> | string): stri
 const taesd = component('taesd', 'taesd');
 const clip = component('clip', 'clip_text_gelu');
 const unet = component('unet', { _class_name: 'UNet2DConditionModel', in_channels: 4, cross_attention_dim: 1024 });
+// The golden sketch ControlNet's config: cross_attention_dim 32, conditioning embedding ×8.
+const controlnet = join(work, 'controlnet');
+mkdirSync(controlnet);
+symlinkSync(join(golden, 'controlnet_sketch', 'controlnet', 'config.json'), join(controlnet, 'config.json'));
 
 function inputs(file: string, tensors: Record<string, { dtype?: TensorToWrite['dtype']; shape: number[] }>): string {
   const t: Record<string, TensorToWrite> = {};
@@ -73,7 +77,7 @@ describe('fewstep run errors', () => {
     expect(await runCli([missing, '--inputs', z, '--out', outPath])).toEqual({ code: 1, stdout: '', stderr: `fewstep run: ${missing}: no config.json (not a diffusers/transformers component folder)\n` });
     const odd = component('odd', { _class_name: 'VQModel' });
     expect((await runCli([odd, '--inputs', z, '--out', outPath])).stderr).toBe(
-      'fewstep run: component class "VQModel" is not supported by run (supported: UNet2DConditionModel, CLIPTextModel, AutoencoderTiny, AutoencoderKL)\n',
+      'fewstep run: component class "VQModel" is not supported by run (supported: UNet2DConditionModel, ControlNetModel, CLIPTextModel, AutoencoderTiny, AutoencoderKL)\n',
     );
     const none = component('none', { foo: 1 });
     expect((await runCli([none, '--inputs', z, '--out', outPath])).stderr).toBe(
@@ -114,6 +118,39 @@ describe('fewstep run errors', () => {
     expect(existsSync(outPath)).toBe(false);
   });
 
+  it('ControlNetModel: controlnet_cond must be 8× the latent size, 3 channels, batch 1 or the batch', async () => {
+    const base = { sample: { shape: [2, 4, 8, 8] }, timestep: { shape: [] }, encoder_hidden_states: { shape: [2, 77, 32] } };
+    const cases: [Record<string, { dtype?: TensorToWrite['dtype']; shape: number[] }>, string][] = [
+      [base, 'missing input tensor "controlnet_cond" for ControlNetModel (expected: sample, timestep, encoder_hidden_states, controlnet_cond)'],
+      [{ ...base, controlnet_cond: { shape: [2, 1, 64, 64] } }, 'input "controlnet_cond" has shape [2, 1, 64, 64], but ControlNetModel expects [batch, 3, 8·height, 8·width] in [0, 1]'],
+      [{ ...base, controlnet_cond: { shape: [2, 3, 32, 64] } }, 'controlnet_cond is 32x64 but sample is 8x8; the control image must be 8x the latent size (64x64)'],
+      [{ ...base, controlnet_cond: { shape: [3, 3, 64, 64] } }, 'controlnet_cond has batch 3 but sample has 2'],
+      [{ ...base, encoder_hidden_states: { shape: [2, 77, 768] }, controlnet_cond: { shape: [2, 3, 64, 64] } }, 'input "encoder_hidden_states" has shape [2, 77, 768], but ControlNetModel expects [batch, length, 32]'],
+    ];
+    for (const [i, [tensors, msg]] of cases.entries()) {
+      const p = inputs(`cn_bad${i}.safetensors`, tensors);
+      const r = await runCli([controlnet, '--inputs', p, '--out', outPath]);
+      expect(r, msg).toEqual({ code: 1, stdout: '', stderr: `fewstep run: ${p}: ${msg}\n` });
+    }
+    expect(existsSync(outPath)).toBe(false);
+  });
+
+  it('--control-scale and --lora are usage errors on the wrong component or with a bad value', async () => {
+    const u = inputs('unet_ok.safetensors', { sample: { shape: [1, 4, 8, 8] }, timestep: { shape: [] }, encoder_hidden_states: { shape: [1, 77, 1024] } });
+    expect(await runCli([unet, '--inputs', u, '--out', outPath, '--control-scale', '0.5'])).toEqual({
+      code: 2, stdout: '', stderr: `fewstep run: --control-scale is only for ControlNetModel folders, not UNet2DConditionModel (${unet})\n`,
+    });
+    expect((await runCli([controlnet, '--inputs', u, '--out', outPath, '--control-scale', 'strong'])).stderr).toBe('fewstep run: --control-scale must be a number, got "strong"\n');
+    expect(await runCli([taesd, '--method', 'decode', '--inputs', z, '--out', outPath, '--lora', z])).toEqual({
+      code: 2, stdout: '', stderr: `fewstep run: --lora is only for UNet2DConditionModel folders, not AutoencoderTiny (${taesd})\n`,
+    });
+    const missing = join(work, 'no-lora.safetensors');
+    expect(await runCli([unet, '--inputs', u, '--out', outPath, '--lora', `${missing}:0.5`])).toEqual({
+      code: 2, stdout: '', stderr: `fewstep run: --lora ${missing}: file or folder not found\n`,
+    });
+    expect(existsSync(outPath)).toBe(false);
+  });
+
   it('rejects ids outside the vocabulary', async () => {
     const p = join(work, 'oov.safetensors');
     const ids = new BigInt64Array(77);
@@ -134,13 +171,14 @@ describe('component registry', () => {
   it('names the class from _class_name or architectures[0]', async () => {
     expect((await componentInfo(nodeFiles, taesd)).className).toBe('AutoencoderTiny');
     expect((await componentInfo(nodeFiles, clip)).className).toBe('CLIPTextModel');
-    expect(COMPONENT_CLASSES).toEqual(['UNet2DConditionModel', 'CLIPTextModel', 'AutoencoderTiny', 'AutoencoderKL']);
+    expect(COMPONENT_CLASSES).toEqual(['UNet2DConditionModel', 'ControlNetModel', 'CLIPTextModel', 'AutoencoderTiny', 'AutoencoderKL']);
+    expect((await componentInfo(nodeFiles, controlnet)).className).toBe('ControlNetModel');
   });
 
   it('an unknown class names itself and the folder', async () => {
     const dir = component('proj', { architectures: ['CLIPTextModelWithProjection'] });
     await expect(loadComponent(nodeFiles, dir, null as unknown as Device)).rejects.toThrow(
-      `${dir}: component class "CLIPTextModelWithProjection" is not supported (supported: UNet2DConditionModel, CLIPTextModel, AutoencoderTiny, AutoencoderKL)`,
+      `${dir}: component class "CLIPTextModelWithProjection" is not supported (supported: UNet2DConditionModel, ControlNetModel, CLIPTextModel, AutoencoderTiny, AutoencoderKL)`,
     );
   });
 });

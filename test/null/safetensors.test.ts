@@ -43,6 +43,15 @@ describe('safetensors reader', () => {
     expect([...(await f.read('j'))]).toEqual([7]);
   });
 
+  it('pads the header by its UTF-8 byte length (non-ASCII tensor names)', async () => {
+    const bytes = encodeSafetensors({ 'bloc.é': { dtype: 'F32', shape: [2], data: Float32Array.from([1, 2]) }, '块': { dtype: 'F32', shape: [1], data: Float32Array.from([3]) } });
+    const headerLen = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    expect((8 + headerLen) % 8).toBe(0);
+    const f = await open(new MemoryFile('u.safetensors', bytes));
+    expect([...(await f.read('bloc.é', 'f32'))]).toEqual([1, 2]);
+    expect([...(await f.read('块', 'f32'))]).toEqual([3]);
+  });
+
   it('reads one tensor at a time (never the whole file)', async () => {
     const big = new Float32Array(100_000);
     const bytes = encodeSafetensors({ small: { dtype: 'F32', shape: [3], data: Float32Array.from([1, 2, 3]) }, big: { dtype: 'F32', shape: [100_000], data: big } });

@@ -3,7 +3,7 @@
 // latents after step), the stored scheduler noise against our TorchGenerator, the final latents,
 // the float image and the uint8 image.
 import { expect } from 'vitest';
-import { TorchGenerator, type StableDiffusionPipeline, type StepTrace } from '@fewstep/models';
+import { TorchGenerator, type GenerateOptions, type StableDiffusionPipeline, type StepTrace } from '@fewstep/models';
 import type { SafetensorsFile } from '@fewstep/tensor';
 import { expectClose, type Tol } from '../helpers/compare';
 
@@ -64,13 +64,23 @@ export function tolerances(run: PipelineRun) {
 
 const readF32 = async (io: SafetensorsFile, k: string) => (await io.read(k, 'f32')) as Float32Array;
 
+export interface CheckRunOptions {
+  /** The io.safetensors key of the latents passed as `latents=` (default 'latents_in'). */
+  latentsKey?: string;
+  /** Extra generate() options (e.g. a controlImage). */
+  generate?: Partial<GenerateOptions>;
+  /** Receives every step's trace (for case-specific checks). */
+  traces?: StepTrace[];
+}
+
 /** Runs `name` on `pipe` and checks everything; returns a one-line-per-tensor error report. */
-export async function checkRun(pipe: StableDiffusionPipeline, io: SafetensorsFile, c: PipelineCase, name: string): Promise<string[]> {
+export async function checkRun(pipe: StableDiffusionPipeline, io: SafetensorsFile, c: PipelineCase, name: string, opts: CheckRunOptions = {}): Promise<string[]> {
   const run = c.runs[name]!;
   const tol = tolerances(run);
   const report: string[] = [];
-  const latentsIn = await readF32(io, 'latents_in');
-  const shape = io.info('latents_in').shape;
+  const latentsKey = opts.latentsKey ?? 'latents_in';
+  const latentsIn = await readF32(io, latentsKey);
+  const shape = io.info(latentsKey).shape;
 
   // The torch generator reproduces every noise tensor the scheduler drew (latents are given, so the
   // scheduler's draws are the generator's first ones).
@@ -84,6 +94,7 @@ export async function checkRun(pipe: StableDiffusionPipeline, io: SafetensorsFil
 
   const traces: StepTrace[] = [];
   const res = await pipe.generate({
+    ...opts.generate,
     prompt: c.prompts,
     steps: run.num_inference_steps,
     guidance: run.guidance_scale,
@@ -91,7 +102,10 @@ export async function checkRun(pipe: StableDiffusionPipeline, io: SafetensorsFil
     height: c.image_size[0],
     seed: run.generator_seed,
     latents: { data: latentsIn, shape },
-    onStep: (s) => traces.push(s),
+    onStep: (s) => {
+      traces.push(s);
+      opts.traces?.push(s);
+    },
   });
 
   // Per step first, so a failure names the first step (and tensor) that went wrong.

@@ -4,7 +4,8 @@
  * id (`org/name`, optionally `org/name@revision`) is fetched into the HF cache, but only the files the
  * text-to-image pipeline reads: model_index.json, scheduler/, tokenizer/, the config.json and one set
  * of weights of text_encoder/, unet/ and vae/ (vae_large/ too with `--vae large`). Weights: safetensors
- * only (fewstep does not read pickled .bin files); with `--dtype f16` the `*.fp16.safetensors` variant
+ * whenever a component has them; PyTorch `diffusion_pytorch_model.bin` / `pytorch_model.bin` (read by the
+ * whitelist unpickler) only for a component with nothing else. With `--dtype f16` the `*.fp16.*` variant
  * when the repo has one, else the plain files (and the other way round for f32).
  */
 import { readdir, stat } from 'node:fs/promises';
@@ -53,6 +54,8 @@ export function pipelineComponents(files: readonly string[], vae: VaeChoice | un
 
 /** The weight file names diffusers/transformers load (`model.fp16-00001-of-00002.safetensors` …), as the pipeline does. */
 const STD_WEIGHTS = /^(diffusion_pytorch_model|model)(?:\.([A-Za-z0-9_]+))?(?:-\d+-of-\d+)?\.safetensors$/;
+/** Their PyTorch-pickle counterparts, a fallback for components without safetensors. */
+const STD_BIN_WEIGHTS = /^(diffusion_pytorch_model|pytorch_model)(?:\.([A-Za-z0-9_]+))?(?:-\d+-of-\d+)?\.bin$/;
 
 /**
  * Picks the files of a model (given the repo or folder file list) that the pipeline needs. Throws
@@ -83,14 +86,20 @@ export function selectModelFiles(
     if (!set.has(`${comp}/config.json`)) throw new Error(`${name} has no ${comp}/config.json`);
     out.add(`${comp}/config.json`);
     const base = (f: string) => f.slice(comp.length + 1);
-    const byVariant = new Map<string, string[]>();
-    for (const f of got) {
-      const m = STD_WEIGHTS.exec(base(f));
-      if (!m) continue;
-      const v = m[2] ?? '';
-      if (!byVariant.has(v)) byVariant.set(v, []);
-      byVariant.get(v)!.push(f);
-    }
+    const group = (re: RegExp) => {
+      const byVariant = new Map<string, string[]>();
+      for (const f of got) {
+        const m = re.exec(base(f));
+        if (!m) continue;
+        const v = m[2] ?? '';
+        if (!byVariant.has(v)) byVariant.set(v, []);
+        byVariant.get(v)!.push(f);
+      }
+      return byVariant;
+    };
+    // safetensors whenever the component has any (standard names or not); .bin only as the last resort.
+    let byVariant = group(STD_WEIGHTS);
+    if (byVariant.size === 0 && !got.some((f) => f.endsWith('.safetensors'))) byVariant = group(STD_BIN_WEIGHTS);
     const order = opts.dtype === 'f16' ? ['fp16', ''] : ['', 'fp16'];
     let pick = order.find((v) => byVariant.has(v));
     if (pick === undefined && byVariant.size === 1) pick = [...byVariant.keys()][0]!;
@@ -108,8 +117,8 @@ export function selectModelFiles(
         const bins = got.filter((f) => /\.(bin|pt|pth|ckpt)$/.test(f));
         throw new Error(
           bins.length
-            ? `${name}: ${comp}/ has only PyTorch pickle weights (${bins.map(base).join(', ')}); fewstep reads safetensors`
-            : `${name}: ${comp}/ has no weights (*.safetensors)`,
+            ? `${name}: ${comp}/ has only PyTorch files with names diffusers does not load (${bins.map(base).join(', ')}); expected diffusion_pytorch_model.bin or pytorch_model.bin (or convert with \`fewstep convert\`)`
+            : `${name}: ${comp}/ has no weights (*.safetensors, diffusion_pytorch_model.bin or pytorch_model.bin)`,
         );
       }
     }

@@ -31,6 +31,11 @@ export interface GenerationInfo {
   initImage?: string;
   strength?: number;
   latents?: string;
+  /** --controlnet as given, the --control-image path, its scale, and whether it was inverted (--invert-control). */
+  controlnet?: string;
+  controlImage?: string;
+  controlScale?: number;
+  invertControl?: boolean;
   version: string;
 }
 
@@ -47,6 +52,11 @@ export function parametersText(g: GenerationInfo): string {
   ];
   if (g.strength !== undefined) fields.push(['Denoising strength', g.strength]);
   if (g.loras?.length) fields.push(['Lora', g.loras.map((l) => `${l.source}:${l.scale}`).join(' ')]);
+  if (g.controlnet !== undefined) {
+    fields.push(['ControlNet', g.controlnet], ['Control scale', g.controlScale ?? 1]);
+    if (g.controlImage !== undefined) fields.push(['Control image', g.controlImage]);
+    if (g.invertControl) fields.push(['Control inverted', 'true']);
+  }
   if (g.batchSize > 1) fields.push(['Batch size', g.batchSize], ['Batch pos', g.batchIndex]);
   fields.push(['Version', `fewstep ${g.version}`]);
   const quote = (v: string | number) => (typeof v === 'string' && /[,:\n"]/.test(v) ? JSON.stringify(v) : String(v));

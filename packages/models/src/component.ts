@@ -1,7 +1,8 @@
 /**
- * Loading a diffusers/transformers component folder: `config.json` + its safetensors weights
- * (`diffusion_pytorch_model.safetensors`, `model.safetensors`, sharded `*.safetensors`, or the
- * fp16 `variant`), read through the FileSource seam.
+ * Loading a diffusers/transformers component folder: `config.json` + its weights
+ * (`diffusion_pytorch_model.safetensors`, `model.safetensors`, sharded `*.safetensors`, the fp16
+ * `variant`, or, without any safetensors, `diffusion_pytorch_model.bin` / `pytorch_model.bin`), read
+ * through the FileSource seam.
  */
 import type { FileSource } from '@fewstep/tensor';
 import { SafetensorsSource } from './weights';
@@ -19,26 +20,40 @@ export async function readConfig(io: FileSource, dir: string): Promise<Record<st
   }
 }
 
-/** Picks the weight files of a component folder; `variant` 'fp16' prefers `*.fp16.safetensors`. */
+/**
+ * Picks the weight files of a component folder; `variant` 'fp16' prefers `*.fp16.safetensors`. safetensors
+ * win whenever the folder has any; otherwise the PyTorch checkpoints diffusers/transformers would load
+ * (`diffusion_pytorch_model[.variant][-0000i-of-0000N].bin`, `pytorch_model….bin`) are used, read through
+ * the whitelist unpickler (a `*.bin.index.json` is not needed: every shard is opened).
+ */
 export async function findWeightFiles(io: FileSource, dir: string, variant?: string): Promise<string[]> {
-  const all = (await io.list(dir)).filter((n) => n.endsWith('.safetensors'));
-  // The names diffusers/transformers load (`diffusion_pytorch_model[.variant][-00001-of-0000N].safetensors`,
-  // `model…`); other .safetensors files in the folder are not weights of this component.
-  const std = /^(diffusion_pytorch_model|model)(\.([A-Za-z0-9_]+))?(-\d+-of-\d+)?\.safetensors$/;
+  const names = await io.list(dir);
+  const st = pickWeights(names, variant, /^(diffusion_pytorch_model|model)(\.([A-Za-z0-9_]+))?(-\d+-of-\d+)?\.safetensors$/, '.safetensors');
+  if (st.length) return st.map((n) => io.join(dir, n));
+  const bin = pickWeights(names, variant, /^(diffusion_pytorch_model|pytorch_model)(\.([A-Za-z0-9_]+))?(-\d+-of-\d+)?\.bin$/, null);
+  if (bin.length) return bin.map((n) => io.join(dir, n));
+  const other = names.filter((n) => /\.(bin|pth|pt|ckpt)$/.test(n));
+  throw new Error(
+    `${dir}: no weights (*.safetensors, diffusion_pytorch_model.bin or pytorch_model.bin)` +
+      (other.length ? `; found ${other.join(', ')}, which are not the names diffusers/transformers load (\`fewstep convert\` turns one into safetensors)` : ''),
+  );
+}
+
+/**
+ * The files of one format, as diffusers/transformers pick them: standard names (the variant if asked
+ * for and present, else the plain ones), diffusers' name over transformers' when both exist. Without any
+ * standard name, `anyExt` (safetensors only) takes every file of that extension.
+ */
+function pickWeights(all: string[], variant: string | undefined, std: RegExp, anyExt: string | null): string[] {
   const parsed = all.map((n) => ({ n, m: std.exec(n) })).filter((x) => x.m);
   let pick: string[];
   if (parsed.length) {
     const withVariant = variant ? parsed.filter((x) => x.m![3] === variant) : [];
     pick = (withVariant.length ? withVariant : parsed.filter((x) => !x.m![3])).map((x) => x.n);
     if (!pick.length) pick = parsed.map((x) => x.n);
-    // Prefer diffusers' name when both a diffusers and a transformers file exist.
     if (pick.some((n) => n.startsWith('diffusion_pytorch_model'))) pick = pick.filter((n) => n.startsWith('diffusion_pytorch_model'));
-  } else pick = all;
-  if (!pick.length) {
-    const bins = (await io.list(dir)).filter((n) => /\.(bin|pth|pt|ckpt)$/.test(n));
-    throw new Error(`${dir}: no .safetensors weights${bins.length ? ` (found ${bins.join(', ')}: PyTorch pickles are not supported yet; convert them to safetensors)` : ''}`);
-  }
-  return pick.sort().map((n) => io.join(dir, n));
+  } else pick = anyExt ? all.filter((n) => n.endsWith(anyExt)) : [];
+  return pick.sort();
 }
 
 export async function openComponentWeights(io: FileSource, dir: string, variant?: string): Promise<SafetensorsSource> {

@@ -5,9 +5,10 @@
 import type { Device, FileSource } from '@fewstep/tensor';
 import { readConfig } from './component';
 import { CLIPTextModel } from './clip/modeling_clip';
-import { AutoencoderTiny } from './autoencoders/autoencoder_tiny';
+import { AutoencoderTiny, findOriginalTaesdFiles } from './autoencoders/autoencoder_tiny';
 import { AutoencoderKL } from './autoencoders/autoencoder_kl';
 import { UNet2DConditionModel } from './unet_2d_condition';
+import { ControlNetModel } from './controlnet/controlnet';
 
 export interface LoadComponentOptions {
   dtype?: 'f32' | 'f16';
@@ -16,12 +17,13 @@ export interface LoadComponentOptions {
 }
 
 /** Anything loadComponent returns: a model with its weights on the GPU. */
-export type Component = UNet2DConditionModel | CLIPTextModel | AutoencoderTiny | AutoencoderKL;
+export type Component = UNet2DConditionModel | ControlNetModel | CLIPTextModel | AutoencoderTiny | AutoencoderKL;
 
 type Loader = (io: FileSource, dir: string, device: Device, opts: LoadComponentOptions) => Promise<Component>;
 
 const LOADERS: Record<string, Loader> = {
   UNet2DConditionModel: (io, dir, device, opts) => UNet2DConditionModel.fromFolder(io, dir, device, opts),
+  ControlNetModel: (io, dir, device, opts) => ControlNetModel.fromFolder(io, dir, device, opts),
   CLIPTextModel: (io, dir, device, opts) => CLIPTextModel.fromFolder(io, dir, device, opts),
   AutoencoderTiny: (io, dir, device, opts) => AutoencoderTiny.fromFolder(io, dir, device, opts),
   AutoencoderKL: (io, dir, device, opts) => AutoencoderKL.fromFolder(io, dir, device, opts),
@@ -37,6 +39,8 @@ export interface ComponentInfo {
 
 /** Reads the folder's config.json and names its class, without loading weights. */
 export async function componentInfo(io: FileSource, dir: string): Promise<ComponentInfo> {
+  // madebyollin/taesd's own files (taesd_encoder.pth + taesd_decoder.pth) come without a config.json.
+  if (!(await io.exists(io.join(dir, 'config.json'))) && (await findOriginalTaesdFiles(io, dir))) return { className: 'AutoencoderTiny', config: {} };
   const config = await readConfig(io, dir);
   const cls = config._class_name ?? (Array.isArray(config.architectures) ? config.architectures[0] : undefined);
   if (typeof cls !== 'string' || !cls) {

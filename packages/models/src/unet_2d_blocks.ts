@@ -286,7 +286,10 @@ export interface MidBlock2DConfig extends BlockConfig {
   addAttention?: boolean;
 }
 
-/** UNetMidBlock2D (num_layers 1): resnet → [GroupNorm + single-head spatial attention] → resnet. */
+/**
+ * UNetMidBlock2D: resnet, then num_layers × ([GroupNorm + single-head spatial attention] → resnet). The VAE uses
+ * num_layers 1; ControlNetModel's mid_block_type "UNetMidBlock2D" uses num_layers 0 (one resnet).
+ */
 export class UNetMidBlock2D {
   private constructor(readonly resnets: ResnetBlock2D[], readonly attentions: (Attention | null)[]) {}
 
@@ -310,17 +313,22 @@ export class UNetMidBlock2D {
 
   static async load(w: WeightScope, cfg: MidBlock2DConfig): Promise<UNetMidBlock2D> {
     const c = UNetMidBlock2D.cfgs(cfg);
-    return new UNetMidBlock2D(
-      [await ResnetBlock2D.load(w.pp('resnets').pp(0), c.resnet), await ResnetBlock2D.load(w.pp('resnets').pp(1), c.resnet)],
-      [cfg.addAttention === false ? null : await Attention.load(w.pp('attentions').pp(0), c.attn)],
-    );
+    const resnets = [await ResnetBlock2D.load(w.pp('resnets').pp(0), c.resnet)];
+    const attentions: (Attention | null)[] = [];
+    for (let i = 0; i < cfg.numLayers; i++) {
+      attentions.push(cfg.addAttention === false ? null : await Attention.load(w.pp('attentions').pp(i), c.attn));
+      resnets.push(await ResnetBlock2D.load(w.pp('resnets').pp(i + 1), c.resnet));
+    }
+    return new UNetMidBlock2D(resnets, attentions);
   }
 
   static describe(s: ParamSpec, cfg: MidBlock2DConfig): void {
     const c = UNetMidBlock2D.cfgs(cfg);
     ResnetBlock2D.describe(s.pp('resnets').pp(0), c.resnet);
-    if (cfg.addAttention !== false) Attention.describe(s.pp('attentions').pp(0), c.attn);
-    ResnetBlock2D.describe(s.pp('resnets').pp(1), c.resnet);
+    for (let i = 0; i < cfg.numLayers; i++) {
+      if (cfg.addAttention !== false) Attention.describe(s.pp('attentions').pp(i), c.attn);
+      ResnetBlock2D.describe(s.pp('resnets').pp(i + 1), c.resnet);
+    }
   }
 
   forward(x: Tensor, tembAct?: Tensor): Tensor {

@@ -3,9 +3,9 @@
  * loading is a walk: `w.pp('down_blocks').pp(0).get('conv1.weight', [O, C, 3, 3])`. Every read is
  * shape-checked and recorded; `finish()` then fails on keys the model never asked for.
  */
-import { SafetensorsFile, Tensor, shapeStr, type DType, type Device, type FileSource, type TensorData } from '@fewstep/tensor';
+import { Tensor, openTensorFile, shapeStr, type DType, type Device, type FileSource, type TensorData, type TensorFile } from '@fewstep/tensor';
 
-/** Where tensors come from: one or more safetensors files (or anything with the same face). */
+/** Where tensors come from: one or more safetensors files / PyTorch checkpoints (or anything with the same face). */
 export interface TensorSource {
   readonly name: string;
   keys(): string[];
@@ -14,15 +14,19 @@ export interface TensorSource {
   read(key: string, dtype: 'f32' | 'f16'): Promise<TensorData>;
 }
 
+/**
+ * Tensors of one or more weight files: safetensors or PyTorch checkpoints (`.bin`/`.pth`/`.pt`, read
+ * through the whitelist unpickler), chosen per file by `openTensorFile`. Shards may mix formats.
+ */
 export class SafetensorsSource implements TensorSource {
-  private owner = new Map<string, SafetensorsFile>();
-  constructor(readonly files: SafetensorsFile[]) {
+  private owner = new Map<string, TensorFile>();
+  constructor(readonly files: TensorFile[]) {
     for (const f of files) for (const k of f.tensors.keys()) this.owner.set(k, f);
   }
   static async open(io: FileSource, paths: string[]): Promise<SafetensorsSource> {
-    const files: SafetensorsFile[] = [];
+    const files: TensorFile[] = [];
     try {
-      for (const p of paths) files.push(await SafetensorsFile.open(io, p));
+      for (const p of paths) files.push(await openTensorFile(io, p));
     } catch (e) {
       for (const f of files) await f.close();
       throw e;
@@ -44,13 +48,52 @@ export class SafetensorsSource implements TensorSource {
   read(key: string, dtype: 'f32' | 'f16'): Promise<TensorData> {
     return this.file(key).read(key, dtype);
   }
-  private file(key: string): SafetensorsFile {
+  private file(key: string): TensorFile {
     const f = this.owner.get(key);
     if (!f) throw new Error(`${this.name}: missing tensor "${key}"`);
     return f;
   }
   async close(): Promise<void> {
     for (const f of this.files) await f.close();
+  }
+}
+
+/** The same class under a format-neutral name. */
+export const TensorFileSource = SafetensorsSource;
+export type TensorFileSource = SafetensorsSource;
+
+/**
+ * Tensors seen under other key names, possibly from several sources: each entry maps the name a model asks
+ * for → (source, key there). Original TAESD `.pth` keys → diffusers names use this (encoder and decoder
+ * files both have a "1.conv.0.weight", so one flat key space would not do). Keys not mapped are hidden.
+ */
+export class RenamedSource implements TensorSource {
+  private readonly map = new Map<string, { src: TensorSource; key: string }>();
+  constructor(readonly name: string, entries: Iterable<readonly [string, TensorSource, string]>) {
+    for (const [k, src, key] of entries) this.map.set(k, { src, key });
+  }
+  /** One source, renamed: `names` maps new key → key in `inner`. */
+  static of(inner: TensorSource, names: ReadonlyMap<string, string>): RenamedSource {
+    return new RenamedSource(inner.name, [...names].map(([k, v]) => [k, inner, v] as const));
+  }
+  keys(): string[] {
+    return [...this.map.keys()];
+  }
+  has(key: string): boolean {
+    return this.map.has(key);
+  }
+  shape(key: string): number[] {
+    const e = this.entry(key);
+    return e.src.shape(e.key);
+  }
+  read(key: string, dtype: 'f32' | 'f16'): Promise<TensorData> {
+    const e = this.entry(key);
+    return e.src.read(e.key, dtype);
+  }
+  private entry(key: string): { src: TensorSource; key: string } {
+    const e = this.map.get(key);
+    if (!e) throw new Error(`${this.name}: missing tensor "${key}"`);
+    return e;
   }
 }
 

@@ -8,3 +8,5 @@ export * from './safetensors/format';
 export * from './safetensors/read';
 export * from './safetensors/write';
 export * as cpu from './cpu/index';
+export * from './torch/index';
+export * from './tensor_file';

@@ -7,13 +7,14 @@ import {
   StableDiffusionPipeline,
   decodePng,
   encodePng,
+  invertControlImage,
   loadLora,
   loraTransform,
   parseLoraSpec as splitLoraSpec,
   type LoraAdapter,
   type ProgressEvent,
 } from '@fewstep/models';
-import { createProgressPrinter, snapshotDownload, type ProgressCallback } from '@fewstep/weights-tools';
+import { createProgressPrinter, parseRepoSpec, snapshotDownload, type ProgressCallback } from '@fewstep/weights-tools';
 import { UsageError, type FlagSpec } from '../args';
 import type { CliIO, Command } from '../command';
 import { resolveModel, type ResolvedModel, type VaeChoice, type WeightDType } from '@fewstep/weights-tools';
@@ -199,21 +200,21 @@ export interface HostImage {
   data: Uint8Array;
 }
 
-/** Reads and decodes the --init-image PNG to RGB (alpha dropped); any problem is one UsageError line. */
-async function readInitImage(path: string): Promise<HostImage> {
+/** Reads and decodes a PNG flag (--init-image, --control-image) to RGB (alpha dropped); any problem is one UsageError line. */
+async function readPngFlag(path: string, flag = '--init-image'): Promise<HostImage> {
   let bytes: Uint8Array;
   try {
     bytes = new Uint8Array(await readFile(path));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(`--init-image ${path}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? (e as Error).message})`}`);
+    throw new UsageError(`${flag} ${path}: ${code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a folder, not a PNG file' : `cannot read (${code ?? (e as Error).message})`}`);
   }
   try {
     // RGB; transparency is composited over white.
     const { width, height, data } = await decodePng(bytes, 'png');
     return { width, height, data };
   } catch (e) {
-    throw new UsageError(`--init-image ${path}: not a readable PNG (${(e as Error).message.split('\n')[0]!.replace(/^png: /, '')})`);
+    throw new UsageError(`${flag} ${path}: not a readable PNG (${(e as Error).message.split('\n')[0]!.replace(/^png: /, '')})`);
   }
 }
 
@@ -350,7 +351,8 @@ export async function checkLoras(loras: LoraSpec[]): Promise<void> {
 
 /**
  * Resolves a --lora source to what loadLora takes: a local file or folder as is; a hub repo → its
- * peft folder (adapter_config.json + adapter_model.safetensors) or its one top-level .safetensors.
+ * peft folder (adapter_config.json + adapter_model.safetensors, else adapter_model.bin) or its one
+ * top-level .safetensors (else its one top-level PyTorch checkpoint).
  */
 async function resolveLoraSource(spec: LoraSpec, onProgress: ProgressCallback): Promise<string> {
   if (await stat(spec.source).catch(() => undefined)) return spec.source;
@@ -366,27 +368,84 @@ async function resolveLoraSource(spec: LoraSpec, onProgress: ProgressCallback): 
   });
   const top = [...new Set(files)].filter((p) => !p.includes('/'));
   const st = top.filter((p) => p.endsWith('.safetensors'));
+  // Pickles are read by the whitelist unpickler (never executed), but safetensors win when both exist.
+  const pickles = top.filter((p) => /\.(bin|pt|pth|ckpt)$/.test(p));
   let want: string[];
   if (top.includes('adapter_config.json') && top.includes('adapter_model.safetensors')) want = ['adapter_config.json', 'adapter_model.safetensors'];
+  else if (top.includes('adapter_config.json') && top.includes('adapter_model.bin')) want = ['adapter_config.json', 'adapter_model.bin'];
   else if (st.length === 1) want = st;
-  else if (st.length === 0) {
-    throw new Error(`--lora ${spec.source}: the repo has no top-level .safetensors LoRA${top.some((p) => /\.(bin|pt|pth|ckpt)$/.test(p)) ? ' (only PyTorch pickles, which fewstep does not read)' : ''}`);
-  } else throw new Error(`--lora ${spec.source}: the repo has several .safetensors files (${st.join(', ')}); download the one you want and pass its path`);
+  else if (st.length > 1) throw new Error(`--lora ${spec.source}: the repo has several .safetensors files (${st.join(', ')}); download the one you want and pass its path`);
+  else if (pickles.length === 1) want = pickles;
+  else if (pickles.length === 0) throw new Error(`--lora ${spec.source}: the repo has no top-level LoRA weights (.safetensors, or a PEFT adapter_model.bin)`);
+  else throw new Error(`--lora ${spec.source}: the repo has several PyTorch checkpoints (${pickles.join(', ')}); download the one you want and pass its path`);
   const dir = await snapshotDownload(repo, { revision: rev, filter: (p) => want.includes(p), required: want, onProgress });
   return want.length === 1 ? join(dir, want[0]!) : dir;
 }
 
 /**
- * Downloads (if needed) and loads the pipeline: model files, LoRAs, device, weights. Call after all
- * input validation. `reporter` gets the load progress.
+ * Checks --controlnet without downloading: an existing folder must hold a config.json; anything else
+ * must look like a hub repo id.
  */
-export async function loadModel(opts: CommonOptions, io: CliIO, reporter: StageReporter): Promise<LoadedModel> {
+export async function checkControlNetSource(source: string): Promise<void> {
+  const st = await stat(source).catch(() => undefined);
+  if (st?.isDirectory()) {
+    if (!(await stat(join(source, 'config.json')).catch(() => undefined))) throw new UsageError(`--controlnet ${source}: not a ControlNet folder (no config.json)`);
+    return;
+  }
+  if (st) throw new UsageError(`--controlnet ${source}: is a file; give the ControlNet folder (config.json + weights) or a hub repo id`);
+  if (!looksLikeRepo(source)) throw new UsageError(`--controlnet ${source}: folder not found`);
+}
+
+/**
+ * --controlnet → a local folder: a folder as is; a hub repo (org/name[@revision]) → its config.json and one set of
+ * diffusion_pytorch_model weights (safetensors if the repo has them, else the .bin that e.g.
+ * IDKiro/sdxs-512-dreamshaper-sketch ships; the fp16 variant first with --dtype f16), downloaded into the HF cache.
+ */
+async function resolveControlNetSource(source: string, dtype: WeightDType, onProgress: ProgressCallback): Promise<string> {
+  if ((await stat(source).catch(() => undefined))?.isDirectory()) return source;
+  const { repoId, revision } = parseRepoSpec(source);
+  const files: string[] = [];
+  await snapshotDownload(repoId, {
+    revision,
+    filter: (p) => {
+      files.push(p);
+      return false;
+    },
+  });
+  const top = [...new Set(files)].filter((p) => !p.includes('/'));
+  if (!top.includes('config.json')) throw new Error(`--controlnet ${source}: the repo has no top-level config.json (not a diffusers ControlNetModel)`);
+  let weights: string[] | undefined;
+  for (const ext of ['safetensors', 'bin']) {
+    const re = new RegExp(`^diffusion_pytorch_model(?:\\.([A-Za-z0-9_]+))?(?:-\\d+-of-\\d+)?\\.${ext}$`);
+    const byVariant = new Map<string, string[]>();
+    for (const p of top) {
+      const m = re.exec(p);
+      if (m) byVariant.set(m[1] ?? '', [...(byVariant.get(m[1] ?? '') ?? []), p]);
+    }
+    const v = (dtype === 'f16' ? ['fp16', ''] : ['', 'fp16']).find((k) => byVariant.has(k));
+    if (v !== undefined) {
+      weights = byVariant.get(v)!;
+      break;
+    }
+  }
+  if (!weights) throw new Error(`--controlnet ${source}: the repo has no diffusion_pytorch_model weights (.safetensors or .bin)`);
+  const want = ['config.json', ...weights];
+  return snapshotDownload(repoId, { revision, filter: (p) => want.includes(p), required: want, onProgress });
+}
+
+/**
+ * Downloads (if needed) and loads the pipeline: model files, LoRAs, the ControlNet (`controlnet`: a folder or
+ * hub id), device, weights. Call after all input validation. `reporter` gets the load progress.
+ */
+export async function loadModel(opts: CommonOptions, io: CliIO, reporter: StageReporter, extra: { controlnet?: string } = {}): Promise<LoadedModel> {
   const dl = createProgressPrinter(io.stderr, { isTTY: io.isTTY, quiet: opts.quiet });
   let model: ResolvedModel;
   const adapters: LoraAdapter[] = [];
+  let controlnetDir: string | undefined;
   try {
     model = await resolveModel(opts.model, { revision: opts.revision, dtype: opts.dtype, vae: opts.vae, onProgress: dl.onProgress });
     for (const l of opts.loras) adapters.push(await loadLora(nodeFiles, await resolveLoraSource(l, dl.onProgress), { scale: l.scale }));
+    if (extra.controlnet !== undefined) controlnetDir = await resolveControlNetSource(extra.controlnet, opts.dtype, dl.onProgress);
   } finally {
     dl.finish();
   }
@@ -418,6 +477,7 @@ export async function loadModel(opts: CommonOptions, io: CliIO, reporter: StageR
       scheduler: opts.scheduler ?? (yoso ? 'LCMScheduler' : undefined),
       defaults: yoso ? { steps: 2, guidance: 1.5 } : undefined,
       variant: model.variant,
+      controlnet: controlnetDir,
       weightTransform: adapters.length
         ? (component, req) => {
             const mine = adapters.filter((a) => a.has(component));
@@ -452,14 +512,16 @@ export const generate: Command = {
     'fewstep generate <prompt>... (--out <file.png> | --out-dir <dir>) [--model <id|dir>] [--seed N] [--steps N] [--guidance G]\n' +
     '       [--width W --height H] [--batch N] [--dtype f32|f16] [--vae tiny|large] [--scheduler Name] [--lora <file|repo>[:scale]]...\n' +
     '       [--negative-prompt T] [--init-image in.png --strength S] [--latents f.safetensors] [--init latent-mean --init-latents ref.safetensors]\n' +
-    '       [--revision R] [--json] [--quiet]',
+    '       [--controlnet <id|dir> --control-image sketch.png [--control-scale S] [--invert-control]] [--revision R] [--json] [--quiet]',
   description:
     'Text-to-image (and image-to-image with --init-image) with a diffusers StableDiffusionPipeline folder or\n' +
     'Hugging Face repo; only the files the pipeline needs are downloaded into the HF cache (HF_HUB_OFFLINE=1\n' +
     'works from the cache). Several prompts make one batch, like diffusers `prompt=[...]`; --batch N gives N\n' +
     'images per prompt. --out takes exactly one image; --out-dir writes 0000-<prompt>.png, ... in batch order.\n' +
     'The seed is random unless given, and printed. --latents takes a safetensors file with one tensor "latents"\n' +
-    '[batch, 4, H/8, W/8], used like diffusers\' `latents=`. PNGs carry the parameters (A1111 "parameters" text\n' +
+    '[batch, 4, H/8, W/8], used like diffusers\' `latents=`. --controlnet runs diffusers\' StableDiffusionControlNetPipeline\n' +
+    'with --control-image as `image=` (RGB, uint8/255, the output size; --invert-control first makes it 255 − image).\n' +
+    'PNGs carry the parameters (A1111 "parameters" text\n' +
     'and a "fewstep" JSON chunk). Progress and timings go to stderr; --json prints a summary on stdout.\n' +
     'Use -- before prompts that start with "-".',
   flags: {
@@ -473,6 +535,10 @@ export const generate: Command = {
     latents: { type: 'string', help: 'safetensors file with the initial noise tensor "latents" [batch, 4, H/8, W/8]' },
     init: { type: 'string', choices: ['noise', 'latent-mean'], default: 'noise', help: 'Initial latents: noise (diffusers), or latent-mean = YOSO\'s informative prior (one-step YOSO; needs --init-latents)' },
     'init-latents': { type: 'string', help: 'With --init latent-mean: safetensors with "latents" [N ≥ 2, 4, H/8, W/8], VAE latents of reference images as `fewstep run <vae> --method encode` writes them (scaled by the VAE\'s scaling_factor here)' },
+    controlnet: { type: 'string', help: 'ControlNetModel folder or hub repo (e.g. IDKiro/sdxs-512-dreamshaper-sketch); needs --control-image' },
+    'control-image': { type: 'string', help: 'With --controlnet: the conditioning PNG, of the output size (--width/--height default to it; not resized)' },
+    'control-scale': { type: 'number', help: 'With --controlnet: conditioning scale, ≥ 0 (default 1)' },
+    'invert-control': { type: 'boolean', help: 'With --controlnet: use 255 − the control image (black-on-white sketch → white on black, as IDKiro\'s sketch demo does)' },
     json: { type: 'boolean', help: 'Print a JSON summary (files, seed, timings) on stdout' },
   },
   async run({ flags, positionals }, io) {
@@ -505,13 +571,39 @@ export const generate: Command = {
     if (initPath !== undefined && opts.steps !== undefined && Math.floor(opts.steps * (strength ?? 0.8)) < 1) {
       throw new UsageError(`--strength ${strength ?? 0.8} with --steps ${opts.steps} runs no denoising step (⌊steps × strength⌋ must be at least 1; raise --steps or --strength)`);
     }
+    const controlnet = flags['controlnet'] as string | undefined, controlPath = flags['control-image'] as string | undefined;
+    const controlScale = flags['control-scale'] as number | undefined, invertControl = Boolean(flags['invert-control']);
+    if (controlnet === undefined) {
+      if (controlPath !== undefined) throw new UsageError('--control-image needs --controlnet <id|dir>');
+      if (controlScale !== undefined) throw new UsageError('--control-scale needs --controlnet <id|dir>');
+      if (invertControl) throw new UsageError('--invert-control needs --controlnet <id|dir>');
+    } else {
+      if (!controlnet) throw new UsageError('--controlnet must not be empty');
+      if (controlPath === undefined) throw new UsageError('--controlnet needs --control-image <file.png>');
+      if (controlScale !== undefined && controlScale < 0) throw new UsageError(`--control-scale must be 0 or more, got ${controlScale}`);
+      if (initPath !== undefined) throw new UsageError('--controlnet with --init-image (ControlNet image-to-image) is not supported');
+    }
     if (out !== undefined) await checkOutFile(out);
     if (outDir !== undefined) await checkOutDir(outDir);
     await checkLoras(opts.loras);
+    if (controlnet !== undefined) await checkControlNetSource(controlnet);
     let width = opts.width, height = opts.height;
+    let controlImage: HostImage | undefined;
+    if (controlPath !== undefined) {
+      controlImage = await readPngFlag(controlPath, '--control-image');
+      // Like img2img: the output takes the control image's size; diffusers would resize it (Lanczos), fewstep does not resample.
+      if ((width !== undefined && width !== controlImage.width) || (height !== undefined && height !== controlImage.height)) {
+        throw new UsageError(`--control-image ${controlPath} is ${controlImage.width}x${controlImage.height}, but --width/--height ask for ${width ?? controlImage.width}x${height ?? controlImage.height}; resize the image or leave out --width/--height`);
+      }
+      if (controlImage.width % 8 || controlImage.height % 8) {
+        throw new UsageError(`--control-image ${controlPath} is ${controlImage.width}x${controlImage.height}; sizes must be multiples of 8 (crop or resize it)`);
+      }
+      [width, height] = [controlImage.width, controlImage.height];
+      if (invertControl) controlImage = invertControlImage(controlImage);
+    }
     let initImage: HostImage | undefined;
     if (initPath !== undefined) {
-      initImage = await readInitImage(initPath);
+      initImage = await readPngFlag(initPath);
       // Image-to-image keeps the image's size (no resizing).
       if ((width !== undefined && width !== initImage.width) || (height !== undefined && height !== initImage.height)) {
         throw new UsageError(`--init-image ${initPath} is ${initImage.width}x${initImage.height}; the output keeps its size, so leave out --width/--height (or resize the image)`);
@@ -537,7 +629,7 @@ export const generate: Command = {
 
     // ---- model
     const reporter = createStageReporter(io, opts.quiet);
-    const loaded = await loadModel(opts, io, reporter);
+    const loaded = await loadModel(opts, io, reporter, { controlnet });
     try {
       if (seedFlag === undefined) reporter.line(`seed ${seed} (random; pass --seed ${seed} to repeat)`);
       const { pipe } = loaded;
@@ -560,6 +652,8 @@ export const generate: Command = {
         strength: initImage ? (strength ?? 0.8) : undefined,
         // The pipeline wants UNet-space latents: VAE latents × scaling_factor (0.18215 for SD's VAE, 1 for TAESD).
         informativeInit: reference ? { reference: { shape: reference.shape, data: reference.data.map((x) => Math.fround(x * pipe.scalingFactor)) } } : undefined,
+        controlImage,
+        controlScale: controlImage ? (controlScale ?? 1) : undefined,
       });
       reporter.finish();
       const images = res.images;
@@ -571,6 +665,7 @@ export const generate: Command = {
           initImage: initPath,
           strength: initImage ? (strength ?? 0.8) : undefined,
           latents: latentsPath,
+          ...(controlnet !== undefined ? { controlnet, controlImage: controlPath, controlScale: controlScale ?? 1, invertControl } : {}),
         };
         const png = await encodePng(img, pngTextChunks(info));
         let file: string;
@@ -597,6 +692,7 @@ export const generate: Command = {
             model: opts.model,
             scheduler: loaded.sampler,
             dtype: opts.dtype,
+            ...(controlnet !== undefined ? { controlnet, controlImage: controlPath, controlScale: controlScale ?? 1, invertControl } : {}),
             timings: Object.fromEntries(Object.entries(res.timings).map(([k, v]) => [k, Math.round(v * 1000) / 1000])),
             seconds: Math.round(seconds * 1000) / 1000,
           }) + '\n',

@@ -1,8 +1,23 @@
-import { rename, unlink, writeFile } from 'node:fs/promises';
+import { rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { Device, SafetensorsFile, Tensor, encodeSafetensors, shapeStr, type StDType, type TensorToWrite } from '@fewstep/tensor';
 import { nodeFiles, nodeGPU } from '@fewstep/tensor/node';
-import { AutoencoderKL, CLIPTextModel, COMPONENT_CLASSES, UNet2DConditionModel, componentInfo, loadComponent, type Component } from '@fewstep/models';
+import {
+  AutoencoderKL,
+  CLIPTextModel,
+  COMPONENT_CLASSES,
+  ControlNetModel,
+  UNet2DConditionModel,
+  componentInfo,
+  loadComponent,
+  loadLora,
+  loraTransform,
+  parseLoraSpec,
+  resolveControlNetConfig,
+  type Component,
+  type ControlNetConfig,
+  type LoraAdapter,
+} from '@fewstep/models';
 import { UsageError } from '../args';
 import type { Command } from '../command';
 
@@ -36,6 +51,23 @@ function signature(className: string, cfg: Record<string, unknown>, method: Meth
           { name: 'encoder_hidden_states', shapes: [[null, null, ctx]], describe: `[batch, length, ${ctx}]`, kind: 'float' },
         ],
         outputs: ['sample'],
+      };
+    }
+    case 'ControlNetModel': {
+      const r = resolveControlNetConfig(cfg as ControlNetConfig);
+      const c = r.inChannels, ctx = r.crossAttentionDim, cc = r.conditioningChannels;
+      const f = 2 ** (r.conditioningEmbeddingOutChannels.length - 1);
+      // One residual per UNet skip: conv_in, layers_per_block per block, a downsampler after every block but the last.
+      const n = 1 + r.blockOutChannels.length * r.layersPerBlock + r.blockOutChannels.length - 1;
+      return {
+        what: 'ControlNetModel',
+        inputs: [
+          { name: 'sample', shapes: [[null, c, null, null]], describe: `[batch, ${c}, height, width]`, kind: 'float' },
+          { name: 'timestep', shapes: [[], [null]], describe: 'a scalar (0-dim) or [batch]', kind: 'float' },
+          { name: 'encoder_hidden_states', shapes: [[null, null, ctx]], describe: `[batch, length, ${ctx}]`, kind: 'float' },
+          { name: 'controlnet_cond', shapes: [[null, cc, null, null]], describe: `[batch, ${cc}, ${f}·height, ${f}·width] in [0, 1]`, kind: 'float' },
+        ],
+        outputs: [...Array.from({ length: n }, (_, i) => `down_block_res_samples.${i}`), 'mid_block_res_sample'],
       };
     }
     case 'CLIPTextModel': {
@@ -95,10 +127,21 @@ async function readInputs(path: string, sig: ReturnType<typeof signature>, cfg: 
     }
     // Cross-input checks.
     const batch = (n: string) => out.get(n)?.shape[0];
-    if (className === 'UNet2DConditionModel') {
+    if (className === 'UNet2DConditionModel' || className === 'ControlNetModel') {
       const b = batch('sample')!, ts = out.get('timestep')!;
       if (batch('encoder_hidden_states') !== b) throw new Error(`${path}: encoder_hidden_states has batch ${batch('encoder_hidden_states')} but sample has ${b}`);
       if (ts.shape.length === 1 && ts.shape[0] !== b && ts.shape[0] !== 1) throw new Error(`${path}: timestep has shape ${shapeStr(ts.shape)}; expected a scalar, [1] or [${b}] (the batch of sample)`);
+    }
+    if (className === 'ControlNetModel') {
+      const b = batch('sample')!, cond = out.get('controlnet_cond')!, sample = out.get('sample')!;
+      if (cond.shape[0] !== b && cond.shape[0] !== 1) throw new Error(`${path}: controlnet_cond has batch ${cond.shape[0]} but sample has ${b}`);
+      // The conditioning embedding's stride-2 convs (padding 1) take n to ⌈n/2⌉; they must land on the sample's size.
+      const steps = resolveControlNetConfig(cfg as ControlNetConfig).conditioningEmbeddingOutChannels.length - 1;
+      const down = (v: number) => Array.from({ length: steps }).reduce<number>((a) => Math.ceil(a / 2), v);
+      const [h, w] = [sample.shape[2]!, sample.shape[3]!];
+      if (down(cond.shape[2]!) !== h || down(cond.shape[3]!) !== w) {
+        throw new Error(`${path}: controlnet_cond is ${cond.shape[2]}x${cond.shape[3]} but sample is ${h}x${w}; the control image must be ${2 ** steps}x the latent size (${h * 2 ** steps}x${w * 2 ** steps})`);
+      }
     }
     if (className === 'CLIPTextModel') {
       const ids = out.get('input_ids')!, mask = out.get('attention_mask');
@@ -115,7 +158,7 @@ async function readInputs(path: string, sig: ReturnType<typeof signature>, cfg: 
 }
 
 /** Runs the component; returns the outputs (GPU tensors, any float dtype) by name. */
-async function forward(model: Component, device: Device, method: Method | undefined, inputs: Map<string, HostInput>): Promise<Record<string, Tensor>> {
+async function forward(model: Component, device: Device, method: Method | undefined, inputs: Map<string, HostInput>, controlScale: number): Promise<Record<string, Tensor>> {
   const up = (name: string, as: 'f32' | 'f16' | 'i32') => {
     const x = inputs.get(name)!;
     return Tensor.from(device, as === 'i32' ? Int32Array.from(x.data) : x.data, x.shape, as);
@@ -125,11 +168,19 @@ async function forward(model: Component, device: Device, method: Method | undefi
     const out = model.forwardWithEos(up('input_ids', 'i32'), undefined, { attentionMask: mask });
     return { last_hidden_state: out.lastHiddenState, penultimate_hidden_state: out.penultimateHiddenState };
   }
-  if (model instanceof UNet2DConditionModel) {
+  // A scalar or [1] timestep applies to the whole batch, as in diffusers.
+  const timestep = () => {
     const ts = inputs.get('timestep')!;
-    // A scalar or [1] timestep applies to the whole batch, as in diffusers.
-    const timestep = ts.shape.length === 0 || ts.shape[0] === 1 ? ts.data[0]! : Array.from(ts.data);
-    return { sample: model.forward(up('sample', model.dtype), timestep, up('encoder_hidden_states', model.dtype)) };
+    return ts.shape.length === 0 || ts.shape[0] === 1 ? ts.data[0]! : Array.from(ts.data);
+  };
+  if (model instanceof UNet2DConditionModel) {
+    return { sample: model.forward(up('sample', model.dtype), timestep(), up('encoder_hidden_states', model.dtype)) };
+  }
+  if (model instanceof ControlNetModel) {
+    const r = model.forward(up('sample', model.dtype), timestep(), up('encoder_hidden_states', model.dtype), up('controlnet_cond', model.dtype), { conditioningScale: controlScale });
+    const out: Record<string, Tensor> = { mid_block_res_sample: r.midBlockResSample };
+    r.downBlockResSamples.forEach((t, i) => (out[`down_block_res_samples.${i}`] = t));
+    return out;
   }
   if (method === 'decode') return { sample: model.decode(up('z', model.dtype)) };
   if (model instanceof AutoencoderKL) return { latents: (await model.encode(up('sample', model.dtype))).mean };
@@ -149,11 +200,15 @@ async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
 
 export const run: Command = {
   name: 'run',
-  summary: 'Run one model component (UNet, text encoder, VAE) on tensors from a safetensors file',
-  usage: 'fewstep run <component-dir> --inputs <in.safetensors> --out <out.safetensors> [--method encode|decode] [--dtype f32|f16]',
+  summary: 'Run one model component (UNet, ControlNet, text encoder, VAE) on tensors from a safetensors file',
+  usage:
+    'fewstep run <component-dir> --inputs <in.safetensors> --out <out.safetensors> [--method encode|decode] [--dtype f32|f16]\n' +
+    '       [--control-scale S] [--lora <file|folder>[:scale]]...',
   description:
     'Loads the diffusers/transformers component in <component-dir> (the class named by its config.json) and calls it on the tensors in --inputs, named like the Python call:\n' +
-    '  UNet2DConditionModel: sample, timestep (scalar or [batch]), encoder_hidden_states → sample\n' +
+    '  UNet2DConditionModel: sample, timestep (scalar or [batch]), encoder_hidden_states → sample (--lora fuses LoRAs into it)\n' +
+    '  ControlNetModel: sample, timestep, encoder_hidden_states, controlnet_cond ([batch, 3, 8·height, 8·width] in [0, 1])\n' +
+    '    → down_block_res_samples.0 … .N, mid_block_res_sample, each × --control-scale (diffusers conditioning_scale, default 1)\n' +
     '  CLIPTextModel: input_ids (I64/I32), optional attention_mask → last_hidden_state, penultimate_hidden_state\n' +
     '  AutoencoderTiny / AutoencoderKL: --method decode: z → sample; --method encode: sample → latents (AutoencoderKL: the mean)\n' +
     'Outputs are written as F32 safetensors (via a temporary file, so a failure leaves no partial output).',
@@ -162,6 +217,8 @@ export const run: Command = {
     out: { type: 'string', help: 'where to write the output tensors (safetensors, F32)' },
     method: { type: 'string', choices: ['encode', 'decode'], help: 'autoencoders only: encode an image or decode latents' },
     dtype: { type: 'string', choices: ['f32', 'f16'], default: 'f32', help: 'weight and activation dtype' },
+    'control-scale': { type: 'number', help: 'ControlNetModel only: conditioning_scale, multiplies every residual (default 1)' },
+    lora: { type: 'string', multiple: true, help: 'UNet2DConditionModel only: LoRA file or peft folder with an optional :scale, fused at load (repeatable)' },
   },
   async run({ flags, positionals }, io) {
     if (positionals.length !== 1) throw new UsageError(`expected one component folder, got ${positionals.length}`);
@@ -176,16 +233,36 @@ export const run: Command = {
     const isAE = AUTOENCODERS.includes(className);
     if (isAE && !method) throw new UsageError(`${className} needs --method encode or --method decode`);
     if (!isAE && method) throw new UsageError(`--method is only for autoencoders; ${className} has a single forward`);
+    const controlScale = flags['control-scale'] as number | undefined;
+    if (controlScale !== undefined && className !== 'ControlNetModel') throw new UsageError(`--control-scale is only for ControlNetModel folders, not ${className} (${dir})`);
+    const loraSpecs = ((flags.lora as string[] | undefined) ?? []).map((spec) => {
+      const { path, scale } = parseLoraSpec(spec);
+      if (!path) throw new UsageError(`--lora needs a file or folder, got "${spec}"`);
+      return { path, scale };
+    });
+    if (loraSpecs.length && className !== 'UNet2DConditionModel') throw new UsageError(`--lora is only for UNet2DConditionModel folders, not ${className} (${dir})`);
+    for (const l of loraSpecs) if (!(await stat(l.path).catch(() => undefined))) throw new UsageError(`--lora ${l.path}: file or folder not found`);
     const sig = signature(className, config, method);
     const inputs = await readInputs(inputsPath, sig, config, className);
+    // LoRAs are read (and checked against the UNet's weight names) before the GPU is touched.
+    const adapters: LoraAdapter[] = [];
+    for (const l of loraSpecs) {
+      const a = await loadLora(nodeFiles, l.path, { scale: l.scale });
+      if (!a.has('unet')) throw new Error(`--lora ${l.path}: has no UNet modules (components: ${a.components.join(', ') || 'none'})`);
+      a.check('unet', UNet2DConditionModel.describe(config).keys());
+      adapters.push(a);
+    }
 
     const t0 = performance.now();
     const device = await Device.open({ gpu: await nodeGPU() });
     let model: Component | undefined;
     try {
       if (dtype === 'f16' && !device.features.f16) throw new Error(`--dtype f16 needs the shader-f16 feature, which ${device.adapter.name} does not offer; use --dtype f32`);
-      model = await loadComponent(nodeFiles, dir, device, { dtype });
-      const outputs = await device.scope(() => forward(model!, device, method, inputs));
+      if (adapters.length) {
+        model = await UNet2DConditionModel.fromFolder(nodeFiles, dir, device, { dtype, transform: loraTransform(adapters, 'unet') });
+        for (const a of adapters) a.assertAllApplied('unet');
+      } else model = await loadComponent(nodeFiles, dir, device, { dtype });
+      const outputs = await device.scope(() => forward(model!, device, method, inputs, controlScale ?? 1));
       const toWrite: Record<string, TensorToWrite> = {};
       for (const name of sig.outputs) {
         const t = outputs[name]!;

@@ -5,9 +5,10 @@
  * (1.0 for TAESD): like diffusers, the pipeline divides/multiplies by it.
  */
 import type { Device, DType, FileSource, Tensor } from '@fewstep/tensor';
-import { openComponentWeights, readConfig } from '../component';
-import { WeightScope, disposeAll } from '../weights';
+import { findWeightFiles, openComponentWeights, readConfig } from '../component';
+import { RenamedSource, SafetensorsSource, WeightScope, disposeAll, type TensorSource } from '../weights';
 import { DecoderTiny, EncoderTiny } from './vae_tiny';
+import { detectTaesdPart, taesdKeyMap, type TaesdPart } from './taesd_original_keys';
 
 /** `config.json` of an AutoencoderTiny; missing keys take diffusers' defaults. */
 export interface AutoencoderTinyConfig {
@@ -95,13 +96,74 @@ export class AutoencoderTiny {
     }
   }
 
+  /**
+   * A diffusers folder (config.json + diffusion_pytorch_model.{safetensors,bin}) or, when it has no such
+   * weights, madebyollin's original files (`taesd_encoder.pth` + `taesd_decoder.pth`, or their
+   * `.safetensors` copies; `taesdxl_*` etc. likewise), with config.json if present else TAESD's defaults.
+   */
   static async fromFolder(io: FileSource, dir: string, device: Device, opts: AutoencoderTinyFromFolderOptions = {}): Promise<AutoencoderTiny> {
-    const cfg = autoencoderTinyConfig(await readConfig(io, dir), io.join(dir, 'config.json'));
+    const cfgPath = io.join(dir, 'config.json');
+    const hasConfig = await io.exists(cfgPath);
+    // diffusers' weights win; the originals are used when there are none (findWeightFiles failing, or picking
+    // only the original files themselves, e.g. taesd_encoder.safetensors as "any .safetensors").
+    let standard: string[] | undefined, err: unknown;
+    try {
+      standard = await findWeightFiles(io, dir, opts.variant);
+    } catch (e) {
+      err = e;
+    }
+    const isOriginal = (p: string) => ORIGINAL_TAESD.test(p.slice(Math.max(p.lastIndexOf('/'), p.lastIndexOf('\\')) + 1));
+    if (!standard || standard.every(isOriginal)) {
+      const originals = await findOriginalTaesdFiles(io, dir);
+      if (!originals) {
+        if (!hasConfig) await readConfig(io, dir); // "no config.json" names the real problem first, as before
+        throw err;
+      }
+      const cfg = hasConfig ? autoencoderTinyConfig(await readConfig(io, dir), cfgPath) : AUTOENCODER_TINY_DEFAULTS;
+      return AutoencoderTiny.fromOriginalFiles(io, originals, device, { ...opts, config: cfg });
+    }
+    const cfg = autoencoderTinyConfig(await readConfig(io, dir), cfgPath);
     const src = await openComponentWeights(io, dir, opts.variant);
     try {
       return await AutoencoderTiny.load(WeightScope.create(src, device, opts.dtype ?? 'f32'), cfg);
     } finally {
       await src.close();
+    }
+  }
+
+  /**
+   * Loads original-key TAESD files (taesd.py `Encoder()` / `Decoder()` state dicts, .pth or .safetensors):
+   * each file's half is detected from its keys (a file with `encoder.`/`decoder.` prefixes holds both), keys
+   * are renamed to diffusers' (taesd_original_keys.ts), and the model is built with `config` (default:
+   * TAESD's, diffusers' AutoencoderTiny defaults). `decode` then equals original Decoder()(z) * 2 - 1.
+   */
+  static async fromOriginalFiles(
+    io: FileSource,
+    paths: readonly string[],
+    device: Device,
+    opts: { dtype?: 'f32' | 'f16'; config?: AutoencoderTinyConfig | Record<string, unknown> } = {},
+  ): Promise<AutoencoderTiny> {
+    const sources: SafetensorsSource[] = [];
+    try {
+      const entries: [string, TensorSource, string][] = [];
+      const halves = new Map<TaesdPart, string>();
+      for (const p of paths) {
+        const src = await SafetensorsSource.open(io, [p]);
+        sources.push(src);
+        const part = detectTaesdPart(src.keys());
+        if (!part) throw new Error(`${p}: not an original TAESD encoder or decoder state dict (keys like "1.conv.0.weight" expected, got "${src.keys()[0] ?? 'no tensors'}")`);
+        for (const h of part === 'both' ? (['encoder', 'decoder'] as const) : [part]) {
+          if (halves.has(h)) throw new Error(`${p}: holds the TAESD ${h}, already given by ${halves.get(h)}`);
+          halves.set(h, p);
+        }
+        for (const [d, k] of taesdKeyMap(src.keys(), part, p)) entries.push([d, src, k]);
+      }
+      const missing = (['encoder', 'decoder'] as const).filter((h) => !halves.has(h));
+      if (missing.length) throw new Error(`${paths.join(', ')}: no TAESD ${missing.join(' or ')} weights (AutoencoderTiny needs both taesd_encoder and taesd_decoder)`);
+      const src = new RenamedSource(paths.join(', '), entries);
+      return await AutoencoderTiny.load(WeightScope.create(src, device, opts.dtype ?? 'f32'), opts.config ?? AUTOENCODER_TINY_DEFAULTS);
+    } finally {
+      for (const s of sources) await s.close();
     }
   }
 
@@ -136,4 +198,34 @@ export class AutoencoderTiny {
   dispose(): void {
     disposeAll(this.weights);
   }
+}
+
+const ORIGINAL_TAESD = /^(tae[a-z0-9]*)_(encoder|decoder)\.(safetensors|pth|pt|bin)$/;
+
+/**
+ * madebyollin's original files in a folder: `<name>_encoder.<ext>` + `<name>_decoder.<ext>` with name
+ * taesd / taesdxl / …, safetensors preferred over .pth. undefined when there are none; an error when the
+ * folder holds several models' files or only one half.
+ */
+export async function findOriginalTaesdFiles(io: FileSource, dir: string): Promise<string[] | undefined> {
+  let names: string[];
+  try {
+    names = await io.list(dir);
+  } catch {
+    return undefined;
+  }
+  const found = new Map<string, Map<string, string>>();
+  for (const n of names.sort()) {
+    const m = ORIGINAL_TAESD.exec(n);
+    if (!m) continue;
+    const parts = found.get(m[1]!) ?? new Map<string, string>();
+    found.set(m[1]!, parts);
+    // safetensors over pickles when both exist.
+    if (!parts.has(m[2]!) || m[3] === 'safetensors') parts.set(m[2]!, n);
+  }
+  if (!found.size) return undefined;
+  if (found.size > 1) throw new Error(`${dir}: original TAESD files of several models (${[...found.keys()].join(', ')}); load one pair with AutoencoderTiny.fromOriginalFiles`);
+  const [prefix, parts] = [...found][0]!;
+  for (const h of ['encoder', 'decoder']) if (!parts.has(h)) throw new Error(`${dir}: has ${[...parts.values()].join(', ')} but no ${prefix}_${h} file (AutoencoderTiny needs both halves)`);
+  return [io.join(dir, parts.get('encoder')!), io.join(dir, parts.get('decoder')!)];
 }

@@ -10,14 +10,15 @@
  *  - diffusers: `unet.<module>.lora.down.weight` / `.lora.up.weight` (also `lora_linear_layer.down/up`,
  *    `lora_A`/`lora_B`, and the attention-processor form `….processor.to_q_lora.down.weight`), optional
  *    `<component>.<module>.alpha`. scale = alpha / rank, or 1.
- *  - peft: a folder with `adapter_config.json` + `adapter_model.safetensors`, keys
+ *  - peft: a folder with `adapter_config.json` + `adapter_model.safetensors` (or `adapter_model.bin`), keys
  *    `base_model.model.<module>.lora_A.weight` / `.lora_B.weight`; scale = lora_alpha / r (rank_pattern /
  *    alpha_pattern honoured; lora_alpha / √r with use_rslora).
  *
  * Linear: down [r, in], up [out, r] → delta [out, in]. Conv: down [r, C, kh, kw], up [O, r, 1, 1] → delta [O, C, kh, kw].
+ * Any of them may be a safetensors file or a PyTorch `.bin`/`.pt`/`.pth` checkpoint (whitelist unpickler).
  * Browser-safe: all IO through `FileSource`.
  */
-import { SafetensorsFile, shapeStr, type FileSource } from '@fewstep/tensor';
+import { openTensorFile, shapeStr, type FileSource, type TensorFile } from '@fewstep/tensor';
 import type { WeightTransform } from '../weights';
 
 export type LoraComponent = 'unet' | 'text_encoder' | 'text_encoder_2';
@@ -215,25 +216,22 @@ export function loraTransform(adapters: readonly LoraAdapter[], component: LoraC
   return combineTransforms(...adapters.filter((a) => a.has(component)).map((a) => a.transform(component)));
 }
 
-const PICKLE = /\.(bin|pt|pth|ckpt|pkl)$/i;
-const pickleError = (path: string) => new Error(`${path}: PyTorch pickles are not supported yet; convert to safetensors`);
-
 const dirname = (p: string) => {
   const i = Math.max(p.lastIndexOf('/'), p.lastIndexOf('\\'));
   return i < 0 ? '.' : p.slice(0, i) || '/';
 };
 
 /**
- * Loads a LoRA: a `.safetensors` file (kohya or diffusers keys; a peft `adapter_model.safetensors` uses the
- * `adapter_config.json` beside it) or a peft adapter folder. Tensors are read to f32 on the CPU.
+ * Loads a LoRA: a `.safetensors` or PyTorch `.bin`/`.pt`/`.pth` file (kohya or diffusers keys; a peft
+ * `adapter_model.{safetensors,bin}` uses the `adapter_config.json` beside it) or a peft adapter folder.
+ * Tensors are read to f32 on the CPU.
  */
 export async function loadLora(io: FileSource, pathOrDir: string, opts: LoadLoraOptions = {}): Promise<LoraAdapter> {
   const userScale = opts.scale ?? 1;
   if (!Number.isFinite(userScale)) throw new Error(`${pathOrDir}: LoRA scale must be a finite number, got ${userScale}`);
   const p = pathOrDir.replace(/[/\\]+$/, '') || pathOrDir;
   if (await io.exists(io.join(p, 'adapter_config.json'))) return loadPeftFolder(io, p, userScale);
-  if (PICKLE.test(p)) throw pickleError(p);
-  if (!p.endsWith('.safetensors')) {
+  if (!/\.(safetensors|bin|pt|pth|ckpt)$/i.test(p)) {
     // A folder without adapter_config.json, or a file of an unknown kind.
     let names: string[] | null = null;
     try {
@@ -243,7 +241,7 @@ export async function loadLora(io: FileSource, pathOrDir: string, opts: LoadLora
     }
     if (names) throw new Error(`${p}: not a LoRA adapter folder (no adapter_config.json)`);
   }
-  const file = await SafetensorsFile.open(io, p);
+  const file = await openTensorFile(io, p);
   try {
     const keys = [...file.tensors.keys()];
     if (keys.some((k) => k.startsWith('base_model.model.'))) {
@@ -259,7 +257,7 @@ export async function loadLora(io: FileSource, pathOrDir: string, opts: LoadLora
   }
 }
 
-async function readF32(file: SafetensorsFile, key: string): Promise<Float32Array> {
+async function readF32(file: TensorFile, key: string): Promise<Float32Array> {
   return (await file.read(key, 'f32')) as Float32Array;
 }
 
@@ -292,7 +290,7 @@ function makeTarget(
 
 const KOHYA_COMPONENT: Record<string, LoraComponent> = { unet: 'unet', te: 'text_encoder', te1: 'text_encoder', te2: 'text_encoder_2' };
 
-async function kohyaFromFile(file: SafetensorsFile, name: string, userScale: number): Promise<LoraAdapter> {
+async function kohyaFromFile(file: TensorFile, name: string, userScale: number): Promise<LoraAdapter> {
   const groups = new Map<string, Map<string, string>>();
   const bad: string[] = [];
   for (const k of file.tensors.keys()) {
@@ -331,7 +329,7 @@ function unsupportedKeys(name: string, bad: string[], fmt: string): Error {
 const PROC_UNET: Record<string, string> = { to_q_lora: 'to_q', to_k_lora: 'to_k', to_v_lora: 'to_v', to_out_lora: 'to_out.0' };
 const PROC_TE: Record<string, string> = { to_q_lora: 'q_proj', to_k_lora: 'k_proj', to_v_lora: 'v_proj', to_out_lora: 'out_proj' };
 
-async function diffusersFromFile(file: SafetensorsFile, name: string, userScale: number): Promise<LoraAdapter> {
+async function diffusersFromFile(file: TensorFile, name: string, userScale: number): Promise<LoraAdapter> {
   const groups = new Map<string, { component: LoraComponent; module: string; down?: string; up?: string; alpha?: string }>();
   const alphas = new Map<string, string>();
   const bad: string[] = [];
@@ -437,14 +435,16 @@ function pattern(pat: Record<string, number>, module: string): number | undefine
 
 async function loadPeftFolder(io: FileSource, dir: string, userScale: number): Promise<LoraAdapter> {
   const cfg = await readPeftConfig(io, io.join(dir, 'adapter_config.json'));
-  const st = io.join(dir, 'adapter_model.safetensors');
-  if (!(await io.exists(st))) {
-    const names = await io.list(dir);
-    const pk = names.find((n) => PICKLE.test(n));
-    if (pk) throw pickleError(io.join(dir, pk));
-    throw new Error(`${dir}: peft adapter folder has no adapter_model.safetensors`);
+  // peft writes adapter_model.safetensors (default since 0.6) or adapter_model.bin; safetensors wins if both exist.
+  let weights: string | undefined;
+  for (const n of ['adapter_model.safetensors', 'adapter_model.bin']) {
+    if (await io.exists(io.join(dir, n))) {
+      weights = io.join(dir, n);
+      break;
+    }
   }
-  const file = await SafetensorsFile.open(io, st);
+  if (!weights) throw new Error(`${dir}: peft adapter folder has no adapter_model.safetensors or adapter_model.bin`);
+  const file = await openTensorFile(io, weights);
   try {
     return await peftFromFile(file, cfg, dir, userScale);
   } finally {
@@ -452,7 +452,7 @@ async function loadPeftFolder(io: FileSource, dir: string, userScale: number): P
   }
 }
 
-async function peftFromFile(file: SafetensorsFile, cfg: PeftConfig, name: string, userScale: number): Promise<LoraAdapter> {
+async function peftFromFile(file: TensorFile, cfg: PeftConfig, name: string, userScale: number): Promise<LoraAdapter> {
   const groups = new Map<string, { A?: string; B?: string }>();
   const bad: string[] = [];
   for (const k of file.tensors.keys()) {

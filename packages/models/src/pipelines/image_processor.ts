@@ -82,3 +82,29 @@ export function preprocess(img: RGBImage): { data: Float32Array; shape: [number,
   }
   return { data: out, shape: [1, 3, H, W] };
 }
+
+/**
+ * ControlNet control image: uint8 RGB → float32 [1, 3, H, W] in [0, 1] — diffusers'
+ * `VaeImageProcessor(do_convert_rgb=True, do_normalize=False).preprocess` (`/ 255`, no `2x − 1`). No resizing:
+ * the image must already have the output size.
+ */
+export function preprocessControlImage(img: RGBImage): { data: Float32Array; shape: [number, number, number, number] } {
+  checkRGBImage(img, 'control image');
+  const { width: W, height: H, data } = img;
+  const plane = H * W;
+  const out = new Float32Array(3 * plane);
+  for (let p = 0; p < plane; p++) {
+    for (let c = 0; c < 3; c++) out[c * plane + p] = f(data[p * 3 + c]! / 255);
+  }
+  return { data: out, shape: [1, 3, H, W] };
+}
+
+/**
+ * 255 − every byte: a sketch drawn black on white becomes white strokes on black. IDKiro's SDXS sketch demo
+ * (`demo_sketch.py`) passes `255 - np.array(image)` to the pipeline; fewstep leaves that step to the caller
+ * (CLI `--invert-control`), since which polarity the sketch ControlNet expects depends on where the image comes from.
+ */
+export function invertControlImage(img: RGBImage): RGBImage {
+  checkRGBImage(img, 'control image');
+  return { width: img.width, height: img.height, data: img.data.map((v) => 255 - v) };
+}

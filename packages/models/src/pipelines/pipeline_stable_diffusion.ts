@@ -28,12 +28,21 @@
  * the FIRST draw from the generator. Then × scaling_factor, repeated to the batch;
  * `get_timesteps`: init = min(⌊steps·strength⌋, steps), the schedule starts at index steps − init;
  * noise = randn([B, 4, h, w]) (the next draw), latents = addNoise(init_latents, noise, t_start);
- * then the remaining steps as above (no initNoiseSigma factor). Browser-safe: no node: imports.
+ * then the remaining steps as above (no initNoiseSigma factor).
+ *
+ * ControlNet (`controlImage`, `controlScale`), as StableDiffusionControlNetPipeline with guess_mode off and
+ * control_guidance_start/end 0/1: the control image (uint8 RGB, already the output size: no resizing here)
+ * becomes [1, 3, H, W] = uint8 / 255 (no 2x − 1), repeated to the batch and, with CFG, once more for the
+ * uncond half (same image). Every step the ControlNet runs on the UNet's own input (scaled latents,
+ * timestep, all prompt embeddings) and its residuals × controlScale are added to the UNet's skips and mid
+ * output. Inverting a sketch (255 − x, IDKiro's demo) is the caller's choice: `invertControlImage`.
+ * Browser-safe: no node: imports.
  */
 import { Tensor, type Device, type FileSource } from '@fewstep/tensor';
 import { CLIPTokenizer } from '../clip/tokenization_clip';
 import { CLIPTextModel } from '../clip/modeling_clip';
-import { UNet2DConditionModel, type UNet2DConditionConfig } from '../unet_2d_condition';
+import { UNet2DConditionModel, type UNet2DConditionConfig, type UNetForwardOptions } from '../unet_2d_condition';
+import { ControlNetModel } from '../controlnet/controlnet';
 import { AutoencoderTiny } from '../autoencoders/autoencoder_tiny';
 import { AutoencoderKL } from '../autoencoders/autoencoder_kl';
 import { schedulerFromConfig, type Scheduler } from '../schedulers/index';
@@ -42,7 +51,7 @@ import { checkLatentReference, informativeInit, type LatentReference } from './i
 import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from '../weights';
 import { openComponentWeights, readConfig } from '../component';
 import { componentInfo } from '../registry';
-import { checkRGBImage, postprocess, preprocess, type RGBImage } from './image_processor';
+import { checkRGBImage, postprocess, preprocess, preprocessControlImage, type RGBImage } from './image_processor';
 
 export type { RGBImage } from './image_processor';
 
@@ -89,6 +98,16 @@ export interface PipelineLoadOptions {
    * (downloads only what the pipeline reads into the Hugging Face cache).
    */
   resolve?: (idOrDir: string, want: { dtype: 'f32' | 'f16'; vae?: 'tiny' | 'large' }) => Promise<string>;
+  /**
+   * A ControlNetModel to load with the pipeline (diffusers `controlnet=`): a local folder with config.json and
+   * its weights, or — through `resolveControlNet` — a hub id such as IDKiro/sdxs-512-dreamshaper-sketch.
+   */
+  controlnet?: string;
+  /**
+   * Turns a `controlnet` that is not a local folder into one (Node: e.g. `(id) => snapshotDownload(id, …)`
+   * from `@fewstep/weights-tools`). The pipeline's own `resolve` is for whole pipelines (model_index.json).
+   */
+  resolveControlNet?: (idOrDir: string, want: { dtype: 'f32' | 'f16' }) => Promise<string>;
 }
 
 export interface PipelineComponents {
@@ -100,6 +119,8 @@ export interface PipelineComponents {
   schedulerConfig: Record<string, unknown>;
   /** The UNet's raw config.json, for `sample_size` (default width/height) and model detection. */
   unetConfig?: Record<string, unknown>;
+  /** Optional ControlNet (used when generate() gets a controlImage). */
+  controlnet?: ControlNetModel;
 }
 
 export interface FromComponentsOptions {
@@ -118,6 +139,9 @@ export interface StepTrace {
   unetOut: Float32Array;
   /** Latents after scheduler.step. */
   latents: Float32Array;
+  /** With a controlImage: the ControlNet's residuals as the UNet received them (× controlScale). */
+  controlnetDownBlockResSamples?: Float32Array[];
+  controlnetMidBlockResSample?: Float32Array;
 }
 
 export interface GenerateOptions {
@@ -143,6 +167,14 @@ export interface GenerateOptions {
   informativeInit?: { reference: LatentReference };
   /** img2img: how much of the schedule runs, in (0, 1]; default 0.8 (diffusers). */
   strength?: number;
+  /**
+   * ControlNet conditioning image (needs a ControlNet: `controlnet` at load or `setControlNet`), uint8 RGB of the
+   * output size (width/height default to it; it is not resized). One image for the whole batch. A sketch for
+   * IDKiro's sketch ControlNet is usually inverted first (`invertControlImage`), as its demo does.
+   */
+  controlImage?: RGBImage;
+  /** diffusers `controlnet_conditioning_scale`: multiplies every ControlNet residual. Default 1. */
+  controlScale?: number;
   onProgress?: (e: ProgressEvent) => void;
   /** Called after every denoising step with the UNet's input/output (CPU copies already made). */
   onStep?: (s: StepTrace) => void;
@@ -168,6 +200,7 @@ export class StableDiffusionPipeline {
   /** Pixels per latent pixel (2^(len(vae block_out_channels) − 1) in diffusers; 8 for SD VAEs and TAESD). */
   readonly vaeScaleFactor: number;
   private disposed = false;
+  private _controlnet: ControlNetModel | null = null;
 
   private constructor(
     readonly tokenizer: CLIPTokenizer,
@@ -179,11 +212,29 @@ export class StableDiffusionPipeline {
     unetConfig: Record<string, unknown> | undefined,
     defaults: Partial<PipelineDefaults> | undefined,
     private readonly onProgress: ((e: ProgressEvent) => void) | undefined,
+    controlnet?: ControlNetModel,
   ) {
     this.vaeScaleFactor = vae instanceof AutoencoderTiny ? vae.scaleFactor : 2 ** (vae.config.blockOutChannels.length - 1);
     // Fail at construction on a scheduler config/override we cannot build.
     const sched = this.createScheduler();
     this.defaults = { ...modelDefaults(unet, unetConfig, sched, this.vaeScaleFactor), ...stripUndefined(defaults ?? {}) };
+    if (controlnet) this.setControlNet(controlnet);
+  }
+
+  /** The ControlNet generate() uses for a controlImage, or null. */
+  get controlnet(): ControlNetModel | null {
+    return this._controlnet;
+  }
+
+  /**
+   * Attaches a ControlNet (the pipeline owns it from then on and disposes it with itself) or detaches it with
+   * null. Returns the previous one, which the caller owns again. Throws if its residuals cannot fit the UNet.
+   */
+  setControlNet(controlnet: ControlNetModel | null): ControlNetModel | null {
+    if (controlnet) checkControlNetFits(controlnet, this.unet);
+    const prev = this._controlnet;
+    this._controlnet = controlnet;
+    return prev;
   }
 
   /**
@@ -250,7 +301,12 @@ export class StableDiffusionPipeline {
       else if (className === 'AutoencoderKL') vae = await AutoencoderKL.fromFolder(io, vaeDir, device, { dtype, variant: opts.variant });
       else throw new Error(`${vaeDir}: VAE class "${className}" is not supported (AutoencoderTiny, AutoencoderKL)`);
       owned.push(vae);
-      const p = new StableDiffusionPipeline(tokenizer, textEncoder, unet, vae, schedulerConfig, opts.scheduler, unetConfig, opts.defaults, opts.onProgress);
+      let controlnet: ControlNetModel | undefined;
+      if (opts.controlnet !== undefined) {
+        controlnet = await loadControlNet(opts, dtype);
+        owned.push(controlnet);
+      }
+      const p = new StableDiffusionPipeline(tokenizer, textEncoder, unet, vae, schedulerConfig, opts.scheduler, unetConfig, opts.defaults, opts.onProgress, controlnet);
       opts.onProgress?.({ stage: 'load', ms: now() - t0 });
       return p;
     } catch (e) {
@@ -264,7 +320,7 @@ export class StableDiffusionPipeline {
     for (const k of ['tokenizer', 'textEncoder', 'unet', 'vae', 'schedulerConfig'] as const) {
       if (!c[k]) throw new Error(`StableDiffusionPipeline.fromComponents: missing ${k}`);
     }
-    return new StableDiffusionPipeline(c.tokenizer, c.textEncoder, c.unet, c.vae, c.schedulerConfig, opts.scheduler, c.unetConfig, opts.defaults, opts.onProgress);
+    return new StableDiffusionPipeline(c.tokenizer, c.textEncoder, c.unet, c.vae, c.schedulerConfig, opts.scheduler, c.unetConfig, opts.defaults, opts.onProgress, c.controlnet);
   }
 
   get device(): Device {
@@ -307,7 +363,17 @@ export class StableDiffusionPipeline {
 
     const scheduler = this.createScheduler();
     let context: Tensor | undefined;
+    let controlCond: Tensor | undefined;
+    const controlnet = o.controlImage ? this._controlnet! : null;
     try {
+      if (o.controlImage) {
+        // prepare_image: one image repeated to the batch, and once more for the uncond half with CFG.
+        const { data, shape } = preprocessControlImage(o.controlImage);
+        const rowsN = cfg ? 2 * B : B;
+        const rep = new Float32Array(data.length * rowsN);
+        for (let b = 0; b < rowsN; b++) rep.set(data, b * data.length);
+        controlCond = Tensor.from(device, rep, [rowsN, ...shape.slice(1)], 'f32');
+      }
       // 2. text encoder (last_hidden_state, no attention mask)
       t = now();
       context = await device.scope(async () => {
@@ -364,9 +430,21 @@ export class StableDiffusionPipeline {
           input.set(latents, n);
         }
         const scaled = scheduler.scaleModelInput(input, ts);
+        let traceDown: Float32Array[] | undefined, traceMid: Float32Array | undefined;
         const out = await device.scope(async () => {
           const x = Tensor.from(device, scaled, [cfg ? 2 * B : B, C, h, w], 'f32');
-          return this.unet.forward(x, ts, context!).readF32();
+          let residuals: UNetForwardOptions = {};
+          if (controlnet) {
+            // The ControlNet sees exactly the UNet's input: scaled latents, t, all prompt embeddings.
+            const r = controlnet.forward(x, ts, context!, controlCond!, { conditioningScale: o.controlScale });
+            residuals = { downBlockAdditionalResiduals: r.downBlockResSamples, midBlockAdditionalResidual: r.midBlockResSample };
+          }
+          const y = this.unet.forward(x, ts, context!, residuals);
+          if (opts.onStep && residuals.downBlockAdditionalResiduals) {
+            traceDown = await Promise.all(residuals.downBlockAdditionalResiduals.map((t) => t.readF32()));
+            traceMid = await residuals.midBlockAdditionalResidual!.readF32();
+          }
+          return y.readF32();
         });
         let noisePred = out;
         if (cfg) {
@@ -380,7 +458,7 @@ export class StableDiffusionPipeline {
         latents = scheduler.step(noisePred, ts, latents, { noise: noiseFn }).prevSample;
         const ms = now() - t;
         timings[`denoise.${i}`] = ms;
-        opts.onStep?.({ step: i, timestep: ts, unetSample: scaled, unetOut: out, latents });
+        opts.onStep?.({ step: i, timestep: ts, unetSample: scaled, unetOut: out, latents, controlnetDownBlockResSamples: traceDown, controlnetMidBlockResSample: traceMid });
         emit({ stage: 'denoise', step: i, steps: timesteps.length, ms });
       }
       timings.denoise = now() - tLoop;
@@ -408,6 +486,7 @@ export class StableDiffusionPipeline {
       };
     } finally {
       context?.dispose();
+      controlCond?.dispose();
     }
   }
 
@@ -508,6 +587,25 @@ export class StableDiffusionPipeline {
     } else if (opts.strength !== undefined) {
       throw new Error('generate: strength only applies to image-to-image (pass initImage)');
     }
+    let controlScale = 1;
+    if (opts.controlImage !== undefined) {
+      if (!this._controlnet) throw new Error('generate: controlImage needs a ControlNet (fromPretrained(…, { controlnet }) or setControlNet())');
+      if (opts.initImage !== undefined) throw new Error('generate: controlImage with initImage (ControlNet image-to-image) is not supported');
+      checkRGBImage(opts.controlImage, 'generate: controlImage');
+      const { width: cw, height: ch } = opts.controlImage;
+      // diffusers resizes the control image to width × height (Lanczos); fewstep does not resample, so the sizes must agree.
+      if (width !== undefined && width !== cw) throw new Error(`generate: width ${width} differs from controlImage's width ${cw} (the control image is not resized; resize it to the output size first)`);
+      if (height !== undefined && height !== ch) throw new Error(`generate: height ${height} differs from controlImage's height ${ch} (the control image is not resized; resize it to the output size first)`);
+      if (cw % sf !== 0 || ch % sf !== 0) throw new Error(`generate: controlImage is ${cw}×${ch}; width and height must be multiples of ${sf} (resize or crop it first)`);
+      width = cw;
+      height = ch;
+      if (opts.controlScale !== undefined) {
+        if (typeof opts.controlScale !== 'number' || !Number.isFinite(opts.controlScale)) throw new Error(`generate: controlScale must be a finite number, got ${JSON.stringify(opts.controlScale)}`);
+        controlScale = opts.controlScale;
+      }
+    } else if (opts.controlScale !== undefined) {
+      throw new Error('generate: controlScale only applies with a controlImage');
+    }
     if (opts.informativeInit) {
       if (opts.latents || opts.initImage) throw new Error('generate: informativeInit replaces the initial noise; do not combine it with latents or initImage');
       const r = opts.informativeInit.reference;
@@ -537,7 +635,7 @@ export class StableDiffusionPipeline {
         throw new Error(`generate: ${name} must be a positive multiple of ${sf}, got ${JSON.stringify(v)}${opts.initImage ? ' (from initImage)' : ''}`);
       }
     }
-    return { prompts, negatives, steps, guidance, batchSize, seed, width, height, strength, latents: opts.latents, initImage: opts.initImage };
+    return { prompts, negatives, steps, guidance, batchSize, seed, width, height, strength, latents: opts.latents, initImage: opts.initImage, controlImage: opts.controlImage, controlScale };
   }
 
   dispose(): void {
@@ -546,6 +644,8 @@ export class StableDiffusionPipeline {
     this.textEncoder.dispose();
     this.unet.dispose();
     this.vae.dispose();
+    this._controlnet?.dispose();
+    this._controlnet = null;
   }
 }
 
@@ -622,4 +722,33 @@ async function loadWithTransform<T>(
   } finally {
     await src.close();
   }
+}
+
+/** Loads `opts.controlnet` (a folder, or a hub id through `opts.resolveControlNet`) as a ControlNetModel. */
+async function loadControlNet(opts: PipelineLoadOptions, dtype: 'f32' | 'f16'): Promise<ControlNetModel> {
+  const { io, device } = opts;
+  const id = opts.controlnet!;
+  if (typeof id !== 'string' || !id) throw new Error('StableDiffusionPipeline.fromPretrained: controlnet must be a folder or a hub id');
+  let dir = id;
+  if (!(await io.exists(io.join(id, 'config.json')))) {
+    if (!opts.resolveControlNet) {
+      throw new Error(`controlnet ${id}: not a local ControlNet folder (no config.json); to load a hub id pass \`resolveControlNet\``);
+    }
+    dir = await opts.resolveControlNet(id, { dtype });
+  }
+  const { className } = await componentInfo(io, dir);
+  if (className !== 'ControlNetModel') throw new Error(`controlnet ${id}: config.json names "${className}", not a ControlNetModel`);
+  return ControlNetModel.fromFolder(io, dir, device, { dtype, variant: opts.variant });
+}
+
+/** The ControlNet must mirror the UNet's encoder: one residual per UNet skip, same channels, same text width. */
+function checkControlNetFits(cn: ControlNetModel, unet: UNet2DConditionModel): void {
+  const c = cn.config, u = unet.config;
+  const problems: string[] = [];
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  if (c.inChannels !== u.inChannels) problems.push(`in_channels ${c.inChannels} vs the UNet's ${u.inChannels}`);
+  if (!same(c.blockOutChannels, u.blockOutChannels)) problems.push(`block_out_channels ${JSON.stringify(c.blockOutChannels)} vs ${JSON.stringify(u.blockOutChannels)}`);
+  if (u.layersPerBlock.some((l) => l !== c.layersPerBlock)) problems.push(`layers_per_block ${c.layersPerBlock} vs ${JSON.stringify(u.layersPerBlock)}`);
+  if (u.crossAttentionDim.some((d) => d !== c.crossAttentionDim)) problems.push(`cross_attention_dim ${c.crossAttentionDim} vs ${JSON.stringify(u.crossAttentionDim)}`);
+  if (problems.length) throw new Error(`ControlNetModel does not fit this UNet: ${problems.join('; ')}`);
 }

@@ -15,6 +15,8 @@ export type TensorData = Float32Array | Uint16Array | Int32Array;
  * one tensor at a time, so a 1.3 GB file never sits in one ArrayBuffer.
  */
 export class SafetensorsFile {
+  readonly format = 'safetensors' as const;
+
   private constructor(
     readonly file: RandomAccessFile,
     readonly tensors: ReadonlyMap<string, TensorInfo>,
@@ -153,6 +155,9 @@ export function convert(raw: Uint8Array, from: StDType, to: TargetDType, what: s
     case 'F64': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = dv.getFloat64(i * 8, true); break; }
     case 'I64': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = Number(dv.getBigInt64(i * 8, true)); break; }
     case 'I32': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = dv.getInt32(i * 4, true); break; }
+    case 'I16': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = dv.getInt16(i * 2, true); break; }
+    case 'I8': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = dv.getInt8(i); break; }
+    case 'U8': case 'BOOL': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = dv.getUint8(i); break; }
     default: throw new Error(`${what}: cannot read ${from} as ${to}`);
   }
   if (to === 'f32') return f;

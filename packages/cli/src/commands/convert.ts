@@ -1,0 +1,91 @@
+import { open, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { ST_DTYPE_BYTES, numel, openTensorFile, safetensorsHeader, type StDType, type TensorHeaderEntry } from '@fewstep/tensor';
+import { nodeFiles } from '@fewstep/tensor/node';
+import { taesdKeyMap } from '@fewstep/models';
+import { UsageError } from '../args';
+import type { Command } from '../command';
+
+const FLOATS: readonly StDType[] = ['F64', 'F32', 'F16', 'BF16'];
+
+export const convert: Command = {
+  name: 'convert',
+  summary: 'Convert a PyTorch checkpoint (.bin/.pth/.pt) to safetensors without running any pickle code',
+  usage: 'fewstep convert <in.bin|.pth|.pt|.safetensors> <out.safetensors> [--taesd-keys] [--dtype f16|f32] [--force]',
+  description:
+    'Reads the checkpoint with the whitelist unpickler (only tensors, storages and dicts; a pickle naming any other global, e.g. ' +
+    'os.system, is refused with one error line and nothing is written) and writes a safetensors file, one tensor at a time: shared ' +
+    'storages and strided views become contiguous tensors, dtypes are kept (F32/F16/BF16/I64/…) unless --dtype converts the floating ' +
+    'ones. The output is written to a temporary file beside it and renamed when complete, so a failed run never leaves a partial file; ' +
+    'an existing output is refused unless --force. --taesd-keys renames original TAESD keys (taesd_encoder.pth / taesd_decoder.pth: ' +
+    '"3.conv.0.weight") to diffusers AutoencoderTiny names ("encoder.layers.3.conv.0.weight", decoder indices one lower).',
+  flags: {
+    'taesd-keys': { type: 'boolean', help: 'Rename original TAESD encoder/decoder keys to diffusers AutoencoderTiny keys' },
+    dtype: { type: 'string', choices: ['f16', 'f32'], help: 'Store floating-point tensors as F16 or F32 (default: as stored)' },
+    force: { type: 'boolean', help: 'Overwrite the output file if it exists' },
+  },
+  async run({ flags, positionals }, io) {
+    if (positionals.length !== 2) throw new UsageError(`expected an input file and an output .safetensors file, got ${positionals.length} argument(s)`);
+    const [input, output] = positionals as [string, string];
+    if (!output.endsWith('.safetensors')) throw new UsageError(`output ${output} must end in .safetensors`);
+    if (resolve(input) === resolve(output)) throw new UsageError('input and output are the same file');
+    const existing = await stat(output).catch(() => undefined);
+    if (existing?.isDirectory()) throw new Error(`${output} is a folder`);
+    if (existing && !flags.force) throw new Error(`${output} already exists (pass --force to overwrite)`);
+
+    // Opening parses and vets the whole pickle: a refused or corrupt checkpoint fails here, before any output exists.
+    const f = await openTensorFile(nodeFiles, input);
+    try {
+      const keys = [...f.tensors.keys()];
+      const names: [string, string][] = flags['taesd-keys'] ? [...taesdKeyMap(keys, undefined, input)] : keys.map((k) => [k, k]);
+      const target = flags.dtype === 'f16' ? 'F16' : flags.dtype === 'f32' ? 'F32' : undefined;
+      const plan = names.map(([name, key]) => {
+        const src = f.info(key).dtype;
+        const dtype: StDType = target && FLOATS.includes(src) ? target : src;
+        return { name, key, src, dtype, shape: f.info(key).shape };
+      });
+      const header = safetensorsHeader(plan as TensorHeaderEntry[], { format: 'pt' });
+
+      const tmp = join(dirname(output), `.${basename(output)}.${process.pid}-${Date.now()}.tmp`);
+      const fh = await open(tmp, 'wx');
+      let done = false;
+      try {
+        let pos = 0;
+        const write = async (b: Uint8Array) => {
+          for (let off = 0; off < b.byteLength; ) {
+            const { bytesWritten } = await fh.write(b, off, b.byteLength - off, pos);
+            off += bytesWritten;
+            pos += bytesWritten;
+          }
+        };
+        await write(header.bytes);
+        for (const t of plan) {
+          let bytes: Uint8Array;
+          if (t.dtype === t.src) bytes = await f.readBytes(t.key);
+          else {
+            const data = await f.read(t.key, t.dtype === 'F16' ? 'f16' : 'f32');
+            bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+          }
+          const want = numel(t.shape) * ST_DTYPE_BYTES[t.dtype];
+          if (bytes.byteLength !== want) throw new Error(`${input}: tensor "${t.key}" gave ${bytes.byteLength} bytes, expected ${want}`);
+          await write(bytes);
+        }
+        await fh.sync();
+        await fh.close();
+        await rename(tmp, output);
+        done = true;
+      } finally {
+        if (!done) {
+          await fh.close().catch(() => undefined);
+          await unlink(tmp).catch(() => undefined);
+        }
+      }
+      const params = plan.reduce((s, t) => s + numel(t.shape), 0);
+      const mib = (header.bytes.byteLength + header.dataBytes) / 2 ** 20;
+      io.stdout(`${output}: ${plan.length} tensors, ${params.toLocaleString('en-US')} parameters, ${mib.toFixed(2)} MiB${flags['taesd-keys'] ? ', TAESD keys renamed to diffusers' : ''}${target ? `, floats as ${target}` : ''}\n`);
+      return 0;
+    } finally {
+      await f.close();
+    }
+  },
+};

@@ -1,0 +1,4 @@
+export * from './errors';
+export * from './zip';
+export * from './pickle';
+export * from './checkpoint';
