@@ -104,7 +104,7 @@ describe('fewstep generate: flag errors (exit 2, one line, no file)', () => {
     [['cat', '--out', png, '--init', 'latent-mean', '--init-latents', latents('one.safetensors', [1, 4, 8, 8])], `--init-latents ${join(work, 'one.safetensors')}: "latents" holds 1 latent(s); the informative init needs at least 2 (their mean and std)`],
     [['cat', '--out', png, '--init', 'latent-mean', '--init-latents', latents('ref.safetensors', [3, 4, 8, 8]), '--width', '128'], `--init-latents ${join(work, 'ref.safetensors')}: "latents" is 8 wide (64 px) but --width is 128`],
     [['cat', '--out', png, '--latents', join(work, 'none.safetensors')], `--latents ${join(work, 'none.safetensors')}: file not found`],
-    [['cat', '--out', png, '--lora', join(work, 'missing.safetensors')], `--lora ${join(work, 'missing.safetensors')}: file not found`],
+    [['cat', '--out', png, '--lora', join(work, 'missing.safetensors')], `--lora ${join(work, 'missing.safetensors')}: no such file or folder (nor a hub repo id org/name)`],
     [['cat', '--out-dir', notPng], `--out-dir ${notPng}: is not a folder`],
     [['cat', '--out-dir', join(notPng, 'sub')], `--out-dir ${join(notPng, 'sub')}: ${notPng} is not a folder`],
   ])('%j', async (args, message) => {

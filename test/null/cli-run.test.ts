@@ -146,7 +146,7 @@ describe('fewstep run errors', () => {
     });
     const missing = join(work, 'no-lora.safetensors');
     expect(await runCli([unet, '--inputs', u, '--out', outPath, '--lora', `${missing}:0.5`])).toEqual({
-      code: 2, stdout: '', stderr: `fewstep run: --lora ${missing}: file or folder not found\n`,
+      code: 2, stdout: '', stderr: `fewstep run: --lora ${missing}: no such file or folder (nor a hub repo id org/name)\n`,
     });
     expect(existsSync(outPath)).toBe(false);
   });

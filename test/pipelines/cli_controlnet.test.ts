@@ -167,4 +167,24 @@ describe('fewstep generate --lora <PEFT repo with adapter_model.bin>', () => {
       expect((await pixels(join(fromHub, name))).equals(await pixels(join(plain, name)))).toBe(false);
     }
   });
+
+  it('fewstep run <unet> --lora <PEFT repo>: the fused UNet of the lora_peft golden', async () => {
+    const lp = await openGolden('lora_peft');
+    try {
+      const tensors: Record<string, TensorToWrite> = {};
+      for (const [to, from] of Object.entries({ sample: 'in.sample', timestep: 'in.timesteps', encoder_hidden_states: 'in.encoder_hidden_states' })) {
+        const info = lp.io.info(from);
+        tensors[to] = { dtype: info.dtype, shape: info.shape, data: await lp.io.readBytes(from) };
+      }
+      const inputs = join(work, 'peft_in.safetensors'), out = join(work, 'peft_out.safetensors');
+      writeFileSync(inputs, encodeSafetensors(tensors));
+      const r = await cli(['run', join(model, 'unet'), '--lora', 'org/tiny-anime', '--inputs', inputs, '--out', out]);
+      expect(r.code, r.stderr).toBe(0);
+      const res = await SafetensorsFile.open(nodeFiles, out);
+      expectClose((await res.read('sample', 'f32')) as Float32Array, (await lp.io.read('out.sample_lora_fused', 'f32')) as Float32Array, lp.caseJson.outputs['out.sample_lora_fused']!.suggested, 'run --lora repo');
+      await res.close();
+    } finally {
+      await lp.io.close();
+    }
+  });
 });

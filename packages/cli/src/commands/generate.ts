@@ -10,7 +10,6 @@ import {
   invertControlImage,
   loadLora,
   loraTransform,
-  parseLoraSpec as splitLoraSpec,
   type LoraAdapter,
   type ProgressEvent,
 } from '@fewstep/models';
@@ -19,6 +18,9 @@ import { UsageError, type FlagSpec } from '../args';
 import type { CliIO, Command } from '../command';
 import { resolveModel, type ResolvedModel, type VaeChoice, type WeightDType } from '@fewstep/weights-tools';
 import { pngTextChunks, type GenerationInfo } from '../png_metadata';
+import { checkLoras, looksLikeRepo, parseLoraSpec, resolveLoraSource, type LoraSpec } from '../lora_source';
+
+export { checkLoras, parseLoraSpec, type LoraSpec };
 
 export const VERSION = '0.1.0';
 export const DEFAULT_MODEL = 'IDKiro/sdxs-512-0.9';
@@ -55,19 +57,6 @@ export function schedulerName(s: string): string {
   const exact = SCHEDULER_CLASSES.find((c) => c.toLowerCase() === s.toLowerCase());
   if (exact) return exact;
   throw new UsageError(`--scheduler must be one of ${SCHEDULER_CLASSES.join(', ')} (or euler, ddim, ddpm, lcm, deis), got "${s}"`);
-}
-
-export interface LoraSpec {
-  source: string;
-  scale: number;
-}
-
-/** `<file|dir|repo>[:scale]`; a trailing `:number` is the scale (default 1). */
-export function parseLoraSpec(s: string): LoraSpec {
-  const { path: source, scale } = splitLoraSpec(s);
-  if (!source) throw new UsageError(`--lora needs a file, folder or repo id, got "${s}"`);
-  if (!Number.isFinite(scale)) throw new UsageError(`--lora scale must be a number, got "${s}"`);
-  return { source, scale };
 }
 
 /** Options shared by generate and batch, validated (no file access). */
@@ -339,48 +328,6 @@ export interface LoadedModel {
   dispose(): void;
 }
 
-const looksLikeRepo = (s: string) => /^[\w.-]+\/[\w.-]+(@[\w./-]+)?$/.test(s) && !/\.(safetensors|bin|pt|pth|ckpt)$/i.test(s) && !s.startsWith('.');
-
-/** Checks that each --lora is an existing file/folder or looks like a hub repo id (no download). */
-export async function checkLoras(loras: LoraSpec[]): Promise<void> {
-  for (const l of loras) {
-    if (await stat(l.source).catch(() => undefined)) continue;
-    if (!looksLikeRepo(l.source)) throw new UsageError(`--lora ${l.source}: file not found`);
-  }
-}
-
-/**
- * Resolves a --lora source to what loadLora takes: a local file or folder as is; a hub repo → its
- * peft folder (adapter_config.json + adapter_model.safetensors, else adapter_model.bin) or its one
- * top-level .safetensors (else its one top-level PyTorch checkpoint).
- */
-async function resolveLoraSource(spec: LoraSpec, onProgress: ProgressCallback): Promise<string> {
-  if (await stat(spec.source).catch(() => undefined)) return spec.source;
-  const at = spec.source.lastIndexOf('@');
-  const [repo, rev] = at > 0 ? [spec.source.slice(0, at), spec.source.slice(at + 1)] : [spec.source, 'main'];
-  const files: string[] = [];
-  await snapshotDownload(repo, {
-    revision: rev,
-    filter: (p) => {
-      files.push(p);
-      return false;
-    },
-  });
-  const top = [...new Set(files)].filter((p) => !p.includes('/'));
-  const st = top.filter((p) => p.endsWith('.safetensors'));
-  // Pickles are read by the whitelist unpickler (never executed), but safetensors win when both exist.
-  const pickles = top.filter((p) => /\.(bin|pt|pth|ckpt)$/.test(p));
-  let want: string[];
-  if (top.includes('adapter_config.json') && top.includes('adapter_model.safetensors')) want = ['adapter_config.json', 'adapter_model.safetensors'];
-  else if (top.includes('adapter_config.json') && top.includes('adapter_model.bin')) want = ['adapter_config.json', 'adapter_model.bin'];
-  else if (st.length === 1) want = st;
-  else if (st.length > 1) throw new Error(`--lora ${spec.source}: the repo has several .safetensors files (${st.join(', ')}); download the one you want and pass its path`);
-  else if (pickles.length === 1) want = pickles;
-  else if (pickles.length === 0) throw new Error(`--lora ${spec.source}: the repo has no top-level LoRA weights (.safetensors, or a PEFT adapter_model.bin)`);
-  else throw new Error(`--lora ${spec.source}: the repo has several PyTorch checkpoints (${pickles.join(', ')}); download the one you want and pass its path`);
-  const dir = await snapshotDownload(repo, { revision: rev, filter: (p) => want.includes(p), required: want, onProgress });
-  return want.length === 1 ? join(dir, want[0]!) : dir;
-}
 
 /**
  * Checks --controlnet without downloading: an existing folder must hold a config.json; anything else

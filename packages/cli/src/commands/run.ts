@@ -12,13 +12,14 @@ import {
   loadComponent,
   loadLora,
   loraTransform,
-  parseLoraSpec,
   resolveControlNetConfig,
   type Component,
   type ControlNetConfig,
   type LoraAdapter,
 } from '@fewstep/models';
 import { UsageError } from '../args';
+import { checkLoras, parseLoraSpec, resolveLoraSource } from '../lora_source';
+import { createProgressPrinter } from '@fewstep/weights-tools';
 import type { Command } from '../command';
 
 /** One input the component takes: its name, a shape pattern (null = any size) and a dtype family. */
@@ -235,20 +236,16 @@ export const run: Command = {
     if (!isAE && method) throw new UsageError(`--method is only for autoencoders; ${className} has a single forward`);
     const controlScale = flags['control-scale'] as number | undefined;
     if (controlScale !== undefined && className !== 'ControlNetModel') throw new UsageError(`--control-scale is only for ControlNetModel folders, not ${className} (${dir})`);
-    const loraSpecs = ((flags.lora as string[] | undefined) ?? []).map((spec) => {
-      const { path, scale } = parseLoraSpec(spec);
-      if (!path) throw new UsageError(`--lora needs a file or folder, got "${spec}"`);
-      return { path, scale };
-    });
+    const loraSpecs = ((flags.lora as string[] | undefined) ?? []).map(parseLoraSpec);
     if (loraSpecs.length && className !== 'UNet2DConditionModel') throw new UsageError(`--lora is only for UNet2DConditionModel folders, not ${className} (${dir})`);
-    for (const l of loraSpecs) if (!(await stat(l.path).catch(() => undefined))) throw new UsageError(`--lora ${l.path}: file or folder not found`);
+    await checkLoras(loraSpecs);
     const sig = signature(className, config, method);
     const inputs = await readInputs(inputsPath, sig, config, className);
     // LoRAs are read (and checked against the UNet's weight names) before the GPU is touched.
     const adapters: LoraAdapter[] = [];
     for (const l of loraSpecs) {
-      const a = await loadLora(nodeFiles, l.path, { scale: l.scale });
-      if (!a.has('unet')) throw new Error(`--lora ${l.path}: has no UNet modules (components: ${a.components.join(', ') || 'none'})`);
+      const a = await loadLora(nodeFiles, await resolveLoraSource(l, createProgressPrinter(io.stderr, { isTTY: io.isTTY }).onProgress), { scale: l.scale });
+      if (!a.has('unet')) throw new Error(`--lora ${l.source}: has no UNet modules (components: ${a.components.join(', ') || 'none'})`);
       a.check('unet', UNet2DConditionModel.describe(config).keys());
       adapters.push(a);
     }
