@@ -4,8 +4,8 @@
  * `variant`, or, without any safetensors, `diffusion_pytorch_model.bin` / `pytorch_model.bin`), read
  * through the FileSource seam.
  */
-import type { FileSource } from '@fewstep/tensor';
-import { SafetensorsSource } from './weights';
+import type { Device, DType, FileSource } from '@fewstep/tensor';
+import { SafetensorsSource, WeightScope, disposeAll, type TensorSource, type WeightTransform } from './weights';
 
 export async function readConfig(io: FileSource, dir: string): Promise<Record<string, unknown>> {
   const path = io.join(dir, 'config.json');
@@ -58,4 +58,38 @@ function pickWeights(all: string[], variant: string | undefined, std: RegExp, an
 
 export async function openComponentWeights(io: FileSource, dir: string, variant?: string): Promise<SafetensorsSource> {
   return SafetensorsSource.open(io, await findWeightFiles(io, dir, variant));
+}
+
+/**
+ * Builds a model from a TensorSource through a WeightScope: every key must be used (`finish(what)`), and
+ * a failure frees what was already uploaded.
+ */
+export async function loadFromSource<M>(what: string, src: TensorSource, device: Device, dtype: DType, transform: WeightTransform | undefined, load: (w: WeightScope) => Promise<M>): Promise<M> {
+  const w = WeightScope.create(src, device, dtype, transform);
+  try {
+    const m = await load(w);
+    w.finish(what);
+    return m;
+  } catch (e) {
+    disposeAll(w.loaded);
+    throw e;
+  }
+}
+
+/** A component folder's config.json and weights handed to `fromSource`; the weight files are closed after. */
+export async function loadFromFolder<C, M>(io: FileSource, dir: string, variant: string | undefined, fromSource: (src: TensorSource, config: C) => Promise<M>): Promise<M> {
+  const config = (await readConfig(io, dir)) as C;
+  const src = await openComponentWeights(io, dir, variant);
+  try {
+    return await fromSource(src, config);
+  } finally {
+    await src.close();
+  }
+}
+
+/** Number of parameters in a key → shape map (a model's `describe`). */
+export function countParameters(shapes: Map<string, number[]>): number {
+  let n = 0;
+  for (const s of shapes.values()) n += s.reduce((a, b) => a * b, 1);
+  return n;
 }

@@ -20,7 +20,7 @@ import {
 } from './unet_2d_blocks';
 import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from './weights';
 import { ParamSpec, RandomSource } from './param_spec';
-import { openComponentWeights, readConfig } from './component';
+import { countParameters, loadFromFolder, loadFromSource } from './component';
 
 type PerBlock<T> = T | T[];
 
@@ -334,33 +334,17 @@ export class UNet2DConditionModel {
 
   /** Number of parameters the config implies (SDXS-512-0.9: 328,177,284; SD1.5: 859,520,964). */
   static parameterCount(config: UNet2DConditionConfig): number {
-    let n = 0;
-    for (const s of UNet2DConditionModel.describe(config).values()) n += s.reduce((a, b) => a * b, 1);
-    return n;
+    return countParameters(UNet2DConditionModel.describe(config));
   }
 
   /** Loads a diffusers `unet/` folder (config.json + safetensors). */
   static async fromFolder(io: FileSource, dir: string, device: Device, opts: UNetLoadOptions = {}): Promise<UNet2DConditionModel> {
-    const config = (await readConfig(io, dir)) as UNet2DConditionConfig;
-    const src = await openComponentWeights(io, dir, opts.variant);
-    try {
-      return await UNet2DConditionModel.fromSource(src, config, device, opts.dtype ?? 'f32', opts.transform);
-    } finally {
-      await src.close();
-    }
+    return loadFromFolder<UNet2DConditionConfig, UNet2DConditionModel>(io, dir, opts.variant, (src, config) => UNet2DConditionModel.fromSource(src, config, device, opts.dtype ?? 'f32', opts.transform));
   }
 
   /** Loads from any TensorSource holding exactly this model's keys. */
   static async fromSource(src: TensorSource, config: UNet2DConditionConfig, device: Device, dtype: 'f32' | 'f16' = 'f32', transform?: WeightTransform): Promise<UNet2DConditionModel> {
-    const w = WeightScope.create(src, device, dtype, transform);
-    try {
-      const m = await UNet2DConditionModel.load(w, config);
-      w.finish('UNet2DConditionModel');
-      return m;
-    } catch (e) {
-      disposeAll(w.loaded);
-      throw e;
-    }
+    return loadFromSource('UNet2DConditionModel', src, device, dtype, transform, (w) => UNet2DConditionModel.load(w, config));
   }
 
   /** A full-size UNet with deterministic random weights (benchmarks, memory tests). */

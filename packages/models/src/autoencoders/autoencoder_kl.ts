@@ -9,7 +9,7 @@ import { cast, slice } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d';
 import { WeightScope, disposeAll, type TensorSource } from '../weights';
 import { ParamSpec } from '../param_spec';
-import { openComponentWeights, readConfig } from '../component';
+import { loadFromFolder, loadFromSource } from '../component';
 import { Decoder, Encoder, type VaeCoderConfig } from './vae';
 
 /** config.json of an AutoencoderKL; keys verbatim, diffusers defaults. */
@@ -127,25 +127,11 @@ export class AutoencoderKL {
 
   /** Loads a diffusers `vae/` folder (config.json + safetensors). */
   static async fromFolder(io: FileSource, dir: string, device: Device, opts: { dtype?: 'f32' | 'f16'; variant?: string } = {}): Promise<AutoencoderKL> {
-    const config = (await readConfig(io, dir)) as AutoencoderKLConfig;
-    const src = await openComponentWeights(io, dir, opts.variant);
-    try {
-      return await AutoencoderKL.fromSource(src, config, device, opts.dtype ?? 'f32');
-    } finally {
-      await src.close();
-    }
+    return loadFromFolder<AutoencoderKLConfig, AutoencoderKL>(io, dir, opts.variant, (src, config) => AutoencoderKL.fromSource(src, config, device, opts.dtype ?? 'f32'));
   }
 
   static async fromSource(src: TensorSource, config: AutoencoderKLConfig, device: Device, dtype: 'f32' | 'f16' = 'f32'): Promise<AutoencoderKL> {
-    const w = WeightScope.create(src, device, dtype);
-    try {
-      const m = await AutoencoderKL.load(w, config);
-      w.finish('AutoencoderKL');
-      return m;
-    } catch (e) {
-      disposeAll(w.loaded);
-      throw e;
-    }
+    return loadFromSource('AutoencoderKL', src, device, dtype, undefined, (w) => AutoencoderKL.load(w, config));
   }
 
   /** z [B, latent_channels, h, w] (already divided by scaling_factor) → image [B, out, 8h, 8w] in [-1, 1], unclamped. */

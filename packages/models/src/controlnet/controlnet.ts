@@ -24,7 +24,7 @@ import {
 } from '../unet_2d_blocks';
 import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from '../weights';
 import { ParamSpec, RandomSource } from '../param_spec';
-import { openComponentWeights, readConfig } from '../component';
+import { countParameters, loadFromFolder, loadFromSource } from '../component';
 
 type PerBlock<T> = T | T[];
 
@@ -338,33 +338,17 @@ export class ControlNetModel {
 
   /** Number of parameters the config implies. */
   static parameterCount(config: ControlNetConfig): number {
-    let n = 0;
-    for (const s of ControlNetModel.describe(config).values()) n += s.reduce((a, b) => a * b, 1);
-    return n;
+    return countParameters(ControlNetModel.describe(config));
   }
 
   /** Loads a diffusers `controlnet/` folder (config.json + weights). */
   static async fromFolder(io: FileSource, dir: string, device: Device, opts: ControlNetLoadOptions = {}): Promise<ControlNetModel> {
-    const config = (await readConfig(io, dir)) as ControlNetConfig;
-    const src = await openComponentWeights(io, dir, opts.variant);
-    try {
-      return await ControlNetModel.fromSource(src, config, device, opts.dtype ?? 'f32', opts.transform);
-    } finally {
-      await src.close();
-    }
+    return loadFromFolder<ControlNetConfig, ControlNetModel>(io, dir, opts.variant, (src, config) => ControlNetModel.fromSource(src, config, device, opts.dtype ?? 'f32', opts.transform));
   }
 
   /** Loads from any TensorSource holding exactly this model's keys. */
   static async fromSource(src: TensorSource, config: ControlNetConfig, device: Device, dtype: 'f32' | 'f16' = 'f32', transform?: WeightTransform): Promise<ControlNetModel> {
-    const w = WeightScope.create(src, device, dtype, transform);
-    try {
-      const m = await ControlNetModel.load(w, config);
-      w.finish('ControlNetModel');
-      return m;
-    } catch (e) {
-      disposeAll(w.loaded);
-      throw e;
-    }
+    return loadFromSource('ControlNetModel', src, device, dtype, transform, (w) => ControlNetModel.load(w, config));
   }
 
   /** A ControlNet with deterministic random weights (benchmarks, memory tests). */
