@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Tensor, cpu, roundToF16 } from '@fewstep/tensor';
-import { CPU_TILING, GPU_SMALL_TILING, GPU_TILING, conv2d, gemmConfig, type GemmVariant } from '@fewstep/kernels';
+import { CPU_SG_TILE, CPU_TILING, GPU_SMALL_TILING, GPU_TILING, conv2d, fixedSubgroupSize, gemmConfig, type GemmVariant, type GemmTiling, type SgTile } from '@fewstep/kernels';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { expectClose, randArray, type Tol } from '../helpers/compare';
 
@@ -56,26 +56,51 @@ describe('conv2d', () => {
     }
   }
 
-  // The default tiling differs per adapter: check each (both use the per-thread-row a4 loader) and one
-  // where the a4 walk does not fit (4·TX % TM ≠ 0: the generic loader) on an awkward shape.
-  for (const tiling of [GPU_TILING, GPU_SMALL_TILING, CPU_TILING, { TX: 1, TY: 16, TM: 8, TN: 4, BK: 8 }]) {
+  // The default tiling differs per adapter: check each shared-memory tiling (each uses the per-thread-row
+  // a4 loader), one where the a4 walk does not fit (4·TX % TM ≠ 0: the generic loader), and the subgroup
+  // GEMM (CPU adapters with a fixed subgroup size) with its default tile and an awkward one, on an
+  // awkward shape.
+  const tilings: (GemmTiling | SgTile)[] = [GPU_TILING, GPU_SMALL_TILING, CPU_TILING, { TX: 1, TY: 16, TM: 8, TN: 4, BK: 8 }, CPU_SG_TILE, { R: 5, C: 3 }];
+  for (const tiling of tilings) {
+    const sg = 'R' in tiling;
     for (const stride of [1, 2]) {
-      it(`tiling ${JSON.stringify(tiling)} stride ${stride}`, async () => {
+      it(`${sg ? 'subgroup tile' : 'tiling'} ${JSON.stringify(tiling)} stride ${stride}`, async (ctx) => {
         const d = await gpuDevice();
+        if (sg && fixedSubgroupSize(d) === null) ctx.skip();
         const xs: [number, number, number, number] = [2, 16, 17, 13], ws = [70, 16, 3, 3];
         const x = input(2 * 16 * 17 * 13, 51, 'f32'), w = input(70 * 16 * 9, 52, 'f32'), bias = input(70, 53, 'f32');
-        const prev = gemmConfig.tiling;
-        gemmConfig.tiling = tiling;
+        const prev = { ...gemmConfig };
+        if (sg) gemmConfig.sg = tiling;
+        else gemmConfig.tiling = tiling;
         try {
           const y = conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { stride, padding: 1, bias: Tensor.from(d, bias, [70]) });
           const [ref] = cpu.cpuConv2d(x, xs, w, ws, { stride, padding: 1, bias });
           expectClose(await y.read(), ref, tol('f32', 16 * 9), `conv2d tiling ${JSON.stringify(tiling)} stride ${stride}`);
         } finally {
-          gemmConfig.tiling = prev;
+          Object.assign(gemmConfig, prev);
         }
       });
     }
   }
+
+  // Every case under the awkward subgroup tile (kernel sizes 1 and 4, no padding, batch 2).
+  it('subgroup tile {"R":5,"C":3}, every case', async (ctx) => {
+    const d = await gpuDevice();
+    if (fixedSubgroupSize(d) === null) ctx.skip();
+    const prev = gemmConfig.sg;
+    gemmConfig.sg = { R: 5, C: 3 };
+    try {
+      for (const c of cases) {
+        const ws = [c.o, c.x[1], c.k, c.k];
+        const x = input(c.x.reduce((a, b) => a * b, 1), 41, 'f32'), w = input(ws.reduce((a, b) => a * b, 1), 42, 'f32'), bias = c.bias ? input(c.o, 43, 'f32') : undefined;
+        const y = conv2d(Tensor.from(d, x, c.x), Tensor.from(d, w, ws), { stride: c.stride, padding: c.padding, bias: bias && Tensor.from(d, bias, [c.o]) });
+        const [ref] = cpu.cpuConv2d(x, c.x, w, ws, { stride: c.stride, padding: c.padding, bias });
+        expectClose(await y.read(), ref, tol('f32', c.x[1] * c.k * c.k), `conv2d subgroup {R:5,C:3} ${JSON.stringify(c)}`);
+      }
+    } finally {
+      gemmConfig.sg = prev;
+    }
+  });
 
   it('rejects a channel mismatch, naming both shapes', async () => {
     const d = await gpuDevice();

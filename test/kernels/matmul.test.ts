@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Tensor, cpu, roundToF16 } from '@fewstep/tensor';
-import { CPU_TILING, GPU_SMALL_TILING, GPU_TILING, gemmConfig, linear, matmul, type GemmVariant } from '@fewstep/kernels';
+import { CPU_SG_TILE, CPU_TILING, GPU_SMALL_TILING, GPU_TILING, fixedSubgroupSize, gemmConfig, linear, matmul, type GemmVariant } from '@fewstep/kernels';
+import type { Device } from '@fewstep/tensor';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { expectClose, randArray, type Tol } from '../helpers/compare';
 
@@ -39,26 +40,48 @@ const cases: Case[] = [
 
 const variants: GemmVariant[] = ['tiled', 'naive'];
 
+const caseName = (c: Case) =>
+  `a${JSON.stringify(c.as)}${c.transA ? 'ᵀ' : ''} b${JSON.stringify(c.bs)}${c.transB ? 'ᵀ' : ''}${c.bias ? ' +bias' : ''}${c.alpha !== undefined ? ` α=${c.alpha}` : ''}`;
+
+async function checkCase(d: Device, c: Case, dtype: 'f32' | 'f16', variant: GemmVariant, name: string): Promise<void> {
+  const na = c.as.reduce((x, y) => x * y, 1), nb = c.bs.reduce((x, y) => x * y, 1);
+  const N = c.transB ? c.bs[c.bs.length - 2]! : c.bs[c.bs.length - 1]!;
+  const K = c.transA ? c.as[c.as.length - 2]! : c.as[c.as.length - 1]!;
+  const a = input(na, 11, dtype), b = input(nb, 12, dtype), bias = c.bias ? input(N, 13, dtype) : undefined;
+  const ta = Tensor.from(d, a, c.as, dtype), tb = Tensor.from(d, b, c.bs, dtype);
+  const tbias = bias ? Tensor.from(d, bias, [N], dtype) : undefined;
+  const y = matmul(ta, tb, { transA: c.transA, transB: c.transB, bias: tbias, alpha: c.alpha, variant });
+  const [ref, shape] = cpu.cpuMatmul(a, c.as, b, c.bs, { transA: c.transA, transB: c.transB, bias, alpha: c.alpha });
+  expect(y.shape).toEqual(shape);
+  expectClose(await y.read(), ref, tol(dtype, K), `matmul ${name}`);
+  for (const t of [ta, tb, tbias, y]) t?.dispose();
+}
+
 describe('matmul', () => {
   for (const dtype of ['f32', 'f16'] as const) {
     for (const variant of variants) {
       for (const c of cases) {
-        const name = `${variant} ${dtype} a${JSON.stringify(c.as)}${c.transA ? 'ᵀ' : ''} b${JSON.stringify(c.bs)}${c.transB ? 'ᵀ' : ''}${c.bias ? ' +bias' : ''}${c.alpha !== undefined ? ` α=${c.alpha}` : ''}`;
-        it(name, async () => {
-          const d = await gpuDevice();
-          const na = c.as.reduce((x, y) => x * y, 1), nb = c.bs.reduce((x, y) => x * y, 1);
-          const N = c.transB ? c.bs[c.bs.length - 2]! : c.bs[c.bs.length - 1]!;
-          const K = c.transA ? c.as[c.as.length - 2]! : c.as[c.as.length - 1]!;
-          const a = input(na, 11, dtype), b = input(nb, 12, dtype), bias = c.bias ? input(N, 13, dtype) : undefined;
-          const ta = Tensor.from(d, a, c.as, dtype), tb = Tensor.from(d, b, c.bs, dtype);
-          const tbias = bias ? Tensor.from(d, bias, [N], dtype) : undefined;
-          const y = matmul(ta, tb, { transA: c.transA, transB: c.transB, bias: tbias, alpha: c.alpha, variant });
-          const [ref, shape] = cpu.cpuMatmul(a, c.as, b, c.bs, { transA: c.transA, transB: c.transB, bias, alpha: c.alpha });
-          expect(y.shape).toEqual(shape);
-          expectClose(await y.read(), ref, tol(dtype, K), `matmul ${name}`);
-          for (const t of [ta, tb, tbias, y]) t?.dispose();
-        });
+        const name = `${variant} ${dtype} ${caseName(c)}`;
+        it(name, async () => checkCase(await gpuDevice(), c, dtype, variant, name));
       }
+    }
+  }
+
+  // The subgroup GEMM (the default on CPU adapters with a fixed subgroup size) on every case, whatever
+  // the adapter: its default tile and an awkward one (5 rows, 3 columns per lane) for tails everywhere.
+  for (const tile of [CPU_SG_TILE, { R: 5, C: 3 }]) {
+    for (const dtype of ['f32', 'f16'] as const) {
+      it(`subgroup tile ${JSON.stringify(tile)} ${dtype}, every case`, async (ctx) => {
+        const d = await gpuDevice();
+        if (fixedSubgroupSize(d) === null) ctx.skip();
+        const prev = gemmConfig.sg;
+        gemmConfig.sg = tile;
+        try {
+          for (const c of cases) await checkCase(d, c, dtype, 'tiled', `subgroup ${JSON.stringify(tile)} ${dtype} ${caseName(c)}`);
+        } finally {
+          gemmConfig.sg = prev;
+        }
+      });
     }
   }
 

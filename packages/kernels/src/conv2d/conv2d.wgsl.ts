@@ -77,6 +77,36 @@ fn load_a4(r: ARow, k: u32) -> vec4<f32> {
   let idx = r.base + c * (p.H * p.W) + vec4<u32>(clamp(ih, vec4<i32>(0), vec4<i32>(i32(p.H) - 1))) * p.W + vec4<u32>(clamp(iw, vec4<i32>(0), vec4<i32>(i32(p.W) - 1)));
   return select(vec4<f32>(0.0), vec4<f32>(f32(x[idx.x]), f32(x[idx.y]), f32(x[idx.z]), f32(x[idx.w])), ok);
 }`,
+  // Subgroup GEMM split: an output pixel's (n, oy, ox) once per row and thread, k's (c, ky, kx) once per
+  // lane and K block; each gather is then two adds, a bounds test and the load. Out-of-range k gets
+  // ky = −2³⁰ (so ih < 0); past-M rows read clamped pixels that are never stored.
+  sg: `
+struct SgRow { off: i32, ih0: i32, iw0: i32 }
+fn sg_row(bi: u32, m: u32) -> SgRow {
+  let ohw = p.OH * p.OW;
+  let mc = min(m, p.M - 1u);
+  let pix = mc % ohw;
+  let ih0 = i32((pix / p.OW) * p.stride) - i32(p.pad);
+  let iw0 = i32((pix % p.OW) * p.stride) - i32(p.pad);
+  return SgRow(i32((mc / ohw) * p.C * p.H * p.W) + ih0 * i32(p.W) + iw0, ih0, iw0);
+}
+struct SgK { off: i32, ky: i32, kx: i32 }
+fn sg_k(bi: u32, k: u32) -> SgK {
+  let khw = p.KH * p.KW;
+  let kc = min(k, p.K - 1u);
+  let c = kc / khw;
+  let rr = kc - c * khw;
+  let ky = rr / p.KW;
+  let kx = rr - ky * p.KW;
+  return SgK(i32(c * p.H * p.W + ky * p.W + kx), select(-0x40000000, i32(ky), k < p.K), i32(kx));
+}
+fn sg_load_a(r: SgRow, q: SgK) -> f32 {
+  let ok = u32(r.ih0 + q.ky) < p.H && u32(r.iw0 + q.kx) < p.W;
+  return select(0.0, f32(x[u32(select(0, r.off + q.off, ok))]), ok);
+}
+struct SgCol { off: u32 }
+fn sg_col(bi: u32, o: u32) -> SgCol { return SgCol(min(o, p.N - 1u) * p.K); }
+fn sg_load_b(c: SgCol, k: u32) -> f32 { return select(0.0, f32(w[c.off + min(k, p.K - 1u)]), k < p.K); }`,
   // Adjacent m are adjacent output pixels (adjacent input columns at stride 1): walk m when loading.
   aKFast: false,
   bKFast: true,

@@ -39,6 +39,16 @@ export interface GemmPieces {
    * once per thread instead of once per gathered element. Needs NT % (BM / 4) == 0 (see a4Fits).
    */
   a4?: string;
+  /**
+   * For the subgroup GEMM (subgroupGemmWGSL): load_a and load_b split into the part that is fixed for
+   * a whole thread (per A row, per B column: hoisted out of the K loop) and the per-k part. WGSL defining
+   *   struct SgRow; fn sg_row(bi: u32, m: u32) -> SgRow    (rows ≥ M may read any in-bounds value)
+   *   struct SgK;   fn sg_k(bi: u32, k: u32) -> SgK        (shared by every row of a thread)
+   *   fn sg_load_a(r: SgRow, q: SgK) -> f32                (= load_a; 0 for k ≥ K)
+   *   struct SgCol; fn sg_col(bi: u32, n: u32) -> SgCol    (columns ≥ N may read any in-bounds value)
+   *   fn sg_load_b(c: SgCol, k: u32) -> f32                (= load_b; 0 for k ≥ K)
+   */
+  sg: string;
 }
 
 /** Whether the a4 loader walk fits a tiling: every thread keeps one fixed vec4 row slot of the A tile. */
@@ -197,7 +207,91 @@ fn store_c(bi: u32, m: u32, n: u32, v: f32) {
   if (p.has_bias != 0u) { r += f32(bias[n]); }
   c[bi * p.c_bs + m * p.N + n] = T(r);
 }`,
+    sg: `
+struct SgRow { off: u32 }
+fn sg_row(bi: u32, m: u32) -> SgRow { return SgRow(bi * p.a_bs + ${transA ? 'min(m, p.M - 1u)' : 'min(m, p.M - 1u) * p.K'}); }
+struct SgK { off: u32, ok: bool }
+fn sg_k(bi: u32, k: u32) -> SgK { return SgK(${transA ? 'min(k, p.K - 1u) * p.M' : 'min(k, p.K - 1u)'}, k < p.K); }
+fn sg_load_a(r: SgRow, q: SgK) -> f32 { return select(0.0, f32(a[r.off + q.off]), q.ok); }
+struct SgCol { off: u32 }
+fn sg_col(bi: u32, n: u32) -> SgCol { return SgCol(bi * p.b_bs + ${transB ? 'min(n, p.N - 1u) * p.K' : 'min(n, p.N - 1u)'}); }
+fn sg_load_b(c: SgCol, k: u32) -> f32 { return select(0.0, f32(b[c.off + ${transB ? 'min(k, p.K - 1u)' : 'min(k, p.K - 1u) * p.N'}]), k < p.K); }`,
     aKFast: !transA,
     bKFast: transB,
   };
+}
+
+
+/** Register tile of the subgroup GEMM: one subgroup (workgroup) computes R rows × SG·C columns. */
+export interface SgTile {
+  /** Rows per workgroup, ≤ 32 (see subgroupGemmWGSL). */
+  R: number;
+  /** Columns per lane (strided by the subgroup size). */
+  C: number;
+}
+
+/**
+ * Subgroup GEMM for CPU adapters (llvmpipe), without workgroup memory. There a workgroup's invocations
+ * are SIMD lanes, and every load whose address differs per lane — storage and workgroup memory alike —
+ * compiles to a scalar loop over the lanes (~12 instructions per lane, with exec-mask and bounds tests),
+ * while an FMA or a subgroupBroadcast from a constant lane is one or two vector instructions. So this
+ * kernel minimises lane loads per FMA: the workgroup is exactly one subgroup of SG lanes; lane l owns
+ * columns n0 + l + SG·j (j < C) of R rows and loads its own B values, while A is loaded once per SG
+ * k-steps (lane l fetches k0 + l of a row) and subgroupBroadcast hands each k to every lane. Per k that
+ * is R + SG·C lane loads for R·SG·C FMAs (R = 32, C = 8: 96 per 2048; the 8×8-per-thread shared-memory
+ * kernel does 16 shared loads per 64 FMAs plus the global→shared copies).
+ *
+ * The row loop has at most 32 iterations: at R = 32 llvmpipe unrolls it (seen in the generated code),
+ * so acc[] becomes plain registers and stack slots; R = 48 or 64 (one or two rows per iteration) ran
+ * 1.4–1.8× slower. Writing the rows out by hand instead compiles ~10× slower (23 s vs 2 s cold for
+ * R = 32, C = 8) for the same speed. Per row, the C accumulators stay in registers for all SG k-steps
+ * and B comes from registers or the stack (k-outer order, where every accumulator spills each step:
+ * 74 vs 63 ms at 1024×640×640). Dispatch only with SG = the adapter's fixed subgroup size.
+ */
+export function subgroupGemmWGSL(pieces: GemmPieces, entry: string, t: SgTile & { SG: number }): string {
+  const { SG, R, C } = t;
+  if (R < 1 || R > 32 || C < 1) throw new Error(`subgroupGemmWGSL: need 1 ≤ R ≤ 32 and C ≥ 1, got R=${R}, C=${C}`);
+  const cols: string[] = [], bLoads: string[] = [], body: string[] = [], stores: string[] = [];
+  for (let j = 0; j < C; j++) cols.push(`let bc${j} = sg_col(bi, n0 + ${SG * j}u);`);
+  for (let kk = 0; kk < SG; kk++) for (let j = 0; j < C; j++) bLoads.push(`let b${kk}_${j} = sg_load_b(bc${j}, k0 + ${kk}u);`);
+  for (let j = 0; j < C; j++) body.push(`var c${j} = acc[r * ${C}u + ${j}u];`);
+  for (let kk = 0; kk < SG; kk++) {
+    body.push(`let x${kk} = subgroupBroadcast(a, ${kk}u);`);
+    for (let j = 0; j < C; j++) body.push(`c${j} = fma(x${kk}, b${kk}_${j}, c${j});`);
+  }
+  for (let j = 0; j < C; j++) body.push(`acc[r * ${C}u + ${j}u] = c${j};`);
+  for (let j = 0; j < C; j++) stores.push(`if (m0 + r < p.M && n0 + ${SG * j}u < p.N) { store_c(bi, m0 + r, n0 + ${SG * j}u, acc[r * ${C}u + ${j}u]); }`);
+  return /* wgsl */ `
+alias T = f32;
+${pieces.header}
+${pieces.fns}
+${pieces.sg}
+
+@compute @workgroup_size(${SG})
+fn ${entry}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) l: u32) {
+  let g = wid.x + wid.y * nwg.x;
+  let per_batch = p.tiles_m * p.tiles_n;
+  let bi = g / per_batch;
+  if (bi >= p.batch) { return; }  // uniform, so the subgroup ops below stay in uniform control flow
+  let t = g % per_batch;
+  let m0 = (t / p.tiles_n) * ${R}u;
+  let n0 = (t % p.tiles_n) * ${SG * C}u + l;
+  var rows: array<SgRow, ${R}>;
+  for (var r = 0u; r < ${R}u; r++) { rows[r] = sg_row(bi, m0 + r); }
+  ${cols.join('\n  ')}
+  var acc: array<f32, ${R * C}>;
+  for (var k0 = 0u; k0 < p.K; k0 += ${SG}u) {
+    let q = sg_k(bi, k0 + l);
+    // All SG×C B values of this K block first, then row by row.
+    ${bLoads.join('\n    ')}
+    for (var r = 0u; r < ${R}u; r++) {
+      let a = sg_load_a(rows[r], q);
+      ${body.join('\n      ')}
+    }
+  }
+  for (var r = 0u; r < ${R}u; r++) {
+    ${stores.join('\n    ')}
+  }
+}
+`;
 }
