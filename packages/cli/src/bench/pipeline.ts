@@ -44,6 +44,8 @@ export interface PipelineBenchResult {
   dispatches: { text_encoder: number; unet: number; decode: number };
   /** Share of warm-run dispatches that reused a cached bind group. */
   warm_bind_group_hit_rate: number;
+  /** 'sequential': one component resident at a time, every stage cold (see benchPipelineSequential). */
+  schedule?: 'resident' | 'sequential';
   /** With `profile`: per stage, GPU ms summed over dispatches and the most expensive dispatch labels. */
   profile?: Record<string, { gpu_ms: number; top: ProfileEntry[] }>;
 }
@@ -58,13 +60,19 @@ function noise(n: number, seed: number): Float32Array {
   return a;
 }
 
-export async function benchPipeline(device: Device, name: string, dtype: DType, log: (s: string) => void = () => {}, runs = 1, profile = false): Promise<PipelineBenchResult> {
+/** The config, a seconds-since helper and random-weight scopes; the pool starts empty so peaks are this run's. */
+function prepare(device: Device, name: string, dtype: DType) {
   const cfg = PIPELINE_CONFIGS[name];
   if (!cfg) throw new Error(`unknown config "${name}" (${Object.keys(PIPELINE_CONFIGS).join(', ')})`);
   device.pool.trim();
   device.pool.stats.peak = device.pool.stats.inUse;
   const sec = (t: number) => +((performance.now() - t) / 1000).toFixed(3);
   const scope = (shapes: Map<string, number[]>, seed: number) => WeightScope.create(new RandomSource(shapes, seed), device, dtype);
+  return { cfg, sec, scope };
+}
+
+export async function benchPipeline(device: Device, name: string, dtype: DType, log: (s: string) => void = () => {}, runs = 1, profile = false): Promise<PipelineBenchResult> {
+  const { cfg, sec, scope } = prepare(device, name, dtype);
   let t = performance.now();
   const text = await CLIPTextModel.load(scope(describeCLIPText(cfg.text), 1), cfg.text);
   const unet = await UNet2DConditionModel.load(scope(UNet2DConditionModel.describe(cfg.unet), 2), cfg.unet);
@@ -161,12 +169,68 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
   }
 }
 
+/**
+ * The low-memory schedule: one component on the device at a time (text encoder → free → UNet → free →
+ * decoder), every stage cold. It measures the memory floor of a single image when the models do not all
+ * stay resident; times include each stage's load.
+ */
+export async function benchPipelineSequential(device: Device, name: string, dtype: DType, log: (s: string) => void = () => {}): Promise<PipelineBenchResult> {
+  const { cfg, sec, scope } = prepare(device, name, dtype);
+  const B = cfg.cfg ? 2 : 1;
+  const free = async (m: { dispose(): void }) => {
+    m.dispose();
+    await device.sync();
+    device.pool.trim();
+  };
+  let t = performance.now();
+  const text = await CLIPTextModel.load(scope(describeCLIPText(cfg.text), 1), cfg.text);
+  const ids = Tensor.from(device, Int32Array.from({ length: B * 77 }, (_, i) => (i % 77 === 0 ? 49406 : i % 77 < 9 ? 320 + (i % 77) * 131 : i % 77 === 9 ? 49407 : 0)), [B, 77], 'i32');
+  const ctx = await device.scope(async () => (await text.forward(ids, { pooler: false })).lastHiddenState);
+  ids.dispose();
+  await free(text);
+  const text_encoder_s = sec(t);
+  log(`text encoder (load + run + free): ${text_encoder_s} s`);
+  t = performance.now();
+  const unet = await UNet2DConditionModel.load(scope(UNet2DConditionModel.describe(cfg.unet), 2), cfg.unet);
+  const latents = Tensor.from(device, noise(4 * 64 * 64, 7), [1, 4, 64, 64], dtype);
+  const z = device.scope(() => {
+    const x = B === 2 ? concat([latents, latents], 0) : latents;
+    const eps = unet.forward(x, 999, ctx);
+    return B === 2 ? slice(eps.reshape([2, 4, 64, 64]), 0, 0, 1) : eps;
+  });
+  latents.dispose();
+  ctx.dispose();
+  await free(unet);
+  const unet_s = sec(t);
+  log(`unet (load + step + free): ${unet_s} s`);
+  t = performance.now();
+  const vae = cfg.vae === 'tiny'
+    ? await AutoencoderTiny.load(scope(describeAutoencoderTiny(TAESD), 3), TAESD)
+    : await AutoencoderKL.load(scope(AutoencoderKL.describe(SD_VAE), 3), SD_VAE, { decoderOnly: true });
+  const img = device.scope(() => vae.decode(z));
+  const finite = (await img.read()).every((v) => Number.isFinite(v));
+  img.dispose();
+  z.dispose();
+  await free(vae);
+  const decode_s = sec(t);
+  log(`decoder (load + run + free): ${decode_s} s`);
+  const total = +(text_encoder_s + unet_s + decode_s).toFixed(3);
+  return {
+    config: name, adapter: device.adapter.name, dtype,
+    stages: { text_encoder_s, unet_s, decode_s }, total_s: total,
+    cold_stages: { load_s: 0, text_encoder_s, unet_s, decode_s }, cold_total_s: total,
+    peak_rss_mb: 0, peak_gpu_mb: 0, output_finite: finite,
+    warm_runs: 0, images_per_s: +(1 / total).toFixed(3), dispatches: { text_encoder: 0, unet: 0, decode: 0 }, warm_bind_group_hit_rate: 0,
+    schedule: 'sequential',
+  };
+}
+
 /** Runs `benchPipeline` and fills in the peak memory figures. */
-export async function benchPipelineWithPeaks(device: Device, name: string, dtype: DType, log?: (s: string) => void, runs = 1, profile = false): Promise<PipelineBenchResult> {
+export async function benchPipelineWithPeaks(device: Device, name: string, dtype: DType, log?: (s: string) => void, runs = 1, profile = false, sequential = false): Promise<PipelineBenchResult> {
   let peak = process.memoryUsage().rss;
   const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 25);
   try {
-    const r = await benchPipeline(device, name, dtype, log, runs, profile);
+    const r = sequential ? await benchPipelineSequential(device, name, dtype, log) : await benchPipeline(device, name, dtype, log, runs, profile);
     r.peak_rss_mb = Math.round(Math.max(peak, process.memoryUsage().rss) / 2 ** 20);
     r.peak_gpu_mb = Math.round(device.pool.stats.peak / 2 ** 20);
     return r;

@@ -17,7 +17,7 @@ export const bench: Command = {
   usage: 'fewstep bench kernels [--json] [--dtype f32|f16|both] [--filter <regex>] [--reps N]\n' +
     '       [--peer ort [--peer-ep webgpu|cpu] [--anchors <dir>] [--ort-cache <dir>] [--plot <file.svg>]]\n' +
     '       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder]\n' +
-    '       fewstep bench pipeline [--json] [--dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile]',
+    '       fewstep bench pipeline [--json] [--dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile] [--sequential]',
   description:
     'Times each kernel at the shapes SDXS-512 uses (case names match shared/anchors/ort-ops), after a warm-up run, ' +
     'with GPU timestamp queries when the adapter has them (else wall clock around a full sync). Reports median ms, ' +
@@ -39,6 +39,7 @@ export const bench: Command = {
     only: { type: 'string', help: 'bench models: comma-separated components (text_encoder, unet, decoder)' },
     config: { type: 'string', choices: Object.keys(PIPELINE_CONFIGS), default: 'sdxs-512-0.9', help: 'bench pipeline: which real config' },
     toggles: { type: 'string', help: 'Comma-separated Dawn device toggles to enable, e.g. disable_robustness (to measure their effect)' },
+    sequential: { type: 'boolean', help: 'bench pipeline: one component on the device at a time, all cold (the low-memory floor)' },
     profile: { type: 'boolean', help: 'bench pipeline: one extra run timing every dispatch on the GPU; adds per-stage GPU ms and the top kernels' },
     runs: { type: 'int', default: 1, help: 'bench pipeline: warm runs timed (medians reported, with images_per_s)' },
     peer: { type: 'string', choices: ['ort'], help: 'bench kernels: also time the anchor cases with ONNX Runtime (onnxruntime-node, installed on demand)' },
@@ -177,7 +178,7 @@ async function runPipeline(flags: Record<string, unknown>, io: Parameters<Comman
     const dtype: DType = flags.dtype === 'f16' ? 'f16' : 'f32';
     if (dtype === 'f16' && !device.features.f16) throw new Error(`this adapter (${device.adapter.name}) has no shader-f16; use --dtype f32`);
     if ((flags.runs as number) < 1) throw new UsageError(`--runs must be ≥ 1, got ${flags.runs}`);
-    const r = await benchPipelineWithPeaks(device, flags.config as string, dtype, (s) => io.stderr(s + '\n'), flags.runs as number, !!flags.profile);
+    const r = await benchPipelineWithPeaks(device, flags.config as string, dtype, (s) => io.stderr(s + '\n'), flags.runs as number, !!flags.profile, !!flags.sequential);
     if (flags.json) io.stdout(JSON.stringify({ ...r, date: new Date().toISOString() }, null, 1) + '\n');
     else io.stdout(`${r.config} ${r.dtype} on ${r.adapter}: warm ${r.total_s} s (text encoder ${r.stages.text_encoder_s}, unet ${r.stages.unet_s}, decode ${r.stages.decode_s}), cold ${r.cold_total_s} s, peak RSS ${r.peak_rss_mb} MB, peak GPU ${r.peak_gpu_mb} MB\n`);
     return r.output_finite ? 0 : 1;
