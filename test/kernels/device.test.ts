@@ -72,6 +72,27 @@ describe('Tensor and buffer pool', () => {
     expect(d.pool.stats.allocations - allocations).toBeLessThanOrEqual(1);
   });
 
+  it("wait: 'sleep' (Node default: blocking 1 ms naps between event-loop turns) and 'spin' read the same results", async () => {
+    const gpu = await nodeGPU();
+    for (const wait of ['sleep', 'spin'] as const) {
+      const d = await Device.open({ gpu, wait });
+      try {
+        // Long enough on lavapipe (tens of ms) that the sleeping loop runs many turns before the GPU is done.
+        const n = 192;
+        const a = Tensor.from(d, Float32Array.from({ length: n * n }, (_, i) => (i % 7) - 3), [n, n]);
+        let x = a;
+        for (let i = 0; i < 6; i++) x = unary('scale', x, 0.5, 1);
+        const v = await x.read();
+        const ref = (t: number) => { for (let i = 0; i < 6; i++) t = t * 0.5 + 1; return t; };
+        expect(v[0]).toBeCloseTo(ref(-3), 6);
+        expect(v[n * n - 1]).toBeCloseTo(ref(((n * n - 1) % 7) - 3), 6);
+        await d.sync();
+      } finally {
+        d.destroy();
+      }
+    }
+  });
+
   it('profiles GPU time per dispatch label without changing results', async () => {
     const d = await gpuDevice();
     const x = Tensor.from(d, [1, -2, 3, 4], [4]);
