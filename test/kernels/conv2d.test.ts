@@ -83,6 +83,27 @@ describe('conv2d', () => {
     }
   }
 
+  // Split-K through conv's gather (K = 16·9 = 144 → chunks of 48 and 32): partial sums reduced, then bias.
+  for (const splitK of [3, 5]) {
+    it(`split-K ×${splitK} with the GPU tiling, stride 1 and 2, bias`, async () => {
+      const d = await gpuDevice();
+      const xs: [number, number, number, number] = [2, 16, 17, 13], ws = [70, 16, 3, 3];
+      const x = input(2 * 16 * 17 * 13, 61, 'f32'), w = input(70 * 16 * 9, 62, 'f32'), bias = input(70, 63, 'f32');
+      const prev = { ...gemmConfig };
+      gemmConfig.tiling = GPU_TILING;
+      gemmConfig.splitK = splitK;
+      try {
+        for (const stride of [1, 2]) {
+          const y = conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { stride, padding: 1, bias: Tensor.from(d, bias, [70]) });
+          const [ref] = cpu.cpuConv2d(x, xs, w, ws, { stride, padding: 1, bias });
+          expectClose(await y.read(), ref, tol('f32', 16 * 9), `conv2d split-K ${splitK} stride ${stride}`);
+        }
+      } finally {
+        Object.assign(gemmConfig, prev);
+      }
+    });
+  }
+
   // Every case under the awkward subgroup tile (kernel sizes 1 and 4, no padding, batch 2).
   it('subgroup tile {"R":5,"C":3}, every case', async (ctx) => {
     const d = await gpuDevice();

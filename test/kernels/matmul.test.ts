@@ -85,6 +85,24 @@ describe('matmul', () => {
     }
   }
 
+  // Split-K (real GPUs, few tiles and long K): forced with the GPU tiling on every case, 3 and 5 chunks
+  // (chunks of a BK multiple, the last one short; cases with K < chunks·BK take fewer).
+  for (const splitK of [3, 5]) {
+    for (const dtype of ['f32', 'f16'] as const) {
+      it(`split-K ×${splitK} ${dtype}, every case`, async () => {
+        const d = await gpuDevice();
+        const prev = { tiling: gemmConfig.tiling, splitK: gemmConfig.splitK };
+        gemmConfig.tiling = GPU_SMALL_TILING;
+        gemmConfig.splitK = splitK;
+        try {
+          for (const c of cases) await checkCase(d, c, dtype, 'tiled', `split-K ${splitK} ${dtype} ${caseName(c)}`);
+        } finally {
+          Object.assign(gemmConfig, prev);
+        }
+      });
+    }
+  }
+
   // The default tiling differs per adapter; check both tilings on one awkward shape whatever the adapter.
   for (const tiling of [GPU_TILING, GPU_SMALL_TILING, CPU_TILING, { TX: 8, TY: 4, TM: 4, TN: 8, BK: 8 }]) {
     it(`tiling ${JSON.stringify(tiling)}`, async () => {

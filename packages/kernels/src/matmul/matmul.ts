@@ -39,7 +39,7 @@ export const CPU_SG_TILE: SgTile = { R: 32, C: 8 };
  * `tiling` forces the shared-memory kernel with that tiling; otherwise `sg` forces the subgroup kernel
  * with that tile (the adapter needs a fixed subgroup size).
  */
-export const gemmConfig: { variant: GemmVariant; tiling: GemmTiling | null; sg: SgTile | null } = { variant: 'tiled', tiling: null, sg: null };
+export const gemmConfig: { variant: GemmVariant; tiling: GemmTiling | null; sg: SgTile | null; splitK: number | null } = { variant: 'tiled', tiling: null, sg: null, splitK: null };
 
 /** True for software adapters, where invocations are SIMD lanes on CPU cores. */
 export function isCpuAdapter(device: Device): boolean {
@@ -147,6 +147,11 @@ export function dispatchGemm(g: GemmDispatch): void {
   const tilesM = ceilDiv(g.M, t.TY * t.TM), tilesN = ceilDiv(g.N, t.TX * t.TN);
   params.tiles_m = tilesM;
   params.tiles_n = tilesN;
+  const splits = splitKFor(g, t, tilesM * tilesN * g.batch);
+  if (splits > 1) {
+    dispatchSplitK(g, t, pieces, useA4, params, splits, tilesM * tilesN * g.batch);
+    return;
+  }
   const pipe = getPipeline(g.device, {
     family: `${g.family}/r${t.TM}x${t.TN}${useA4 ? '/a4' : ''}`,
     entry: 'gemm_tiled',
@@ -156,6 +161,39 @@ export function dispatchGemm(g: GemmDispatch): void {
     overrides: { TX: t.TX, TY: t.TY, BK: t.BK },
   });
   g.device.dispatch(pipe, packParams(g.schema, params), g.buffers, grid1d(g.batch * tilesM * tilesN), g.label);
+}
+
+/** How many K chunks a shared-memory GEMM takes: gemmConfig.splitK, else on real GPUs enough to give ~256 workgroups when there are few tiles and K is long. */
+function splitKFor(g: GemmDispatch, t: GemmTiling, tiles: number): number {
+  const K = g.params.K!;
+  const maxByMemory = (S: number) => S * g.batch * g.M * g.N * 4 <= g.device.maxBinding;
+  let S = gemmConfig.splitK ?? (isCpuAdapter(g.device) || tiles >= SPLIT_K_BELOW || K < SPLIT_K_MIN_K ? 1 : Math.min(8, Math.floor(K / 256), Math.ceil(SPLIT_K_TARGET / tiles)));
+  S = Math.min(S, Math.ceil(K / t.BK));
+  while (S > 1 && !maxByMemory(S)) S--;
+  return Math.max(1, S);
+}
+const SPLIT_K_BELOW = 128; // workgroups
+const SPLIT_K_TARGET = 256;
+const SPLIT_K_MIN_K = 1024;
+
+function dispatchSplitK(g: GemmDispatch, t: GemmTiling, pieces: GemmPieces, useA4: boolean, params: Record<string, number>, splits: number, tiles: number): void {
+  const K = g.params.K!;
+  const KC = ceilDiv(ceilDiv(K, splits), t.BK) * t.BK;
+  const S = ceilDiv(K, KC);
+  const part = Tensor.empty(g.device, [S * g.batch * g.M * g.N], 'f32');
+  try {
+    const storage = [...g.storage, 'rw' as const];
+    const buffers = [...g.buffers, part.binding('split-K partial sums')];
+    const code = tiledGemmWGSL(pieces, 'gemm_tiled', t, { partBinding: storage.length });
+    const family = `${g.family}/r${t.TM}x${t.TN}${useA4 ? '/a4' : ''}/splitk`;
+    const packed = packParams(g.schema, params);
+    const main = getPipeline(g.device, { family, entry: 'gemm_tiled', dtype: g.dtype, code, storage, overrides: { TX: t.TX, TY: t.TY, BK: t.BK, KC } });
+    g.device.dispatch(main, packed, buffers, grid1d(S * tiles), `${g.label} (split-K ×${S})`);
+    const reduce = getPipeline(g.device, { family, entry: 'gemm_reduce', dtype: g.dtype, code, storage, overrides: { KC } });
+    g.device.dispatch(reduce, packed, buffers, grid1d(ceilDiv(g.batch * g.M * g.N, 256)), `${g.label} (split-K reduce)`);
+  } finally {
+    part.dispose(); // later work reuses the buffer only after these dispatches (queue order)
+  }
 }
 
 /**

@@ -61,7 +61,7 @@ export function a4Fits(t: RegTile & { TX: number }): boolean {
  * (override). Thread (tx, ty) owns rows ty·TM.. and columns tx·TN.., read from shared memory as vec4s.
  * Workgroups are numbered linearly (batch-major) so any problem size fits the 65,535 grid limit.
  */
-export function tiledGemmWGSL(pieces: GemmPieces, entry: string, reg: RegTile): string {
+export function tiledGemmWGSL(pieces: GemmPieces, entry: string, reg: RegTile, split?: { partBinding: number }): string {
   const { TM, TN } = reg;
   if (TM % 4 || TN % 4) throw new Error('tiledGemmWGSL: TM and TN must be multiples of 4');
   const am = TM / 4, bn = TN / 4;
@@ -72,7 +72,7 @@ export function tiledGemmWGSL(pieces: GemmPieces, entry: string, reg: RegTile): 
   for (let i = 0; i < TM; i++) for (let j = 0; j < bn; j++) fma.push(`c${i}_${j} = fma(vec4<f32>(a${i >> 2}[${i & 3}]), b${j}, c${i}_${j});`);
   for (let i = 0; i < TM; i++) {
     for (let j = 0; j < bn; j++) {
-      stores.push(`put(bi, row0 + ${i}u, col0 + ${j * 4}u, c${i}_${j});`);
+      stores.push(split ? `put_part(ks, bi, row0 + ${i}u, col0 + ${j * 4}u, c${i}_${j});` : `put(bi, row0 + ${i}u, col0 + ${j * 4}u, c${i}_${j});`);
     }
   }
   // Loader walk: the k-fast operand steps k across adjacent threads, the other steps m (or n).
@@ -116,11 +116,18 @@ fn put(bi: u32, m: u32, n0: u32, v: vec4<f32>) {
     if (n0 + c < p.N) { store_c(bi, m, n0 + c, v[c]); }
   }
 }
-
+${split ? SPLIT_K_WGSL(split.partBinding) : ''}
 @compute @workgroup_size(TX, TY)
 fn ${entry}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let g = wid.x + wid.y * nwg.x;
+  ${split ? `let gs = wid.x + wid.y * nwg.x;
+  let ks = gs / (p.tiles_m * p.tiles_n * p.batch); // this workgroup's K chunk
+  if (ks >= split_count()) { return; }
+  let g = gs % (p.tiles_m * p.tiles_n * p.batch);
+  let kbeg = ks * KC;
+  let kend = min(p.K, kbeg + KC);` : `let g = wid.x + wid.y * nwg.x;
+  let kbeg = 0u;
+  let kend = p.K;`}
   let per_batch = p.tiles_m * p.tiles_n;
   let bi = g / per_batch;
   if (bi >= p.batch) { return; }  // grid1d may round the grid up; uniform, so before barriers is fine
@@ -131,7 +138,7 @@ fn ${entry}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   let ty = lid3.y;
   ${accDecl.join('\n  ')}
   ${aSetup}
-  for (var k0 = 0u; k0 < p.K; k0 += BK) {
+  for (var k0 = kbeg; k0 < kend; k0 += BK) {
     ${aLoop}
     for (var e = lid; e < BN * BK / 4u; e += NT) {
       ${bIdx}
@@ -155,6 +162,36 @@ fn ${entry}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 }
 `;
 }
+
+/**
+ * Split-K (real GPUs, products with few output tiles and a long K): workgroups also split K into
+ * chunks of KC (a multiple of BK, so no tile straddles two chunks) and write raw f32 partial sums to
+ * `part` [splits, batch, M, N]; the `gemm_reduce` entry of the same module sums them and applies
+ * store_c (alpha, bias, layout). A text encoder's [77, 1024] × [1024, 1024] otherwise runs as a few
+ * dozen workgroups each walking all of K: ~110 µs, ≈1.5 TFLOP/s on an H200.
+ */
+const SPLIT_K_WGSL = (binding: number) => /* wgsl */ `
+@group(0) @binding(${binding}) var<storage, read_write> part: array<f32>;
+override KC: u32 = 256u;
+fn split_count() -> u32 { return (p.K + KC - 1u) / KC; }
+fn put_part(ks: u32, bi: u32, m: u32, n0: u32, v: vec4<f32>) {
+  if (m >= p.M) { return; }
+  let row = ((ks * p.batch + bi) * p.M + m) * p.N;
+  for (var c = 0u; c < 4u; c++) {
+    if (n0 + c < p.N) { part[row + n0 + c] = v[c]; }
+  }
+}
+@compute @workgroup_size(256)
+fn gemm_reduce(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.x + wid.y * nwg.x) * 256u + lid;
+  let per_batch = p.M * p.N;
+  let total = per_batch * p.batch;
+  if (i >= total) { return; }
+  var acc = 0.0;
+  for (var s = 0u; s < split_count(); s++) { acc += part[s * total + i]; }
+  store_c(i / per_batch, (i % per_batch) / p.N, i % p.N, acc);
+}
+`;
 
 /** One thread per output element: the oracle the tiled kernel is checked against. */
 export function naiveGemmWGSL(pieces: GemmPieces, entry: string): string {
