@@ -1,4 +1,5 @@
 import { Device, type DType } from '@fewstep/tensor';
+import { splitKTuning } from '@fewstep/kernels';
 import { defaultDawnOptions, nodeGPU } from '@fewstep/tensor/node';
 import { UsageError } from '../args';
 import type { Command } from '../command';
@@ -41,6 +42,7 @@ export const bench: Command = {
     toggles: { type: 'string', help: 'Comma-separated Dawn device toggles to enable, e.g. disable_robustness (to measure their effect)' },
     sequential: { type: 'boolean', help: 'bench pipeline: one component on the device at a time, all cold (the low-memory floor)' },
     profile: { type: 'boolean', help: 'bench pipeline: one extra run timing every dispatch on the GPU; adds per-stage GPU ms and the top kernels' },
+    'split-k': { type: 'string', help: 'bench: split-K tuning below,target,minK (GEMM workgroups below which K is split; workgroups aimed at; shortest K split)' },
     runs: { type: 'int', default: 1, help: 'bench pipeline: warm runs timed (medians reported, with images_per_s)' },
     peer: { type: 'string', choices: ['ort'], help: 'bench kernels: also time the anchor cases with ONNX Runtime (onnxruntime-node, installed on demand)' },
     'peer-ep': { type: 'string', choices: ['webgpu', 'cpu'], default: 'webgpu', help: 'Execution provider for --peer ort' },
@@ -49,6 +51,11 @@ export const bench: Command = {
     plot: { type: 'string', help: 'With --peer: write an SVG of fewstep f32 vs the peer per op to this file' },
   },
   async run({ flags, positionals }, io) {
+    if (flags['split-k'] !== undefined) {
+      const v = String(flags['split-k']).split(',').map(Number);
+      if (v.length !== 3 || v.some((x) => !Number.isInteger(x) || x < 1)) throw new UsageError(`--split-k takes three positive integers below,target,minK, got "${flags['split-k']}"`);
+      Object.assign(splitKTuning, { below: v[0], target: v[1], minK: v[2] });
+    }
     const what = positionals[0];
     if (what === 'models') return runModels(flags, io);
     if (what === 'pipeline') return runPipeline(flags, io);

@@ -167,14 +167,14 @@ export function dispatchGemm(g: GemmDispatch): void {
 function splitKFor(g: GemmDispatch, t: GemmTiling, tiles: number): number {
   const K = g.params.K!;
   const maxByMemory = (S: number) => S * g.batch * g.M * g.N * 4 <= g.device.maxBinding;
-  let S = gemmConfig.splitK ?? (isCpuAdapter(g.device) || tiles >= SPLIT_K_BELOW || K < SPLIT_K_MIN_K ? 1 : Math.min(8, Math.floor(K / 256), Math.ceil(SPLIT_K_TARGET / tiles)));
+  const { below, target, minK } = splitKTuning;
+  let S = gemmConfig.splitK ?? (isCpuAdapter(g.device) || tiles >= below || K < minK ? 1 : Math.min(8, Math.floor(K / 256), Math.ceil(target / tiles)));
   S = Math.min(S, Math.ceil(K / t.BK));
   while (S > 1 && !maxByMemory(S)) S--;
   return Math.max(1, S);
 }
-const SPLIT_K_BELOW = 128; // workgroups
-const SPLIT_K_TARGET = 256;
-const SPLIT_K_MIN_K = 1024;
+/** When split-K kicks in (GPUs): fewer than `below` workgroups and K ≥ `minK`; splits aim at `target` workgroups. Benchmarks tune it. */
+export const splitKTuning = { below: 128, target: 256, minK: 1024 };
 
 function dispatchSplitK(g: GemmDispatch, t: GemmTiling, pieces: GemmPieces, useA4: boolean, params: Record<string, number>, splits: number, tiles: number): void {
   const K = g.params.K!;
