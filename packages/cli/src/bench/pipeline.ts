@@ -189,7 +189,8 @@ export async function benchPipelineSequential(device: Device, name: string, dtyp
   ids.dispose();
   await free(text);
   const text_encoder_s = sec(t);
-  log(`text encoder (load + run + free): ${text_encoder_s} s`);
+  const rss = () => `RSS now ${Math.round(process.memoryUsage().rss / 2 ** 20)} MB`;
+  log(`text encoder (load + run + free): ${text_encoder_s} s, ${rss()}`);
   t = performance.now();
   const unet = await UNet2DConditionModel.load(scope(UNet2DConditionModel.describe(cfg.unet), 2), cfg.unet);
   const latents = Tensor.from(device, noise(4 * 64 * 64, 7), [1, 4, 64, 64], dtype);
@@ -202,7 +203,7 @@ export async function benchPipelineSequential(device: Device, name: string, dtyp
   ctx.dispose();
   await free(unet);
   const unet_s = sec(t);
-  log(`unet (load + step + free): ${unet_s} s`);
+  log(`unet (load + step + free): ${unet_s} s, ${rss()}`);
   t = performance.now();
   const vae = cfg.vae === 'tiny'
     ? await AutoencoderTiny.load(scope(describeAutoencoderTiny(TAESD), 3), TAESD)
@@ -213,7 +214,7 @@ export async function benchPipelineSequential(device: Device, name: string, dtyp
   z.dispose();
   await free(vae);
   const decode_s = sec(t);
-  log(`decoder (load + run + free): ${decode_s} s`);
+  log(`decoder (load + run + free): ${decode_s} s, ${rss()}`);
   const total = +(text_encoder_s + unet_s + decode_s).toFixed(3);
   return {
     config: name, adapter: device.adapter.name, dtype,
