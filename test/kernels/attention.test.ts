@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { Tensor, cpu, roundToF16 } from '@fewstep/tensor';
-import { attention, attentionMaterialized } from '@fewstep/kernels';
+import { Tensor, cpu, roundToF16, type Device } from '@fewstep/tensor';
+import { ATTENTION_MAX_HEAD_DIM, attention, attentionConfig, attentionMaterialized, fixedSubgroupSize } from '@fewstep/kernels';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { expectClose, randArray } from '../helpers/compare';
 
@@ -29,30 +29,55 @@ const cases: Case[] = [
   { b: 2, h: 2, lq: 9, lk: 11, d: 300 },
 ];
 
+const caseName = (c: Case) => `B=${c.b} H=${c.h} Lq=${c.lq} Lk=${c.lk} D=${c.d}${c.causal ? ' causal' : ''}${c.mask ? ` mask=${c.mask}` : ''}`;
+
+async function checkCase(dev: Device, c: Case, dtype: 'f32' | 'f16', label: string): Promise<void> {
+  const hd = c.h * c.d;
+  const q = input(c.b * c.lq * hd, 1, dtype), k = input(c.b * c.lk * hd, 2, dtype), v = input(c.b * c.lk * hd, 3, dtype);
+  let mask: Float32Array | undefined;
+  if (c.mask) {
+    mask = new Float32Array(c.b * c.lk).fill(1);
+    // 'some': batch 0 keeps its first 7 keys, batch 1 every other key; 'all': batch 1 is fully masked.
+    for (let j = 0; j < c.lk; j++) {
+      if (c.mask === 'some') { mask[j] = j < 7 ? 1 : 0; mask[c.lk + j] = j % 2; }
+      else mask[c.lk + j] = 0;
+    }
+  }
+  // The mask comes in f32, and in f16 for f16 inputs.
+  const mt = mask && Tensor.from(dev, mask, [c.b, c.lk], dtype);
+  const y = attention(Tensor.from(dev, q, [c.b, c.lq, hd], dtype), Tensor.from(dev, k, [c.b, c.lk, hd], dtype), Tensor.from(dev, v, [c.b, c.lk, hd], dtype), c.h, { causal: c.causal, keyMask: mt, scale: c.scale });
+  expect(y.shape).toEqual([c.b, c.lq, hd]);
+  const got = await y.read();
+  expect(got.some(Number.isNaN)).toBe(false);
+  const ref = cpu.cpuAttention(q, k, v, c.b, c.lq, c.lk, c.h, c.d, { causal: c.causal, keyMask: mask, scale: c.scale });
+  expectClose(got, ref, TOL[dtype], label);
+}
+
 describe('attention', () => {
   for (const dtype of ['f32', 'f16'] as const)
     for (const c of cases) {
-      it(`${dtype} B=${c.b} H=${c.h} Lq=${c.lq} Lk=${c.lk} D=${c.d}${c.causal ? ' causal' : ''}${c.mask ? ` mask=${c.mask}` : ''}`, async () => {
+      it(`${dtype} ${caseName(c)}`, async () => checkCase(await gpuDevice(), c, dtype, `attention(${JSON.stringify(c)},${dtype})`));
+    }
+
+  // The adapter picks one flash kernel; run both on every flash case whatever the adapter: the
+  // shared-memory kernel (GPUs), and the subgroup kernel (CPU adapters with a fixed subgroup size) at
+  // an awkward 3 queries per lane (partial query blocks, partial key blocks of the subgroup size).
+  const forced = [
+    { name: 'shared-memory kernel', cfg: { variant: 'shared', tq: null } },
+    { name: 'subgroup kernel, 3 queries per lane', cfg: { variant: 'subgroup', tq: 3 } },
+  ] as const;
+  for (const f of forced)
+    for (const dtype of ['f32', 'f16'] as const) {
+      it(`${f.name} ${dtype}, every case`, async (ctx) => {
         const dev = await gpuDevice();
-        const hd = c.h * c.d;
-        const q = input(c.b * c.lq * hd, 1, dtype), k = input(c.b * c.lk * hd, 2, dtype), v = input(c.b * c.lk * hd, 3, dtype);
-        let mask: Float32Array | undefined;
-        if (c.mask) {
-          mask = new Float32Array(c.b * c.lk).fill(1);
-          // 'some': batch 0 keeps its first 7 keys, batch 1 every other key; 'all': batch 1 is fully masked.
-          for (let j = 0; j < c.lk; j++) {
-            if (c.mask === 'some') { mask[j] = j < 7 ? 1 : 0; mask[c.lk + j] = j % 2; }
-            else mask[c.lk + j] = 0;
-          }
+        if (f.cfg.variant === 'subgroup' && fixedSubgroupSize(dev) === null) ctx.skip();
+        const prev = { ...attentionConfig };
+        Object.assign(attentionConfig, f.cfg);
+        try {
+          for (const c of cases.filter((x) => x.d <= ATTENTION_MAX_HEAD_DIM)) await checkCase(dev, c, dtype, `${f.name} ${dtype} ${caseName(c)}`);
+        } finally {
+          Object.assign(attentionConfig, prev);
         }
-        // The mask comes in f32, and in f16 for f16 inputs.
-        const mt = mask && Tensor.from(dev, mask, [c.b, c.lk], dtype);
-        const y = attention(Tensor.from(dev, q, [c.b, c.lq, hd], dtype), Tensor.from(dev, k, [c.b, c.lk, hd], dtype), Tensor.from(dev, v, [c.b, c.lk, hd], dtype), c.h, { causal: c.causal, keyMask: mt, scale: c.scale });
-        expect(y.shape).toEqual([c.b, c.lq, hd]);
-        const got = await y.read();
-        expect(got.some(Number.isNaN)).toBe(false);
-        const ref = cpu.cpuAttention(q, k, v, c.b, c.lq, c.lk, c.h, c.d, { causal: c.causal, keyMask: mask, scale: c.scale });
-        expectClose(got, ref, TOL[dtype], `attention(${JSON.stringify(c)},${dtype})`);
       });
     }
 

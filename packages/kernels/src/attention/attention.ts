@@ -1,6 +1,7 @@
 import { Tensor, shapeStr } from '@fewstep/tensor';
 import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime';
-import { ATTENTION_PARAMS, attentionWGSL, type AttentionTiles } from './attention.wgsl';
+import { ATTENTION_PARAMS, attentionWGSL, subgroupAttentionWGSL, type AttentionTiles, type SgAttentionTile } from './attention.wgsl';
+import { fixedSubgroupSize, isCpuAdapter } from '../matmul/matmul';
 import { attentionMaterialized } from './attention_materialized';
 
 export interface AttentionOptions {
@@ -18,10 +19,37 @@ const NT = 64;
 const sources = new Map<string, string>();
 
 /**
- * Tile configuration. GPUs: one query per thread (2·D accumulator floats in registers). CPU
- * rasterisers (lavapipe, SwiftShader) run a workgroup as SIMD lanes where every shared-memory read
- * costs a gather, so there each thread takes several queries to reuse each K/V read (measured on
- * lavapipe, CPU time: D=40 ~2× faster with 4 queries per thread; D=80 best with 2); register spills are cheap there.
+ * Process-wide knobs for tests and benchmarks; null = per adapter. `variant` forces the shared-memory
+ * kernel or the subgroup kernel (which needs a fixed subgroup size); `tq` forces the subgroup kernel's
+ * queries per lane.
+ */
+export const attentionConfig: { variant: 'shared' | 'subgroup' | null; tq: number | null } = { variant: null, tq: null };
+
+/**
+ * Subgroup kernel, queries per lane: as many as keep TQ·DC (the size of the written-out block body)
+ * near SG_BODY, at most 8. Cold compile on lavapipe grows faster than linearly with it: TQ·DC = 64–100
+ * compiles in 2–4 s (D=80: TQ=4 2.3 s, 5 3.0 s, 8 6.2 s; D=160: TQ=2 2.8 s, 4 7.1 s; D=256, TQ=1: 4.1 s),
+ * while more queries per lane cut the K/V loads per FMA (8 heads, 1024×1024×80, f32, medians of
+ * interleaved runs: TQ=2 129 ms, 4 75–91, 5 60–68, 8 77; D=40, TQ=4 → 8: 15.7 → 12.9 ms).
+ */
+const SG_BODY = 100;
+
+/** The subgroup kernel's tile on CPU adapters with a fixed subgroup size (or when forced), else null. */
+function sgTile(device: Tensor['device'], d: number, dc: number): SgAttentionTile | null {
+  const SG = fixedSubgroupSize(device);
+  if (attentionConfig.variant === 'subgroup') {
+    if (SG === null) throw new Error(`attentionConfig: the subgroup attention needs subgroups of one fixed size; adapter ${device.adapter.name} has none`);
+  } else if (attentionConfig.variant === 'shared' || SG === null || !isCpuAdapter(device)) return null;
+  const tq = attentionConfig.tq ?? Math.min(8, Math.max(1, Math.floor(SG_BODY / dc)));
+  return { dc, sg: SG, tq, vec: d % 4 === 0 };
+}
+
+/**
+ * Tile configuration of the shared-memory kernel. GPUs: one query per thread (2·D accumulator floats
+ * in registers). CPU rasterisers without a fixed subgroup size (with one: sgTile) run a workgroup as
+ * SIMD lanes where every shared-memory read costs a gather, so there each thread takes several queries
+ * to reuse each K/V read (measured on lavapipe, CPU time: D=40 ~2× faster with 4 queries per thread;
+ * D=80 best with 2); register spills are cheap there.
  * Keys per tile: as many as fit K and V tiles (f32 vec4) plus the BK×BQ scores in 16 KiB, at most 32;
  * the budget leaves real GPUs room for several workgroups per core.
  */
@@ -67,17 +95,28 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, opts: 
 
   const out = Tensor.empty(q.device, [b, lq, hd], dtype);
   if (!out.size) return out;
-  const t = tiles(q.device, Math.ceil(d / 4));
-  const nqb = ceilDiv(lq, t.nt * t.tq);
+  const dc = Math.ceil(d / 4);
+  const sg = sgTile(q.device, d, dc);
+  let pipe: GPUComputePipeline, nqb: number;
+  if (sg) {
+    nqb = ceilDiv(lq, sg.sg * sg.tq);
+    const family = `attention_sg.dc${dc}.sg${sg.sg}.tq${sg.tq}${sg.vec ? '.v' : ''}`;
+    let code = sources.get(family);
+    if (!code) sources.set(family, (code = subgroupAttentionWGSL(sg)));
+    pipe = getPipeline(q.device, { family, entry: 'attention_sg', dtype, code, storage: ['read', 'read', 'read', 'read', 'rw'], enables: ['subgroups'] });
+  } else {
+    const t = tiles(q.device, dc);
+    nqb = ceilDiv(lq, t.nt * t.tq);
+    // The source is generated per tile configuration, so it is part of the family name (pipeline key).
+    const family = `attention.dc${t.dc}.nt${t.nt}.tq${t.tq}.bk${t.bk}`;
+    let code = sources.get(family);
+    if (!code) sources.set(family, (code = attentionWGSL(t)));
+    pipe = getPipeline(q.device, {
+      family, entry: 'attention', dtype, code,
+      storage: ['read', 'read', 'read', 'read', 'rw'],
+    });
+  }
   const units = b * heads * nqb;
-  // The source is generated per tile configuration, so it is part of the family name (pipeline key).
-  const family = `attention.dc${t.dc}.nt${t.nt}.tq${t.tq}.bk${t.bk}`;
-  let code = sources.get(family);
-  if (!code) sources.set(family, (code = attentionWGSL(t)));
-  const pipe = getPipeline(q.device, {
-    family, entry: 'attention', dtype, code,
-    storage: ['read', 'read', 'read', 'read', 'rw'],
-  });
   const scale = opts.scale ?? 1 / Math.sqrt(d);
   const flags = (opts.causal ? 1 : 0) | (mask ? 2 : 0) | (mask?.dtype === 'f16' ? 4 : 0);
   const params = packParams(ATTENTION_PARAMS, { units, nqb, heads, lq, lk, d, hd, scale: scale * Math.LOG2E, flags });
