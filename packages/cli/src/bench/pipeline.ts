@@ -1,14 +1,19 @@
 /**
  * `fewstep bench pipeline`: one whole text-to-image pass at full size with deterministic random
  * weights in a real config (no download): text encoder → UNet (1 step, or a CFG batch of 2 for
- * configs that use guidance) → decoder. Reports per-stage seconds for a cold run (weights on
- * "disk" = generated, pipelines compiled) and a warm run, peak RSS and peak GPU pool memory.
+ * configs that use guidance) → decoder. Reports per-stage seconds for a cold run (weights read from
+ * safetensors files written beforehand, uploaded, pipelines compiled, first image) and warm runs, peak
+ * RSS and peak GPU pool memory.
  */
-import { Tensor, type DType, type Device, type ProfileEntry } from '@fewstep/tensor';
+import { mkdtemp, open, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Tensor, safetensorsHeader, type DType, type Device, type ProfileEntry } from '@fewstep/tensor';
+import { nodeFiles } from '@fewstep/tensor/node';
 import { concat, slice } from '@fewstep/kernels';
 import {
   AutoencoderKL, AutoencoderTiny, CLIPTextModel, CLIP_TEXT_SD15, CLIP_TEXT_SD2, RandomSource, SDXS_09, SDXS_DREAMSHAPER, SD15, SD_VAE, TAESD,
-  UNet2DConditionModel, WeightScope, describeAutoencoderTiny, describeCLIPText, type CLIPTextConfig, type UNet2DConditionConfig,
+  SafetensorsSource, UNet2DConditionModel, WeightScope, describeAutoencoderTiny, describeCLIPText, type CLIPTextConfig, type UNet2DConditionConfig,
 } from '@fewstep/models';
 
 export interface PipelineConfig {
@@ -60,7 +65,31 @@ function noise(n: number, seed: number): Float32Array {
   return a;
 }
 
-/** The config, a seconds-since helper and random-weight scopes; the pool starts empty so peaks are this run's. */
+/**
+ * Deterministic random weights written to a safetensors file (in the compute dtype, like a repo's fp16
+ * variant), so "cold" measures what a user's first image costs: reading weights from disk, uploading
+ * them, compiling pipelines. Writing the file is not timed.
+ */
+async function weightsOnDisk(dir: string, name: string, shapes: Map<string, number[]>, seed: number, dtype: DType): Promise<string> {
+  const src = new RandomSource(shapes, seed);
+  const keys = src.keys();
+  const st = dtype === 'f16' ? 'F16' : 'F32';
+  const head = safetensorsHeader(keys.map((k) => ({ name: k, dtype: st, shape: src.shape(k) })));
+  const path = join(dir, `${name}.safetensors`);
+  const fh = await open(path, 'w');
+  try {
+    await fh.write(head.bytes);
+    for (const k of keys) {
+      const v = await src.read(k, dtype === 'f16' ? 'f16' : 'f32');
+      await fh.write(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+    }
+  } finally {
+    await fh.close();
+  }
+  return path;
+}
+
+/** The config, a seconds-since helper and weight scopes (random, or from files); the pool starts empty so peaks are this run's. */
 function prepare(device: Device, name: string, dtype: DType) {
   const cfg = PIPELINE_CONFIGS[name];
   if (!cfg) throw new Error(`unknown config "${name}" (${Object.keys(PIPELINE_CONFIGS).join(', ')})`);
@@ -72,15 +101,38 @@ function prepare(device: Device, name: string, dtype: DType) {
 }
 
 export async function benchPipeline(device: Device, name: string, dtype: DType, log: (s: string) => void = () => {}, runs = 1, profile = false): Promise<PipelineBenchResult> {
-  const { cfg, sec, scope } = prepare(device, name, dtype);
+  const { cfg, sec } = prepare(device, name, dtype);
+  // Weights go to disk first (untimed), so the cold run loads them the way `fewstep generate` does.
+  const dir = await mkdtemp(join(tmpdir(), 'fewstep-bench-'));
+  let text: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderTiny | AutoencoderKL, load_s: number;
+  try {
+    log(`writing random ${name} weights to ${dir} (not timed)`);
+    const vaeShapes = cfg.vae === 'tiny' ? describeAutoencoderTiny(TAESD) : AutoencoderKL.describe(SD_VAE);
+    const files = {
+      text: await weightsOnDisk(dir, 'text_encoder', describeCLIPText(cfg.text), 1, dtype),
+      unet: await weightsOnDisk(dir, 'unet', UNet2DConditionModel.describe(cfg.unet), 2, dtype),
+      vae: await weightsOnDisk(dir, 'vae', vaeShapes, 3, dtype),
+    };
+    const fromFile = async <M>(path: string, load: (w: WeightScope) => Promise<M>): Promise<M> => {
+      const file = await SafetensorsSource.open(nodeFiles, [path]);
+      try {
+        return await load(WeightScope.create(file, device, dtype));
+      } finally {
+        await file.close();
+      }
+    };
+    const t0 = performance.now();
+    text = await fromFile(files.text, (w) => CLIPTextModel.load(w, cfg.text));
+    unet = await fromFile(files.unet, (w) => UNet2DConditionModel.load(w, cfg.unet));
+    vae = cfg.vae === 'tiny'
+      ? await fromFile(files.vae, (w) => AutoencoderTiny.load(w, TAESD))
+      : await fromFile(files.vae, (w) => AutoencoderKL.load(w, SD_VAE, { decoderOnly: true }));
+    await device.sync();
+    load_s = sec(t0);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
   let t = performance.now();
-  const text = await CLIPTextModel.load(scope(describeCLIPText(cfg.text), 1), cfg.text);
-  const unet = await UNet2DConditionModel.load(scope(UNet2DConditionModel.describe(cfg.unet), 2), cfg.unet);
-  const vae = cfg.vae === 'tiny'
-    ? await AutoencoderTiny.load(scope(describeAutoencoderTiny(TAESD), 3), TAESD)
-    : await AutoencoderKL.load(scope(AutoencoderKL.describe(SD_VAE), 3), SD_VAE, { decoderOnly: true });
-  await device.sync();
-  const load_s = sec(t);
   log(`loaded ${name} (${dtype}) in ${load_s} s`);
   const B = cfg.cfg ? 2 : 1;
   const ids = Tensor.from(device, Int32Array.from({ length: B * 77 }, (_, i) => (i % 77 === 0 ? 49406 : i % 77 < 9 ? 320 + (i % 77) * 131 : i % 77 === 9 ? 49407 : 0)), [B, 77], 'i32').keep();
