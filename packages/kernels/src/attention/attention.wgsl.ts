@@ -18,6 +18,16 @@ export const ATTENTION_PARAMS: ParamSchema = [
   ['flags', 'u32'], // bit 0: causal, bit 1: key mask, bit 2: key mask stored as f16
 ];
 
+/** Whether key i is masked out; the key mask is f32, or packed f16 pairs (flags bit 2). */
+const KEY_MASKED = /* wgsl */ `
+fn key_masked(i: u32) -> bool {
+  if ((p.flags & 4u) != 0u) {
+    let h = unpack2x16float(kmask[i >> 1u]);
+    return select(h.x, h.y, (i & 1u) == 1u) == 0.0;
+  }
+  return bitcast<f32>(kmask[i]) == 0.0;
+}`;
+
 export interface AttentionTiles {
   dc: number; // vec4s per head row: ceil(D / 4)
   nt: number; // threads per workgroup
@@ -71,13 +81,7 @@ fn ldkv4(row: u32, d0: u32, key_ok: bool, is_v: bool) -> vec4<f32> {
   else { x = vec4<f32>(f32(k[i.x]), f32(k[i.y]), f32(k[i.z]), f32(k[i.w])); }
   return select(vec4<f32>(0.0), x, ok);
 }
-fn key_masked(i: u32) -> bool {
-  if ((p.flags & 4u) != 0u) {
-    let h = unpack2x16float(kmask[i >> 1u]);
-    return select(h.x, h.y, (i & 1u) == 1u) == 0.0;
-  }
-  return bitcast<f32>(kmask[i]) == 0.0;
-}
+${KEY_MASKED}
 
 @compute @workgroup_size(${nt})
 fn attention(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -278,13 +282,7 @@ const INIT_M = -3.4e38;
 @group(0) @binding(5) var<storage, read_write> o: array<${el}>;
 
 ${mem}
-fn key_masked(i: u32) -> bool {
-  if ((p.flags & 4u) != 0u) {
-    let h = unpack2x16float(kmask[i >> 1u]);
-    return select(h.x, h.y, (i & 1u) == 1u) == 0.0;
-  }
-  return bitcast<f32>(kmask[i]) == 0.0;
-}
+${KEY_MASKED}
 
 @compute @workgroup_size(${sg})
 fn attention_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) l_id: u32) {

@@ -5,6 +5,7 @@
 // elementwise pass applies (x − mean)·rstd·γ + β and the optional SiLU.
 import { Tensor } from '@fewstep/tensor';
 import { ceilDiv, getPipeline, grid1d, packParams, paramsStruct, type ParamSchema } from '../runtime';
+import { REDUCE_SUM } from './norm.wgsl';
 
 const WG = 256;
 const STATS_PARAMS: ParamSchema = [['units', 'u32'], ['slices', 'u32'], ['count', 'u32'], ['chunk', 'u32']];
@@ -19,17 +20,7 @@ ${paramsStruct(STATS_PARAMS)}
 @group(0) @binding(2) var<storage, read_write> part: array<f32>; // per slice: n, mean, M2
 
 var<workgroup> red: array<f32, ${WG}>;
-fn reduce_sum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${REDUCE_SUM(WG)}
 
 @compute @workgroup_size(${WG})
 fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

@@ -15,7 +15,7 @@ export const GROUPNORM_PARAMS: ParamSchema = [
 export const ROW_PARAMS: ParamSchema = [['rows', 'u32'], ['d', 'u32'], ['eps', 'f32'], ['flags', 'u32']];
 
 /** Tree reduction of `red` (a workgroup array of WG f32) into red[0]; ends with a barrier. */
-const REDUCE_SUM = (wg: number) => /* wgsl */ `
+export const REDUCE_SUM = (wg: number) => /* wgsl */ `
 fn reduce_sum(lid: u32, v: f32) -> f32 {
   red[lid] = v;
   workgroupBarrier();
