@@ -131,7 +131,10 @@ export function dispatchGemm(g: GemmDispatch): void {
   }
   const kernel = gemmKernel(g.device, g.batch, g.M, g.N);
   if (kernel.kind === 'subgroup') {
-    const { tile, SG } = kernel;
+    const { SG } = kernel;
+    // Few output columns (TAESD's last conv has 3): fewer columns per lane instead of a 64-wide tile of
+    // which 61 are padding (lavapipe, conv 64→3 @ 512²: 588 → ~315 ms).
+    const tile = gemmConfig.sg ? kernel.tile : { ...kernel.tile, C: Math.max(1, Math.min(kernel.tile.C, Math.ceil(g.N / SG))) };
     params.tiles_m = ceilDiv(g.M, tile.R);
     params.tiles_n = ceilDiv(g.N, SG * tile.C);
     const pipe = getPipeline(g.device, {
