@@ -83,6 +83,29 @@ describe('conv2d', () => {
     }
   }
 
+  // Fused ReLU: max(conv + bias, 0) from every kernel variant (default, shared-memory tiling, split-K, naive).
+  it('relu: fused after the bias in every variant', async () => {
+    const d = await gpuDevice();
+    const xs: [number, number, number, number] = [1, 5, 11, 9], ws = [7, 5, 3, 3];
+    const x = input(5 * 11 * 9, 71, 'f32'), w = input(7 * 5 * 9, 72, 'f32'), bias = input(7, 73, 'f32');
+    const [ref] = cpu.cpuConv2d(x, xs, w, ws, { padding: 1, bias });
+    const want = ref.map((v) => Math.max(v, 0));
+    expect(ref.some((v) => v < 0)).toBe(true); // the ReLU has something to clamp
+    const prev = { ...gemmConfig };
+    try {
+      for (const [name, cfg] of [['default', {}], ['gpu tiling', { tiling: GPU_TILING }], ['split-K', { tiling: GPU_TILING, splitK: 3 }]] as const) {
+        Object.assign(gemmConfig, prev, cfg);
+        const y = conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { padding: 1, bias: Tensor.from(d, bias, [7]), relu: true });
+        expectClose(await y.read(), want, tol('f32', 45), `conv2d relu ${name}`);
+      }
+      Object.assign(gemmConfig, prev);
+      const yn = conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { padding: 1, bias: Tensor.from(d, bias, [7]), relu: true, variant: 'naive' });
+      expectClose(await yn.read(), want, tol('f32', 45), 'conv2d relu naive');
+    } finally {
+      Object.assign(gemmConfig, prev);
+    }
+  });
+
   // Split-K through conv's gather (K = 16·9 = 144 → chunks of 48 and 32): partial sums reduced, then bias.
   for (const splitK of [3, 5]) {
     it(`split-K ×${splitK} with the GPU tiling, stride 1 and 2, bias`, async () => {

@@ -11,7 +11,7 @@ export const CONV_PARAMS: ParamSchema = [
   ['tiles_n', 'u32'], ['batch', 'u32'], ['alpha', 'f32'], ['has_bias', 'u32'],
   ['C', 'u32'], ['H', 'u32'], ['W', 'u32'], ['OH', 'u32'],
   ['OW', 'u32'], ['KH', 'u32'], ['KW', 'u32'], ['stride', 'u32'],
-  ['pad', 'u32'],
+  ['pad', 'u32'], ['relu', 'u32'], // relu: fused max(·, 0) after the bias
 ];
 
 const HEADER = `${paramsStruct(CONV_PARAMS)}
@@ -47,6 +47,7 @@ fn store_c(bi: u32, m: u32, o: u32, v: f32) {
   let ohw = p.OH * p.OW;
   var r = v * p.alpha;
   if (p.has_bias != 0u) { r += f32(bias[o]); }
+  if (p.relu != 0u) { r = max(r, 0.0); }
   y[((m / ohw) * p.N + o) * ohw + m % ohw] = T(r);
 }`,
   // A-tile rows: (n, oy, ox) of 4 adjacent output pixels once per thread; each K step then only splits
@@ -139,6 +140,7 @@ fn conv2d_direct(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     }
   }
   if (p.has_bias != 0u) { acc += f32(bias[o]); }
+  if (p.relu != 0u) { acc = max(acc, 0.0); }
   y[i] = T(acc);
 }
 `;

@@ -64,8 +64,10 @@ export class AutoencoderTinyBlock implements TinyLayer {
 
   forward(x: Tensor): Tensor {
     return x.device.scope(() => {
-      let h = unary(this.act, this.conv[0].forward(x));
-      h = unary(this.act, this.conv[2].forward(h));
+      // ReLU (TAESD's activation) is fused into the convolution; other activations run after it.
+      const convAct = (c: Conv2d, v: Tensor) => (this.act === 'relu' ? c.forward(v, { relu: true }) : unary(this.act, c.forward(v)));
+      let h = convAct(this.conv[0], x);
+      h = convAct(this.conv[2], h);
       h = this.conv[4].forward(h);
       return relu(add(h, this.skip ? this.skip.forward(x) : x));
     });
@@ -75,7 +77,14 @@ export class AutoencoderTinyBlock implements TinyLayer {
 function runLayers(layers: readonly TinyLayer[], x: Tensor): Tensor {
   return x.device.scope(() => {
     let h = x;
-    for (const l of layers) h = l.forward(h);
+    for (let i = 0; i < layers.length; i++) {
+      const l = layers[i]!, next = layers[i + 1];
+      // Conv2d followed by a ReLU layer: one fused pass.
+      if (l instanceof Conv2d && next instanceof TinyActivation && next.op === 'relu') {
+        h = l.forward(h, { relu: true });
+        i++;
+      } else h = l.forward(h);
+    }
     return h;
   });
 }

@@ -19,7 +19,8 @@ export class Conv2d {
     return new Conv2d(weight, bias, cfg.stride ?? 1, cfg.padding ?? 0);
   }
 
-  forward(x: Tensor): Tensor {
-    return conv2d(x, this.weight, { stride: this.stride, padding: this.padding, bias: this.bias });
+  /** `relu` fuses a following ReLU into the convolution's output pass. */
+  forward(x: Tensor, opts: { relu?: boolean } = {}): Tensor {
+    return conv2d(x, this.weight, { stride: this.stride, padding: this.padding, bias: this.bias, relu: opts.relu });
   }
 }
