@@ -1,4 +1,4 @@
-import { access, constants, mkdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { access, constants, mkdir, readFile, stat } from 'node:fs/promises';
 import { dirname, extname, join, resolve } from 'node:path';
 import { Device, SafetensorsFile, shapeStr } from '@fewstep/tensor';
 import { nodeFiles, nodeGPU } from '@fewstep/tensor/node';
@@ -18,6 +18,9 @@ import { UsageError, type FlagSpec } from '../args';
 import type { CliIO, Command } from '../command';
 import { resolveModel, type ResolvedModel, type VaeChoice, type WeightDType } from '@fewstep/weights-tools';
 import { pngTextChunks, type GenerationInfo } from '../png_metadata';
+import { writeAtomic } from '../write_atomic';
+
+export { writeAtomic };
 import { checkLoras, looksLikeRepo, parseLoraSpec, resolveLoraSource, type LoraSpec } from '../lora_source';
 
 export { checkLoras, parseLoraSpec, type LoraSpec };
@@ -137,17 +140,6 @@ export function imageFileName(index: number, prompt: string): string {
   return `${String(index).padStart(4, '0')}-${slugify(prompt)}.png`;
 }
 
-/** Writes `<file>.partial-<pid>` and renames it, so a failure never leaves a partial `file`. */
-export async function writeAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
-  const tmp = `${path}.partial-${process.pid}`;
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw new Error(`${path}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-}
 
 /** Checks that `dir` is (or can be created as) a writable folder; creates nothing. */
 export async function checkOutDir(dir: string, flag = '--out-dir'): Promise<void> {

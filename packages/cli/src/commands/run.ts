@@ -1,5 +1,4 @@
-import { rename, stat, unlink, writeFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { Device, SafetensorsFile, Tensor, encodeSafetensors, shapeStr, type StDType, type TensorToWrite } from '@fewstep/tensor';
 import { nodeFiles, nodeGPU } from '@fewstep/tensor/node';
 import {
@@ -18,6 +17,7 @@ import {
   type LoraAdapter,
 } from '@fewstep/models';
 import { UsageError } from '../args';
+import { writeAtomic } from '../write_atomic';
 import { checkLoras, parseLoraSpec, resolveLoraSource } from '../lora_source';
 import { createProgressPrinter } from '@fewstep/weights-tools';
 import type { Command } from '../command';
@@ -188,16 +188,6 @@ async function forward(model: Component, device: Device, method: Method | undefi
   return { latents: model.encode(up('sample', model.dtype)) };
 }
 
-async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.partial`);
-  try {
-    await writeFile(tmp, bytes);
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw new Error(`${path}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-  }
-}
 
 export const run: Command = {
   name: 'run',
@@ -267,7 +257,7 @@ export const run: Command = {
       }
       await device.checkErrors();
       for (const t of Object.values(outputs)) t.dispose();
-      await writeAtomically(outPath, encodeSafetensors(toWrite, { format: 'pt', producer: 'fewstep run', component: className }));
+      await writeAtomic(outPath, encodeSafetensors(toWrite, { format: 'pt', producer: 'fewstep run', component: className }));
       const secs = ((performance.now() - t0) / 1000).toFixed(2);
       io.stdout(`${outPath}: ${sig.outputs.map((n) => `${n} ${shapeStr(toWrite[n]!.shape)}`).join(', ')} (${sig.what}, ${dtype}, ${secs}s on ${device.adapter.name})\n`);
       return 0;
