@@ -196,3 +196,18 @@ export class FakeHub {
 export async function startFakeHub(repos: FakeRepo[]): Promise<FakeHub> {
   return new FakeHub(repos).start();
 }
+
+/** The Hugging Face variables the hub client reads; tests clear them so the machine's own never leak in. */
+const HF_ENV_KEYS = ['HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_TOKEN_PATH', 'HF_HUB_OFFLINE', 'HF_ENDPOINT'];
+
+/** Clears the HF variables (call in beforeAll); the returned function puts the old values back (afterAll). */
+export function isolateHfEnv(): () => void {
+  const saved = new Map(HF_ENV_KEYS.map((k) => [k, process.env[k]]));
+  for (const k of HF_ENV_KEYS) delete process.env[k];
+  return () => {
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+}

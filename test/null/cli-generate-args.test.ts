@@ -13,28 +13,21 @@ import { imageFileName, parseLoraSpec, schedulerName, slugify } from '../../pack
 import { contactSheet, filterRows, parsePromptsTsv, readResults, type ResultLine } from '../../packages/cli/src/commands/batch';
 import { resolveModel, selectModelFiles } from '@fewstep/weights-tools';
 import { parametersText, pngTextChunks, type GenerationInfo } from '../../packages/cli/src/png_metadata';
-import { startFakeHub, type FakeHub } from '../helpers/fake_hub';
+import { isolateHfEnv, startFakeHub, type FakeHub } from '../helpers/fake_hub';
 import { buildTinyModel, tinyModelHubFiles } from '../helpers/tiny_sdxs_model';
 
 const work = mkdtempSync(join(tmpdir(), 'fewstep-gen-null-'));
 const sample = new URL('../fixtures/partiprompts-sample.tsv', import.meta.url).pathname;
-const ENV_KEYS = ['HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_TOKEN_PATH', 'HF_HUB_OFFLINE', 'HF_ENDPOINT'];
-const savedEnv: Record<string, string | undefined> = {};
+let restoreEnv: (() => void) | undefined;
 
 beforeAll(() => {
-  for (const k of ENV_KEYS) {
-    savedEnv[k] = process.env[k];
-    delete process.env[k];
-  }
+  restoreEnv = isolateHfEnv();
   process.env['HF_HOME'] = join(work, 'hf-home');
   process.env['HF_HUB_CACHE'] = join(work, 'hf-cache');
   process.env['HF_HUB_OFFLINE'] = '1'; // nothing here may touch the network
 });
 afterAll(() => {
-  for (const k of ENV_KEYS) {
-    if (savedEnv[k] === undefined) delete process.env[k];
-    else process.env[k] = savedEnv[k];
-  }
+  restoreEnv?.();
   rmSync(work, { recursive: true, force: true });
 });
 

@@ -24,7 +24,7 @@ import {
   type SnapshotOptions,
 } from '@fewstep/weights-tools';
 import { main } from '../../packages/cli/src/main';
-import { FakeHub, gitSha1, sha256, startFakeHub, type FakeFile, type FakeRepo } from '../helpers/fake_hub';
+import { FakeHub, gitSha1, isolateHfEnv, sha256, startFakeHub, type FakeFile, type FakeRepo } from '../helpers/fake_hub';
 
 function bytes(n: number, seed: number): Buffer {
   const b = Buffer.alloc(n);
@@ -64,14 +64,10 @@ const tiny: FakeRepo & { files: FakeFile[] } = {
 let hub: FakeHub;
 let cacheDir: string;
 const tmpRoots: string[] = [];
-const savedEnv: Record<string, string | undefined> = {};
-const ENV_KEYS = ['HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_TOKEN_PATH', 'HF_HUB_OFFLINE', 'HF_ENDPOINT'];
+let restoreEnv: (() => void) | undefined;
 
 beforeAll(async () => {
-  for (const k of ENV_KEYS) {
-    savedEnv[k] = process.env[k];
-    delete process.env[k];
-  }
+  restoreEnv = isolateHfEnv();
   const home = mkdtempSync(join(tmpdir(), 'fewstep-hfhome-'));
   tmpRoots.push(home);
   process.env['HF_HOME'] = home; // no real token file leaks in
@@ -83,10 +79,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await hub.close();
-  for (const k of ENV_KEYS) {
-    if (savedEnv[k] === undefined) delete process.env[k];
-    else process.env[k] = savedEnv[k];
-  }
+  restoreEnv?.();
   for (const d of tmpRoots) rmSync(d, { recursive: true, force: true });
 });
 beforeEach(() => {

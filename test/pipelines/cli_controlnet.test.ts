@@ -12,7 +12,7 @@ import { nodeFiles } from '@fewstep/tensor/node';
 import { decodePng } from '@fewstep/models';
 import { main } from '../../packages/cli/src/main';
 import type { CliIO } from '../../packages/cli/src/command';
-import { startFakeHub, type FakeHub } from '../helpers/fake_hub';
+import { isolateHfEnv, startFakeHub, type FakeHub } from '../helpers/fake_hub';
 import { closeDevice } from '../helpers/gpu';
 import { expectClose } from '../helpers/compare';
 import { goldenRoot, openGolden, type GoldenCase } from '../models/golden';
@@ -22,18 +22,14 @@ const CASE = join(goldenRoot, 'controlnet_sketch');
 const work = mkdtempSync(join(tmpdir(), 'fewstep-cli-cn-'));
 const model = buildTinySketchModel(join(work, 'model'));
 const controlnetDir = join(model, 'controlnet');
-const ENV_KEYS = ['HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_TOKEN_PATH', 'HF_HUB_OFFLINE', 'HF_ENDPOINT'];
-const savedEnv: Record<string, string | undefined> = {};
+let restoreEnv: (() => void) | undefined;
 let hub: FakeHub;
 let g: GoldenCase;
 let latentsFile: string;
 let prompts: string[];
 
 beforeAll(async () => {
-  for (const k of ENV_KEYS) {
-    savedEnv[k] = process.env[k];
-    delete process.env[k];
-  }
+  restoreEnv = isolateHfEnv();
   process.env['HF_HOME'] = join(work, 'hf-home');
   process.env['HF_HUB_CACHE'] = join(work, 'hf-cache');
   // An anime-style repo: a PEFT adapter shipped only as adapter_model.bin (the golden lora_peft files).
@@ -53,10 +49,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await hub?.close();
   await g?.io.close();
-  for (const k of ENV_KEYS) {
-    if (savedEnv[k] === undefined) delete process.env[k];
-    else process.env[k] = savedEnv[k];
-  }
+  restoreEnv?.();
   rmSync(work, { recursive: true, force: true });
   await closeDevice();
 });

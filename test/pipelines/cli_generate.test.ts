@@ -10,7 +10,7 @@ import { nodeFiles } from '@fewstep/tensor/node';
 import { StableDiffusionPipeline, TorchGenerator, decodePng } from '@fewstep/models';
 import { main } from '../../packages/cli/src/main';
 import type { CliIO } from '../../packages/cli/src/command';
-import { startFakeHub, type FakeHub } from '../helpers/fake_hub';
+import { isolateHfEnv, startFakeHub, type FakeHub } from '../helpers/fake_hub';
 import { closeDevice, gpuDevice } from '../helpers/gpu';
 import { buildTinyModel, tinyModelHubFiles } from '../helpers/tiny_sdxs_model';
 
@@ -18,15 +18,11 @@ const work = mkdtempSync(join(tmpdir(), 'fewstep-cli-gen-'));
 const model = buildTinyModel(join(work, 'model'));
 const sample = new URL('../fixtures/partiprompts-sample.tsv', import.meta.url).pathname;
 const SIZE = ['--width', '64', '--height', '64'];
-const ENV_KEYS = ['HF_HOME', 'HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_TOKEN', 'HUGGING_FACE_HUB_TOKEN', 'HF_TOKEN_PATH', 'HF_HUB_OFFLINE', 'HF_ENDPOINT'];
-const savedEnv: Record<string, string | undefined> = {};
+let restoreEnv: (() => void) | undefined;
 let hub: FakeHub;
 
 beforeAll(async () => {
-  for (const k of ENV_KEYS) {
-    savedEnv[k] = process.env[k];
-    delete process.env[k];
-  }
+  restoreEnv = isolateHfEnv();
   process.env['HF_HOME'] = join(work, 'hf-home');
   process.env['HF_HUB_CACHE'] = join(work, 'hf-cache');
   hub = await startFakeHub([
@@ -37,10 +33,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await hub?.close();
-  for (const k of ENV_KEYS) {
-    if (savedEnv[k] === undefined) delete process.env[k];
-    else process.env[k] = savedEnv[k];
-  }
+  restoreEnv?.();
   rmSync(work, { recursive: true, force: true });
   await closeDevice();
 });
