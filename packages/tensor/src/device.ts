@@ -249,7 +249,7 @@ export class Device {
       this.bindGroups.set(key, bg);
     }
     let pass: GPUComputePassEncoder;
-    if (this.profiler) {
+    if (this.profiling && this.profiler) {
       if (this.profiler.full) this.flush();
       const enc = this.ensureEncoder();
       pass = enc.beginComputePass({ timestampWrites: this.profiler.next(label ?? pipeline.label) });
@@ -259,7 +259,7 @@ export class Device {
     pass.setBindGroup(0, bg, [u.offset]);
     pass.dispatchWorkgroups(x, y, z);
     this.dispatchCount++;
-    if (this.profiler) {
+    if (this.profiling) {
       pass.end();
       this.pass = null;
     }
@@ -370,28 +370,26 @@ export class Device {
 
   // ---- profiling -------------------------------------------------------------------------------
 
+  /** Made on first use and kept: it holds the totals (and any unread results) after profiling stops. */
   private profiler: DispatchProfiler | null = null;
+  private profiling = false;
 
   /**
    * Turns per-dispatch GPU timing on or off (needs 'timestamp-query'). While on, each dispatch gets
-   * a pass of its own; `profile()` returns the per-label totals gathered at each sync.
+   * a pass of its own; `profile()` returns the per-label totals gathered at each sync. Turning it on
+   * starts new totals.
    */
   setProfiling(on: boolean): void {
     if (on && !this.features.timestamp) throw new Error(`profiling needs the 'timestamp-query' feature, which ${this.adapter.name} lacks`);
-    if (on === !!this.profiler) return;
+    if (on === this.profiling) return;
     this.flush();
-    if (on) this.profiler = new DispatchProfiler(this.gpu);
-    else {
-      this.profilerDone?.destroy();
-      this.profilerDone = this.profiler;
-      this.profiler = null;
-    }
+    if (on) (this.profiler ??= new DispatchProfiler(this.gpu)).report(true);
+    this.profiling = on;
   }
-  private profilerDone: DispatchProfiler | null = null;
 
   /** Per-label GPU milliseconds gathered while profiling (call after a sync), most expensive first. */
   profile(reset = false): ProfileEntry[] {
-    return (this.profiler ?? this.profilerDone)?.report(reset) ?? [];
+    return this.profiler?.report(reset) ?? [];
   }
 
   async checkErrors(): Promise<void> {
@@ -478,7 +476,6 @@ export class Device {
     this.flush();
     this.pool.trim();
     this.profiler?.destroy();
-    this.profilerDone?.destroy();
     this.gpu.destroy();
   }
 }
