@@ -92,6 +92,14 @@ async function weightsOnDisk(dir: string, name: string, shapes: Map<string, numb
   return path;
 }
 
+/** B copies of a fixed 77-token prompt (BOS, 8 words, EOS, padding) as the text encoder's input ids. */
+function promptIds(device: Device, B: number): Tensor {
+  const row = Int32Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i < 9 ? 320 + i * 131 : i === 9 ? 49407 : 0));
+  const ids = new Int32Array(B * 77);
+  for (let b = 0; b < B; b++) ids.set(row, b * 77);
+  return Tensor.from(device, ids, [B, 77], 'i32');
+}
+
 /** The config, a seconds-since helper and weight scopes (random, or from files); the pool starts empty so peaks are this run's. */
 function prepare(device: Device, name: string, dtype: DType) {
   const cfg = PIPELINE_CONFIGS[name];
@@ -138,7 +146,7 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
   let t = performance.now();
   log(`loaded ${name} (${dtype}) in ${load_s} s`);
   const B = cfg.cfg ? 2 : 1;
-  const ids = Tensor.from(device, Int32Array.from({ length: B * 77 }, (_, i) => (i % 77 === 0 ? 49406 : i % 77 < 9 ? 320 + (i % 77) * 131 : i % 77 === 9 ? 49407 : 0)), [B, 77], 'i32').keep();
+  const ids = promptIds(device, B).keep();
   const latents = Tensor.from(device, noise(4 * 64 * 64, 7), [1, 4, 64, 64], dtype).keep();
   let dispatches = { text_encoder: 0, unet: 0, decode: 0 };
   const profiled: Record<string, ProfileEntry[]> = {};
@@ -239,7 +247,7 @@ export async function benchPipelineSequential(device: Device, name: string, dtyp
   };
   let t = performance.now();
   const text = await CLIPTextModel.load(scope(describeCLIPText(cfg.text), 1), cfg.text);
-  const ids = Tensor.from(device, Int32Array.from({ length: B * 77 }, (_, i) => (i % 77 === 0 ? 49406 : i % 77 < 9 ? 320 + (i % 77) * 131 : i % 77 === 9 ? 49407 : 0)), [B, 77], 'i32');
+  const ids = promptIds(device, B);
   const ctx = await device.scope(async () => (await text.forward(ids, { pooler: false })).lastHiddenState);
   ids.dispose();
   await free(text);
