@@ -5,11 +5,12 @@
  * safetensors files written beforehand, uploaded, pipelines compiled, first image) and warm runs, peak
  * RSS and peak GPU pool memory.
  */
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Tensor, safetensorsHeader, type DType, type Device, type ProfileEntry } from '@fewstep/tensor';
+import { Tensor, type DType, type Device, type ProfileEntry } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
+import { writeSafetensorsFile } from '../safetensors_file';
 import { concat, slice } from '@fewstep/kernels';
 import {
   AutoencoderKL, AutoencoderTiny, CLIPTextModel, CLIP_TEXT_SD15, CLIP_TEXT_SD2, RandomSource, SDXS_09, SDXS_DREAMSHAPER, SD15, SD_VAE, TAESD,
@@ -74,21 +75,13 @@ async function weightsOnDisk(dir: string, name: string, shapes: Map<string, numb
   const src = new RandomSource(shapes, seed);
   const keys = src.keys();
   const st = dtype === 'f16' ? 'F16' : 'F32';
-  const head = safetensorsHeader(keys.map((k) => ({ name: k, dtype: st, shape: src.shape(k) })));
   const path = join(dir, `${name}.safetensors`);
-  const fh = await open(path, 'w');
-  try {
-    await fh.write(head.bytes);
-    for (const k of keys) {
-      const v = await src.read(k, dtype === 'f16' ? 'f16' : 'f32');
-      await fh.write(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
-    }
-    // Flushed before the timed load, so the cold run does not compete with the kernel's writeback of
-    // the file it is reading (as weights downloaded earlier would not).
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
+  // Fsynced (by the writer) before the timed load, so the cold run does not compete with the kernel's
+  // writeback of the file it is reading (as weights downloaded earlier would not).
+  await writeSafetensorsFile(path, keys.map((k) => ({ name: k, dtype: st, shape: src.shape(k) })), async (i) => {
+    const v = await src.read(keys[i]!, dtype === 'f16' ? 'f16' : 'f32');
+    return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  });
   return path;
 }
 

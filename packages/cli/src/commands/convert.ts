@@ -1,10 +1,11 @@
-import { open, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
-import { ST_DTYPE_BYTES, numel, openTensorFile, safetensorsHeader, type StDType, type TensorHeaderEntry } from '@fewstep/tensor';
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { numel, openTensorFile, type StDType } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
 import { taesdKeyMap } from '@fewstep/models';
 import { UsageError } from '../args';
 import type { Command } from '../command';
+import { writeSafetensorsFile } from '../safetensors_file';
 
 const FLOATS: readonly StDType[] = ['F64', 'F32', 'F16', 'BF16'];
 
@@ -44,44 +45,13 @@ export const convert: Command = {
         const dtype: StDType = target && FLOATS.includes(src) ? target : src;
         return { name, key, src, dtype, shape: f.info(key).shape };
       });
-      const header = safetensorsHeader(plan as TensorHeaderEntry[], { format: 'pt' });
-
-      const tmp = join(dirname(output), `.${basename(output)}.${process.pid}-${Date.now()}.tmp`);
-      const fh = await open(tmp, 'wx');
-      let done = false;
-      try {
-        let pos = 0;
-        const write = async (b: Uint8Array) => {
-          for (let off = 0; off < b.byteLength; ) {
-            const { bytesWritten } = await fh.write(b, off, b.byteLength - off, pos);
-            off += bytesWritten;
-            pos += bytesWritten;
-          }
-        };
-        await write(header.bytes);
-        for (const t of plan) {
-          let bytes: Uint8Array;
-          if (t.dtype === t.src) bytes = await f.readBytes(t.key);
-          else {
-            const data = await f.read(t.key, t.dtype === 'F16' ? 'f16' : 'f32');
-            bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-          }
-          const want = numel(t.shape) * ST_DTYPE_BYTES[t.dtype];
-          if (bytes.byteLength !== want) throw new Error(`${input}: tensor "${t.key}" gave ${bytes.byteLength} bytes, expected ${want}`);
-          await write(bytes);
-        }
-        await fh.sync();
-        await fh.close();
-        await rename(tmp, output);
-        done = true;
-      } finally {
-        if (!done) {
-          await fh.close().catch(() => undefined);
-          await unlink(tmp).catch(() => undefined);
-        }
-      }
+      const asBytes = (d: ArrayBufferView) => new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+      const size = await writeSafetensorsFile(output, plan, async (i) => {
+        const t = plan[i]!;
+        return t.dtype === t.src ? f.readBytes(t.key) : asBytes(await f.read(t.key, t.dtype === 'F16' ? 'f16' : 'f32'));
+      }, { format: 'pt' });
       const params = plan.reduce((s, t) => s + numel(t.shape), 0);
-      const mib = (header.bytes.byteLength + header.dataBytes) / 2 ** 20;
+      const mib = size / 2 ** 20;
       io.stdout(`${output}: ${plan.length} tensors, ${params.toLocaleString('en-US')} parameters, ${mib.toFixed(2)} MiB${flags['taesd-keys'] ? ', TAESD keys renamed to diffusers' : ''}${target ? `, floats as ${target}` : ''}\n`);
       return 0;
     } finally {

@@ -1,0 +1,48 @@
+import { open, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { ST_DTYPE_BYTES, numel, safetensorsHeader, type TensorHeaderEntry } from '@fewstep/tensor';
+
+/**
+ * Writes a safetensors file one tensor at a time (never the whole file in memory): header first, then
+ * `data(i)` for each entry in order, each checked against its dtype × shape. The bytes go to a temporary
+ * file beside `path`, fsynced and renamed at the end, so a failure never leaves a partial file.
+ * Returns the file's size in bytes.
+ */
+export async function writeSafetensorsFile(
+  path: string,
+  entries: readonly TensorHeaderEntry[],
+  data: (i: number) => Promise<Uint8Array>,
+  metadata?: Record<string, string>,
+): Promise<number> {
+  const header = safetensorsHeader(entries, metadata);
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}-${Date.now()}.tmp`);
+  const fh = await open(tmp, 'wx');
+  let done = false;
+  try {
+    let pos = 0;
+    const write = async (b: Uint8Array) => {
+      for (let off = 0; off < b.byteLength; ) {
+        const { bytesWritten } = await fh.write(b, off, b.byteLength - off, pos);
+        off += bytesWritten;
+        pos += bytesWritten;
+      }
+    };
+    await write(header.bytes);
+    for (const [i, e] of entries.entries()) {
+      const bytes = await data(i);
+      const want = numel(e.shape) * ST_DTYPE_BYTES[e.dtype];
+      if (bytes.byteLength !== want) throw new Error(`${path}: tensor "${e.name}" gave ${bytes.byteLength} bytes, expected ${want}`);
+      await write(bytes);
+    }
+    await fh.sync();
+    await fh.close();
+    await rename(tmp, path);
+    done = true;
+    return pos;
+  } finally {
+    if (!done) {
+      await fh.close().catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+    }
+  }
+}
