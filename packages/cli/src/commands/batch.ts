@@ -14,9 +14,9 @@ import {
   generationInfo,
   imageFileName,
   loadModel,
-  writeAtomic,
   type LoadedModel,
 } from './generate';
+import { writeAtomic } from '../write_atomic';
 
 export interface PromptRow {
   /** 0-based index of the data row in the file (header excluded); fixes the seed and file name. */

@@ -19,11 +19,7 @@ import type { CliIO, Command } from '../command';
 import { resolveModel, type ResolvedModel, type VaeChoice, type WeightDType } from '@fewstep/weights-tools';
 import { pngTextChunks, type GenerationInfo } from '../png_metadata';
 import { writeAtomic } from '../write_atomic';
-
-export { writeAtomic };
 import { checkLoras, looksLikeRepo, parseLoraSpec, resolveLoraSource, type LoraSpec } from '../lora_source';
-
-export { checkLoras, parseLoraSpec, type LoraSpec };
 
 export const VERSION = '0.1.0';
 export const DEFAULT_MODEL = 'IDKiro/sdxs-512-0.9';
