@@ -54,9 +54,7 @@ function sgTile(device: Tensor['device'], d: number, dc: number): SgAttentionTil
  * the budget leaves real GPUs room for several workgroups per core.
  */
 function tiles(device: Tensor['device'], dc: number): AttentionTiles {
-  const a = device.adapter;
-  const cpuLike = /llvmpipe|lavapipe|swiftshader/i.test(`${a.name} ${a.description} ${a.device}`);
-  const tq = !cpuLike ? 1 : dc <= 10 ? 4 : dc <= 20 ? 2 : 1;
+  const tq = !isCpuAdapter(device) ? 1 : dc <= 10 ? 4 : dc <= 20 ? 2 : 1;
   const budget = Math.min(16384, device.limits.maxComputeWorkgroupStorageSize);
   let bk = 32;
   while (bk > 1 && 2 * bk * dc * 16 + bk * NT * tq * 4 + bk * 4 > budget) bk /= 2;

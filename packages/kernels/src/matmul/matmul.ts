@@ -41,10 +41,17 @@ export const CPU_SG_TILE: SgTile = { R: 32, C: 8 };
  */
 export const gemmConfig: { variant: GemmVariant; tiling: GemmTiling | null; sg: SgTile | null; splitK: number | null } = { variant: 'tiled', tiling: null, sg: null, splitK: null };
 
-/** True for software adapters, where invocations are SIMD lanes on CPU cores. */
+const cpuAdapters = new WeakMap<Device, boolean>();
+
+/** True for software adapters, where invocations are SIMD lanes on CPU cores (asked per dispatch: cached per device). */
 export function isCpuAdapter(device: Device): boolean {
-  const a = device.adapter;
-  return /llvmpipe|lavapipe|swiftshader|softpipe/i.test(`${a.name} ${a.description} ${a.device} ${a.vendor}`);
+  let cpu = cpuAdapters.get(device);
+  if (cpu === undefined) {
+    const a = device.adapter;
+    cpu = /llvmpipe|lavapipe|swiftshader|softpipe/i.test(`${a.name} ${a.description} ${a.device} ${a.vendor}`);
+    cpuAdapters.set(device, cpu);
+  }
+  return cpu;
 }
 
 /**
