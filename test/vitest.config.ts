@@ -1,6 +1,13 @@
+import { defaultServerConditions } from 'vite';
 import { defineConfig } from 'vitest/config';
 
+// @fewstep/* resolve to their TypeScript sources (the packages' `fewstep-source` export condition), so the
+// suite runs without a build; the package test checks the built dist/ as users install it.
+const conditions = ['fewstep-source', ...defaultServerConditions];
+
 export default defineConfig({
+  resolve: { conditions },
+  ssr: { resolve: { conditions } },
   test: {
     root: new URL('.', import.meta.url).pathname,
     include: ['**/*.test.ts'],

@@ -8,7 +8,7 @@ import { nodeFiles } from '@fewstep/tensor/node';
 import {
   schedulerFromConfig, DDPMScheduler, EulerDiscreteScheduler, DEISMultistepScheduler, LCMScheduler, DDIMScheduler,
   type Scheduler,
-} from '../../packages/models/src/schedulers/index';
+} from '../../packages/models/src/schedulers';
 import { compareArrays, type Tol } from '../helpers/compare';
 
 const root = new URL('../fixtures/golden/', import.meta.url).pathname;

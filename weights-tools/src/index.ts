@@ -1,12 +1,12 @@
 // @fewstep/weights-tools: Node-side tools around model weights (hub download into the HF cache, ...).
-export { hfHubDownload, resolveRepo, snapshotDownload } from './hub/download';
-export type { DownloadOptions, SnapshotOptions } from './hub/download';
-export { RepoCache, hfHome, resolveConfig } from './hub/cache';
-export type { HubConfig, HubEnvOptions, RepoType } from './hub/cache';
-export { compileGlob, fileFilter, matchesAny } from './hub/glob';
-export type { PathMatcher } from './hub/glob';
-export { createProgressPrinter, formatBytes } from './hub/progress';
-export type { ProgressCallback, ProgressEvent, ProgressPrinter } from './hub/progress';
+export { hfHubDownload, resolveRepo, snapshotDownload } from './hub/download.js';
+export type { DownloadOptions, SnapshotOptions } from './hub/download.js';
+export { RepoCache, hfHome, resolveConfig } from './hub/cache.js';
+export type { HubConfig, HubEnvOptions, RepoType } from './hub/cache.js';
+export { compileGlob, fileFilter, matchesAny } from './hub/glob.js';
+export type { PathMatcher } from './hub/glob.js';
+export { createProgressPrinter, formatBytes } from './hub/progress.js';
+export type { ProgressCallback, ProgressEvent, ProgressPrinter } from './hub/progress.js';
 export {
   AuthRequiredError,
   EntryNotFoundError,
@@ -18,6 +18,6 @@ export {
   OfflineMissingError,
   RepoNotFoundError,
   RevisionNotFoundError,
-} from './hub/errors';
-export { hubResolver, parseRepoSpec, pipelineComponents, resolveModel, selectModelFiles } from './model_source';
-export type { ModelSourceOptions, ResolvedModel, VaeChoice, WeightDType } from './model_source';
+} from './hub/errors.js';
+export { hubResolver, parseRepoSpec, pipelineComponents, resolveModel, selectModelFiles } from './model_source.js';
+export type { ModelSourceOptions, ResolvedModel, VaeChoice, WeightDType } from './model_source.js';

@@ -10,18 +10,18 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { HubInputError, snapshotDownload, type ProgressCallback } from './index';
+import { HubInputError, snapshotDownload, type ProgressCallback } from './index.js';
 
 export type WeightDType = 'f32' | 'f16';
 export type VaeChoice = 'tiny' | 'large';
 
 export interface ModelSourceOptions {
-  revision?: string;
+  revision?: string | undefined;
   dtype: WeightDType;
   vae: VaeChoice | undefined;
-  onProgress?: ProgressCallback;
+  onProgress?: ProgressCallback | undefined;
   /** HF cache folder instead of $HF_HUB_CACHE. */
-  cacheDir?: string;
+  cacheDir?: string | undefined;
 }
 
 export interface ResolvedModel {
@@ -197,7 +197,7 @@ export async function resolveModel(idOrDir: string, opts: ModelSourceOptions): P
  * A `resolve` hook for `Pipeline.fromPretrained`: local folders pass through; hub ids are downloaded
  * (only the files the pipeline reads) into the Hugging Face cache.
  */
-export function hubResolver(opts: { revision?: string; cacheDir?: string; onProgress?: ProgressCallback } = {}) {
-  return async (idOrDir: string, want: { dtype: WeightDType; vae?: VaeChoice }): Promise<string> =>
+export function hubResolver(opts: { revision?: string | undefined; cacheDir?: string | undefined; onProgress?: ProgressCallback | undefined } = {}) {
+  return async (idOrDir: string, want: { dtype: WeightDType; vae?: VaeChoice | undefined }): Promise<string> =>
     (await resolveModel(idOrDir, { ...opts, dtype: want.dtype, vae: want.vae })).dir;
 }

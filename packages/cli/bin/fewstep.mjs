@@ -1,6 +1,4 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI directly (no build step): tsx registers its loader, then main.ts runs.
-import { register } from 'tsx/esm/api';
-register();
-const { main } = await import('../src/main.ts');
+// The compiled CLI (dist/, built by `npm run build`), run with plain node.
+import { main } from '../dist/main.js';
 process.exitCode = await main(process.argv.slice(2));

@@ -14,12 +14,12 @@ export interface FlagSpec {
   type: FlagType;
   /** One-line help. */
   help: string;
-  default?: string | number | boolean;
+  default?: string | number | boolean | undefined;
   /** Allowed values for string flags. */
-  choices?: readonly string[];
+  choices?: readonly string[] | undefined;
   /** May be given several times (values collected into an array). */
-  multiple?: boolean;
-  short?: string;
+  multiple?: boolean | undefined;
+  short?: string | undefined;
 }
 
 export interface Parsed {

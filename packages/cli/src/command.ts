@@ -1,4 +1,4 @@
-import type { FlagSpec } from './args';
+import type { FlagSpec } from './args.js';
 
 /** One `fewstep <name>` subcommand; each lives in its own file under commands/. */
 export interface Command {

@@ -6,7 +6,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseLoraSpec as splitLoraSpec } from '@fewstep/models';
 import { snapshotDownload, type ProgressCallback } from '@fewstep/weights-tools';
-import { UsageError } from './args';
+import { UsageError } from './args.js';
 
 export interface LoraSpec {
   source: string;

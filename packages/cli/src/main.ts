@@ -1,6 +1,6 @@
-import { UsageError, formatHelp, parseArgs } from './args';
-import type { CliIO, Command } from './command';
-import { commands } from './commands/index';
+import { UsageError, formatHelp, parseArgs } from './args.js';
+import type { CliIO, Command } from './command.js';
+import { commands } from './commands/index.js';
 
 const VERSION = '0.1.0';
 
@@ -39,7 +39,7 @@ export async function main(argv: string[], io: CliIO = defaultIO()): Promise<num
     return await cmd.run(parsed, io);
   } catch (e) {
     const err = e as Error;
-    if (process.env.FEWSTEP_DEBUG) io.stderr(`${err.stack}\n`);
+    if (process.env['FEWSTEP_DEBUG']) io.stderr(`${err.stack}\n`);
     io.stderr(`fewstep ${cmd.name}: ${err.message.split('\n')[0]}\n`);
     for (const line of err.message.split('\n').slice(1)) io.stderr(`  ${line}\n`);
     return err instanceof UsageError ? 2 : 1;

@@ -20,22 +20,22 @@ export interface GenerationInfo {
   height: number;
   /** --model as given (repo id or folder). */
   model: string;
-  revision?: string;
+  revision?: string | undefined;
   dtype: string;
   /** --vae (tiny | large), absent for the model's own vae/. */
-  vae?: string;
+  vae?: string | undefined;
   /** Position in the batch and the batch size (diffusers order: prompt-major). */
   batchIndex: number;
   batchSize: number;
-  loras?: { source: string; scale: number }[];
-  initImage?: string;
-  strength?: number;
-  latents?: string;
+  loras?: { source: string; scale: number }[] | undefined;
+  initImage?: string | undefined;
+  strength?: number | undefined;
+  latents?: string | undefined;
   /** --controlnet as given, the --control-image path, its scale, and whether it was inverted (--invert-control). */
-  controlnet?: string;
-  controlImage?: string;
-  controlScale?: number;
-  invertControl?: boolean;
+  controlnet?: string | undefined;
+  controlImage?: string | undefined;
+  controlScale?: number | undefined;
+  invertControl?: boolean | undefined;
   version: string;
 }
 

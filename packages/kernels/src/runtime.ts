@@ -51,8 +51,8 @@ export interface KernelDef {
   dtype: DType;
   code: string;
   storage: ('read' | 'rw')[];
-  overrides?: Record<string, number>;
-  enables?: string[];
+  overrides?: Record<string, number> | undefined;
+  enables?: string[] | undefined;
 }
 
 /** Pipeline keyed only on compile-time facts: family:entry:dtype:overrides. Never a shape. */

@@ -1,24 +1,24 @@
-import { BufferPool } from './pool';
-import { DispatchProfiler, type ProfileEntry } from './profiler';
-import type { Tensor } from './tensor';
+import { BufferPool } from './pool.js';
+import { DispatchProfiler, type ProfileEntry } from './profiler.js';
+import type { Tensor } from './tensor.js';
 
 export interface DeviceOptions {
   /** `navigator.gpu` in a browser; `await nodeGPU()` from `@fewstep/tensor/node` in Node. */
   gpu: GPU;
   /** Use `shader-f16` when the adapter offers it (default true). */
-  f16?: boolean;
+  f16?: boolean | undefined;
   /** Use `subgroups` when offered (default true). */
-  subgroups?: boolean;
-  powerPreference?: GPUPowerPreference;
+  subgroups?: boolean | undefined;
+  powerPreference?: GPUPowerPreference | undefined;
   /** Dawn device toggles to enable, e.g. ['disable_robustness'] (off by default). */
-  toggles?: string[];
+  toggles?: string[] | undefined;
   /** Dawn device toggles to disable, e.g. ['timestamp_quantization'] for exact benchmark timings. */
-  disabledToggles?: string[];
+  disabledToggles?: string[] | undefined;
   /**
    * How to wait for the GPU. 'sleep' (the default where the thread may block, i.e. Node): short blocking
    * sleeps between event-loop turns (see Device.settle); 'spin': plain awaits.
    */
-  wait?: 'sleep' | 'spin';
+  wait?: 'sleep' | 'spin' | undefined;
 }
 
 export interface AdapterDescription {
@@ -134,7 +134,7 @@ export class Device {
   }
 
   static async open(opts: DeviceOptions): Promise<Device> {
-    const adapter = await opts.gpu.requestAdapter({ powerPreference: opts.powerPreference });
+    const adapter = await opts.gpu.requestAdapter(opts.powerPreference ? { powerPreference: opts.powerPreference } : {});
     if (!adapter) throw new Error(NO_ADAPTER_HELP);
     const want: GPUFeatureName[] = [];
     if (opts.f16 !== false && adapter.features.has('shader-f16')) want.push('shader-f16');
@@ -150,12 +150,12 @@ export class Device {
       maxComputeWorkgroupSizeY: L.maxComputeWorkgroupSizeY,
       maxStorageBuffersPerShaderStage: L.maxStorageBuffersPerShaderStage,
     };
-    const desc: GPUDeviceDescriptor & { dawnTogglesDescriptor?: unknown } = { requiredFeatures: want, requiredLimits, label: 'fewstep' };
+    const desc: GPUDeviceDescriptor & { dawnTogglesDescriptor?: unknown | undefined } = { requiredFeatures: want, requiredLimits, label: 'fewstep' };
     if (opts.toggles?.length || opts.disabledToggles?.length) desc.dawnTogglesDescriptor = { enabledToggles: opts.toggles ?? [], disabledToggles: opts.disabledToggles ?? [] };
     const gpu = await adapter.requestDevice(desc);
     const info = adapter.info ?? ({} as GPUAdapterInfo);
     const vendor = info.vendor ?? '', architecture = info.architecture ?? '', device = info.device ?? '', description = info.description ?? '';
-    const backend = (info as unknown as { backendType?: string }).backendType;
+    const backend = (info as unknown as { backendType?: string | undefined }).backendType;
     const base = description || device || vendor || 'unknown adapter';
     const name = backend ? `${base} (${backend})` : base;
     const d = new Device(gpu, { vendor, architecture, device, description, name }, gpu.limits, opts.gpu, adapter);
@@ -174,7 +174,7 @@ export class Device {
    * A compute pipeline cached by `key` (compile-time facts only: family, entry, dtype, overrides).
    * `storage` lists the storage bindings 1..n as 'read' or 'rw'; binding 0 is the uniform params.
    */
-  pipeline(key: string, build: () => { code: string; entryPoint: string; constants?: Record<string, number>; storage: ('read' | 'rw')[] }): GPUComputePipeline {
+  pipeline(key: string, build: () => { code: string; entryPoint: string; constants?: Record<string, number> | undefined; storage: ('read' | 'rw')[] }): GPUComputePipeline {
     let p = this.pipelines.get(key);
     if (p) return p;
     const b = build();
@@ -194,7 +194,7 @@ export class Device {
     p = this.gpu.createComputePipeline({
       label: key,
       layout: this.gpu.createPipelineLayout({ bindGroupLayouts: [bgl] }),
-      compute: { module, entryPoint: b.entryPoint, constants: b.constants },
+      compute: { module, entryPoint: b.entryPoint, ...(b.constants ? { constants: b.constants } : {}) },
     });
     this.pendingErrors.push(this.gpu.popErrorScope().then((e) => (e ? `pipeline ${key}: ${e.message}` : null)));
     this.pipelines.set(key, p);
@@ -245,7 +245,7 @@ export class Device {
       if (this.bindGroups.size >= Device.BIND_GROUP_CACHE) this.bindGroups.clear();
       const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: u.buffer, offset: 0, size: u.size } }];
       buffers.forEach((b, i) => entries.push({ binding: i + 1, resource: b }));
-      bg = this.gpu.createBindGroup({ layout: layout.bgl, entries, label });
+      bg = this.gpu.createBindGroup({ layout: layout.bgl, entries, label: label ?? '' });
       this.bindGroups.set(key, bg);
     }
     let pass: GPUComputePassEncoder;
@@ -482,7 +482,7 @@ export class Device {
 
 function collectTensors(v: unknown, out: Set<Tensor>, depth = 0): void {
   if (!v || typeof v !== 'object' || depth > 4) return;
-  if ((v as { __isTensor?: boolean }).__isTensor) {
+  if ((v as { __isTensor?: boolean | undefined }).__isTensor) {
     out.add(v as Tensor);
     return;
   }
@@ -498,7 +498,7 @@ function nextTurn(): Promise<void> {
 
 /** A blocking sleep where this thread may block (Node's main thread, workers), else null (a browser page). */
 function blockingSleeper(): ((ms: number) => void) | null {
-  const g = globalThis as { process?: { versions?: { node?: string } } };
+  const g = globalThis as { process?: { versions?: { node?: string | undefined } } };
   if (!g.process?.versions?.node || typeof SharedArrayBuffer !== 'function' || typeof Atomics?.wait !== 'function') return null;
   const cell = new Int32Array(new SharedArrayBuffer(4));
   return (ms) => void Atomics.wait(cell, 0, 0, ms);

@@ -4,7 +4,7 @@
  */
 import { open, readFile, stat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FileSource, RandomAccessFile } from './io';
+import type { FileSource, RandomAccessFile } from './io.js';
 
 class NodeFile implements RandomAccessFile {
   constructor(readonly name: string, readonly size: number, private fh: import('node:fs/promises').FileHandle) {}
@@ -64,7 +64,7 @@ export const nodeFiles: FileSource = {
  * `enable-dawn-features=vulkan_enable_f16_on_nvidia`), else none.
  */
 export function defaultDawnOptions(env: Record<string, string | undefined> = process.env): string[] {
-  return (env.FEWSTEP_DAWN_OPTIONS ?? '').split(/\s+/).filter(Boolean);
+  return (env['FEWSTEP_DAWN_OPTIONS'] ?? '').split(/\s+/).filter(Boolean);
 }
 
 /**

@@ -1,5 +1,5 @@
-import type { Device } from './device';
-import { bytesPerElement, f16ArrayToF32, f32ArrayToF16, type DType } from './dtype';
+import type { Device } from './device.js';
+import { bytesPerElement, f16ArrayToF32, f32ArrayToF16, type DType } from './dtype.js';
 
 /** A GPU buffer shared by a tensor and its views; returned to the pool when the last one is disposed. */
 class Storage {

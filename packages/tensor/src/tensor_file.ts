@@ -2,10 +2,10 @@
  * One face for both weight formats: safetensors and PyTorch (`torch.save` zip) checkpoints. Callers
  * that only list, inspect or read tensors use `openTensorFile` and never care which one they got.
  */
-import type { FileSource, RandomAccessFile } from './io';
-import type { StDType } from './safetensors/format';
-import { SafetensorsFile, type TargetDType, type TensorData } from './safetensors/read';
-import { TorchCheckpointFile } from './torch/checkpoint';
+import type { FileSource, RandomAccessFile } from './io.js';
+import type { StDType } from './safetensors/format.js';
+import { SafetensorsFile, type TargetDType, type TensorData } from './safetensors/read.js';
+import { TorchCheckpointFile } from './torch/checkpoint.js';
 
 export interface TensorFileInfo {
   name: string;

@@ -13,20 +13,20 @@ import { constants as fsc } from 'node:fs';
 import { copyFile, lstat, mkdir, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
-import { HubInputError } from './errors';
+import { HubInputError } from './errors.js';
 
 export type RepoType = 'model' | 'dataset' | 'space';
 
 export interface HubEnvOptions {
   /** Hub cache folder (default `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`). */
-  cacheDir?: string;
+  cacheDir?: string | undefined;
   /** Access token; `false` disables the env / token-file lookup. Default `$HF_TOKEN`, else `$HF_HOME/token`. */
-  token?: string | false;
+  token?: string | false | undefined;
   /** Hub URL (default `$HF_ENDPOINT`, else https://huggingface.co). */
-  endpoint?: string;
+  endpoint?: string | undefined;
   /** Never touch the network (default `$HF_HUB_OFFLINE`). */
-  offline?: boolean;
-  repoType?: RepoType;
+  offline?: boolean | undefined;
+  repoType?: RepoType | undefined;
 }
 
 export interface HubConfig {
@@ -135,7 +135,7 @@ export class RepoCache {
 
   async readManifest(commit: string): Promise<string[] | undefined> {
     try {
-      const j = JSON.parse(await readFile(this.manifestPath(commit), 'utf8')) as { files?: unknown };
+      const j = JSON.parse(await readFile(this.manifestPath(commit), 'utf8')) as { files?: unknown | undefined };
       return Array.isArray(j.files) && j.files.every((f) => typeof f === 'string') ? (j.files as string[]) : undefined;
     } catch {
       return undefined;

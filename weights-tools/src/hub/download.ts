@@ -16,7 +16,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat, truncate } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
-import { COMMIT_RE, RepoCache, SHA256_RE, exists, fileSize, resolveConfig, validateRepoId, validateRepoPath, type HubConfig, type HubEnvOptions } from './cache';
+import { COMMIT_RE, RepoCache, SHA256_RE, exists, fileSize, resolveConfig, validateRepoId, validateRepoPath, type HubConfig, type HubEnvOptions } from './cache.js';
 import {
   AuthRequiredError,
   EntryNotFoundError,
@@ -28,36 +28,36 @@ import {
   OfflineMissingError,
   RepoNotFoundError,
   RevisionNotFoundError,
-} from './errors';
-import { compileGlob, fileFilter, isLiteralPattern } from './glob';
-import { NetworkError, discard, header, isRedirect, readText, requestFollow, toNetworkError, type HttpResponse } from './http';
-import type { ProgressCallback } from './progress';
+} from './errors.js';
+import { compileGlob, fileFilter, isLiteralPattern } from './glob.js';
+import { NetworkError, discard, header, isRedirect, readText, requestFollow, toNetworkError, type HttpResponse } from './http.js';
+import type { ProgressCallback } from './progress.js';
 
 export interface DownloadOptions extends HubEnvOptions {
   /** Branch, tag or commit hash (default 'main'). */
-  revision?: string;
-  onProgress?: ProgressCallback;
+  revision?: string | undefined;
+  onProgress?: ProgressCallback | undefined;
   /** Ask the hub for the branch's latest commit even when the cache already has it complete. */
-  refresh?: boolean;
+  refresh?: boolean | undefined;
   /** Extra attempts after a network failure, each resuming the partial file (default 4). */
-  retries?: number;
+  retries?: number | undefined;
   /** Base delay between attempts; attempt k waits k × this (default 500 ms). */
-  retryDelayMs?: number;
+  retryDelayMs?: number | undefined;
   /** Idle timeout of a request, in ms (default 30 s). */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
 }
 
 export interface SnapshotOptions extends DownloadOptions {
   /** Keep only files matching one of these globs (see glob.ts: `*`, `**`, `?`, folder patterns). */
-  allowPatterns?: readonly string[];
+  allowPatterns?: readonly string[] | undefined;
   /** Drop files matching one of these globs. */
-  ignorePatterns?: readonly string[];
+  ignorePatterns?: readonly string[] | undefined;
   /** Keep only files for which this returns true (after the patterns). */
   filter?: (path: string) => boolean;
   /** Files that must exist: missing on the hub → EntryNotFoundError; offline and not cached → OfflineMissingError. */
-  required?: readonly string[];
+  required?: readonly string[] | undefined;
   /** Files downloaded at the same time (default 4). */
-  maxWorkers?: number;
+  maxWorkers?: number | undefined;
 }
 
 interface Session {
@@ -116,7 +116,7 @@ async function httpError(s: Session, res: HttpResponse, revision: string, file?:
   if (!detail && res.status >= 400) {
     try {
       const text = await readText(res, 64 << 10);
-      detail = (JSON.parse(text) as { error?: string }).error ?? text.slice(0, 200);
+      detail = (JSON.parse(text) as { error?: string | undefined }).error ?? text.slice(0, 200);
     } catch {
       /* no body */
     }
@@ -151,7 +151,7 @@ async function repoInfo(s: Session, revision: string): Promise<{ commit: string;
     return r;
   });
   if (res.status !== 200) throw await httpError(s, res, revision);
-  let info: { sha?: unknown; siblings?: { rfilename?: unknown }[] };
+  let info: { sha?: unknown; siblings?: { rfilename?: unknown | undefined }[] };
   try {
     info = JSON.parse(await readText(res, 64 << 20)) as typeof info;
   } catch (e) {

@@ -55,7 +55,7 @@ export function matchesAny(path: string, patterns: readonly string[]): boolean {
 }
 
 /** Combines include / exclude patterns and an optional predicate into one filter. */
-export function fileFilter(opts: { allowPatterns?: readonly string[]; ignorePatterns?: readonly string[]; filter?: (path: string) => boolean }): PathMatcher {
+export function fileFilter(opts: { allowPatterns?: readonly string[] | undefined; ignorePatterns?: readonly string[] | undefined; filter?: ((path: string) => boolean) | undefined}): PathMatcher {
   const allow = (opts.allowPatterns ?? []).map(compileGlob);
   const ignore = (opts.ignorePatterns ?? []).map(compileGlob);
   return (path) =>

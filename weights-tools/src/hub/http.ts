@@ -82,7 +82,7 @@ export async function requestFollow(
   method: string,
   url: URL,
   headers: Record<string, string>,
-  opts: { authorization?: string; timeoutMs: number; max?: number; stop?: (res: HttpResponse) => boolean },
+  opts: { authorization?: string | undefined; timeoutMs: number; max?: number | undefined; stop?: ((res: HttpResponse) => boolean) | undefined},
 ): Promise<HttpResponse> {
   const authOrigin = url.origin;
   let sendAuth = opts.authorization !== undefined;

@@ -12,8 +12,8 @@ export interface ProgressEvent {
   /** 'cached': already in the cache, nothing fetched; 'downloading': bytes arriving; 'done': the file is in place. */
   status: 'cached' | 'downloading' | 'done';
   /** 0-based index of the file among `count` files of a snapshot download. */
-  index?: number;
-  count?: number;
+  index?: number | undefined;
+  count?: number | undefined;
 }
 
 export type ProgressCallback = (e: ProgressEvent) => void;
@@ -40,7 +40,7 @@ export interface ProgressPrinter {
  * `isTTY`: redraw one status line (`\r`), throttled to ~10/s, and print a line per finished file;
  * otherwise print one line per downloaded file (cached files stay silent). `quiet`: print nothing.
  */
-export function createProgressPrinter(write: (s: string) => void, opts: { isTTY: boolean; quiet?: boolean; width?: number; now?: () => number }): ProgressPrinter {
+export function createProgressPrinter(write: (s: string) => void, opts: { isTTY: boolean; quiet?: boolean | undefined; width?: number | undefined; now?: (() => number) | undefined}): ProgressPrinter {
   if (opts.quiet) return { onProgress: () => {}, finish: () => {} };
   const now = opts.now ?? (() => Date.now());
   if (!opts.isTTY) {

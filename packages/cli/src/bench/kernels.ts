@@ -1,6 +1,6 @@
 /** `fewstep bench kernels`: warm up, time each case (GPU timestamps when available), check a sample. */
 import type { DType, Device } from '@fewstep/tensor';
-import { embeddingCases, kernelCases, type BenchCase } from './kernel_cases';
+import { embeddingCases, kernelCases, type BenchCase } from './kernel_cases.js';
 
 export interface KernelRow {
   case: string;
@@ -15,10 +15,10 @@ export interface KernelRow {
   max_err: number | null;
   /** How median_ms was measured (copies cannot be timestamped inside a pass: those use wall clock). */
   timing: 'gpu-timestamp' | 'wall';
-  error?: string;
+  error?: string | undefined;
 }
 
-export async function benchKernels(device: Device, opts: { dtypes: DType[]; filter?: RegExp; reps: number; onRow?: (r: KernelRow) => void }): Promise<KernelRow[]> {
+export async function benchKernels(device: Device, opts: { dtypes: DType[]; filter?: RegExp | undefined; reps: number; onRow?: ((r: KernelRow) => void) | undefined}): Promise<KernelRow[]> {
   const rows: KernelRow[] = [];
   const cases: BenchCase[] = [...kernelCases(), ...embeddingCases()].filter((c) => !opts.filter || opts.filter.test(c.name) || opts.filter.test(c.family));
   for (const dtype of opts.dtypes) {

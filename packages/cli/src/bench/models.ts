@@ -24,7 +24,7 @@ export interface ModelRow {
   output_shape: number[];
   output_finite: boolean;
   output_absmax: number;
-  error?: string;
+  error?: string | undefined;
 }
 
 function rand(n: number, seed: number): Float32Array {
@@ -92,7 +92,7 @@ export function modelComponents(device: Device, dtype: DType): Component[] {
   ];
 }
 
-export async function benchModels(device: Device, opts: { dtype: DType; only?: string[]; onRow?: (r: ModelRow) => void }): Promise<ModelRow[]> {
+export async function benchModels(device: Device, opts: { dtype: DType; only?: string[] | undefined; onRow?: ((r: ModelRow) => void) | undefined}): Promise<ModelRow[]> {
   const rows: ModelRow[] = [];
   for (const c of modelComponents(device, opts.dtype)) {
     if (opts.only && !opts.only.includes(c.name)) continue;

@@ -30,10 +30,10 @@ export interface PeerResult {
 
 /** Fields `mergePeer` adds to a row whose case the peer also ran. */
 export interface PeerFields {
-  peer_ms?: number;
-  peer_ep?: string;
+  peer_ms?: number | undefined;
+  peer_ep?: string | undefined;
   /** peer_ms / median_ms: above 1 means fewstep is faster. */
-  speedup?: number;
+  speedup?: number | undefined;
 }
 
 /** `<repo>/../shared/anchors/ort-ops` (the shared folder sits next to the repository). */
@@ -44,7 +44,7 @@ export function defaultAnchorsDir(): string {
 
 /** `$XDG_CACHE_HOME/fewstep/ort`, else `~/.cache/fewstep/ort`. */
 export function defaultOrtCache(env: NodeJS.ProcessEnv = process.env): string {
-  const base = env.XDG_CACHE_HOME && env.XDG_CACHE_HOME.trim() !== '' ? env.XDG_CACHE_HOME : join(homedir(), '.cache');
+  const base = env['XDG_CACHE_HOME'] && env['XDG_CACHE_HOME'].trim() !== '' ? env['XDG_CACHE_HOME'] : join(homedir(), '.cache');
   return join(base, 'fewstep', 'ort');
 }
 
@@ -53,7 +53,7 @@ export interface AnchorCase {
   file: string;
   inputs: Record<string, number[]>;
   gflop: number;
-  what?: string;
+  what?: string | undefined;
 }
 
 /** Reads `<anchorsDir>/cases.json`; a clear error when the folder or its runner is missing. */
@@ -67,7 +67,7 @@ export function loadAnchorCases(anchorsDir: string): AnchorCase[] {
   } catch (e) {
     throw new Error(`${cases}: not valid JSON (${(e as Error).message})`);
   }
-  const list = (parsed as { cases?: unknown }).cases;
+  const list = (parsed as { cases?: unknown | undefined }).cases;
   if (!Array.isArray(list) || list.some((c) => typeof (c as AnchorCase)?.name !== 'string')) throw new Error(`${cases}: expected {"cases": [{"name": ...}, ...]}`);
   return list as AnchorCase[];
 }
@@ -76,7 +76,7 @@ export function loadAnchorCases(anchorsDir: string): AnchorCase[] {
  * Makes sure `<cacheDir>/node_modules/onnxruntime-node` exists, installing it with npm when it does not.
  * Returns cacheDir (the folder run.mjs takes as its first argument).
  */
-export async function ensureOrt(cacheDir: string, opts: { stderr?: (s: string) => void; npm?: string } = {}): Promise<string> {
+export async function ensureOrt(cacheDir: string, opts: { stderr?: ((s: string) => void) | undefined; npm?: string | undefined } = {}): Promise<string> {
   const dir = resolve(cacheDir);
   if (existsSync(join(dir, 'node_modules', 'onnxruntime-node', 'package.json'))) return dir;
   mkdirSync(dir, { recursive: true });
@@ -93,7 +93,7 @@ export async function ensureOrt(cacheDir: string, opts: { stderr?: (s: string) =
 }
 
 /** Runs `node <anchorsDir>/run.mjs <ortDir> <ep> <reps> <filter>` and parses its JSON. */
-export async function runOrtPeer(opts: { anchorsDir: string; ortDir: string; ep: PeerEp; reps: number; filter?: string; stderr?: (s: string) => void }): Promise<PeerResult> {
+export async function runOrtPeer(opts: { anchorsDir: string; ortDir: string; ep: PeerEp; reps: number; filter?: string | undefined; stderr?: ((s: string) => void) | undefined}): Promise<PeerResult> {
   const runner = join(opts.anchorsDir, 'run.mjs');
   if (!existsSync(runner)) throw new Error(`ORT anchors not found: ${runner} is missing (pass --anchors <dir>)`);
   const args = [runner, opts.ortDir, opts.ep, String(opts.reps), opts.filter ?? ''];
@@ -129,7 +129,7 @@ export function parsePeerOutput(stdout: string): PeerResult {
  * Adds peer_ms, peer_ep and speedup (= peer_ms / median_ms) to the f32 rows whose case the peer ran
  * (the ORT graphs are float32). Returns new row objects; other rows are returned unchanged.
  */
-export function mergePeer<R extends { case: string; dtype: string; median_ms: number; error?: string }>(rows: R[], peerRows: PeerRow[]): (R & PeerFields)[] {
+export function mergePeer<R extends { case: string; dtype: string; median_ms: number; error?: string | undefined }>(rows: R[], peerRows: PeerRow[]): (R & PeerFields)[] {
   const byCase = new Map(peerRows.map((p) => [p.case, p]));
   return rows.map((r) => {
     const p = byCase.get(r.case);
@@ -148,7 +148,7 @@ interface ChildResult {
   code: number;
   stdout: string;
   stderr: string;
-  spawnError?: string;
+  spawnError?: string | undefined;
 }
 
 function runChild(cmd: string, args: string[], cwd: string, onStderr?: (s: string) => void): Promise<ChildResult> {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Tensor, type DType, type Device, type ProfileEntry } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
-import { writeSafetensorsFile } from '../safetensors_file';
+import { writeSafetensorsFile } from '../safetensors_file.js';
 import { concat, slice } from '@fewstep/kernels';
 import {
   AutoencoderKL, AutoencoderTiny, CLIPTextModel, CLIP_TEXT_SD15, CLIP_TEXT_SD2, RandomSource, SDXS_09, SDXS_DREAMSHAPER, SD15, SD_VAE, TAESD,
@@ -51,9 +51,9 @@ export interface PipelineBenchResult {
   /** Share of warm-run dispatches that reused a cached bind group. */
   warm_bind_group_hit_rate: number;
   /** 'sequential': one component resident at a time, every stage cold (see benchPipelineSequential). */
-  schedule?: 'resident' | 'sequential';
+  schedule?: 'resident' | 'sequential' | undefined;
   /** With `profile`: per stage, GPU ms summed over dispatches and the most expensive dispatch labels. */
-  profile?: Record<string, { gpu_ms: number; top: ProfileEntry[] }>;
+  profile?: Record<string, { gpu_ms: number; top: ProfileEntry[] }> | undefined;
 }
 
 function noise(n: number, seed: number): Float32Array {

@@ -7,10 +7,10 @@ export interface PlotRow {
   case: string;
   dtype: string;
   median_ms: number;
-  peer_ms?: number;
-  peer_ep?: string;
-  speedup?: number;
-  error?: string;
+  peer_ms?: number | undefined;
+  peer_ep?: string | undefined;
+  speedup?: number | undefined;
+  error?: string | undefined;
 }
 
 export interface PlotOptions {
@@ -19,7 +19,7 @@ export interface PlotOptions {
   /** Shown under the title, e.g. an ISO date. */
   date: string;
   /** Legend label for the peer bars (default: "ORT <peer_ep> EP"). */
-  peerLabel?: string;
+  peerLabel?: string | undefined;
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');

@@ -1,9 +1,9 @@
 import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { encodePng } from '@fewstep/models';
-import { UsageError } from '../args';
-import type { Command } from '../command';
-import { pngTextChunks } from '../png_metadata';
+import { UsageError } from '../args.js';
+import type { Command } from '../command.js';
+import { pngTextChunks } from '../png_metadata.js';
 import {
   MODEL_FLAGS,
   VERSION,
@@ -15,8 +15,8 @@ import {
   imageFileName,
   loadModel,
   type LoadedModel,
-} from './generate';
-import { writeAtomic } from '../write_atomic';
+} from './generate.js';
+import { writeAtomic } from '../write_atomic.js';
 
 export interface PromptRow {
   /** 0-based index of the data row in the file (header excluded); fixes the seed and file name. */

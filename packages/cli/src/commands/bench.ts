@@ -1,14 +1,14 @@
 import { Device, type DType } from '@fewstep/tensor';
 import { splitKTuning } from '@fewstep/kernels';
 import { defaultDawnOptions, nodeGPU } from '@fewstep/tensor/node';
-import { UsageError } from '../args';
-import type { Command } from '../command';
-import { benchKernels, type KernelRow } from '../bench/kernels';
-import { benchModels, type ModelRow } from '../bench/models';
-import { PIPELINE_CONFIGS, benchPipelineWithPeaks } from '../bench/pipeline';
-import { embeddingCases, kernelCases } from '../bench/kernel_cases';
-import { caseNameFilter, defaultAnchorsDir, defaultOrtCache, ensureOrt, loadAnchorCases, mergePeer, runOrtPeer, type PeerEp, type PeerFields, type PeerResult } from '../bench/peer_ort';
-import { speedupSvg } from '../bench/plot';
+import { UsageError } from '../args.js';
+import type { Command } from '../command.js';
+import { benchKernels, type KernelRow } from '../bench/kernels.js';
+import { benchModels, type ModelRow } from '../bench/models.js';
+import { PIPELINE_CONFIGS, benchPipelineWithPeaks } from '../bench/pipeline.js';
+import { embeddingCases, kernelCases } from '../bench/kernel_cases.js';
+import { caseNameFilter, defaultAnchorsDir, defaultOrtCache, ensureOrt, loadAnchorCases, mergePeer, runOrtPeer, type PeerEp, type PeerFields, type PeerResult } from '../bench/peer_ort.js';
+import { speedupSvg } from '../bench/plot.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
@@ -60,23 +60,23 @@ export const bench: Command = {
     if (what === 'models') return runModels(flags, io);
     if (what === 'pipeline') return runPipeline(flags, io);
     if (what !== 'kernels') throw new UsageError(`expected \`bench kernels\`, \`bench models\` or \`bench pipeline\`, got ${what ? `"${what}"` : 'nothing'}`);
-    const reps = flags.reps as number;
+    const reps = flags['reps'] as number;
     if (reps < 1) throw new UsageError(`--reps must be ≥ 1, got ${reps}`);
     let filter: RegExp | undefined;
-    if (flags.filter !== undefined) {
+    if (flags['filter'] !== undefined) {
       try {
-        filter = new RegExp(flags.filter as string);
+        filter = new RegExp(flags['filter'] as string);
       } catch (e) {
         throw new UsageError(`--filter is not a valid regular expression: ${(e as Error).message}`);
       }
     }
-    if (flags.peer === undefined) {
+    if (flags['peer'] === undefined) {
       for (const f of ['anchors', 'ort-cache', 'plot']) if (flags[f] !== undefined) throw new UsageError(`--${f} needs --peer ort`);
     }
     // --peer: only the anchor cases (checked, and ORT installed, before any GPU work).
     let peerSetup: { anchorsDir: string; ortDir: string; ep: PeerEp; names: string[]; all: boolean } | undefined;
-    if (flags.peer === 'ort') {
-      const anchorsDir = resolve((flags.anchors as string | undefined) ?? defaultAnchorsDir());
+    if (flags['peer'] === 'ort') {
+      const anchorsDir = resolve((flags['anchors'] as string | undefined) ?? defaultAnchorsDir());
       const anchorNames = new Set(loadAnchorCases(anchorsDir).map((c) => c.name));
       const names = [...kernelCases(), ...embeddingCases()]
         .filter((c) => anchorNames.has(c.name) && (!filter || filter.test(c.name) || filter.test(c.family)))
@@ -90,14 +90,14 @@ export const bench: Command = {
     let rows: (KernelRow & PeerFields)[];
     const device = await Device.open({ gpu: await nodeGPU([...defaultDawnOptions(), EXACT_TIMESTAMPS]), toggles: toggles(flags) });
     try {
-      const dtypes: DType[] = flags.dtype === undefined || flags.dtype === 'both' ? (device.features.f16 ? ['f32', 'f16'] : ['f32']) : [flags.dtype as DType];
+      const dtypes: DType[] = flags['dtype'] === undefined || flags['dtype'] === 'both' ? (device.features.f16 ? ['f32', 'f16'] : ['f32']) : [flags['dtype'] as DType];
       if (dtypes.includes('f16') && !device.features.f16) throw new Error(`this adapter (${device.adapter.name}) has no shader-f16; use --dtype f32`);
       if (peerSetup && !dtypes.includes('f32')) throw new UsageError('--peer ort compares the f32 rows (the ORT graphs are float32): use --dtype f32 or both');
       adapter = device.adapter.name;
       timing = device.features.timestamp ? 'gpu-timestamp' : 'wall';
       date = new Date().toISOString();
       // With a peer the table is printed once the peer numbers are in; progress goes to stderr meanwhile.
-      const live = !flags.json && !peerSetup;
+      const live = !flags['json'] && !peerSetup;
       if (live) io.stdout(`adapter: ${adapter}\n${tableHeader(false)}`);
       rows = await benchKernels(device, {
         dtypes, filter, reps,
@@ -120,18 +120,18 @@ export const bench: Command = {
       peer = { engine: results[0]!.engine, ep: results[0]!.ep, rows: results.flatMap((r) => r.rows).filter((r) => names.includes(r.case)) };
       for (const r of peer.rows) io.stderr(`${r.case} ORT ${r.ep}: ${r.median_ms} ms\n`);
       rows = mergePeer(rows, peer.rows);
-      if (flags.plot !== undefined) {
-        const file = resolve(flags.plot as string);
+      if (flags['plot'] !== undefined) {
+        const file = resolve(flags['plot'] as string);
         mkdirSync(dirname(file), { recursive: true });
         writeFileSync(file, speedupSvg(rows, { title: `fewstep vs ONNX Runtime (${peer.ep} EP), per op`, adapter, date: date.slice(0, 10) }));
         io.stderr(`wrote ${file}\n`);
       }
-      if (!flags.json) {
+      if (!flags['json']) {
         io.stdout(`adapter: ${adapter}; peer: ${peer.engine} (${peer.ep} EP)\n${tableHeader(true)}`);
         for (const r of rows) io.stdout(tableLine(r, true));
       }
     }
-    if (flags.json)
+    if (flags['json'])
       io.stdout(JSON.stringify({ adapter, date, timing, ...(peer ? { peer: { engine: peer.engine, ep: peer.ep } } : {}), rows }, null, 1) + '\n');
     return rows.some((r) => r.error) ? 1 : 0;
   },
@@ -156,22 +156,22 @@ function tableLine(r: KernelRow & PeerFields, peer: boolean): string {
 const EXACT_TIMESTAMPS = 'disable-dawn-features=timestamp_quantization';
 
 async function runModels(flags: Record<string, unknown>, io: Parameters<Command['run']>[1]): Promise<number> {
-  const only = flags.only === undefined ? undefined : String(flags.only).split(',').map((x) => x.trim());
+  const only = flags['only'] === undefined ? undefined : String(flags['only']).split(',').map((x) => x.trim());
   for (const o of only ?? []) if (!['text_encoder', 'unet', 'decoder'].includes(o)) throw new UsageError(`--only: unknown component "${o}" (text_encoder, unet, decoder)`);
   const device = await Device.open({ gpu: await nodeGPU([...defaultDawnOptions(), EXACT_TIMESTAMPS]), toggles: toggles(flags) });
   try {
-    if (flags.dtype === 'both') throw new UsageError('--dtype both is for bench kernels; bench models takes f32 or f16');
-    const dtype: DType = flags.dtype === 'f16' ? 'f16' : 'f32';
+    if (flags['dtype'] === 'both') throw new UsageError('--dtype both is for bench kernels; bench models takes f32 or f16');
+    const dtype: DType = flags['dtype'] === 'f16' ? 'f16' : 'f32';
     if (dtype === 'f16' && !device.features.f16) throw new Error(`this adapter (${device.adapter.name}) has no shader-f16; use --dtype f32`);
-    if (!flags.json) io.stdout(`adapter: ${device.adapter.name}, dtype ${dtype}\n`);
+    if (!flags['json']) io.stdout(`adapter: ${device.adapter.name}, dtype ${dtype}\n`);
     const rows = await benchModels(device, {
       dtype, only,
       onRow: (r: ModelRow) => {
         const line = r.error ? `${r.component}: error: ${r.error}` : `${r.component}: load ${r.load_s}s, cold ${r.cold_s}s, warm ${r.warm_s}s, peak RSS ${r.peak_rss_mb} MB, peak GPU ${r.peak_gpu_mb} MB, output [${r.output_shape}] ${r.output_finite ? 'finite' : 'NOT FINITE'}`;
-        (flags.json ? io.stderr : io.stdout)(line + '\n');
+        (flags['json'] ? io.stderr : io.stdout)(line + '\n');
       },
     });
-    if (flags.json) io.stdout(JSON.stringify({ adapter: device.adapter.name, dtype, date: new Date().toISOString(), rows }, null, 1) + '\n');
+    if (flags['json']) io.stdout(JSON.stringify({ adapter: device.adapter.name, dtype, date: new Date().toISOString(), rows }, null, 1) + '\n');
     return rows.some((r) => r.error || !r.output_finite) ? 1 : 0;
   } finally {
     device.destroy();
@@ -179,14 +179,14 @@ async function runModels(flags: Record<string, unknown>, io: Parameters<Command[
 }
 
 async function runPipeline(flags: Record<string, unknown>, io: Parameters<Command['run']>[1]): Promise<number> {
-  if (flags.dtype === 'both') throw new UsageError('--dtype both is for bench kernels; bench pipeline takes f32 or f16');
+  if (flags['dtype'] === 'both') throw new UsageError('--dtype both is for bench kernels; bench pipeline takes f32 or f16');
   const device = await Device.open({ gpu: await nodeGPU([...defaultDawnOptions(), EXACT_TIMESTAMPS]), toggles: toggles(flags) });
   try {
-    const dtype: DType = flags.dtype === 'f16' ? 'f16' : 'f32';
+    const dtype: DType = flags['dtype'] === 'f16' ? 'f16' : 'f32';
     if (dtype === 'f16' && !device.features.f16) throw new Error(`this adapter (${device.adapter.name}) has no shader-f16; use --dtype f32`);
-    if ((flags.runs as number) < 1) throw new UsageError(`--runs must be ≥ 1, got ${flags.runs}`);
-    const r = await benchPipelineWithPeaks(device, flags.config as string, dtype, (s) => io.stderr(s + '\n'), flags.runs as number, !!flags.profile, !!flags.sequential);
-    if (flags.json) io.stdout(JSON.stringify({ ...r, date: new Date().toISOString() }, null, 1) + '\n');
+    if ((flags['runs'] as number) < 1) throw new UsageError(`--runs must be ≥ 1, got ${flags['runs']}`);
+    const r = await benchPipelineWithPeaks(device, flags['config'] as string, dtype, (s) => io.stderr(s + '\n'), flags['runs'] as number, !!flags['profile'], !!flags['sequential']);
+    if (flags['json']) io.stdout(JSON.stringify({ ...r, date: new Date().toISOString() }, null, 1) + '\n');
     else io.stdout(`${r.config} ${r.dtype} on ${r.adapter}: warm ${r.total_s} s (text encoder ${r.stages.text_encoder_s}, unet ${r.stages.unet_s}, decode ${r.stages.decode_s}), cold ${r.cold_total_s} s, peak RSS ${r.peak_rss_mb} MB, peak GPU ${r.peak_gpu_mb} MB\n`);
     return r.output_finite ? 0 : 1;
   } finally {
@@ -196,8 +196,8 @@ async function runPipeline(flags: Record<string, unknown>, io: Parameters<Comman
 
 /** `--toggles a,b` → Dawn device toggles (Dawn ignores names it does not know, so they are echoed on stderr by the caller's log). */
 function toggles(flags: Record<string, unknown>): string[] | undefined {
-  if (flags.toggles === undefined) return undefined;
-  const t = String(flags.toggles).split(',').map((x) => x.trim()).filter(Boolean);
+  if (flags['toggles'] === undefined) return undefined;
+  const t = String(flags['toggles']).split(',').map((x) => x.trim()).filter(Boolean);
   for (const x of t) if (!/^[a-z0-9_]+$/.test(x)) throw new UsageError(`--toggles: "${x}" is not a Dawn toggle name (lower_snake_case)`);
   return t;
 }

@@ -3,9 +3,9 @@ import { resolve } from 'node:path';
 import { numel, openTensorFile, type StDType } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
 import { taesdKeyMap } from '@fewstep/models';
-import { UsageError } from '../args';
-import type { Command } from '../command';
-import { writeSafetensorsFile } from '../safetensors_file';
+import { UsageError } from '../args.js';
+import type { Command } from '../command.js';
+import { writeSafetensorsFile } from '../safetensors_file.js';
 
 const FLOATS: readonly StDType[] = ['F64', 'F32', 'F16', 'BF16'];
 
@@ -32,14 +32,14 @@ export const convert: Command = {
     if (resolve(input) === resolve(output)) throw new UsageError('input and output are the same file');
     const existing = await stat(output).catch(() => undefined);
     if (existing?.isDirectory()) throw new Error(`${output} is a folder`);
-    if (existing && !flags.force) throw new Error(`${output} already exists (pass --force to overwrite)`);
+    if (existing && !flags['force']) throw new Error(`${output} already exists (pass --force to overwrite)`);
 
     // Opening parses and vets the whole pickle: a refused or corrupt checkpoint fails here, before any output exists.
     const f = await openTensorFile(nodeFiles, input);
     try {
       const keys = [...f.tensors.keys()];
       const names: [string, string][] = flags['taesd-keys'] ? [...taesdKeyMap(keys, undefined, input)] : keys.map((k) => [k, k]);
-      const target = flags.dtype === 'f16' ? 'F16' : flags.dtype === 'f32' ? 'F32' : undefined;
+      const target = flags['dtype'] === 'f16' ? 'F16' : flags['dtype'] === 'f32' ? 'F32' : undefined;
       const plan = names.map(([name, key]) => {
         const src = f.info(key).dtype;
         const dtype: StDType = target && FLOATS.includes(src) ? target : src;

@@ -1,6 +1,6 @@
 import { createProgressPrinter, snapshotDownload } from '@fewstep/weights-tools';
-import { UsageError } from '../args';
-import type { Command } from '../command';
+import { UsageError } from '../args.js';
+import type { Command } from '../command.js';
 
 export const download: Command = {
   name: 'download',

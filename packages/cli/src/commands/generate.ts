@@ -14,12 +14,12 @@ import {
   type ProgressEvent,
 } from '@fewstep/models';
 import { createProgressPrinter, parseRepoSpec, snapshotDownload, type ProgressCallback } from '@fewstep/weights-tools';
-import { UsageError, type FlagSpec } from '../args';
-import type { CliIO, Command } from '../command';
+import { UsageError, type FlagSpec } from '../args.js';
+import type { CliIO, Command } from '../command.js';
 import { resolveModel, type ResolvedModel, type VaeChoice, type WeightDType } from '@fewstep/weights-tools';
-import { pngTextChunks, type GenerationInfo } from '../png_metadata';
-import { writeAtomic } from '../write_atomic';
-import { checkLoras, looksLikeRepo, parseLoraSpec, resolveLoraSource, type LoraSpec } from '../lora_source';
+import { pngTextChunks, type GenerationInfo } from '../png_metadata.js';
+import { writeAtomic } from '../write_atomic.js';
+import { checkLoras, looksLikeRepo, parseLoraSpec, resolveLoraSource, type LoraSpec } from '../lora_source.js';
 
 export const VERSION = '0.1.0';
 export const DEFAULT_MODEL = 'IDKiro/sdxs-512-0.9';
@@ -372,7 +372,7 @@ async function resolveControlNetSource(source: string, dtype: WeightDType, onPro
  * Downloads (if needed) and loads the pipeline: model files, LoRAs, the ControlNet (`controlnet`: a folder or
  * hub id), device, weights. Call after all input validation. `reporter` gets the load progress.
  */
-export async function loadModel(opts: CommonOptions, io: CliIO, reporter: StageReporter, extra: { controlnet?: string } = {}): Promise<LoadedModel> {
+export async function loadModel(opts: CommonOptions, io: CliIO, reporter: StageReporter, extra: { controlnet?: string | undefined } = {}): Promise<LoadedModel> {
   const dl = createProgressPrinter(io.stderr, { isTTY: io.isTTY, quiet: opts.quiet });
   let model: ResolvedModel;
   const adapters: LoraAdapter[] = [];

@@ -1,12 +1,12 @@
 // The command table: one import per subcommand file.
-import type { Command } from '../command';
-import { generate } from './generate';
-import { batch } from './batch';
-import { inspect } from './inspect';
-import { convert } from './convert';
-import { tokenize } from './tokenize';
-import { bench } from './bench';
-import { download } from './download';
-import { run } from './run';
+import type { Command } from '../command.js';
+import { generate } from './generate.js';
+import { batch } from './batch.js';
+import { inspect } from './inspect.js';
+import { convert } from './convert.js';
+import { tokenize } from './tokenize.js';
+import { bench } from './bench.js';
+import { download } from './download.js';
+import { run } from './run.js';
 
 export const commands: Command[] = [generate, batch, inspect, convert, tokenize, bench, run, download];

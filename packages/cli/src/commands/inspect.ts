@@ -1,7 +1,7 @@
 import { ST_DTYPE_BYTES, TorchCheckpointFile, numel, openTensorFile, type TensorFileInfo, type TorchTensorInfo } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
-import { UsageError } from '../args';
-import type { Command } from '../command';
+import { UsageError } from '../args.js';
+import type { Command } from '../command.js';
 
 /** How a PyTorch tensor sits in its storage: "" for a plain one, else e.g. "shared ×3, view (offset 3, stride [10])". */
 function layout(t: TorchTensorInfo): string {
@@ -36,7 +36,7 @@ export const inspect: Command = {
       const total = tensors.reduce((s, t) => s + numel(t.shape), 0);
       const bytes = tensors.reduce((s, t) => s + numel(t.shape) * ST_DTYPE_BYTES[t.dtype], 0);
       const tinfo = (t: TensorFileInfo) => t as TorchTensorInfo;
-      if (flags.json) {
+      if (flags['json']) {
         const rows = tensors.map((t) =>
           torch
             ? {
@@ -53,8 +53,8 @@ export const inspect: Command = {
         );
         const out: Record<string, unknown> = { file: path, format: f.format, tensors: rows, parameters: total, bytes, metadata: f.metadata };
         if (torch) {
-          out.archive_folder = torch.folder;
-          if (torch.skipped.length) out.skipped = torch.skipped;
+          out['archive_folder'] = torch.folder;
+          if (torch.skipped.length) out['skipped'] = torch.skipped;
         }
         io.stdout(JSON.stringify(out, null, 2) + '\n');
         return 0;

@@ -16,11 +16,11 @@ import {
   type ControlNetConfig,
   type LoraAdapter,
 } from '@fewstep/models';
-import { UsageError } from '../args';
-import { writeAtomic } from '../write_atomic';
-import { checkLoras, parseLoraSpec, resolveLoraSource } from '../lora_source';
+import { UsageError } from '../args.js';
+import { writeAtomic } from '../write_atomic.js';
+import { checkLoras, parseLoraSpec, resolveLoraSource } from '../lora_source.js';
 import { createProgressPrinter } from '@fewstep/weights-tools';
-import type { Command } from '../command';
+import type { Command } from '../command.js';
 
 /** One input the component takes: its name, a shape pattern (null = any size) and a dtype family. */
 interface InputSpec {
@@ -30,7 +30,7 @@ interface InputSpec {
   /** What the shape means, for errors. */
   describe: string;
   kind: 'float' | 'int';
-  optional?: boolean;
+  optional?: boolean | undefined;
 }
 
 type Method = 'encode' | 'decode';
@@ -43,7 +43,7 @@ const num = (v: unknown, def: number): number => (typeof v === 'number' ? v : de
 function signature(className: string, cfg: Record<string, unknown>, method: Method | undefined): { inputs: InputSpec[]; outputs: string[]; what: string } {
   switch (className) {
     case 'UNet2DConditionModel': {
-      const c = num(cfg.in_channels, 4), ctx = num(cfg.cross_attention_dim, 1280);
+      const c = num(cfg['in_channels'], 4), ctx = num(cfg['cross_attention_dim'], 1280);
       return {
         what: 'UNet2DConditionModel',
         inputs: [
@@ -72,7 +72,7 @@ function signature(className: string, cfg: Record<string, unknown>, method: Meth
       };
     }
     case 'CLIPTextModel': {
-      const P = num(cfg.max_position_embeddings, 77);
+      const P = num(cfg['max_position_embeddings'], 77);
       return {
         what: 'CLIPTextModel',
         inputs: [
@@ -84,7 +84,7 @@ function signature(className: string, cfg: Record<string, unknown>, method: Meth
     }
     case 'AutoencoderTiny':
     case 'AutoencoderKL': {
-      const latent = num(cfg.latent_channels, 4), inC = num(cfg.in_channels, 3);
+      const latent = num(cfg['latent_channels'], 4), inC = num(cfg['in_channels'], 3);
       return method === 'decode'
         ? { what: `${className} decode`, inputs: [{ name: 'z', shapes: [[null, latent, null, null]], describe: `[batch, ${latent}, height, width]`, kind: 'float' }], outputs: ['sample'] }
         : { what: `${className} encode`, inputs: [{ name: 'sample', shapes: [[null, inC, null, null]], describe: `[batch, ${inC}, height, width]`, kind: 'float' }], outputs: ['latents'] };
@@ -146,7 +146,7 @@ async function readInputs(path: string, sig: ReturnType<typeof signature>, cfg: 
     }
     if (className === 'CLIPTextModel') {
       const ids = out.get('input_ids')!, mask = out.get('attention_mask');
-      const P = num(cfg.max_position_embeddings, 77), V = num(cfg.vocab_size, 49408);
+      const P = num(cfg['max_position_embeddings'], 77), V = num(cfg['vocab_size'], 49408);
       if (ids.shape[1]! < 1 || ids.shape[1]! > P) throw new Error(`${path}: input_ids has length ${ids.shape[1]}; CLIPTextModel takes 1 to ${P} tokens (max_position_embeddings)`);
       const bad = ids.data.findIndex((v) => v < 0 || v >= V);
       if (bad >= 0) throw new Error(`${path}: input_ids[${Math.floor(bad / ids.shape[1]!)}, ${bad % ids.shape[1]!}] = ${ids.data[bad]} is outside the vocabulary (0..${V - 1})`);
@@ -214,11 +214,11 @@ export const run: Command = {
   async run({ flags, positionals }, io) {
     if (positionals.length !== 1) throw new UsageError(`expected one component folder, got ${positionals.length}`);
     const dir = positionals[0]!;
-    const inputsPath = flags.inputs as string | undefined, outPath = flags.out as string | undefined;
+    const inputsPath = flags['inputs'] as string | undefined, outPath = flags['out'] as string | undefined;
     if (!inputsPath) throw new UsageError('--inputs <file.safetensors> is required');
     if (!outPath) throw new UsageError('--out <file.safetensors> is required');
-    const method = flags.method as Method | undefined;
-    const dtype = flags.dtype as 'f32' | 'f16';
+    const method = flags['method'] as Method | undefined;
+    const dtype = flags['dtype'] as 'f32' | 'f16';
 
     const { className, config } = await componentInfo(nodeFiles, dir);
     const isAE = AUTOENCODERS.includes(className);
@@ -226,7 +226,7 @@ export const run: Command = {
     if (!isAE && method) throw new UsageError(`--method is only for autoencoders; ${className} has a single forward`);
     const controlScale = flags['control-scale'] as number | undefined;
     if (controlScale !== undefined && className !== 'ControlNetModel') throw new UsageError(`--control-scale is only for ControlNetModel folders, not ${className} (${dir})`);
-    const loraSpecs = ((flags.lora as string[] | undefined) ?? []).map(parseLoraSpec);
+    const loraSpecs = ((flags['lora'] as string[] | undefined) ?? []).map(parseLoraSpec);
     if (loraSpecs.length && className !== 'UNet2DConditionModel') throw new UsageError(`--lora is only for UNet2DConditionModel folders, not ${className} (${dir})`);
     await checkLoras(loraSpecs);
     const sig = signature(className, config, method);

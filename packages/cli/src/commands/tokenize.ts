@@ -1,7 +1,7 @@
 import { CLIPTokenizer } from '@fewstep/models';
 import { nodeFiles } from '@fewstep/tensor/node';
-import { UsageError } from '../args';
-import type { Command } from '../command';
+import { UsageError } from '../args.js';
+import type { Command } from '../command.js';
 
 export const tokenize: Command = {
   name: 'tokenize',

@@ -1,16 +1,16 @@
 import { Tensor, shapeStr } from '@fewstep/tensor';
-import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime';
-import { ATTENTION_PARAMS, attentionWGSL, subgroupAttentionWGSL, type AttentionTiles, type SgAttentionTile } from './attention.wgsl';
-import { fixedSubgroupSize, isCpuAdapter } from '../matmul/matmul';
-import { attentionMaterialized } from './attention_materialized';
+import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime.js';
+import { ATTENTION_PARAMS, attentionWGSL, subgroupAttentionWGSL, type AttentionTiles, type SgAttentionTile } from './attention.wgsl.js';
+import { fixedSubgroupSize, isCpuAdapter } from '../matmul/matmul.js';
+import { attentionMaterialized } from './attention_materialized.js';
 
 export interface AttentionOptions {
   /** Defaults to 1/sqrt(headDim). */
-  scale?: number;
+  scale?: number | undefined;
   /** Causal mask: query i attends keys 0..i (CLIP). */
-  causal?: boolean;
+  causal?: boolean | undefined;
   /** Optional key padding mask [B, Lk] (1 = keep, 0 = masked out), as transformers' attention_mask. */
-  keyMask?: Tensor;
+  keyMask?: Tensor | undefined;
 }
 
 /** Largest head dim the flash kernel takes (registers: 2·D floats per thread); larger ones go through GEMMs. */

@@ -10,7 +10,7 @@
 //
 // Private arrays must have a constant size (WGSL forbids override-sized function arrays), so the
 // source is generated per tile configuration, which is part of the pipeline key.
-import { paramsStruct, type ParamSchema } from '../runtime';
+import { paramsStruct, type ParamSchema } from '../runtime.js';
 
 export const ATTENTION_PARAMS: ParamSchema = [
   ['units', 'u32'], ['nqb', 'u32'], ['heads', 'u32'], ['lq', 'u32'], ['lk', 'u32'], ['d', 'u32'], ['hd', 'u32'],

@@ -1,7 +1,7 @@
 import { type Tensor } from '@fewstep/tensor';
-import { matmul } from '../matmul/matmul';
-import { softmax } from '../norm/norm';
-import { concat, permute, slice } from '../layout/layout';
+import { matmul } from '../matmul/matmul.js';
+import { softmax } from '../norm/norm.js';
+import { concat, permute, slice } from '../layout/layout.js';
 
 /**
  * Attention for head dims too large for the flash kernel's registers (the SD VAE's mid-block

@@ -1,19 +1,19 @@
 import { Tensor, shapeStr } from '@fewstep/tensor';
-import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime';
-import { dispatchGemm, gemmConfig, type GemmVariant } from '../matmul/matmul';
-import { CONV_DIRECT_WGSL, CONV_GEMM_PIECES, CONV_PARAMS } from './conv2d.wgsl';
+import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime.js';
+import { dispatchGemm, gemmConfig, type GemmVariant } from '../matmul/matmul.js';
+import { CONV_DIRECT_WGSL, CONV_GEMM_PIECES, CONV_PARAMS } from './conv2d.wgsl.js';
 
 export interface Conv2dOptions {
-  stride?: number;
-  padding?: number;
-  bias?: Tensor;
+  stride?: number | undefined;
+  padding?: number | undefined;
+  bias?: Tensor | undefined;
   /**
    * Fused ReLU on the output (conv → relu in one pass). On lavapipe a separate ReLU over TAESD's
    * 64×512² activations cost ~17 ms each (31 of them: ~0.55 s of a 5.4 s decode).
    */
-  relu?: boolean;
+  relu?: boolean | undefined;
   /** 'naive' runs the direct-convolution oracle; default follows `gemmConfig.variant` (tiled). */
-  variant?: GemmVariant;
+  variant?: GemmVariant | undefined;
 }
 
 /** NCHW conv: x [N, C, H, W] ⊛ w [O, C, kh, kw] (+ bias [O]) → [N, O, H', W']. Implicit GEMM. */

@@ -3,8 +3,8 @@
 //   conv2d (tiled) — implicit GEMM on the matmul family's tiled core: M = N·H'·W' output pixels,
 //     N = O output channels, K = C·kh·kw. load_a gathers input pixels on the fly into the shared
 //     A tile (no im2col buffer); the weight [O, C·kh·kw] is the GEMM's B read transposed.
-import { paramsStruct, type ParamSchema } from '../runtime';
-import type { GemmPieces } from '../matmul/matmul.wgsl';
+import { paramsStruct, type ParamSchema } from '../runtime.js';
+import type { GemmPieces } from '../matmul/matmul.wgsl.js';
 
 export const CONV_PARAMS: ParamSchema = [
   ['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['tiles_m', 'u32'],

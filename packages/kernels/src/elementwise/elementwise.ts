@@ -1,6 +1,6 @@
 import { Tensor, shapeStr, type Shape } from '@fewstep/tensor';
-import { checkDType, getPipeline, grid1d, packParams, sameDType, ceilDiv } from '../runtime';
-import { BINARY_PARAMS, BINARY_WGSL, ELEMENTWISE_WGSL, GEGLU_PARAMS, GEGLU_WGSL, UNARY_PARAMS } from './elementwise.wgsl';
+import { checkDType, getPipeline, grid1d, packParams, sameDType, ceilDiv } from '../runtime.js';
+import { BINARY_PARAMS, BINARY_WGSL, ELEMENTWISE_WGSL, GEGLU_PARAMS, GEGLU_WGSL, UNARY_PARAMS } from './elementwise.wgsl.js';
 
 export type UnaryOp = 'scale' | 'silu' | 'gelu' | 'gelu_tanh' | 'quick_gelu' | 'tanh' | 'relu';
 const UNARY_CODES: Record<UnaryOp, number> = { scale: 0, silu: 1, gelu: 2, gelu_tanh: 3, quick_gelu: 4, tanh: 5, relu: 6 };
@@ -54,7 +54,7 @@ function collapse(out: number[], sa: number[], sb: number[]): [number[], number[
     if (out[i] === 1) continue;
     const k = d.length - 1;
     if (k >= 0 && A[k] === sa[i]! * out[i]! && B[k] === sb[i]! * out[i]!) {
-      d[k] *= out[i]!;
+      d[k]! *= out[i]!;
       A[k] = sa[i]!;
       B[k] = sb[i]!;
     } else {

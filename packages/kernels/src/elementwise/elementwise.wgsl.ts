@@ -1,7 +1,7 @@
 // Elementwise family: unary activations, binary ops with numpy broadcasting (rank ≤ 6), GEGLU.
 // One thread per output element; workgroups laid out 2-D (see runtime.grid1d) for > 65,535 groups.
 // Math is f32 whatever T is; `alias T` is swapped to f16 by runtime.specialize.
-import { paramsStruct, type ParamSchema } from '../runtime';
+import { paramsStruct, type ParamSchema } from '../runtime.js';
 
 export const UNARY_PARAMS: ParamSchema = [['n', 'u32'], ['op', 'u32'], ['alpha', 'f32'], ['beta', 'f32']];
 export const BINARY_PARAMS: ParamSchema = [

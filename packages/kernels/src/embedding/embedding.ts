@@ -1,13 +1,13 @@
 import { Tensor, shapeStr, type Device } from '@fewstep/tensor';
-import { ceilDiv, checkDType, getPipeline, grid1d, packParams } from '../runtime';
-import { GATHER_PARAMS, TIMESTEP_PARAMS, TIMESTEP_WGSL, gatherWgsl } from './embedding.wgsl';
+import { ceilDiv, checkDType, getPipeline, grid1d, packParams } from '../runtime.js';
+import { GATHER_PARAMS, TIMESTEP_PARAMS, TIMESTEP_WGSL, gatherWgsl } from './embedding.wgsl.js';
 
 export interface EmbeddingOptions {
   /**
    * Internal/testing: rows per table window (rounded up to the offset alignment). By default the
    * window is as large as one storage binding allows, so tables that fit take a single dispatch.
    */
-  windowRows?: number;
+  windowRows?: number | undefined;
 }
 
 const gcd = (a: number, b: number): number => (b ? gcd(b, a % b) : a);
@@ -72,8 +72,8 @@ export function embedding(ids: Tensor, table: Tensor, positions?: Tensor, opts: 
 export interface TimestepEmbeddingOptions {
   flipSinToCos: boolean;
   downscaleFreqShift: number;
-  scale?: number;
-  maxPeriod?: number;
+  scale?: number | undefined;
+  maxPeriod?: number | undefined;
 }
 
 /**

@@ -1,6 +1,6 @@
 // Embedding family: token(+position) gather over a windowed table binding, and diffusers' sinusoidal
 // timestep embedding with accurate sin/cos for large arguments.
-import { paramsStruct, type ParamSchema } from '../runtime';
+import { paramsStruct, type ParamSchema } from '../runtime.js';
 
 export const GATHER_PARAMS: ParamSchema = [
   ['n', 'u32'], ['D', 'u32'], ['L', 'u32'], ['V', 'u32'], ['row0', 'u32'], ['rows', 'u32'], ['first', 'u32'],

@@ -1,8 +1,8 @@
 import { Tensor, shapeStr, type Device, type DType, type Shape } from '@fewstep/tensor';
-import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime';
+import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime.js';
 import {
   CAST_FROM_HALF_WGSL, CAST_PARAMS, CAST_TO_HALF_WGSL, COPY_PARAMS, PERMUTE_PARAMS, PERMUTE_WGSL, UPSAMPLE4_WGSL, UPSAMPLE_PARAMS, UPSAMPLE_WGSL, copyWgsl,
-} from './layout.wgsl';
+} from './layout.wgsl.js';
 
 const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
@@ -115,7 +115,7 @@ function collapsePermute(shape: Shape, perm: number[]): [number[], number[]] {
     if (size === 1) continue;
     const k = d.length - 1;
     if (k >= 0 && s[k] === st * size) {
-      d[k] *= size;
+      d[k]! *= size;
       s[k] = st;
     } else {
       d.push(size);

@@ -1,6 +1,6 @@
 // Layout family: pure data movement (nearest upsample, strided block copy for concat/slice, permute)
 // plus the f32↔f16 cast. One thread per element (or per vec4 / per input pixel); 2-D workgroup grid.
-import { paramsStruct, type ParamSchema } from '../runtime';
+import { paramsStruct, type ParamSchema } from '../runtime.js';
 
 const LINEAR = /* wgsl */ `
 fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {

@@ -1,6 +1,6 @@
 import { Tensor, shapeStr, type Device, type DType } from '@fewstep/tensor';
-import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType, type ParamSchema } from '../runtime';
-import { GEMM_PARAMS, a4Fits, matmulPieces, naiveGemmWGSL, subgroupGemmWGSL, tiledGemmWGSL, type GemmPieces, type RegTile, type SgTile } from './matmul.wgsl';
+import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType, type ParamSchema } from '../runtime.js';
+import { GEMM_PARAMS, a4Fits, matmulPieces, naiveGemmWGSL, subgroupGemmWGSL, tiledGemmWGSL, type GemmPieces, type RegTile, type SgTile } from './matmul.wgsl.js';
 
 export type { SgTile };
 
@@ -97,15 +97,15 @@ export function gemmKernel(device: Device, batch = 1, M = Infinity, N = Infinity
 
 export interface MatmulOptions {
   /** Treat a's last two dims as [K, M] (use aᵀ). */
-  transA?: boolean;
+  transA?: boolean | undefined;
   /** Treat b's last two dims as [N, K] (use bᵀ) — PyTorch Linear weights are [out, in]. */
-  transB?: boolean;
+  transB?: boolean | undefined;
   /** Added per output column: shape [N]. */
-  bias?: Tensor;
+  bias?: Tensor | undefined;
   /** Scales the product before the bias. */
-  alpha?: number;
+  alpha?: number | undefined;
   /** Kernel choice; defaults to `gemmConfig.variant` (tiled). */
-  variant?: GemmVariant;
+  variant?: GemmVariant | undefined;
 }
 
 export interface GemmDispatch {
@@ -130,8 +130,8 @@ export interface GemmDispatch {
 export function dispatchGemm(g: GemmDispatch): void {
   const params: Record<string, number> = { ...g.params, batch: g.batch };
   if (g.variant === 'naive') {
-    params.tiles_m = 1;
-    params.tiles_n = 1;
+    params['tiles_m'] = 1;
+    params['tiles_n'] = 1;
     const pipe = getPipeline(g.device, { family: g.family, entry: 'gemm_naive', dtype: g.dtype, code: naiveGemmWGSL(g.pieces, 'gemm_naive'), storage: g.storage });
     g.device.dispatch(pipe, packParams(g.schema, params), g.buffers, grid1d(ceilDiv(g.batch * g.M * g.N, 256)), `${g.label} (naive)`);
     return;
@@ -142,21 +142,21 @@ export function dispatchGemm(g: GemmDispatch): void {
     // Few output columns (TAESD's last conv has 3): fewer columns per lane instead of a 64-wide tile of
     // which 61 are padding (lavapipe, conv 64→3 @ 512²: 588 → ~315 ms).
     const tile = gemmConfig.sg ? kernel.tile : { ...kernel.tile, C: Math.max(1, Math.min(kernel.tile.C, Math.ceil(g.N / SG))) };
-    params.tiles_m = ceilDiv(g.M, tile.R);
-    params.tiles_n = ceilDiv(g.N, SG * tile.C);
+    params['tiles_m'] = ceilDiv(g.M, tile.R);
+    params['tiles_n'] = ceilDiv(g.N, SG * tile.C);
     const pipe = getPipeline(g.device, {
       family: `${g.family}/sg${SG}r${tile.R}c${tile.C}`, entry: 'gemm_sg', dtype: g.dtype,
       code: subgroupGemmWGSL(g.pieces, 'gemm_sg', { ...tile, SG }), storage: g.storage, enables: ['subgroups'],
     });
-    g.device.dispatch(pipe, packParams(g.schema, params), g.buffers, grid1d(g.batch * params.tiles_m * params.tiles_n), g.label);
+    g.device.dispatch(pipe, packParams(g.schema, params), g.buffers, grid1d(g.batch * params['tiles_m'] * params['tiles_n']), g.label);
     return;
   }
   const t = kernel.tiling;
   const useA4 = g.pieces.a4 !== undefined && !g.pieces.aKFast && a4Fits(t);
   const pieces = useA4 ? g.pieces : { ...g.pieces, a4: undefined };
   const tilesM = ceilDiv(g.M, t.TY * t.TM), tilesN = ceilDiv(g.N, t.TX * t.TN);
-  params.tiles_m = tilesM;
-  params.tiles_n = tilesN;
+  params['tiles_m'] = tilesM;
+  params['tiles_n'] = tilesN;
   const splits = splitKFor(g, t, tilesM * tilesN * g.batch);
   if (splits > 1) {
     dispatchSplitK(g, t, pieces, useA4, params, splits, tilesM * tilesN * g.batch);
@@ -175,7 +175,7 @@ export function dispatchGemm(g: GemmDispatch): void {
 
 /** How many K chunks a shared-memory GEMM takes: gemmConfig.splitK, else on real GPUs enough to give ~256 workgroups when there are few tiles and K is long. */
 function splitKFor(g: GemmDispatch, t: GemmTiling, tiles: number): number {
-  const K = g.params.K!;
+  const K = g.params['K']!;
   const maxByMemory = (S: number) => S * g.batch * g.M * g.N * 4 <= g.device.maxBinding;
   const { below, target, minK } = splitKTuning;
   let S = gemmConfig.splitK ?? (isCpuAdapter(g.device) || tiles >= below || K < minK ? 1 : Math.min(8, Math.floor(K / 256), Math.ceil(target / tiles)));
@@ -191,7 +191,7 @@ function splitKFor(g: GemmDispatch, t: GemmTiling, tiles: number): number {
 export const splitKTuning = { below: 512, target: 1024, minK: 1024 };
 
 function dispatchSplitK(g: GemmDispatch, t: GemmTiling, pieces: GemmPieces, useA4: boolean, params: Record<string, number>, splits: number, tiles: number): void {
-  const K = g.params.K!;
+  const K = g.params['K']!;
   const KC = ceilDiv(ceilDiv(K, splits), t.BK) * t.BK;
   const S = ceilDiv(K, KC);
   const part = Tensor.empty(g.device, [S * g.batch * g.M * g.N], 'f32');

@@ -4,7 +4,7 @@
 // The tiled GEMM core is generated from three small WGSL functions (load_a, load_b, store_c) so conv2d
 // reuses it as an implicit GEMM by gathering its A tile from the input image instead of a matrix.
 // Storage is `T` (f32 or f16 via runtime.specialize); shared tiles and accumulation are always f32.
-import { paramsStruct, type ParamSchema } from '../runtime';
+import { paramsStruct, type ParamSchema } from '../runtime.js';
 
 export const GEMM_PARAMS: ParamSchema = [
   ['M', 'u32'], ['N', 'u32'], ['K', 'u32'], ['tiles_m', 'u32'],
@@ -38,7 +38,7 @@ export interface GemmPieces {
    * same 4 rows of the A tile at every K step, so a_row's per-row index math (conv: n, oy, ox) runs
    * once per thread instead of once per gathered element. Needs NT % (BM / 4) == 0 (see a4Fits).
    */
-  a4?: string;
+  a4?: string | undefined;
   /**
    * For the subgroup GEMM (subgroupGemmWGSL): load_a and load_b split into the part that is fixed for
    * a whole thread (per A row, per B column: hoisted out of the K loop) and the per-k part. WGSL defining

@@ -4,8 +4,8 @@
 // (2) one thread per group merges them (Chan et al.'s pairwise update: no cancellation), (3) an
 // elementwise pass applies (x − mean)·rstd·γ + β and the optional SiLU.
 import { Tensor } from '@fewstep/tensor';
-import { ceilDiv, getPipeline, grid1d, packParams, paramsStruct, type ParamSchema } from '../runtime';
-import { REDUCE_SUM } from './norm.wgsl';
+import { ceilDiv, getPipeline, grid1d, packParams, paramsStruct, type ParamSchema } from '../runtime.js';
+import { REDUCE_SUM } from './norm.wgsl.js';
 
 const WG = 256;
 const STATS_PARAMS: ParamSchema = [['units', 'u32'], ['slices', 'u32'], ['count', 'u32'], ['chunk', 'u32']];

@@ -1,8 +1,8 @@
 import { Tensor, shapeStr } from '@fewstep/tensor';
-import { checkDType, getPipeline, grid1d, packParams } from '../runtime';
-import { GROUPNORM_PARAMS, GROUPNORM_WGSL, LAYERNORM_WGSL, ROW_PARAMS, SOFTMAX_WGSL } from './norm.wgsl';
-import { GROUPNORM_SPLIT_MIN, groupNormSplit } from './groupnorm_split';
-import { isCpuAdapter } from '../matmul/matmul';
+import { checkDType, getPipeline, grid1d, packParams } from '../runtime.js';
+import { GROUPNORM_PARAMS, GROUPNORM_WGSL, LAYERNORM_WGSL, ROW_PARAMS, SOFTMAX_WGSL } from './norm.wgsl.js';
+import { GROUPNORM_SPLIT_MIN, groupNormSplit } from './groupnorm_split.js';
+import { isCpuAdapter } from '../matmul/matmul.js';
 
 function checkFloat(op: string, x: Tensor): void {
   if (x.dtype === 'i32') throw new Error(`${op}: i32 input ${shapeStr(x.shape)} is not supported`);
@@ -20,7 +20,7 @@ function checkAffine(op: string, x: Tensor, name: string, t: Tensor | null, n: n
 export const groupNormConfig: { split: 'auto' | 'always' | 'never' } = { split: 'auto' };
 
 /** GroupNorm over x [N, C, ...spatial] with per-channel gamma/beta [C]; optional fused SiLU. */
-export function groupNorm(x: Tensor, groups: number, gamma: Tensor | null, beta: Tensor | null, eps: number, opts: { silu?: boolean } = {}): Tensor {
+export function groupNorm(x: Tensor, groups: number, gamma: Tensor | null, beta: Tensor | null, eps: number, opts: { silu?: boolean | undefined } = {}): Tensor {
   const op = 'groupNorm';
   checkFloat(op, x);
   if (x.rank < 2) throw new Error(`${op}: x ${shapeStr(x.shape)} needs rank ≥ 2 ([N, C, ...spatial])`);

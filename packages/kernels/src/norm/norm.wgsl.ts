@@ -2,7 +2,7 @@
 // (an (n, group) block, or a row); statistics accumulate in f32 with a shared-memory tree reduction.
 // Mean and variance are two passes over global memory (exact mean first, then Σ(x−mean)²): one more read
 // than a one-pass formula, but no cancellation when |mean| ≫ std. Variance is biased, as PyTorch's.
-import { paramsStruct, type ParamSchema } from '../runtime';
+import { paramsStruct, type ParamSchema } from '../runtime.js';
 
 export const NORM_WG = 256;
 export const ROW_WG = 64;

@@ -6,30 +6,30 @@
  */
 import { Tensor, type Device, type FileSource } from '@fewstep/tensor';
 import { cast, slice } from '@fewstep/kernels';
-import { Conv2d } from '../layers/conv2d';
-import { WeightScope, disposeAll, type TensorSource } from '../weights';
-import { ParamSpec } from '../param_spec';
-import { loadFromFolder, loadFromSource } from '../component';
-import { Decoder, Encoder, type VaeCoderConfig } from './vae';
+import { Conv2d } from '../layers/conv2d.js';
+import { WeightScope, disposeAll, type TensorSource } from '../modeling/weights.js';
+import { ParamSpec } from '../modeling/param_spec.js';
+import { loadFromFolder, loadFromSource } from '../modeling/component.js';
+import { Decoder, Encoder, type VaeCoderConfig } from './vae.js';
 
 /** config.json of an AutoencoderKL; keys verbatim, diffusers defaults. */
 export interface AutoencoderKLConfig {
-  in_channels?: number;
-  out_channels?: number;
-  down_block_types?: string[];
-  up_block_types?: string[];
-  block_out_channels?: number[];
-  layers_per_block?: number;
-  act_fn?: string;
-  latent_channels?: number;
-  norm_num_groups?: number;
-  sample_size?: number | number[];
-  scaling_factor?: number;
-  force_upcast?: boolean;
+  in_channels?: number | undefined;
+  out_channels?: number | undefined;
+  down_block_types?: string[] | undefined;
+  up_block_types?: string[] | undefined;
+  block_out_channels?: number[] | undefined;
+  layers_per_block?: number | undefined;
+  act_fn?: string | undefined;
+  latent_channels?: number | undefined;
+  norm_num_groups?: number | undefined;
+  sample_size?: number | number[] | undefined;
+  scaling_factor?: number | undefined;
+  force_upcast?: boolean | undefined;
   /** Newer diffusers keys; only their defaults are supported. */
-  use_quant_conv?: boolean;
-  use_post_quant_conv?: boolean;
-  mid_block_add_attention?: boolean;
+  use_quant_conv?: boolean | undefined;
+  use_post_quant_conv?: boolean | undefined;
+  mid_block_add_attention?: boolean | undefined;
   [extra: string]: unknown;
 }
 
@@ -102,7 +102,7 @@ export class AutoencoderKL {
    * Loads from a weight scope. With `decoderOnly`, the encoder and quant_conv are not loaded
    * (their keys stay unused: the caller's `finish` must then not be called on this scope).
    */
-  static async load(w: WeightScope, config: AutoencoderKLConfig, opts: { decoderOnly?: boolean } = {}): Promise<AutoencoderKL> {
+  static async load(w: WeightScope, config: AutoencoderKLConfig, opts: { decoderOnly?: boolean | undefined } = {}): Promise<AutoencoderKL> {
     const r = resolveAutoencoderKLConfig(config);
     if (w.dtype === 'i32') throw new Error('AutoencoderKL: weights must load as f32 or f16');
     const first = w.loaded.length;
@@ -126,7 +126,7 @@ export class AutoencoderKL {
   }
 
   /** Loads a diffusers `vae/` folder (config.json + safetensors). */
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: { dtype?: 'f32' | 'f16'; variant?: string } = {}): Promise<AutoencoderKL> {
+  static async fromFolder(io: FileSource, dir: string, device: Device, opts: { dtype?: 'f32' | 'f16' | undefined; variant?: string | undefined } = {}): Promise<AutoencoderKL> {
     return loadFromFolder<AutoencoderKLConfig, AutoencoderKL>(io, dir, opts.variant, (src, config) => AutoencoderKL.fromSource(src, config, device, opts.dtype ?? 'f32'));
   }
 

@@ -5,10 +5,10 @@
  * (1.0 for TAESD): like diffusers, the pipeline divides/multiplies by it.
  */
 import type { Device, DType, FileSource, Tensor } from '@fewstep/tensor';
-import { findWeightFiles, openComponentWeights, readConfig } from '../component';
-import { RenamedSource, SafetensorsSource, WeightScope, disposeAll, type TensorSource } from '../weights';
-import { DecoderTiny, EncoderTiny } from './vae_tiny';
-import { detectTaesdPart, taesdKeyMap, type TaesdPart } from './taesd_original_keys';
+import { findWeightFiles, openComponentWeights, readConfig } from '../modeling/component.js';
+import { RenamedSource, SafetensorsSource, WeightScope, disposeAll, type TensorSource } from '../modeling/weights.js';
+import { DecoderTiny, EncoderTiny } from './vae_tiny.js';
+import { detectTaesdPart, taesdKeyMap, type TaesdPart } from './taesd_original_keys.js';
 
 /** `config.json` of an AutoencoderTiny; missing keys take diffusers' defaults. */
 export interface AutoencoderTinyConfig {
@@ -56,9 +56,9 @@ export function autoencoderTinyConfig(raw: Record<string, unknown>, where = 'con
 }
 
 export interface AutoencoderTinyFromFolderOptions {
-  dtype?: 'f32' | 'f16';
+  dtype?: 'f32' | 'f16' | undefined;
   /** Weight-file variant to prefer, e.g. 'fp16'. */
-  variant?: string;
+  variant?: string | undefined;
 }
 
 export class AutoencoderTiny {
@@ -141,7 +141,7 @@ export class AutoencoderTiny {
     io: FileSource,
     paths: readonly string[],
     device: Device,
-    opts: { dtype?: 'f32' | 'f16'; config?: AutoencoderTinyConfig | Record<string, unknown> } = {},
+    opts: { dtype?: 'f32' | 'f16' | undefined; config?: AutoencoderTinyConfig | Record<string, unknown> } = {},
   ): Promise<AutoencoderTiny> {
     const sources: SafetensorsSource[] = [];
     try {

@@ -4,11 +4,11 @@
  * with single-head spatial attention between the down/up paths.
  */
 import type { Tensor } from '@fewstep/tensor';
-import { Conv2d } from '../layers/conv2d';
-import { GroupNorm } from '../layers/norm';
-import { DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D, type BlockConfig, type MidBlock2DConfig } from '../unet_2d_blocks';
-import type { WeightScope } from '../weights';
-import type { ParamSpec } from '../param_spec';
+import { Conv2d } from '../layers/conv2d.js';
+import { GroupNorm } from '../layers/norm.js';
+import { DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D, type BlockConfig, type MidBlock2DConfig } from '../unets/unet_2d_blocks.js';
+import type { WeightScope } from '../modeling/weights.js';
+import type { ParamSpec } from '../modeling/param_spec.js';
 
 export interface VaeCoderConfig {
   inChannels: number;
@@ -18,8 +18,8 @@ export interface VaeCoderConfig {
   layersPerBlock: number;
   normNumGroups: number;
   /** Encoder only: output 2·outChannels (mean and logvar). */
-  doubleZ?: boolean;
-  midBlockAddAttention?: boolean;
+  doubleZ?: boolean | undefined;
+  midBlockAddAttention?: boolean | undefined;
 }
 
 const EPS = 1e-6;

@@ -5,8 +5,8 @@
  */
 import type { Tensor } from '@fewstep/tensor';
 import { add, relu, unary, upsampleNearest2x, type UnaryOp } from '@fewstep/kernels';
-import { Conv2d } from '../layers/conv2d';
-import type { WeightScope } from '../weights';
+import { Conv2d } from '../layers/conv2d.js';
+import type { WeightScope } from '../modeling/weights.js';
 
 /** diffusers `get_activation` names → our unary kernels ("mish" has no kernel). */
 const ACTIVATIONS: Record<string, UnaryOp> = { relu: 'relu', silu: 'silu', swish: 'silu', gelu: 'gelu' };

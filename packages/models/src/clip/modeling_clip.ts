@@ -8,10 +8,10 @@
  */
 import { Tensor, type DType, type Device, type FileSource } from '@fewstep/tensor';
 import { add, attention, embedding, unary, type UnaryOp } from '@fewstep/kernels';
-import { readConfig, openComponentWeights } from '../component';
-import { Linear } from '../layers/linear';
-import { LayerNorm } from '../layers/norm';
-import { WeightScope, disposeAll, type WeightTransform } from '../weights';
+import { readConfig, openComponentWeights } from '../modeling/component.js';
+import { Linear } from '../layers/linear.js';
+import { LayerNorm } from '../layers/norm.js';
+import { WeightScope, disposeAll, type WeightTransform } from '../modeling/weights.js';
 
 /** `config.json` of a transformers CLIPTextModel; missing keys take CLIPTextConfig's defaults (4.36). */
 export interface CLIPTextConfig {
@@ -59,7 +59,7 @@ const ACTIVATIONS: Record<string, UnaryOp> = {
 /** Reads a CLIPTextConfig from a config.json object, filling defaults and checking what we rely on. */
 export function clipTextConfig(raw: Record<string, unknown>, where = 'config.json'): CLIPTextConfig {
   // A full CLIPConfig (model_type "clip") nests the text tower's settings under text_config.
-  const src = raw.model_type === 'clip' && raw.text_config && typeof raw.text_config === 'object' ? (raw.text_config as Record<string, unknown>) : raw;
+  const src = raw['model_type'] === 'clip' && raw['text_config'] && typeof raw['text_config'] === 'object' ? (raw['text_config'] as Record<string, unknown>) : raw;
   const cfg = { ...CLIP_TEXT_DEFAULTS } as CLIPTextConfig & Record<string, unknown>;
   for (const k of Object.keys(CLIP_TEXT_DEFAULTS) as (keyof CLIPTextConfig)[]) {
     const v = src[k];
@@ -193,9 +193,9 @@ export class CLIPTextTransformer {
 
 export interface CLIPTextForwardOptions {
   /** transformers' attention_mask [B, L]: 1 = real token, 0 = padding (masked as a key). f32, the model dtype, or i32 (`forward` converts it). */
-  attentionMask?: Tensor;
+  attentionMask?: Tensor | undefined;
   /** Skip the pooled output (saves the ids read-back). Default true. */
-  pooler?: boolean;
+  pooler?: boolean | undefined;
 }
 
 export interface CLIPTextOutput {
@@ -206,15 +206,15 @@ export interface CLIPTextOutput {
   /** hidden_states[-2] (the same tensor object as hiddenStates[length − 2]). */
   penultimateHiddenState: Tensor;
   /** last_hidden_state at each row's EOS position: [B, D] (absent when `pooler: false`). */
-  poolerOutput?: Tensor;
+  poolerOutput?: Tensor | undefined;
 }
 
 export interface CLIPTextFromFolderOptions {
-  dtype?: 'f32' | 'f16';
+  dtype?: 'f32' | 'f16' | undefined;
   /** Weight-file variant to prefer, e.g. 'fp16' for `model.fp16.safetensors`. */
-  variant?: string;
+  variant?: string | undefined;
   /** Applied to every weight as it loads (LoRA fusion: `loraTransform(adapters, 'text_encoder')`). */
-  transform?: WeightTransform;
+  transform?: WeightTransform | undefined;
 }
 
 export class CLIPTextModel {

@@ -18,11 +18,11 @@ export interface CLIPTokenizerContents {
   /** merges.txt text (first line is the `#version` header, which is skipped). */
   merges: string;
   /** tokenizer_config.json (text or parsed), if present. */
-  tokenizerConfig?: string | Record<string, unknown>;
+  tokenizerConfig?: string | Record<string, unknown> | undefined;
   /** special_tokens_map.json (text or parsed), if present. */
-  specialTokensMap?: string | Record<string, unknown>;
+  specialTokensMap?: string | Record<string, unknown> | undefined;
   /** Names used in error messages (paths), keyed like the fields above. */
-  names?: Partial<Record<'vocab' | 'merges' | 'tokenizerConfig' | 'specialTokensMap', string>>;
+  names?: Partial<Record<'vocab' | 'merges' | 'tokenizerConfig' | 'specialTokensMap', string>> | undefined;
 }
 
 export interface AddedTokenSpec {
@@ -43,7 +43,7 @@ export interface CLIPEncoding {
 
 export interface FromFolderOptions {
   /** Folder holding tokenizer_config.json / special_tokens_map.json when they live apart from vocab+merges. */
-  configDir?: string;
+  configDir?: string | undefined;
 }
 
 const DEFAULT_MAX_LENGTH = 77;
@@ -412,7 +412,7 @@ function asObject(v: string | Record<string, unknown> | undefined, name: string)
 /** A special token is either a string or an AddedToken dict with `content`. */
 function tokenContent(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
-  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  if (v && typeof v === 'object' && typeof (v as { content?: unknown | undefined }).content === 'string') return (v as { content: string }).content;
   return undefined;
 }
 

@@ -1,12 +1,12 @@
 import type { Tensor } from '@fewstep/tensor';
 import { conv2d } from '@fewstep/kernels';
-import type { WeightScope } from '../weights';
+import type { WeightScope } from '../modeling/weights.js';
 
 export interface Conv2dConfig {
   kernel: number;
-  stride?: number;
-  padding?: number;
-  bias?: boolean;
+  stride?: number | undefined;
+  padding?: number | undefined;
+  bias?: boolean | undefined;
 }
 
 /** torch.nn.Conv2d (square kernel, symmetric zero padding): weight [O, C, k, k], bias [O]. */
@@ -20,7 +20,7 @@ export class Conv2d {
   }
 
   /** `relu` fuses a following ReLU into the convolution's output pass. */
-  forward(x: Tensor, opts: { relu?: boolean } = {}): Tensor {
+  forward(x: Tensor, opts: { relu?: boolean | undefined } = {}): Tensor {
     return conv2d(x, this.weight, { stride: this.stride, padding: this.padding, bias: this.bias, relu: opts.relu });
   }
 }

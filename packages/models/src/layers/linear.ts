@@ -1,6 +1,6 @@
 import type { Tensor } from '@fewstep/tensor';
 import { linear } from '@fewstep/kernels';
-import type { WeightScope } from '../weights';
+import type { WeightScope } from '../modeling/weights.js';
 
 /** torch.nn.Linear: weight [out, in], optional bias [out]. */
 export class Linear {

@@ -1,6 +1,6 @@
 import type { Tensor } from '@fewstep/tensor';
 import { groupNorm, layerNorm } from '@fewstep/kernels';
-import type { WeightScope } from '../weights';
+import type { WeightScope } from '../modeling/weights.js';
 
 /** torch.nn.GroupNorm (affine). `forward(x, true)` fuses the SiLU that usually follows. */
 export class GroupNorm {

@@ -39,26 +39,26 @@
  * Browser-safe: no node: imports.
  */
 import { Tensor, type Device, type FileSource } from '@fewstep/tensor';
-import { CLIPTokenizer } from '../clip/tokenization_clip';
-import { CLIPTextModel } from '../clip/modeling_clip';
-import { UNet2DConditionModel, type UNet2DConditionConfig, type UNetForwardOptions } from '../unet_2d_condition';
-import { ControlNetModel } from '../controlnet/controlnet';
-import { AutoencoderTiny } from '../autoencoders/autoencoder_tiny';
-import { AutoencoderKL } from '../autoencoders/autoencoder_kl';
-import { schedulerFromConfig, type Scheduler } from '../schedulers/index';
-import { TorchGenerator } from '../random/torch_randn';
-import { checkLatentReference, informativeInit, type LatentReference } from './informative_init';
-import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from '../weights';
-import { openComponentWeights, readConfig } from '../component';
-import { componentInfo } from '../registry';
-import { checkRGBImage, postprocess, preprocess, preprocessControlImage, type RGBImage } from './image_processor';
+import { CLIPTokenizer } from '../clip/tokenization_clip.js';
+import { CLIPTextModel } from '../clip/modeling_clip.js';
+import { UNet2DConditionModel, type UNet2DConditionConfig, type UNetForwardOptions } from '../unets/unet_2d_condition.js';
+import { ControlNetModel } from '../controlnets/controlnet.js';
+import { AutoencoderTiny } from '../autoencoders/autoencoder_tiny.js';
+import { AutoencoderKL } from '../autoencoders/autoencoder_kl.js';
+import { schedulerFromConfig, type Scheduler } from '../schedulers/index.js';
+import { TorchGenerator } from '../random/torch_randn.js';
+import { checkLatentReference, informativeInit, type LatentReference } from './informative_init.js';
+import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from '../modeling/weights.js';
+import { openComponentWeights, readConfig } from '../modeling/component.js';
+import { componentInfo } from '../modeling/registry.js';
+import { checkRGBImage, postprocess, preprocess, preprocessControlImage, type RGBImage } from './image_processor.js';
 
-export type { RGBImage } from './image_processor';
+export type { RGBImage } from './image_processor.js';
 
 export type PipelineStage = 'load' | 'tokenize' | 'text_encoder' | 'denoise' | 'decode' | 'encode_image';
 
 /** Emitted when a stage (or one denoising step: `step` 0-based of `steps`) finishes; `ms` is its duration. */
-export type ProgressEvent = { stage: PipelineStage; step?: number; steps?: number; ms: number };
+export type ProgressEvent = { stage: PipelineStage; step?: number | undefined; steps?: number | undefined; ms: number };
 
 /** Which component a weight transform is asked for. */
 export type TransformableComponent = 'unet' | 'text_encoder';
@@ -80,29 +80,29 @@ export interface PipelineDefaults {
 export interface PipelineLoadOptions {
   device: Device;
   io: FileSource;
-  dtype?: 'f32' | 'f16';
+  dtype?: 'f32' | 'f16' | undefined;
   /** 'tiny': an AutoencoderTiny in vae/ (or vae_tiny/, taesd/); 'large': vae_large/ (or an AutoencoderKL vae/). Default: vae/ as it is. */
-  vae?: 'tiny' | 'large';
+  vae?: 'tiny' | 'large' | undefined;
   /** Scheduler class name (e.g. 'LCMScheduler') or an override object (`_class_name` and/or config keys) applied to scheduler/scheduler_config.json. */
-  scheduler?: string | Record<string, unknown>;
+  scheduler?: string | Record<string, unknown> | undefined;
   /** Weight-file variant, e.g. 'fp16'. */
-  variant?: string;
+  variant?: string | undefined;
   /** Hook for LoRA: a transform applied to the named component's weights as they load. */
-  weightTransform?: (component: TransformableComponent, req: WeightTransformRequest) => WeightTransform | undefined | Promise<WeightTransform | undefined>;
+  weightTransform?: ((component: TransformableComponent, req: WeightTransformRequest) => WeightTransform | undefined | Promise<WeightTransform | undefined>) | undefined;
   /** Overrides of the model's defaults (e.g. YOSO: { steps: 2, guidance: 1.5 }). */
-  defaults?: Partial<PipelineDefaults>;
+  defaults?: Partial<PipelineDefaults> | undefined;
   onProgress?: (e: ProgressEvent) => void;
   /**
    * Turns a hub id (or anything that is not a local folder) into a local diffusers folder. This
    * package does no network IO itself; in Node pass `hubResolver()` from `@fewstep/weights-tools`
    * (downloads only what the pipeline reads into the Hugging Face cache).
    */
-  resolve?: (idOrDir: string, want: { dtype: 'f32' | 'f16'; vae?: 'tiny' | 'large' }) => Promise<string>;
+  resolve?: (idOrDir: string, want: { dtype: 'f32' | 'f16'; vae?: 'tiny' | 'large' | undefined }) => Promise<string>;
   /**
    * A ControlNetModel to load with the pipeline (diffusers `controlnet=`): a local folder with config.json and
    * its weights, or — through `resolveControlNet` — a hub id such as IDKiro/sdxs-512-dreamshaper-sketch.
    */
-  controlnet?: string;
+  controlnet?: string | undefined;
   /**
    * Turns a `controlnet` that is not a local folder into one (Node: e.g. `(id) => snapshotDownload(id, …)`
    * from `@fewstep/weights-tools`). The pipeline's own `resolve` is for whole pipelines (model_index.json).
@@ -118,14 +118,14 @@ export interface PipelineComponents {
   /** scheduler_config.json (any class; `opts.scheduler` may override the class). */
   schedulerConfig: Record<string, unknown>;
   /** The UNet's raw config.json, for `sample_size` (default width/height) and model detection. */
-  unetConfig?: Record<string, unknown>;
+  unetConfig?: Record<string, unknown> | undefined;
   /** Optional ControlNet (used when generate() gets a controlImage). */
-  controlnet?: ControlNetModel;
+  controlnet?: ControlNetModel | undefined;
 }
 
 export interface FromComponentsOptions {
-  scheduler?: string | Record<string, unknown>;
-  defaults?: Partial<PipelineDefaults>;
+  scheduler?: string | Record<string, unknown> | undefined;
+  defaults?: Partial<PipelineDefaults> | undefined;
   onProgress?: (e: ProgressEvent) => void;
 }
 
@@ -140,41 +140,41 @@ export interface StepTrace {
   /** Latents after scheduler.step. */
   latents: Float32Array;
   /** With a controlImage: the ControlNet's residuals as the UNet received them (× controlScale). */
-  controlnetDownBlockResSamples?: Float32Array[];
-  controlnetMidBlockResSample?: Float32Array;
+  controlnetDownBlockResSamples?: Float32Array[] | undefined;
+  controlnetMidBlockResSample?: Float32Array | undefined;
 }
 
 export interface GenerateOptions {
   prompt: string | string[];
   /** Used only with CFG (guidance > 1); default "". A single string applies to every prompt. */
-  negativePrompt?: string | string[];
+  negativePrompt?: string | string[] | undefined;
   /** torch CPU generator seed; default: a random 32-bit seed (reported in the result). */
-  seed?: number | bigint;
-  steps?: number;
-  guidance?: number;
-  width?: number;
-  height?: number;
+  seed?: number | bigint | undefined;
+  steps?: number | undefined;
+  guidance?: number | undefined;
+  width?: number | undefined;
+  height?: number | undefined;
   /** Images per prompt (diffusers num_images_per_prompt). */
-  batchSize?: number;
+  batchSize?: number | undefined;
   /** Initial latents [prompts·batchSize, 4, H/8, W/8] (before the initNoiseSigma factor), instead of drawing them. */
-  latents?: { data: Float32Array; shape: number[] };
+  latents?: { data: Float32Array; shape: number[] } | undefined;
   /** img2img source image (output has its size). */
-  initImage?: RGBImage;
+  initImage?: RGBImage | undefined;
   /**
    * YOSO's informative prior initialisation (see `informative_init.ts`): start from reference latents'
    * mean + std·noise, noised to the first timestep, instead of pure noise. For one-step SD1.5 + YOSO.
    */
-  informativeInit?: { reference: LatentReference };
+  informativeInit?: { reference: LatentReference } | undefined;
   /** img2img: how much of the schedule runs, in (0, 1]; default 0.8 (diffusers). */
-  strength?: number;
+  strength?: number | undefined;
   /**
    * ControlNet conditioning image (needs a ControlNet: `controlnet` at load or `setControlNet`), uint8 RGB of the
    * output size (width/height default to it; it is not resized). One image for the whole batch. A sketch for
    * IDKiro's sketch ControlNet is usually inverted first (`invertControlImage`), as its demo does.
    */
-  controlImage?: RGBImage;
+  controlImage?: RGBImage | undefined;
   /** diffusers `controlnet_conditioning_scale`: multiplies every ControlNet residual. Default 1. */
-  controlScale?: number;
+  controlScale?: number | undefined;
   onProgress?: (e: ProgressEvent) => void;
   /** Called after every denoising step with the UNet's input/output (CPU copies already made). */
   onStep?: (s: StepTrace) => void;
@@ -257,7 +257,7 @@ export class StableDiffusionPipeline {
     const indexPath = sub('model_index.json');
     if (await io.exists(indexPath)) {
       const index = JSON.parse(await io.readText(indexPath)) as Record<string, unknown>;
-      const cls = index._class_name;
+      const cls = index['_class_name'];
       if (typeof cls === 'string' && !/^StableDiffusion(Img2Img)?Pipeline$/.test(cls)) {
         // Other SD1/SD2-structured pipelines (e.g. LatentConsistencyModelPipeline) load the same components.
         if (!['LatentConsistencyModelPipeline', 'StableDiffusionControlNetPipeline'].includes(cls)) {
@@ -358,8 +358,8 @@ export class StableDiffusionPipeline {
     const L = this.tokenizer.modelMaxLength;
     const ids = new Int32Array(rows.length * L);
     rows.forEach((text, i) => ids.set(this.tokenizer.encode(text, L).inputIds, i * L));
-    timings.tokenize = now() - t;
-    emit({ stage: 'tokenize', ms: timings.tokenize });
+    timings['tokenize'] = now() - t;
+    emit({ stage: 'tokenize', ms: timings['tokenize'] });
 
     const scheduler = this.createScheduler();
     let context: Tensor | undefined;
@@ -382,8 +382,8 @@ export class StableDiffusionPipeline {
         return out.lastHiddenState;
       });
       await device.sync();
-      timings.text_encoder = now() - t;
-      emit({ stage: 'text_encoder', ms: timings.text_encoder });
+      timings['text_encoder'] = now() - t;
+      emit({ stage: 'text_encoder', ms: timings['text_encoder'] });
 
       // 3. timesteps and initial latents
       scheduler.setTimesteps(o.steps);
@@ -399,8 +399,8 @@ export class StableDiffusionPipeline {
         }
         t = now();
         const initLatents = await this.encodeImage(o.initImage, randn);
-        timings.encode_image = now() - t;
-        emit({ stage: 'encode_image', ms: timings.encode_image });
+        timings['encode_image'] = now() - t;
+        emit({ stage: 'encode_image', ms: timings['encode_image'] });
         const per = initLatents.length;
         const rep = new Float32Array(per * B);
         for (let b = 0; b < B; b++) rep.set(initLatents, b * per);
@@ -461,7 +461,7 @@ export class StableDiffusionPipeline {
         opts.onStep?.({ step: i, timestep: ts, unetSample: scaled, unetOut: out, latents, controlnetDownBlockResSamples: traceDown, controlnetMidBlockResSample: traceMid });
         emit({ stage: 'denoise', step: i, steps: timesteps.length, ms });
       }
-      timings.denoise = now() - tLoop;
+      timings['denoise'] = now() - tLoop;
 
       // 5. decode and postprocess
       t = now();
@@ -473,9 +473,9 @@ export class StableDiffusionPipeline {
         return { data: await img.readF32(), shape: [...img.shape] };
       });
       const pp = postprocess(decoded.data, decoded.shape);
-      timings.decode = now() - t;
-      emit({ stage: 'decode', ms: timings.decode });
-      timings.total = now() - tStart;
+      timings['decode'] = now() - t;
+      emit({ stage: 'decode', ms: timings['decode'] });
+      timings['total'] = now() - tStart;
       const [, , H, W] = decoded.shape as [number, number, number, number];
       return {
         images: pp.images,
@@ -658,7 +658,7 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 }
 
 function randomU32(): number {
-  const c = (globalThis as { crypto?: { getRandomValues?: (a: Uint32Array) => Uint32Array } }).crypto;
+  const c = (globalThis as { crypto?: { getRandomValues?: ((a: Uint32Array) => Uint32Array) | undefined} }).crypto;
   if (c?.getRandomValues) return c.getRandomValues(new Uint32Array(1))[0]!;
   return Math.floor(Math.random() * 2 ** 32);
 }
@@ -671,14 +671,14 @@ function randomU32(): number {
  * Size: unet sample_size × vae scale factor (64 × 8 = 512 when the config has none).
  */
 function modelDefaults(unet: UNet2DConditionModel, unetConfig: Record<string, unknown> | undefined, sched: Scheduler, vaeScale: number): PipelineDefaults {
-  const ss = unetConfig?.sample_size;
+  const ss = unetConfig?.['sample_size'];
   let sh = 64, sw = 64;
   if (typeof ss === 'number' && ss > 0) sh = sw = ss;
   else if (Array.isArray(ss) && ss.length === 2 && ss.every((v) => typeof v === 'number' && v > 0)) [sh, sw] = ss as [number, number];
   const size = { width: sw * vaeScale, height: sh * vaeScale };
   if (unet.config.midBlockType === null) return { steps: 1, guidance: 0, ...size };
   if (sched.className === 'LCMScheduler') return { steps: 4, guidance: 1, ...size };
-  if (sched.className === 'EulerDiscreteScheduler' && sched.config.timestep_spacing === 'trailing') return { steps: 1, guidance: 0, ...size };
+  if (sched.className === 'EulerDiscreteScheduler' && sched.config['timestep_spacing'] === 'trailing') return { steps: 1, guidance: 0, ...size };
   return { steps: 25, guidance: 7.5, ...size };
 }
 

@@ -1,19 +1,19 @@
-import type { Scheduler } from './scheduler';
-import { EulerDiscreteScheduler } from './scheduling_euler_discrete';
-import { DDIMScheduler } from './scheduling_ddim';
-import { DDPMScheduler } from './scheduling_ddpm';
-import { LCMScheduler } from './scheduling_lcm';
-import { DEISMultistepScheduler } from './scheduling_deis_multistep';
+import type { Scheduler } from './scheduler.js';
+import { EulerDiscreteScheduler } from './scheduling_euler_discrete.js';
+import { DDIMScheduler } from './scheduling_ddim.js';
+import { DDPMScheduler } from './scheduling_ddpm.js';
+import { LCMScheduler } from './scheduling_lcm.js';
+import { DEISMultistepScheduler } from './scheduling_deis_multistep.js';
 
 export {
   type Scheduler, type StepOptions, type StepOutput, type NoiseSource, type BetaSchedule, type BetaConfig,
   makeBetas, alphasCumprodOf, torchLinspaceF32, resolveConfig,
-} from './scheduler';
-export { EulerDiscreteScheduler, EULER_DEFAULTS, type EulerDiscreteConfig, type EulerStepOptions } from './scheduling_euler_discrete';
-export { DDIMScheduler, DDIM_DEFAULTS, type DDIMConfig, type DDIMStepOptions } from './scheduling_ddim';
-export { DDPMScheduler, DDPM_DEFAULTS, type DDPMConfig } from './scheduling_ddpm';
-export { LCMScheduler, LCM_DEFAULTS, type LCMConfig } from './scheduling_lcm';
-export { DEISMultistepScheduler, DEIS_DEFAULTS, type DEISConfig } from './scheduling_deis_multistep';
+} from './scheduler.js';
+export { EulerDiscreteScheduler, EULER_DEFAULTS, type EulerDiscreteConfig, type EulerStepOptions } from './scheduling_euler_discrete.js';
+export { DDIMScheduler, DDIM_DEFAULTS, type DDIMConfig, type DDIMStepOptions } from './scheduling_ddim.js';
+export { DDPMScheduler, DDPM_DEFAULTS, type DDPMConfig } from './scheduling_ddpm.js';
+export { LCMScheduler, LCM_DEFAULTS, type LCMConfig } from './scheduling_lcm.js';
+export { DEISMultistepScheduler, DEIS_DEFAULTS, type DEISConfig } from './scheduling_deis_multistep.js';
 
 const CLASSES: Record<string, new (config?: Record<string, unknown>) => Scheduler> = {
   EulerDiscreteScheduler,
@@ -35,7 +35,7 @@ export const SCHEDULER_CLASSES = Object.keys(CLASSES) as SchedulerClassName[];
  */
 export function schedulerFromConfig(config: Record<string, unknown>, override?: string | Record<string, unknown>): Scheduler {
   const extra = typeof override === 'string' ? { _class_name: override } : (override ?? {});
-  const name = (extra._class_name ?? config._class_name) as string | undefined;
+  const name = (extra['_class_name'] ?? config['_class_name']) as string | undefined;
   if (!name) throw new Error(`schedulerFromConfig: no _class_name in the config and no class override`);
   const Cls = CLASSES[name];
   if (!Cls) {
@@ -48,7 +48,7 @@ export function schedulerFromConfig(config: Record<string, unknown>, override?: 
     if (k === '_class_name') continue;
     merged[k] = v;
     // An explicit value must win over a "this was a default" marker in the stored config.
-    if (Array.isArray(merged._use_default_values)) merged._use_default_values = (merged._use_default_values as string[]).filter((x) => x !== k);
+    if (Array.isArray(merged['_use_default_values'])) merged['_use_default_values'] = (merged['_use_default_values'] as string[]).filter((x) => x !== k);
   }
   return new Cls(merged);
 }

@@ -5,7 +5,7 @@
  * results match diffusers bit for bit in almost every element.
  */
 
-import { fmaf } from '../random/torch_randn';
+import { fmaf } from '../random/torch_randn.js';
 
 export const f = Math.fround;
 
@@ -17,15 +17,15 @@ export interface StepOptions {
    * A function is called exactly when diffusers calls `randn_tensor` inside step(), so a
    * torch-exact generator behind it stays in sync with diffusers' stream.
    */
-  noise?: NoiseSource;
+  noise?: NoiseSource | undefined;
 }
 
 export interface StepOutput {
   prevSample: Float32Array;
   /** x0 prediction (DDPM, DDIM, Euler). */
-  predOriginalSample?: Float32Array;
+  predOriginalSample?: Float32Array | undefined;
   /** LCM's boundary-condition output (`denoised`). */
-  denoised?: Float32Array;
+  denoised?: Float32Array | undefined;
 }
 
 export interface Scheduler {
@@ -37,7 +37,7 @@ export interface Scheduler {
   /** Timesteps after setTimesteps (integers, except EulerDiscrete which may be fractional). */
   timesteps: number[];
   /** Sigma table where the algorithm has one (Euler, DEIS), float32 values. */
-  sigmas?: Float32Array;
+  sigmas?: Float32Array | undefined;
   /** Multiplier for the initial noise (float32 value). */
   readonly initNoiseSigma: number;
   numInferenceSteps: number | null;
@@ -61,7 +61,7 @@ export function resolveConfig<T extends object>(className: string, defaults: T, 
   const out: Record<string, unknown> = { ...(defaults as Record<string, unknown>) };
   if (config) {
     const dflt = defaults as Record<string, unknown>;
-    const useDefaults = new Set(Array.isArray(config._use_default_values) ? (config._use_default_values as string[]) : []);
+    const useDefaults = new Set(Array.isArray(config['_use_default_values']) ? (config['_use_default_values'] as string[]) : []);
     for (const [k, v] of Object.entries(config)) {
       if (k.startsWith('_') || useDefaults.has(k) || !(k in defaults) || v === null || v === undefined) continue;
       const d = dflt[k];
@@ -123,7 +123,7 @@ export interface BetaConfig {
   beta_end: number;
   beta_schedule: string;
   trained_betas: number[] | null;
-  rescale_betas_zero_snr?: boolean;
+  rescale_betas_zero_snr?: boolean | undefined;
 }
 
 export function makeBetas(className: string, c: BetaConfig): Float32Array {

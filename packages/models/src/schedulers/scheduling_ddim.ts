@@ -2,7 +2,7 @@
 import {
   type Scheduler, type StepOptions, type StepOutput, f, resolveConfig, oneOf, makeBetas, alphasCumprodOf,
   npLinspace, npArange, roundHalfEven, takeNoise, checkSameLength, axpby,
-} from './scheduler';
+} from './scheduler.js';
 
 export const DDIM_DEFAULTS = {
   num_train_timesteps: 1000,
@@ -38,7 +38,7 @@ export function integerTimesteps(className: string, spacing: string, T: number, 
 
 export interface DDIMStepOptions extends StepOptions {
   /** η of the DDIM paper; 0 (the pipeline default) is deterministic, > 0 consumes opts.noise. */
-  eta?: number;
+  eta?: number | undefined;
 }
 
 export class DDIMScheduler implements Scheduler {

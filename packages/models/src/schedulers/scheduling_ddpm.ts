@@ -2,8 +2,8 @@
 import {
   type Scheduler, type StepOptions, type StepOutput, f, resolveConfig, oneOf, makeBetas, alphasCumprodOf,
   takeNoise, checkSameLength,
-} from './scheduler';
-import { integerTimesteps, ddpmStyleAddNoise } from './scheduling_ddim';
+} from './scheduler.js';
+import { integerTimesteps, ddpmStyleAddNoise } from './scheduling_ddim.js';
 
 export const DDPM_DEFAULTS = {
   num_train_timesteps: 1000,

@@ -3,7 +3,7 @@
 import {
   type Scheduler, type StepOutput, f, resolveConfig, oneOf, makeBetas, alphasCumprodOf,
   npLinspace, npArange, npInterpIndex, roundHalfEven, karrasSigmasF32, indexOfTimestep, checkSameLength,
-} from './scheduler';
+} from './scheduler.js';
 
 export const DEIS_DEFAULTS = {
   num_train_timesteps: 1000,

@@ -2,7 +2,7 @@
 import {
   type Scheduler, type StepOptions, type StepOutput, f, resolveConfig, oneOf, makeBetas, alphasCumprodOf,
   npLinspace, npArange, npInterpIndex, roundHalfEven, karrasSigmasF32, indexOfTimestep, checkSameLength,
-} from './scheduler';
+} from './scheduler.js';
 
 export const EULER_DEFAULTS = {
   num_train_timesteps: 1000,
@@ -24,10 +24,10 @@ export type EulerDiscreteConfig = typeof EULER_DEFAULTS;
 
 export interface EulerStepOptions extends StepOptions {
   /** Stochastic churn (k-diffusion); 0 (the pipeline default) gives the deterministic Euler step. */
-  sChurn?: number;
-  sTmin?: number;
-  sTmax?: number;
-  sNoise?: number;
+  sChurn?: number | undefined;
+  sTmin?: number | undefined;
+  sTmax?: number | undefined;
+  sNoise?: number | undefined;
 }
 
 export class EulerDiscreteScheduler implements Scheduler {

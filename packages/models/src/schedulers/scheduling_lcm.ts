@@ -2,8 +2,8 @@
 import {
   type Scheduler, type StepOptions, type StepOutput, f, resolveConfig, oneOf, makeBetas, alphasCumprodOf,
   takeNoise, checkSameLength, indexOfTimestep, npLinspace,
-} from './scheduler';
-import { ddpmStyleAddNoise } from './scheduling_ddim';
+} from './scheduler.js';
+import { ddpmStyleAddNoise } from './scheduling_ddim.js';
 
 export const LCM_DEFAULTS = {
   num_train_timesteps: 1000,

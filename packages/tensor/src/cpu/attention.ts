@@ -1,9 +1,9 @@
 // CPU reference for multi-head attention: explicit score matrix + softmax in float64.
 export interface CpuAttentionOptions {
-  scale?: number;
-  causal?: boolean;
+  scale?: number | undefined;
+  causal?: boolean | undefined;
   /** [B, Lk], 1 = keep, 0 = masked. */
-  keyMask?: ArrayLike<number>;
+  keyMask?: ArrayLike<number> | undefined;
 }
 
 /**

@@ -1,10 +1,10 @@
 // CPU reference for conv2d (NCHW, zero padding): plain loops, float64 accumulation.
-import type { Shape } from '../tensor';
+import type { Shape } from '../tensor.js';
 
 /** x [N, C, H, W] ⊛ w [O, C, kh, kw] (+ bias [O]) → [values, shape [N, O, H', W']]. */
 export function cpuConv2d(
   x: ArrayLike<number>, xs: Shape, w: ArrayLike<number>, ws: Shape,
-  opts: { stride?: number; padding?: number; bias?: ArrayLike<number> } = {},
+  opts: { stride?: number | undefined; padding?: number | undefined; bias?: ArrayLike<number> | undefined } = {},
 ): [Float32Array, number[]] {
   const { stride = 1, padding = 0, bias } = opts;
   const [N, C, H, W] = xs as [number, number, number, number];

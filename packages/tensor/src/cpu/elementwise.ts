@@ -1,5 +1,5 @@
 // CPU references for the elementwise family: plain loops in float64, obviously correct.
-import type { Shape } from '../tensor';
+import type { Shape } from '../tensor.js';
 
 /** Exact erf (float64) via the complementary error function's continued fraction / series. */
 export function erf(x: number): number {

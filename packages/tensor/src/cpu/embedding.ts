@@ -20,8 +20,8 @@ export function cpuEmbedding(ids: ArrayLike<number>, L: number, table: ArrayLike
 export interface RefTimestepOptions {
   flipSinToCos: boolean;
   downscaleFreqShift: number;
-  scale?: number;
-  maxPeriod?: number;
+  scale?: number | undefined;
+  maxPeriod?: number | undefined;
 }
 
 /**

@@ -1,5 +1,5 @@
 // CPU references for the layout family: index arithmetic spelled out per element, nothing clever.
-import type { Shape } from '../tensor';
+import type { Shape } from '../tensor.js';
 
 const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 

@@ -1,11 +1,11 @@
 // CPU reference for the matmul family: plain loops, float64 accumulation.
-import type { Shape } from '../tensor';
+import type { Shape } from '../tensor.js';
 
 export interface CpuMatmulOptions {
-  transA?: boolean;
-  transB?: boolean;
-  bias?: ArrayLike<number>;
-  alpha?: number;
+  transA?: boolean | undefined;
+  transB?: boolean | undefined;
+  bias?: ArrayLike<number> | undefined;
+  alpha?: number | undefined;
 }
 
 /**

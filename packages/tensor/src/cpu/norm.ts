@@ -1,5 +1,5 @@
 // CPU references for the norm family: float64 loops, two-pass mean/variance (biased, as PyTorch).
-import type { Shape } from '../tensor';
+import type { Shape } from '../tensor.js';
 
 const silu = (v: number) => v / (1 + Math.exp(-v));
 

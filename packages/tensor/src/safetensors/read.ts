@@ -1,7 +1,7 @@
-import type { FileSource, RandomAccessFile } from '../io';
-import { f16BitsToF32, f32ToF16Bits, bf16BitsToF32 } from '../dtype';
-import { ST_DTYPE_BYTES, SafetensorsError, type StDType, type TensorInfo } from './format';
-import { numel } from '../tensor';
+import type { FileSource, RandomAccessFile } from '../io.js';
+import { f16BitsToF32, f32ToF16Bits, bf16BitsToF32 } from '../dtype.js';
+import { ST_DTYPE_BYTES, SafetensorsError, type StDType, type TensorInfo } from './format.js';
+import { numel } from '../tensor.js';
 
 /** Largest JSON header we accept (the reference implementation's own limit is 100 MB). */
 const MAX_HEADER = 100_000_000;
@@ -67,7 +67,7 @@ export class SafetensorsFile {
         metadata = v as Record<string, string>;
         continue;
       }
-      const e = v as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+      const e = v as { dtype?: unknown | undefined; shape?: unknown | undefined; data_offsets?: unknown | undefined };
       if (typeof e !== 'object' || e === null) fail(`tensor "${name}": entry is not an object`);
       if (typeof e.dtype !== 'string' || !(e.dtype in ST_DTYPE_BYTES)) fail(`tensor "${name}": unknown dtype ${JSON.stringify(e.dtype)}`);
       const dtype = e.dtype as StDType;

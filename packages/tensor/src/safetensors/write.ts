@@ -1,5 +1,5 @@
-import { ST_DTYPE_BYTES, type StDType } from './format';
-import { numel } from '../tensor';
+import { ST_DTYPE_BYTES, type StDType } from './format.js';
+import { numel } from '../tensor.js';
 
 export interface TensorToWrite {
   dtype: StDType;
@@ -21,7 +21,7 @@ export interface TensorHeaderEntry {
  */
 export function safetensorsHeader(entries: readonly TensorHeaderEntry[], metadata?: Record<string, string>): { bytes: Uint8Array; offsets: number[]; dataBytes: number } {
   const header: Record<string, unknown> = {};
-  if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
+  if (metadata && Object.keys(metadata).length) header['__metadata__'] = metadata;
   let offset = 0;
   const offsets: number[] = [];
   for (const t of entries) {

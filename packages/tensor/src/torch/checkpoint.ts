@@ -4,13 +4,13 @@
  * whitelist unpickler); each `read` then fetches just the byte range of the one storage a tensor
  * views, honouring storage_offset and strides, so tensors stream one at a time.
  */
-import type { FileSource, RandomAccessFile } from '../io';
-import { ST_DTYPE_BYTES, type StDType } from '../safetensors/format';
-import { convert, type TargetDType, type TensorData } from '../safetensors/read';
-import { numel } from '../tensor';
-import { TorchCheckpointError } from './errors';
-import { PyDict, TensorRef, describePy, unpickle, type PyValue } from './pickle';
-import { ZipArchive, type ZipEntry } from './zip';
+import type { FileSource, RandomAccessFile } from '../io.js';
+import { ST_DTYPE_BYTES, type StDType } from '../safetensors/format.js';
+import { convert, type TargetDType, type TensorData } from '../safetensors/read.js';
+import { numel } from '../tensor.js';
+import { TorchCheckpointError } from './errors.js';
+import { PyDict, TensorRef, describePy, unpickle, type PyValue } from './pickle.js';
+import { ZipArchive, type ZipEntry } from './zip.js';
 
 export interface TorchStorageInfo {
   /** Persistent-id key: the record is `<folder>/data/<key>`. */

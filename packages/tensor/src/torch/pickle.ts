@@ -6,8 +6,8 @@
  * stops the read with one error naming the file, the global or opcode and its byte offset — at the
  * opcode itself, before anything after it is looked at.
  */
-import type { StDType } from '../safetensors/format';
-import { TorchCheckpointError } from './errors';
+import type { StDType } from '../safetensors/format.js';
+import { TorchCheckpointError } from './errors.js';
 
 /** A Python tuple (immutable; distinct from a list). */
 export class PyTuple {

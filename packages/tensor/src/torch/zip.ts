@@ -4,8 +4,8 @@
  * never loaded whole. Only STORED entries can be read: torch writes every record uncompressed, and a
  * compressed one means the file was re-zipped by something else.
  */
-import type { RandomAccessFile } from '../io';
-import { TorchCheckpointError } from './errors';
+import type { RandomAccessFile } from '../io.js';
+import { TorchCheckpointError } from './errors.js';
 
 export interface ZipEntry {
   name: string;

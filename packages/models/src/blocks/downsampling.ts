@@ -4,9 +4,9 @@
  */
 import { Tensor } from '@fewstep/tensor';
 import { concat } from '@fewstep/kernels';
-import { Conv2d } from './layers/conv2d';
-import type { WeightScope } from './weights';
-import type { ParamSpec } from './param_spec';
+import { Conv2d } from '../layers/conv2d.js';
+import type { WeightScope } from '../modeling/weights.js';
+import type { ParamSpec } from '../modeling/param_spec.js';
 
 export class Downsample2D {
   private constructor(readonly conv: Conv2d, readonly padding: number) {}

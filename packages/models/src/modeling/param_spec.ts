@@ -5,7 +5,7 @@
  * against real checkpoints. `RandomSource` serves deterministic random tensors for such a map.
  */
 import { f32ArrayToF16, shapeStr, type TensorData } from '@fewstep/tensor';
-import type { TensorSource } from './weights';
+import type { TensorSource } from './weights.js';
 
 export class ParamSpec {
   constructor(readonly shapes: Map<string, number[]> = new Map(), readonly prefix = '') {}

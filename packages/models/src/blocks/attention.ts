@@ -4,11 +4,11 @@
  */
 import type { Tensor } from '@fewstep/tensor';
 import { add, geglu } from '@fewstep/kernels';
-import { LayerNorm } from './layers/norm';
-import { Linear } from './layers/linear';
-import { Attention } from './attention_processor';
-import type { WeightScope } from './weights';
-import type { ParamSpec } from './param_spec';
+import { LayerNorm } from '../layers/norm.js';
+import { Linear } from '../layers/linear.js';
+import { Attention } from './attention_processor.js';
+import type { WeightScope } from '../modeling/weights.js';
+import type { ParamSpec } from '../modeling/param_spec.js';
 
 /** diffusers `FeedForward(dim, mult=4, activation_fn="geglu")`: net = [GEGLU, Dropout, Linear]. */
 export class FeedForward {
@@ -38,7 +38,7 @@ export interface BasicTransformerBlockConfig {
   /** attn1 attends to the encoder states (its to_k/to_v take crossAttentionDim inputs). */
   onlyCrossAttention: boolean;
   /** LayerNorm eps (diffusers norm_eps, default 1e-5). */
-  normEps?: number;
+  normEps?: number | undefined;
 }
 
 export class BasicTransformerBlock {

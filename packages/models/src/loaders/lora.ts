@@ -19,7 +19,7 @@
  * Browser-safe: all IO through `FileSource`.
  */
 import { openTensorFile, shapeStr, type FileSource, type TensorFile } from '@fewstep/tensor';
-import type { WeightTransform } from '../weights';
+import type { WeightTransform } from '../modeling/weights.js';
 
 export type LoraComponent = 'unet' | 'text_encoder' | 'text_encoder_2';
 export type LoraFormat = 'kohya' | 'diffusers' | 'peft';
@@ -51,7 +51,7 @@ export interface LoraTarget {
 
 export interface LoadLoraOptions {
   /** User multiplier on top of alpha / rank (diffusers `lora_scale`, CLI `--lora file:0.8`). Default 1. */
-  scale?: number;
+  scale?: number | undefined;
 }
 
 const numel = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
@@ -330,7 +330,7 @@ const PROC_UNET: Record<string, string> = { to_q_lora: 'to_q', to_k_lora: 'to_k'
 const PROC_TE: Record<string, string> = { to_q_lora: 'q_proj', to_k_lora: 'k_proj', to_v_lora: 'v_proj', to_out_lora: 'out_proj' };
 
 async function diffusersFromFile(file: TensorFile, name: string, userScale: number): Promise<LoraAdapter> {
-  const groups = new Map<string, { component: LoraComponent; module: string; down?: string; up?: string; alpha?: string }>();
+  const groups = new Map<string, { component: LoraComponent; module: string; down?: string | undefined; up?: string | undefined; alpha?: string | undefined }>();
   const alphas = new Map<string, string>();
   const bad: string[] = [];
   const UP_DOWN = /^(.+?)\.(?:lora\.(down|up)|lora_linear_layer\.(down|up)|lora_(A|B)(?:\.[A-Za-z0-9_]+)?|(to_[qkv]_lora|to_out_lora)\.(down|up))\.weight$/;
@@ -397,24 +397,24 @@ async function readPeftConfig(io: FileSource, path: string): Promise<PeftConfig>
   const fail = (m: string): never => {
     throw new Error(`${path}: ${m}`);
   };
-  if (c.peft_type !== undefined && c.peft_type !== 'LORA') fail(`peft_type "${String(c.peft_type)}" is not supported (only LORA)`);
-  if (c.use_dora) fail('use_dora (DoRA) is not supported');
-  if (c.fan_in_fan_out) fail('fan_in_fan_out is not supported');
-  if (c.bias !== undefined && c.bias !== 'none') fail(`bias "${String(c.bias)}" is not supported (only "none")`);
-  if (Array.isArray(c.modules_to_save) && c.modules_to_save.length) fail('modules_to_save is not supported');
-  const r = Number(c.r ?? 8), alpha = Number(c.lora_alpha ?? 8);
-  if (!(r > 0) || !Number.isFinite(alpha)) fail(`bad r / lora_alpha (${String(c.r)}, ${String(c.lora_alpha)})`);
-  const cls = String((c.auto_mapping as Record<string, unknown> | undefined)?.base_model_class ?? '');
+  if (c['peft_type'] !== undefined && c['peft_type'] !== 'LORA') fail(`peft_type "${String(c['peft_type'])}" is not supported (only LORA)`);
+  if (c['use_dora']) fail('use_dora (DoRA) is not supported');
+  if (c['fan_in_fan_out']) fail('fan_in_fan_out is not supported');
+  if (c['bias'] !== undefined && c['bias'] !== 'none') fail(`bias "${String(c['bias'])}" is not supported (only "none")`);
+  if (Array.isArray(c['modules_to_save']) && c['modules_to_save'].length) fail('modules_to_save is not supported');
+  const r = Number(c['r'] ?? 8), alpha = Number(c['lora_alpha'] ?? 8);
+  if (!(r > 0) || !Number.isFinite(alpha)) fail(`bad r / lora_alpha (${String(c['r'])}, ${String(c['lora_alpha'])})`);
+  const cls = String((c['auto_mapping'] as Record<string, unknown> | undefined)?.['base_model_class'] ?? '');
   const component: LoraComponent = cls === 'CLIPTextModelWithProjection' ? 'text_encoder_2' : cls.startsWith('CLIPTextModel') ? 'text_encoder' : 'unet';
-  const tm = c.target_modules;
+  const tm = c['target_modules'];
   return {
     path,
     r,
     lora_alpha: alpha,
     target_modules: Array.isArray(tm) ? tm.map(String) : typeof tm === 'string' ? tm : null,
-    rank_pattern: (c.rank_pattern as Record<string, number>) ?? {},
-    alpha_pattern: (c.alpha_pattern as Record<string, number>) ?? {},
-    use_rslora: !!c.use_rslora,
+    rank_pattern: (c['rank_pattern'] as Record<string, number>) ?? {},
+    alpha_pattern: (c['alpha_pattern'] as Record<string, number>) ?? {},
+    use_rslora: !!c['use_rslora'],
     component,
   };
 }
@@ -453,7 +453,7 @@ async function loadPeftFolder(io: FileSource, dir: string, userScale: number): P
 }
 
 async function peftFromFile(file: TensorFile, cfg: PeftConfig, name: string, userScale: number): Promise<LoraAdapter> {
-  const groups = new Map<string, { A?: string; B?: string }>();
+  const groups = new Map<string, { A?: string | undefined; B?: string | undefined }>();
   const bad: string[] = [];
   for (const k of file.tensors.keys()) {
     const m = /^base_model\.model\.(.+)\.lora_(A|B)(?:\.[A-Za-z0-9_]+)?\.weight$/.exec(k);

@@ -4,9 +4,9 @@
  */
 import type { Tensor } from '@fewstep/tensor';
 import { silu, timestepEmbedding } from '@fewstep/kernels';
-import { Linear } from './layers/linear';
-import type { WeightScope } from './weights';
-import type { ParamSpec } from './param_spec';
+import { Linear } from '../layers/linear.js';
+import type { WeightScope } from '../modeling/weights.js';
+import type { ParamSpec } from '../modeling/param_spec.js';
 
 /** diffusers `Timesteps(num_channels, flip_sin_to_cos, downscale_freq_shift)`: no weights. */
 export class Timesteps {

@@ -6,36 +6,36 @@
  */
 import type { Tensor } from '@fewstep/tensor';
 import { concat } from '@fewstep/kernels';
-import { ResnetBlock2D } from './resnet';
-import { Transformer2DModel, type Transformer2DModelConfig } from './transformer_2d';
-import { Attention } from './attention_processor';
-import { Downsample2D } from './downsampling';
-import { Upsample2D } from './upsampling';
-import type { WeightScope } from './weights';
-import type { ParamSpec } from './param_spec';
+import { ResnetBlock2D } from '../blocks/resnet.js';
+import { Transformer2DModel, type Transformer2DModelConfig } from '../blocks/transformer_2d.js';
+import { Attention } from '../blocks/attention_processor.js';
+import { Downsample2D } from '../blocks/downsampling.js';
+import { Upsample2D } from '../blocks/upsampling.js';
+import type { WeightScope } from '../modeling/weights.js';
+import type { ParamSpec } from '../modeling/param_spec.js';
 
 /** One config shape for every block (diffusers `get_down_block` / `get_up_block` arguments). */
 export interface BlockConfig {
   numLayers: number;
   /** Transformer depth per attention (an int for all, or one per layer). */
-  transformerLayersPerBlock?: number | number[];
+  transformerLayersPerBlock?: number | number[] | undefined;
   inChannels: number;
   outChannels: number;
   /** Up blocks: channels coming from the previous (deeper) block. */
-  prevOutputChannels?: number;
+  prevOutputChannels?: number | undefined;
   /** null: resnets without time embedding (VAE). */
   tembChannels: number | null;
   resnetEps: number;
   resnetGroups: number;
-  outputScaleFactor?: number;
-  addDownsample?: boolean;
-  downsamplePadding?: number;
-  addUpsample?: boolean;
+  outputScaleFactor?: number | undefined;
+  addDownsample?: boolean | undefined;
+  downsamplePadding?: number | undefined;
+  addUpsample?: boolean | undefined;
   // cross-attention blocks
-  crossAttentionDim?: number;
-  numAttentionHeads?: number;
-  useLinearProjection?: boolean;
-  onlyCrossAttention?: boolean;
+  crossAttentionDim?: number | undefined;
+  numAttentionHeads?: number | undefined;
+  useLinearProjection?: boolean | undefined;
+  onlyCrossAttention?: boolean | undefined;
 }
 
 function layersOf(cfg: BlockConfig): number[] {
@@ -282,8 +282,8 @@ export class UNetMidBlock2DCrossAttn {
 
 export interface MidBlock2DConfig extends BlockConfig {
   /** Channels per head of the spatial attention; diffusers' VAE passes in_channels (one head). */
-  attentionHeadDim?: number | null;
-  addAttention?: boolean;
+  attentionHeadDim?: number | null | undefined;
+  addAttention?: boolean | undefined;
 }
 
 /**

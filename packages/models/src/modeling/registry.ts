@@ -3,17 +3,17 @@
  * (diffusers `_class_name`, or transformers `architectures[0]`) and loads it.
  */
 import type { Device, FileSource } from '@fewstep/tensor';
-import { readConfig } from './component';
-import { CLIPTextModel } from './clip/modeling_clip';
-import { AutoencoderTiny, findOriginalTaesdFiles } from './autoencoders/autoencoder_tiny';
-import { AutoencoderKL } from './autoencoders/autoencoder_kl';
-import { UNet2DConditionModel } from './unet_2d_condition';
-import { ControlNetModel } from './controlnet/controlnet';
+import { readConfig } from './component.js';
+import { CLIPTextModel } from '../clip/modeling_clip.js';
+import { AutoencoderTiny, findOriginalTaesdFiles } from '../autoencoders/autoencoder_tiny.js';
+import { AutoencoderKL } from '../autoencoders/autoencoder_kl.js';
+import { UNet2DConditionModel } from '../unets/unet_2d_condition.js';
+import { ControlNetModel } from '../controlnets/controlnet.js';
 
 export interface LoadComponentOptions {
-  dtype?: 'f32' | 'f16';
+  dtype?: 'f32' | 'f16' | undefined;
   /** Weight-file variant to prefer, e.g. 'fp16'. */
-  variant?: string;
+  variant?: string | undefined;
 }
 
 /** Anything loadComponent returns: a model with its weights on the GPU. */
@@ -42,7 +42,7 @@ export async function componentInfo(io: FileSource, dir: string): Promise<Compon
   // madebyollin/taesd's own files (taesd_encoder.pth + taesd_decoder.pth) come without a config.json.
   if (!(await io.exists(io.join(dir, 'config.json'))) && (await findOriginalTaesdFiles(io, dir))) return { className: 'AutoencoderTiny', config: {} };
   const config = await readConfig(io, dir);
-  const cls = config._class_name ?? (Array.isArray(config.architectures) ? config.architectures[0] : undefined);
+  const cls = config['_class_name'] ?? (Array.isArray(config['architectures']) ? config['architectures'][0] : undefined);
   if (typeof cls !== 'string' || !cls) {
     throw new Error(`${io.join(dir, 'config.json')}: no "_class_name" (diffusers) or "architectures" (transformers) entry, so the model class is unknown`);
   }

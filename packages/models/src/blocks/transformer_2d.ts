@@ -6,12 +6,12 @@
  */
 import type { Tensor } from '@fewstep/tensor';
 import { add, permute } from '@fewstep/kernels';
-import { Conv2d } from './layers/conv2d';
-import { GroupNorm } from './layers/norm';
-import { Linear } from './layers/linear';
-import { BasicTransformerBlock, type BasicTransformerBlockConfig } from './attention';
-import type { WeightScope } from './weights';
-import type { ParamSpec } from './param_spec';
+import { Conv2d } from '../layers/conv2d.js';
+import { GroupNorm } from '../layers/norm.js';
+import { Linear } from '../layers/linear.js';
+import { BasicTransformerBlock, type BasicTransformerBlockConfig } from './attention.js';
+import type { WeightScope } from '../modeling/weights.js';
+import type { ParamSpec } from '../modeling/param_spec.js';
 
 export interface Transformer2DModelConfig {
   numAttentionHeads: number;

@@ -5,7 +5,7 @@
  * through the FileSource seam.
  */
 import type { Device, DType, FileSource } from '@fewstep/tensor';
-import { SafetensorsSource, WeightScope, disposeAll, type TensorSource, type WeightTransform } from './weights';
+import { SafetensorsSource, WeightScope, disposeAll, type TensorSource, type WeightTransform } from './weights.js';
 
 export async function readConfig(io: FileSource, dir: string): Promise<Record<string, unknown>> {
   const path = io.join(dir, 'config.json');

@@ -11,8 +11,8 @@
  */
 import { Tensor, type Device, type FileSource } from '@fewstep/tensor';
 import { add, cast, concat, scale, silu, slice } from '@fewstep/kernels';
-import { Conv2d } from '../layers/conv2d';
-import { Timesteps, TimestepEmbedding } from '../embeddings';
+import { Conv2d } from '../layers/conv2d.js';
+import { Timesteps, TimestepEmbedding } from '../blocks/embeddings.js';
 import {
   describeDownBlock,
   getDownBlock,
@@ -21,47 +21,47 @@ import {
   type BlockConfig,
   type MidBlock2DConfig,
   type UNetDownBlock,
-} from '../unet_2d_blocks';
-import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from '../weights';
-import { ParamSpec, RandomSource } from '../param_spec';
-import { countParameters, loadFromFolder, loadFromSource } from '../component';
+} from '../unets/unet_2d_blocks.js';
+import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from '../modeling/weights.js';
+import { ParamSpec, RandomSource } from '../modeling/param_spec.js';
+import { countParameters, loadFromFolder, loadFromSource } from '../modeling/component.js';
 
 type PerBlock<T> = T | T[];
 
 /** config.json of a ControlNetModel; keys verbatim, every one optional (diffusers defaults). */
 export interface ControlNetConfig {
-  in_channels?: number;
-  conditioning_channels?: number;
-  flip_sin_to_cos?: boolean;
-  freq_shift?: number;
-  down_block_types?: string[];
-  mid_block_type?: string | null;
-  only_cross_attention?: PerBlock<boolean>;
-  block_out_channels?: number[];
-  layers_per_block?: number;
-  downsample_padding?: number;
-  mid_block_scale_factor?: number;
-  act_fn?: string;
-  norm_num_groups?: number | null;
-  norm_eps?: number;
-  cross_attention_dim?: number;
-  transformer_layers_per_block?: PerBlock<number | number[]>;
-  encoder_hid_dim?: number | null;
-  encoder_hid_dim_type?: string | null;
-  attention_head_dim?: PerBlock<number | null>;
-  num_attention_heads?: PerBlock<number> | null;
-  use_linear_projection?: boolean;
-  class_embed_type?: string | null;
-  addition_embed_type?: string | null;
-  addition_time_embed_dim?: number | null;
-  num_class_embeds?: number | null;
-  upcast_attention?: boolean;
-  resnet_time_scale_shift?: string;
-  projection_class_embeddings_input_dim?: number | null;
-  controlnet_conditioning_channel_order?: string;
-  conditioning_embedding_out_channels?: number[] | null;
-  global_pool_conditions?: boolean;
-  addition_embed_type_num_heads?: number;
+  in_channels?: number | undefined;
+  conditioning_channels?: number | undefined;
+  flip_sin_to_cos?: boolean | undefined;
+  freq_shift?: number | undefined;
+  down_block_types?: string[] | undefined;
+  mid_block_type?: string | null | undefined;
+  only_cross_attention?: PerBlock<boolean> | undefined;
+  block_out_channels?: number[] | undefined;
+  layers_per_block?: number | undefined;
+  downsample_padding?: number | undefined;
+  mid_block_scale_factor?: number | undefined;
+  act_fn?: string | undefined;
+  norm_num_groups?: number | null | undefined;
+  norm_eps?: number | undefined;
+  cross_attention_dim?: number | undefined;
+  transformer_layers_per_block?: PerBlock<number | number[]> | undefined;
+  encoder_hid_dim?: number | null | undefined;
+  encoder_hid_dim_type?: string | null | undefined;
+  attention_head_dim?: PerBlock<number | null> | undefined;
+  num_attention_heads?: PerBlock<number> | null | undefined;
+  use_linear_projection?: boolean | undefined;
+  class_embed_type?: string | null | undefined;
+  addition_embed_type?: string | null | undefined;
+  addition_time_embed_dim?: number | null | undefined;
+  num_class_embeds?: number | null | undefined;
+  upcast_attention?: boolean | undefined;
+  resnet_time_scale_shift?: string | undefined;
+  projection_class_embeddings_input_dim?: number | null | undefined;
+  controlnet_conditioning_channel_order?: string | undefined;
+  conditioning_embedding_out_channels?: number[] | null | undefined;
+  global_pool_conditions?: boolean | undefined;
+  addition_embed_type_num_heads?: number | undefined;
   [extra: string]: unknown;
 }
 
@@ -268,7 +268,7 @@ export class ControlNetConditioningEmbedding {
 
 export interface ControlNetForwardOptions {
   /** diffusers `conditioning_scale`: every residual is multiplied by it. Default 1. */
-  conditioningScale?: number;
+  conditioningScale?: number | undefined;
 }
 
 /** diffusers `ControlNetOutput`: residuals for the UNet's `down_block_additional_residuals` / `mid_block_additional_residual`. */
@@ -278,11 +278,11 @@ export interface ControlNetOutput {
 }
 
 export interface ControlNetLoadOptions {
-  dtype?: 'f32' | 'f16';
+  dtype?: 'f32' | 'f16' | undefined;
   /** Weight file variant, e.g. 'fp16' for `*.fp16.safetensors`. */
-  variant?: string;
+  variant?: string | undefined;
   /** Applied to every weight as it loads. */
-  transform?: WeightTransform;
+  transform?: WeightTransform | undefined;
 }
 
 export class ControlNetModel {
@@ -352,7 +352,7 @@ export class ControlNetModel {
   }
 
   /** A ControlNet with deterministic random weights (benchmarks, memory tests). */
-  static random(config: ControlNetConfig, device: Device, opts: { dtype?: 'f32' | 'f16'; seed?: number } = {}): Promise<ControlNetModel> {
+  static random(config: ControlNetConfig, device: Device, opts: { dtype?: 'f32' | 'f16' | undefined; seed?: number | undefined } = {}): Promise<ControlNetModel> {
     return ControlNetModel.fromSource(new RandomSource(ControlNetModel.describe(config), opts.seed ?? 0), config, device, opts.dtype ?? 'f32');
   }
 

@@ -4,9 +4,9 @@
  * parameter counts; the structure mirrors transformers' CLIPTextModel and diffusers' EncoderTiny /
  * DecoderTiny index by index.
  */
-import { ParamSpec } from './param_spec';
-import type { CLIPTextConfig } from './clip/modeling_clip';
-import type { AutoencoderTinyConfig } from './autoencoders/autoencoder_tiny';
+import { ParamSpec } from './param_spec.js';
+import type { CLIPTextConfig } from '../clip/modeling_clip.js';
+import type { AutoencoderTinyConfig } from '../autoencoders/autoencoder_tiny.js';
 
 export function describeCLIPText(c: CLIPTextConfig): Map<string, number[]> {
   const s = new ParamSpec().pp('text_model');

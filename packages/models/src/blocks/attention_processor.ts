@@ -5,26 +5,26 @@
  */
 import type { Tensor } from '@fewstep/tensor';
 import { add, attention, permute, scale } from '@fewstep/kernels';
-import { GroupNorm } from './layers/norm';
-import { Linear } from './layers/linear';
-import type { WeightScope } from './weights';
-import type { ParamSpec } from './param_spec';
+import { GroupNorm } from '../layers/norm.js';
+import { Linear } from '../layers/linear.js';
+import type { WeightScope } from '../modeling/weights.js';
+import type { ParamSpec } from '../modeling/param_spec.js';
 
 export interface AttentionConfig {
   queryDim: number;
   /** K/V input width; defaults to queryDim (self-attention). */
-  crossAttentionDim?: number | null;
+  crossAttentionDim?: number | null | undefined;
   heads: number;
   dimHead: number;
   /** Bias on to_q/to_k/to_v (diffusers `bias`, default false). */
-  bias?: boolean;
+  bias?: boolean | undefined;
   /** Bias on to_out[0] (diffusers `out_bias`, default true). */
-  outBias?: boolean;
+  outBias?: boolean | undefined;
   /** GroupNorm applied to the (spatial) input first (diffusers `norm_num_groups`). */
-  normNumGroups?: number | null;
-  eps?: number;
-  residualConnection?: boolean;
-  rescaleOutputFactor?: number;
+  normNumGroups?: number | null | undefined;
+  eps?: number | undefined;
+  residualConnection?: boolean | undefined;
+  rescaleOutputFactor?: number | undefined;
 }
 
 /**

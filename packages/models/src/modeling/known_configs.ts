@@ -2,10 +2,10 @@
  * The real configs of the models fewstep targets (models.md §1.2, §1.5, §2.1, §4), for random-weight
  * full-size benchmarks and structure tests. Weights and configs of real runs come from their folders.
  */
-import type { UNet2DConditionConfig } from './unet_2d_condition';
-import type { CLIPTextConfig } from './clip/modeling_clip';
-import type { AutoencoderKLConfig } from './autoencoders/autoencoder_kl';
-import { AUTOENCODER_TINY_DEFAULTS, type AutoencoderTinyConfig } from './autoencoders/autoencoder_tiny';
+import type { UNet2DConditionConfig } from '../unets/unet_2d_condition.js';
+import type { CLIPTextConfig } from '../clip/modeling_clip.js';
+import type { AutoencoderKLConfig } from '../autoencoders/autoencoder_kl.js';
+import { AUTOENCODER_TINY_DEFAULTS, type AutoencoderTinyConfig } from '../autoencoders/autoencoder_tiny.js';
 
 const common: UNet2DConditionConfig = {
   act_fn: 'silu',

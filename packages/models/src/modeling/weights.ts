@@ -106,7 +106,7 @@ interface Root {
   dtype: DType;
   used: Set<string>;
   loaded: Tensor[];
-  transform?: WeightTransform;
+  transform?: WeightTransform | undefined;
 }
 
 export class WeightScope {

@@ -5,9 +5,9 @@
  */
 import { Tensor, type Device, type FileSource } from '@fewstep/tensor';
 import { add, cast, scale, silu } from '@fewstep/kernels';
-import { Conv2d } from './layers/conv2d';
-import { GroupNorm } from './layers/norm';
-import { Timesteps, TimestepEmbedding } from './embeddings';
+import { Conv2d } from '../layers/conv2d.js';
+import { GroupNorm } from '../layers/norm.js';
+import { Timesteps, TimestepEmbedding } from '../blocks/embeddings.js';
 import {
   describeDownBlock,
   describeUpBlock,
@@ -17,63 +17,63 @@ import {
   type BlockConfig,
   type UNetDownBlock,
   type UNetUpBlock,
-} from './unet_2d_blocks';
-import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from './weights';
-import { ParamSpec, RandomSource } from './param_spec';
-import { countParameters, loadFromFolder, loadFromSource } from './component';
+} from './unet_2d_blocks.js';
+import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from '../modeling/weights.js';
+import { ParamSpec, RandomSource } from '../modeling/param_spec.js';
+import { countParameters, loadFromFolder, loadFromSource } from '../modeling/component.js';
 
 type PerBlock<T> = T | T[];
 
 /** config.json of a UNet2DConditionModel; keys verbatim, every one optional (diffusers defaults). */
 export interface UNet2DConditionConfig {
-  sample_size?: number | number[] | null;
-  in_channels?: number;
-  out_channels?: number;
-  center_input_sample?: boolean;
-  flip_sin_to_cos?: boolean;
-  freq_shift?: number;
-  down_block_types?: string[];
-  mid_block_type?: string | null;
-  up_block_types?: string[];
-  only_cross_attention?: PerBlock<boolean>;
-  block_out_channels?: number[];
-  layers_per_block?: PerBlock<number>;
-  downsample_padding?: number;
-  mid_block_scale_factor?: number;
-  dropout?: number;
-  act_fn?: string;
-  norm_num_groups?: number | null;
-  norm_eps?: number;
-  cross_attention_dim?: PerBlock<number>;
-  transformer_layers_per_block?: PerBlock<number | number[]>;
-  reverse_transformer_layers_per_block?: (number | number[])[] | null;
-  encoder_hid_dim?: number | null;
-  encoder_hid_dim_type?: string | null;
-  attention_head_dim?: PerBlock<number | null>;
-  num_attention_heads?: PerBlock<number> | null;
-  dual_cross_attention?: boolean;
-  use_linear_projection?: boolean;
-  class_embed_type?: string | null;
-  addition_embed_type?: string | null;
-  addition_time_embed_dim?: number | null;
-  num_class_embeds?: number | null;
-  upcast_attention?: boolean | null;
-  resnet_time_scale_shift?: string;
-  resnet_skip_time_act?: boolean;
-  resnet_out_scale_factor?: number;
-  time_embedding_type?: string;
-  time_embedding_dim?: number | null;
-  time_embedding_act_fn?: string | null;
-  timestep_post_act?: string | null;
-  time_cond_proj_dim?: number | null;
-  conv_in_kernel?: number;
-  conv_out_kernel?: number;
-  projection_class_embeddings_input_dim?: number | null;
-  attention_type?: string;
-  class_embeddings_concat?: boolean;
-  mid_block_only_cross_attention?: boolean | null;
-  cross_attention_norm?: string | null;
-  addition_embed_type_num_heads?: number;
+  sample_size?: number | number[] | null | undefined;
+  in_channels?: number | undefined;
+  out_channels?: number | undefined;
+  center_input_sample?: boolean | undefined;
+  flip_sin_to_cos?: boolean | undefined;
+  freq_shift?: number | undefined;
+  down_block_types?: string[] | undefined;
+  mid_block_type?: string | null | undefined;
+  up_block_types?: string[] | undefined;
+  only_cross_attention?: PerBlock<boolean> | undefined;
+  block_out_channels?: number[] | undefined;
+  layers_per_block?: PerBlock<number> | undefined;
+  downsample_padding?: number | undefined;
+  mid_block_scale_factor?: number | undefined;
+  dropout?: number | undefined;
+  act_fn?: string | undefined;
+  norm_num_groups?: number | null | undefined;
+  norm_eps?: number | undefined;
+  cross_attention_dim?: PerBlock<number> | undefined;
+  transformer_layers_per_block?: PerBlock<number | number[]> | undefined;
+  reverse_transformer_layers_per_block?: (number | number[])[] | null | undefined;
+  encoder_hid_dim?: number | null | undefined;
+  encoder_hid_dim_type?: string | null | undefined;
+  attention_head_dim?: PerBlock<number | null> | undefined;
+  num_attention_heads?: PerBlock<number> | null | undefined;
+  dual_cross_attention?: boolean | undefined;
+  use_linear_projection?: boolean | undefined;
+  class_embed_type?: string | null | undefined;
+  addition_embed_type?: string | null | undefined;
+  addition_time_embed_dim?: number | null | undefined;
+  num_class_embeds?: number | null | undefined;
+  upcast_attention?: boolean | null | undefined;
+  resnet_time_scale_shift?: string | undefined;
+  resnet_skip_time_act?: boolean | undefined;
+  resnet_out_scale_factor?: number | undefined;
+  time_embedding_type?: string | undefined;
+  time_embedding_dim?: number | null | undefined;
+  time_embedding_act_fn?: string | null | undefined;
+  timestep_post_act?: string | null | undefined;
+  time_cond_proj_dim?: number | null | undefined;
+  conv_in_kernel?: number | undefined;
+  conv_out_kernel?: number | undefined;
+  projection_class_embeddings_input_dim?: number | null | undefined;
+  attention_type?: string | undefined;
+  class_embeddings_concat?: boolean | undefined;
+  mid_block_only_cross_attention?: boolean | null | undefined;
+  cross_attention_norm?: string | null | undefined;
+  addition_embed_type_num_heads?: number | undefined;
   [extra: string]: unknown;
 }
 
@@ -270,17 +270,17 @@ function blockPlan(r: ResolvedUNetConfig) {
 
 export interface UNetForwardOptions {
   /** ControlNet: one residual per skip tensor (conv_in + every down resnet/attention/downsampler output). */
-  downBlockAdditionalResiduals?: readonly Tensor[];
+  downBlockAdditionalResiduals?: readonly Tensor[] | undefined;
   /** ControlNet: added to the mid-block output (or to the down path's output when mid_block is null). */
-  midBlockAdditionalResidual?: Tensor;
+  midBlockAdditionalResidual?: Tensor | undefined;
 }
 
 export interface UNetLoadOptions {
-  dtype?: 'f32' | 'f16';
+  dtype?: 'f32' | 'f16' | undefined;
   /** Weight file variant, e.g. 'fp16' for `*.fp16.safetensors`. */
-  variant?: string;
+  variant?: string | undefined;
   /** Applied to every weight as it loads (LoRA fusion: `loraTransform(adapters, 'unet')`). */
-  transform?: WeightTransform;
+  transform?: WeightTransform | undefined;
 }
 
 export class UNet2DConditionModel {
@@ -348,7 +348,7 @@ export class UNet2DConditionModel {
   }
 
   /** A full-size UNet with deterministic random weights (benchmarks, memory tests). */
-  static random(config: UNet2DConditionConfig, device: Device, opts: { dtype?: 'f32' | 'f16'; seed?: number } = {}): Promise<UNet2DConditionModel> {
+  static random(config: UNet2DConditionConfig, device: Device, opts: { dtype?: 'f32' | 'f16' | undefined; seed?: number | undefined } = {}): Promise<UNet2DConditionModel> {
     return UNet2DConditionModel.fromSource(new RandomSource(UNet2DConditionModel.describe(config), opts.seed ?? 0), config, device, opts.dtype ?? 'f32');
   }
 

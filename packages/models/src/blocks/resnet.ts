@@ -4,21 +4,21 @@
  */
 import type { Tensor } from '@fewstep/tensor';
 import { add, binary, scale } from '@fewstep/kernels';
-import { Conv2d } from './layers/conv2d';
-import { GroupNorm } from './layers/norm';
-import { Linear } from './layers/linear';
-import type { WeightScope } from './weights';
-import type { ParamSpec } from './param_spec';
+import { Conv2d } from '../layers/conv2d.js';
+import { GroupNorm } from '../layers/norm.js';
+import { Linear } from '../layers/linear.js';
+import type { WeightScope } from '../modeling/weights.js';
+import type { ParamSpec } from '../modeling/param_spec.js';
 
 export interface ResnetBlock2DConfig {
   inChannels: number;
   /** Defaults to inChannels. */
-  outChannels?: number;
+  outChannels?: number | undefined;
   /** null: no time embedding (VAE). */
   tembChannels: number | null;
   groups: number;
   eps: number;
-  outputScaleFactor?: number;
+  outputScaleFactor?: number | undefined;
 }
 
 export class ResnetBlock2D {
