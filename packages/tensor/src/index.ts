@@ -1,3 +1,4 @@
+export * from './errors.js';
 export * from './dtype.js';
 export * from './io.js';
 export * from './pool.js';
