@@ -31,3 +31,4 @@ export * from './pipelines/image_processor.js';
 export * from './pipelines/pipeline_stable_diffusion.js';
 export * from './pipelines/informative_init.js';
 export * from './autoencoders/taesd_original_keys.js';
+export type { DownloadProgressEvent, LoadProgressEvent, StageProgressEvent } from './pipelines/progress.js';
