@@ -393,7 +393,7 @@ describe('weight loading from .bin component folders', () => {
     expect(await findWeightFiles(nodeFiles, shards)).toEqual([join(shards, 'pytorch_model-00001-of-00002.bin'), join(shards, 'pytorch_model-00002-of-00002.bin')]);
     const odd = mkdtempSync(join(tmpdir(), 'fewstep-bin-'));
     writeFileSync(join(odd, 'weights.pth'), '');
-    await expect(findWeightFiles(nodeFiles, odd)).rejects.toThrow(`${odd}: no weights (*.safetensors, diffusion_pytorch_model.bin or pytorch_model.bin); found weights.pth`);
+    await expect(findWeightFiles(nodeFiles, odd)).rejects.toThrow(`${odd} has no weights (*.safetensors, diffusion_pytorch_model.bin or pytorch_model.bin); found weights.pth`);
 
     const src = await SafetensorsSource.open(nodeFiles, await findWeightFiles(nodeFiles, only));
     const ref = await SafetensorsFile.open(nodeFiles, join(G, 'diffusion_pytorch_model.safetensors'));

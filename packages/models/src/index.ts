@@ -1,5 +1,6 @@
 export * from './modeling/weights.js';
 export * from './modeling/component.js';
+export * from './modeling/weight_files.js';
 export * from './layers/linear.js';
 export * from './layers/conv2d.js';
 export * from './layers/norm.js';

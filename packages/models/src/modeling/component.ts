@@ -6,6 +6,7 @@
  */
 import type { Device, DType, FileSource } from '@fewstep/tensor';
 import { SafetensorsSource, WeightScope, disposeAll, type TensorSource, type WeightTransform } from './weights.js';
+import { selectWeightFiles } from './weight_files.js';
 
 export async function readConfig(io: FileSource, dir: string): Promise<Record<string, unknown>> {
   const path = io.join(dir, 'config.json');
@@ -21,39 +22,13 @@ export async function readConfig(io: FileSource, dir: string): Promise<Record<st
 }
 
 /**
- * Picks the weight files of a component folder; `variant` 'fp16' prefers `*.fp16.safetensors`. safetensors
- * win whenever the folder has any; otherwise the PyTorch checkpoints diffusers/transformers would load
+ * The weight files of a component folder (see `selectWeightFiles`); `variant` 'fp16' prefers
+ * `*.fp16.safetensors`. Without any safetensors the PyTorch checkpoints diffusers/transformers would load
  * (`diffusion_pytorch_model[.variant][-0000i-of-0000N].bin`, `pytorch_model….bin`) are used, read through
  * the whitelist unpickler (a `*.bin.index.json` is not needed: every shard is opened).
  */
 export async function findWeightFiles(io: FileSource, dir: string, variant?: string): Promise<string[]> {
-  const names = await io.list(dir);
-  const st = pickWeights(names, variant, /^(diffusion_pytorch_model|model)(\.([A-Za-z0-9_]+))?(-\d+-of-\d+)?\.safetensors$/, '.safetensors');
-  if (st.length) return st.map((n) => io.join(dir, n));
-  const bin = pickWeights(names, variant, /^(diffusion_pytorch_model|pytorch_model)(\.([A-Za-z0-9_]+))?(-\d+-of-\d+)?\.bin$/, null);
-  if (bin.length) return bin.map((n) => io.join(dir, n));
-  const other = names.filter((n) => /\.(bin|pth|pt|ckpt)$/.test(n));
-  throw new Error(
-    `${dir}: no weights (*.safetensors, diffusion_pytorch_model.bin or pytorch_model.bin)` +
-      (other.length ? `; found ${other.join(', ')}, which are not the names diffusers/transformers load (\`fewstep convert\` turns one into safetensors)` : ''),
-  );
-}
-
-/**
- * The files of one format, as diffusers/transformers pick them: standard names (the variant if asked
- * for and present, else the plain ones), diffusers' name over transformers' when both exist. Without any
- * standard name, `anyExt` (safetensors only) takes every file of that extension.
- */
-function pickWeights(all: string[], variant: string | undefined, std: RegExp, anyExt: string | null): string[] {
-  const parsed = all.map((n) => ({ n, m: std.exec(n) })).filter((x) => x.m);
-  let pick: string[];
-  if (parsed.length) {
-    const withVariant = variant ? parsed.filter((x) => x.m![3] === variant) : [];
-    pick = (withVariant.length ? withVariant : parsed.filter((x) => !x.m![3])).map((x) => x.n);
-    if (!pick.length) pick = parsed.map((x) => x.n);
-    if (pick.some((n) => n.startsWith('diffusion_pytorch_model'))) pick = pick.filter((n) => n.startsWith('diffusion_pytorch_model'));
-  } else pick = anyExt ? all.filter((n) => n.endsWith(anyExt)) : [];
-  return pick.sort();
+  return selectWeightFiles(await io.list(dir), { variant, where: dir }).files.map((n) => io.join(dir, n));
 }
 
 export async function openComponentWeights(io: FileSource, dir: string, variant?: string): Promise<SafetensorsSource> {
