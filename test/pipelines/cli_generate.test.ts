@@ -195,7 +195,7 @@ describe('fewstep generate', () => {
     const device = await gpuDevice();
     const pipe = await StableDiffusionPipeline.fromPretrained(model, { device, io: nodeFiles, scheduler: 'LCMScheduler' });
     try {
-      const ref = await pipe.generate({ prompt: 'a cat', seed: 8, steps: 1, informativeInit: { reference: { data, shape } } });
+      const ref = await pipe.generate({ prompt: 'a cat', seed: 8, steps: 1, init: { kind: 'informative', reference: { latents: { data, shape } } } });
       expect(Buffer.from(got.data).equals(Buffer.from(ref.images[0]!.data))).toBe(true);
       const plain = await pipe.generate({ prompt: 'a cat', seed: 8, steps: 1, width: 64, height: 64 });
       expect(Buffer.from(got.data).equals(Buffer.from(plain.images[0]!.data))).toBe(false);

@@ -67,7 +67,7 @@ const readF32 = async (io: SafetensorsFile, k: string) => (await io.read(k, 'f32
 export interface CheckRunOptions {
   /** The io.safetensors key of the latents passed as `latents=` (default 'latents_in'). */
   latentsKey?: string;
-  /** Extra generate() options (e.g. a controlImage). */
+  /** Extra generate() options (e.g. a control image). */
   generate?: Partial<GenerateOptions>;
   /** Receives every step's trace (for case-specific checks). */
   traces?: StepTrace[];
@@ -101,7 +101,7 @@ export async function checkRun(pipe: StableDiffusionPipeline, io: SafetensorsFil
     width: c.image_size[1],
     height: c.image_size[0],
     seed: run.generator_seed,
-    latents: { data: latentsIn, shape },
+    init: { kind: 'latents', latents: { data: latentsIn, shape } },
     onStep: (s) => {
       traces.push(s);
       opts.traces?.push(s);

@@ -107,7 +107,7 @@ describe('StableDiffusionPipeline + ControlNet golden controlnet_sketch (c)', ()
     const pipe = pipeFor(run);
     const traces: StepTrace[] = [];
     try {
-      const report = await checkRun(pipe, g.io, c, run, { latentsKey: 'pipeline.latents_in', generate: { controlImage, controlScale: 1 }, traces });
+      const report = await checkRun(pipe, g.io, c, run, { latentsKey: 'pipeline.latents_in', generate: { control: { image: controlImage, scale: 1 } }, traces });
       report.push(...(await checkResiduals(run, traces[0]!)));
       console.log(report.join('\n'));
     } finally {
@@ -137,7 +137,7 @@ describe('StableDiffusionPipeline + ControlNet golden controlnet_sketch (c)', ()
       try {
         expect(pipe.controlnet).toBeInstanceOf(ControlNetModel);
         expect(pipe.defaults).toMatchObject({ steps: 1, guidance: 0 });
-        const report = await checkRun(pipe, g.io, c, run, { latentsKey: 'pipeline.latents_in', generate: { controlImage }, traces });
+        const report = await checkRun(pipe, g.io, c, run, { latentsKey: 'pipeline.latents_in', generate: { control: { image: controlImage } }, traces });
         report.push(...(await checkResiduals(run, traces[0]!)));
         console.log(report.join('\n'));
       } finally {
@@ -171,15 +171,15 @@ describe('StableDiffusionPipeline + ControlNet behaviour', () => {
     const pipe = pipeFor('deis_1step_cfg0_taesd');
     try {
       const latents = await latentsOf();
-      const zero = await pipe.generate({ prompt: c.prompts, latents, controlImage, controlScale: 0, seed: 1 });
-      const half = await pipe.generate({ prompt: c.prompts, latents, controlImage, controlScale: 0.5, seed: 1 });
+      const zero = await pipe.generate({ prompt: c.prompts, init: { kind: 'latents', latents }, control: { image: controlImage, scale: 0 }, seed: 1 });
+      const half = await pipe.generate({ prompt: c.prompts, init: { kind: 'latents', latents }, control: { image: controlImage, scale: 0.5 }, seed: 1 });
       pipe.setControlNet(null);
-      const plain = await pipe.generate({ prompt: c.prompts, latents, seed: 1 });
+      const plain = await pipe.generate({ prompt: c.prompts, init: { kind: 'latents', latents }, seed: 1 });
       expect(zero.latents.data).toEqual(plain.latents.data);
       expect(half.latents.data).not.toEqual(plain.latents.data);
       pipe.setControlNet(controlnet);
       // No latents, no size: the control image's 128×128.
-      const sized = await pipe.generate({ prompt: 'a cat', controlImage, seed: 3 });
+      const sized = await pipe.generate({ prompt: 'a cat', control: { image: controlImage }, seed: 3 });
       expect([sized.images[0]!.width, sized.images[0]!.height]).toEqual([128, 128]);
     } finally {
       pipe.setControlNet(null);
@@ -190,7 +190,7 @@ describe('StableDiffusionPipeline + ControlNet behaviour', () => {
     const pipe = pipeFor('deis_1step_cfg0_taesd');
     try {
       const traces: StepTrace[] = [];
-      const r = await pipe.generate({ prompt: 'a cat', batchSize: 2, guidance: 2, controlImage, seed: 4, onStep: (s) => traces.push(s) });
+      const r = await pipe.generate({ prompt: 'a cat', batchSize: 2, guidance: 2, control: { image: controlImage }, seed: 4, onStep: (s) => traces.push(s) });
       expect(r.images.length).toBe(2);
       // [uncond ×2, cond ×2] at the first skip: 4 × 32 × 16 × 16.
       expect(traces[0]!.controlnetDownBlockResSamples![0]!.length).toBe(4 * 32 * 16 * 16);
@@ -205,16 +205,14 @@ describe('StableDiffusionPipeline + ControlNet behaviour', () => {
     const small: RGBImage = { width: 64, height: 64, data: new Uint8Array(64 * 64 * 3) };
     try {
       const bad: [Parameters<typeof pipe.generate>[0], RegExp][] = [
-        [{ prompt: 'x', controlImage, width: 64 }, /width 64 differs from controlImage's width 128 \(the control image is not resized/],
-        [{ prompt: 'x', controlImage: { width: 12, height: 16, data: new Uint8Array(12 * 16 * 3) } }, /controlImage is 12×16; width and height must be multiples of 8/],
-        [{ prompt: 'x', controlImage: { width: 16, height: 16, data: new Uint8Array(16 * 16) } }, /controlImage: data has 256 bytes/],
-        [{ prompt: 'x', controlImage, controlScale: NaN }, /controlScale must be a finite number/],
-        [{ prompt: 'x', controlScale: 0.5 }, /controlScale only applies with a controlImage/],
-        [{ prompt: 'x', controlImage: small, initImage: small }, /controlImage with initImage \(ControlNet image-to-image\) is not supported/],
+        [{ prompt: 'x', control: { image: { width: 4, height: 16, data: new Uint8Array(4 * 16 * 3) } } }, /control.image: is 4×16, smaller than 8×8/],
+        [{ prompt: 'x', control: { image: { width: 16, height: 16, data: new Uint8Array(16 * 16) } } }, /control.image: data has 256 bytes/],
+        [{ prompt: 'x', control: { image: controlImage, scale: NaN } }, /control.scale: must be a finite number/],
+        [{ prompt: 'x', control: { image: small }, init: { kind: 'image', image: small } }, /control: a control image with an init image \(ControlNet image-to-image\) is not supported/],
       ];
       for (const [o, re] of bad) await expect(pipe.generate(o), re.source).rejects.toThrow(re);
       pipe.setControlNet(null);
-      await expect(pipe.generate({ prompt: 'x', controlImage })).rejects.toThrow(/controlImage needs a ControlNet/);
+      await expect(pipe.generate({ prompt: 'x', control: { image: controlImage } })).rejects.toThrow(/control: a control image needs a ControlNet/);
       const other = await ControlNetModel.random({ block_out_channels: [16, 32, 32], down_block_types: ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'], layers_per_block: 1, cross_attention_dim: 32, norm_num_groups: 8, conditioning_embedding_out_channels: [8, 16] }, d);
       try {
         expect(() => pipe.setControlNet(other)).toThrow('ControlNetModel does not fit this UNet: block_out_channels [16,32,32] vs [32,64,64]');

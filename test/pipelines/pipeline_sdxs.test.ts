@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Device } from '@fewstep/tensor';
+import { InvalidArgumentError, type Device } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
 import {
   AutoencoderKL, AutoencoderTiny, CLIPTextModel, CLIPTokenizer, StableDiffusionPipeline, TorchGenerator, UNet2DConditionModel, readConfig,
@@ -103,15 +103,15 @@ describe('StableDiffusionPipeline golden pipeline_sdxs', () => {
       writeFileSync(join(dir, 'scheduler', 'scheduler_config.json'), JSON.stringify(c.runs[run]!.scheduler_config));
       writeFileSync(join(dir, 'model_index.json'), JSON.stringify({ _class_name: 'StableDiffusionPipeline', _diffusers_version: '0.25.1' }));
       const stages: string[] = [];
-      const pipe = await StableDiffusionPipeline.fromPretrained(dir, { device: d, io: nodeFiles, vae: 'large', onProgress: (e) => stages.push(e.stage) });
+      const pipe = await StableDiffusionPipeline.fromPretrained(dir, { device: d, io: nodeFiles, vae: 'large', onProgress: (e) => void (e.type !== 'download' && e.status === 'end' && stages.push(e.type === 'load' ? `load ${e.component}` : e.stage)) });
       try {
         expect(pipe.vae).toBeInstanceOf(AutoencoderKL);
         expect(pipe.defaults).toEqual({ steps: 1, guidance: 0, width: 128, height: 128 });
         const report = await checkRun(pipe, g.io, c, run);
         console.log(report.join('\n'));
-        expect(stages).toEqual(['load', 'tokenize', 'text_encoder', 'denoise', 'decode']);
+        expect(stages).toEqual(['load tokenizer', 'load text_encoder', 'load unet', 'load vae', 'tokenize', 'text_encoder', 'denoise', 'decode']);
         // Without latents the pipeline draws them from the seed: same as passing randn(seed) explicitly.
-        await expect(pipe.generate({ prompt: 'x', width: 12 })).rejects.toThrow(/width must be a positive multiple of 8/);
+        await expect(pipe.generate({ prompt: 'x', width: 12 })).rejects.toThrow(/width: must be a multiple of 8 from 8 to 4096, got 12/);
       } finally {
         pipe.dispose();
       }
@@ -130,7 +130,7 @@ describe('StableDiffusionPipeline behaviour (SDXS golden components)', () => {
     expect(a.latents.shape).toEqual([2, 4, 16, 16]);
     expect(a.seed).toBe('1234');
     const z = new TorchGenerator(seed).randn([2, 4, 16, 16], 'f32') as Float32Array;
-    const b = await pipe.generate({ prompt: ['a photo of a cat'], batchSize: 2, seed: 99n, latents: { data: z, shape: [2, 4, 16, 16] } });
+    const b = await pipe.generate({ prompt: ['a photo of a cat'], batchSize: 2, seed: 99n, init: { kind: 'latents', latents: { data: z, shape: [2, 4, 16, 16] } } });
     expect(b.latents.data).toEqual(a.latents.data);
     expect(b.images[1]!.data).toEqual(a.images[1]!.data);
     // Different noise per batch item → different images.
@@ -139,28 +139,12 @@ describe('StableDiffusionPipeline behaviour (SDXS golden components)', () => {
     expect(Number(r.seed)).toBeGreaterThanOrEqual(0);
   });
 
-  it('rejects bad options up front, naming the option', async () => {
+  it('rejects bad options before any GPU work, as InvalidArgumentError naming the option (rules: null/generate-options.test.ts)', async () => {
     const pipe = pipeFor('euler_1step_cfg0_taesd');
-    const img: RGBImage = { width: 16, height: 16, data: new Uint8Array(16 * 16 * 3) };
-    const bad: [Parameters<typeof pipe.generate>[0], RegExp][] = [
-      [{ prompt: [] }, /prompt must be a string or a non-empty list/],
-      [{ prompt: 'x', steps: 0 }, /steps must be an integer ≥ 1/],
-      [{ prompt: 'x', steps: 1.5 }, /steps must be an integer/],
-      [{ prompt: 'x', height: 100 }, /height must be a positive multiple of 8/],
-      [{ prompt: 'x', batchSize: 0 }, /batchSize must be an integer ≥ 1/],
-      [{ prompt: 'x', guidance: NaN }, /guidance must be a finite number/],
-      [{ prompt: 'x', seed: 1.5 }, /seed must be an integer/],
-      [{ prompt: ['a', 'b'], negativePrompt: ['n'] }, /negativePrompt has 1 entries but prompt has 2/],
-      [{ prompt: 'x', strength: 0.5 }, /strength only applies to image-to-image/],
-      [{ prompt: 'x', initImage: img, strength: 0 }, /strength must be in \(0, 1\]/],
-      [{ prompt: 'x', initImage: img, strength: 1.5 }, /strength must be in \(0, 1\]/],
-      [{ prompt: 'x', initImage: img, steps: 2, strength: 0.2 }, /runs no denoising step/],
-      [{ prompt: 'x', initImage: { width: 12, height: 16, data: new Uint8Array(12 * 16 * 3) } }, /initImage is 12×16; width and height must be multiples of 8/],
-      [{ prompt: 'x', initImage: { width: 16, height: 16, data: new Uint8Array(10) } }, /initImage: data has 10 bytes/],
-      [{ prompt: 'x', latents: { data: new Float32Array(4 * 8 * 8), shape: [1, 4, 8, 8] }, width: 128 }, /width 128 does not match the latents/],
-      [{ prompt: ['a', 'b'], latents: { data: new Float32Array(4 * 8 * 8), shape: [1, 4, 8, 8] } }, /latents shape \[1, 4, 8, 8\] must be \[2, 4/],
-    ];
-    for (const [o, re] of bad) await expect(pipe.generate(o), re.source).rejects.toThrow(re);
+    const err = await pipe.generate({ prompt: 'x', steps: 0 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect((err as InvalidArgumentError).field).toBe('steps');
+    expect(pipe.plan({ prompt: 'x' })).toMatchObject({ steps: 1, guidance: 0, width: 128, height: 128 });
   });
 
   it('img2img: strength cuts the schedule (get_timesteps), encodes with the VAE (KL samples from the seed)', async () => {
@@ -168,23 +152,31 @@ describe('StableDiffusionPipeline behaviour (SDXS golden components)', () => {
     const img: RGBImage = { width: 128, height: 128, data: u8.slice(0, 128 * 128 * 3) };
     const tiny = pipeFor('ddim_1step_cfg0_taesd');
     const ts: number[] = [];
-    const stages: string[] = [];
-    const a = await tiny.generate({ prompt: 'a lighthouse', initImage: img, steps: 2, strength: 0.5, seed: 5, onStep: (s) => ts.push(s.timestep), onProgress: (e) => stages.push(e.stage) });
+    const events: string[] = [];
+    const a = await tiny.generate({
+      prompt: 'a lighthouse', init: { kind: 'image', image: img, strength: 0.5 }, steps: 2, seed: 5, onStep: (s) => ts.push(s.timestep),
+      onProgress: (e) => void (e.type === 'stage' && events.push(`${e.status} ${e.stage}${e.step !== undefined ? ` ${e.step + 1}/${e.steps}` : ''}`)),
+    });
     // trailing spacing, 2 steps: [999, 499]; strength 0.5 → ⌊2·0.5⌋ = 1 step from index 1.
     expect(ts).toEqual([499]);
-    expect(stages).toEqual(['tokenize', 'text_encoder', 'encode_image', 'denoise', 'decode']);
+    // Each stage is announced when it starts (so a long UNet step shows as running) and again when it ends.
+    expect(events).toEqual(['start tokenize', 'end tokenize', 'start text_encoder', 'end text_encoder', 'start encode_image', 'end encode_image', 'start denoise 1/1', 'end denoise 1/1', 'start decode', 'end decode']);
     expect([a.images[0]!.width, a.images[0]!.height]).toEqual([128, 128]);
-    await tiny.generate({ prompt: 'a lighthouse', initImage: img, steps: 2, strength: 1, seed: 5, onStep: (s) => ts.push(s.timestep) });
+    await tiny.generate({ prompt: 'a lighthouse', init: { kind: 'image', image: img, strength: 1 }, steps: 2, seed: 5, onStep: (s) => ts.push(s.timestep) });
     expect(ts).toEqual([499, 999, 499]);
-    // No steps given: SDXS's 1 step at strength 0.8 becomes a 2-step schedule cut to its last step.
+    // Neither steps nor strength: a one-step model runs its one step at strength 1 (SDXS's authors: only
+    // steps = strength = 1 works for v0.9); strength alone gets the smallest schedule that runs one step.
     ts.length = 0;
-    await tiny.generate({ prompt: 'a lighthouse', initImage: img, seed: 5, onStep: (s) => ts.push(s.timestep) });
+    await tiny.generate({ prompt: 'a lighthouse', init: { kind: 'image', image: img }, seed: 5, onStep: (s) => ts.push(s.timestep) });
+    expect(ts).toEqual([999]);
+    ts.length = 0;
+    await tiny.generate({ prompt: 'a lighthouse', init: { kind: 'image', image: img, strength: 0.8 }, seed: 5, onStep: (s) => ts.push(s.timestep) });
     expect(ts).toEqual([499]);
 
     const kl = pipeFor('euler_1step_cfg0_vaekl');
-    const k1 = await kl.generate({ prompt: 'a lighthouse', initImage: img, steps: 2, strength: 0.5, seed: 5 });
-    const k2 = await kl.generate({ prompt: 'a lighthouse', initImage: img, steps: 2, strength: 0.5, seed: 5 });
-    const k3 = await kl.generate({ prompt: 'a lighthouse', initImage: img, steps: 2, strength: 0.5, seed: 6 });
+    const k1 = await kl.generate({ prompt: 'a lighthouse', init: { kind: 'image', image: img, strength: 0.5 }, steps: 2, seed: 5 });
+    const k2 = await kl.generate({ prompt: 'a lighthouse', init: { kind: 'image', image: img, strength: 0.5 }, steps: 2, seed: 5 });
+    const k3 = await kl.generate({ prompt: 'a lighthouse', init: { kind: 'image', image: img, strength: 0.5 }, steps: 2, seed: 6 });
     expect(k2.latents.data).toEqual(k1.latents.data);
     expect(k3.latents.data).not.toEqual(k1.latents.data);
   });

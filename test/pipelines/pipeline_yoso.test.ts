@@ -108,7 +108,7 @@ describe('YOSO one-step informative initialisation', () => {
     const B = 2, seed = 99;
     let unetIn: Float32Array | undefined;
     await base.generate({
-      prompt: ['a cat', 'a dog'].slice(0, B), seed, steps: 1, guidance: 1.5, informativeInit: { reference: { data: ref, shape } },
+      prompt: ['a cat', 'a dog'].slice(0, B), seed, steps: 1, guidance: 1.5, init: { kind: 'informative', reference: { latents: { data: ref, shape } } },
       onStep: (s) => void (unetIn ??= Float32Array.from(s.unetSample.subarray(0, B * 256))),
     });
     // Expected, independently.
@@ -136,11 +136,11 @@ describe('YOSO one-step informative initialisation', () => {
   });
 
   it('rejects a reference of the wrong shape or size', async () => {
-    await expect(base.generate({ prompt: 'x', informativeInit: { reference: { data: new Float32Array(256), shape: [1, 4, 8, 8] } } })).rejects.toThrow(
-      'generate: informativeInit.reference needs at least 2 latents (N=1) for a standard deviation',
+    await expect(base.generate({ prompt: 'x', init: { kind: 'informative', reference: { latents: { data: new Float32Array(256), shape: [1, 4, 8, 8] } } } })).rejects.toThrow(
+      'init.reference.latents: holds 1 latent; the informative init needs at least 2 (their mean and std)',
     );
-    await expect(base.generate({ prompt: 'x', width: 128, informativeInit: { reference: { data: new Float32Array(512), shape: [2, 4, 8, 8] } } })).rejects.toThrow(
-      'generate: informativeInit.reference shape [2, 4, 8, 8] must be [N, 4, 8, 16]',
+    await expect(base.generate({ prompt: 'x', width: 128, init: { kind: 'informative', reference: { latents: { data: new Float32Array(512), shape: [2, 4, 8, 8] } } } })).rejects.toThrow(
+      'width: 128 does not match init.reference.latents (8 × 8 = 64)',
     );
   });
 });

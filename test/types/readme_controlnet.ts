@@ -17,8 +17,7 @@ const pipe = await Pipeline.fromPretrained('IDKiro/sdxs-512-dreamshaper', {
 const sketch = await decodePng(new Uint8Array(await readFile('sketch.png'))); // 512×512, black strokes on white
 const { images, seed } = await pipe.generate({
   prompt: 'a cat sitting on a chair, highly detailed', seed: 7,
-  controlImage: invertControlImage(sketch), // white on black, as IDKiro's demo_sketch.py feeds it
-  controlScale: 1,
+  control: { image: invertControlImage(sketch), scale: 1 }, // white on black, as IDKiro's demo_sketch.py feeds it
 });
 await writeFile('cat.png', await encodePng(images[0]!, { parameters: `a cat sitting on a chair\nSeed: ${seed}` }));
 pipe.dispose();

@@ -13,7 +13,7 @@ const pipe = await Pipeline.fromPretrained('IDKiro/sdxs-512-0.9', {
 });
 const { images, latents, seed } = await pipe.generate({
   prompt: 'a photo of a corgi in a forest', seed: 42,           // steps/guidance/size: the model's own
-  onProgress: (e) => console.error(e.stage, e.step ?? '', `${e.ms.toFixed(0)} ms`),
+  onProgress: (e) => e.type === 'stage' && e.status === 'end' && console.error(e.stage, e.step ?? '', `${e.ms.toFixed(0)} ms`),
 });
 await writeFile('corgi.png', await encodePng(images[0]!, { parameters: `a photo of a corgi in a forest\nSeed: ${seed}` }));
 pipe.dispose();

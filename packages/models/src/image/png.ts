@@ -13,14 +13,9 @@
  * images are rejected. Every chunk's CRC is checked. tEXt, zTXt and iTXt are returned in `text`.
  */
 
-export interface RgbImage {
-  width: number;
-  height: number;
-  /** Row-major RGB, 3 bytes per pixel, width·height·3 bytes. */
-  data: Uint8Array;
-}
+import { compositeOverWhite, type RGBImage } from './rgb_image.js';
 
-export interface DecodedPng extends RgbImage {
+export interface DecodedPng extends RGBImage {
   /** tEXt / zTXt / iTXt entries (a later chunk with the same keyword wins). */
   text: Record<string, string>;
 }
@@ -114,7 +109,7 @@ const latin1 = (s: string) => Uint8Array.from(s, (ch) => ch.charCodeAt(0));
  * 8-bit RGB PNG. `metadata` keys must be PNG keywords (1–79 Latin-1 characters, no leading, trailing or double
  * spaces); values that are not Latin-1 (or contain NUL) are written as iTXt (UTF-8).
  */
-export async function encodePng(image: RgbImage, metadata: Record<string, string> = {}): Promise<Uint8Array> {
+export async function encodePng(image: RGBImage, metadata: Record<string, string> = {}): Promise<Uint8Array> {
   const { width: w, height: h, data } = image;
   if (!Number.isInteger(w) || !Number.isInteger(h) || w < 1 || h < 1 || w > 0x7fffffff || h > 0x7fffffff) {
     throw new Error(`encodePng: bad image size ${w}x${h}`);
@@ -317,7 +312,7 @@ export async function decodePng(bytes: Uint8Array, name = 'image.png'): Promise<
     return (px[base + (bit >> 3)]! >> (8 - depth - (bit & 7))) & ((1 << depth) - 1);
   };
   const to8 = depth === 16 ? (v: number) => v >> 8 : depth < 8 ? (v: number) => Math.round((v * 255) / ((1 << depth) - 1)) : (v: number) => v;
-  const over = (c: number, a: number) => (a === 255 ? c : Math.round((c * a + 255 * (255 - a)) / 255));
+  const over = compositeOverWhite;
 
   const out = new Uint8Array(w * h * 3);
   // tRNS colour keys compare raw samples (at the file's bit depth).

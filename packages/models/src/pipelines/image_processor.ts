@@ -9,12 +9,7 @@
  * Browser-safe (no node: imports).
  */
 
-/** An 8-bit RGB image: row-major, 3 bytes per pixel (no alpha). */
-export interface RGBImage {
-  width: number;
-  height: number;
-  data: Uint8Array;
-}
+import { checkRGBImage, type RGBImage } from '../image/rgb_image.js';
 
 const f = Math.fround;
 
@@ -56,19 +51,6 @@ export function postprocess(x: Float32Array, shape: readonly number[]): Postproc
     images.push({ width: W, height: H, data });
   }
   return { float: out, images };
-}
-
-/** Checks an RGBImage's fields and buffer size; `what` names it in errors. */
-export function checkRGBImage(img: RGBImage, what = 'image'): void {
-  if (!img || typeof img !== 'object') throw new Error(`${what}: expected { width, height, data: Uint8Array }`);
-  const { width, height, data } = img;
-  if (!Number.isInteger(width) || width < 1 || !Number.isInteger(height) || height < 1) {
-    throw new Error(`${what}: width and height must be positive integers, got ${width}×${height}`);
-  }
-  if (!((data as unknown) instanceof Uint8Array)) throw new Error(`${what}: data must be a Uint8Array of RGB bytes`);
-  if (data.length !== width * height * 3) {
-    throw new Error(`${what}: data has ${data.length} bytes, expected ${width}×${height}×3 = ${width * height * 3} (RGB, no alpha)`);
-  }
 }
 
 /** uint8 RGB → float32 [1, 3, H, W] in [-1, 1] (`pil_to_numpy` / 255, then `normalize` 2x − 1). */

@@ -1,0 +1,246 @@
+/**
+ * Loading a diffusers Stable Diffusion folder for StableDiffusionPipeline: the folder checks, which VAE
+ * folder to use, each component through the weight-transform hook (LoRA), an optional ControlNet — with a
+ * load event per component, cancellation between components, and every component already on the GPU freed
+ * when a later one fails. `readPipelineConfigs` reads only the small JSON files (what `modelInfoFromConfigs`
+ * needs), so callers can check a request before any weights are read. Browser-safe: all IO goes through
+ * the FileSource seam.
+ */
+import { InvalidArgumentError, throwIfAborted, type Device, type FileSource } from '@fewstep/tensor';
+import { CLIPTokenizer } from '../clip/tokenization_clip.js';
+import { CLIPTextModel } from '../clip/modeling_clip.js';
+import { UNet2DConditionModel, type UNet2DConditionConfig } from '../unets/unet_2d_condition.js';
+import { ControlNetModel } from '../controlnets/controlnet.js';
+import { AutoencoderTiny } from '../autoencoders/autoencoder_tiny.js';
+import { AutoencoderKL } from '../autoencoders/autoencoder_kl.js';
+import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from '../modeling/weights.js';
+import { openComponentWeights, readConfig } from '../modeling/component.js';
+import { componentInfo } from '../modeling/registry.js';
+import type { PipelineDefaults } from './generation_options.js';
+import type { ProgressCallback } from './progress.js';
+
+/** Which component a weight transform is asked for. */
+export type TransformableComponent = 'unet' | 'text_encoder';
+
+export interface WeightTransformRequest {
+  /** The component folder's config.json. */
+  config: Record<string, unknown>;
+  /** Its weights (keys and shapes), e.g. to check which LoRA keys apply. */
+  source: TensorSource;
+}
+
+/** What `resolve` / `resolveControlNet` get besides the id: the load's dtype, VAE choice, progress and signal. */
+export interface ResolveRequest {
+  dtype: 'f32' | 'f16';
+  vae?: 'tiny' | 'large' | undefined;
+  /** Download events (type 'download') go here. */
+  onProgress?: ProgressCallback | undefined;
+  signal?: AbortSignal | undefined;
+}
+
+export interface PipelineLoadOptions {
+  device: Device;
+  io: FileSource;
+  dtype?: 'f32' | 'f16' | undefined;
+  /** 'tiny': an AutoencoderTiny in vae/ (or vae_tiny/, taesd/); 'large': vae_large/ (or an AutoencoderKL vae/). Default: vae/ as it is. */
+  vae?: 'tiny' | 'large' | undefined;
+  /** Scheduler class name (e.g. 'LCMScheduler') or an override object (`_class_name` and/or config keys) applied to scheduler/scheduler_config.json. */
+  scheduler?: string | Record<string, unknown> | undefined;
+  /** Weight-file variant, e.g. 'fp16'. */
+  variant?: string | undefined;
+  /** Hook for LoRA: a transform applied to the named component's weights as they load. */
+  weightTransform?: ((component: TransformableComponent, req: WeightTransformRequest) => WeightTransform | undefined | Promise<WeightTransform | undefined>) | undefined;
+  /** Overrides of the model's defaults (e.g. YOSO: { steps: 2, guidance: 1.5 }). */
+  defaults?: Partial<PipelineDefaults> | undefined;
+  /** Download and load events while loading, then every generate()'s stage events. */
+  onProgress?: ProgressCallback | undefined;
+  /** Stops loading between components (and downloads, through `resolve`): AbortError, nothing left on the GPU. */
+  signal?: AbortSignal | undefined;
+  /**
+   * Turns a hub id (or anything that is not a local folder) into a local diffusers folder. This package does
+   * no network IO itself; in Node pass `hubResolver()` from `@fewstep/weights-tools` (downloads only what the
+   * pipeline reads into the Hugging Face cache).
+   */
+  resolve?: ((idOrDir: string, req: ResolveRequest) => Promise<string>) | undefined;
+  /**
+   * A ControlNetModel to load with the pipeline (diffusers `controlnet=`): a local folder with config.json and
+   * its weights, or — through `resolveControlNet` — a hub id such as IDKiro/sdxs-512-dreamshaper-sketch.
+   */
+  controlnet?: string | undefined;
+  /** Turns a `controlnet` that is not a local folder into one (Node: `hubResolver()` handles ControlNet repos too). */
+  resolveControlNet?: ((idOrDir: string, req: ResolveRequest) => Promise<string>) | undefined;
+}
+
+/** The small JSON files of a pipeline folder (no weights read). */
+export interface PipelineConfigs {
+  dir: string;
+  unet: Record<string, unknown>;
+  scheduler: Record<string, unknown>;
+  /** null for an original TAESD folder (taesd_*.pth without config.json). */
+  vae: Record<string, unknown> | null;
+  vaeDir: string;
+  vaeClass: string;
+  textEncoder: Record<string, unknown>;
+}
+
+export interface PipelineComponents {
+  tokenizer: CLIPTokenizer;
+  textEncoder: CLIPTextModel;
+  unet: UNet2DConditionModel;
+  vae: AutoencoderTiny | AutoencoderKL;
+  /** scheduler_config.json (any class; `opts.scheduler` may override the class). */
+  schedulerConfig: Record<string, unknown>;
+  /** The UNet's config.json, for `sample_size` (default width/height) and model detection. */
+  unetConfig?: Record<string, unknown> | undefined;
+  /** Optional ControlNet (used when generate() gets a control image). */
+  controlnet?: ControlNetModel | undefined;
+}
+
+const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
+
+/** Reads and checks a pipeline folder's configs: model_index.json's class, the components present, the VAE choice. */
+export async function readPipelineConfigs(io: FileSource, dir: string, vae?: 'tiny' | 'large'): Promise<PipelineConfigs> {
+  const sub = (name: string) => io.join(dir, name);
+  const indexPath = sub('model_index.json');
+  if (await io.exists(indexPath)) {
+    const index = JSON.parse(await io.readText(indexPath)) as Record<string, unknown>;
+    const cls = index['_class_name'];
+    // Other SD1/SD2-structured pipelines (e.g. LatentConsistencyModelPipeline) load the same components.
+    if (typeof cls === 'string' && !/^StableDiffusion(Img2Img|ControlNet)?Pipeline$|^LatentConsistencyModelPipeline$/.test(cls)) {
+      throw new InvalidArgumentError(`${indexPath}: _class_name "${cls}" is not a Stable Diffusion 1.x/2.x pipeline fewstep can run`, 'model');
+    }
+  }
+  for (const c of ['tokenizer', 'text_encoder', 'unet', 'scheduler']) {
+    if (!(await io.exists(sub(c)))) {
+      const hasAny = (await io.exists(dir)) ? '' : ' (the folder does not exist)';
+      throw new InvalidArgumentError(`${dir}: not a diffusers Stable Diffusion folder: missing ${c}/${hasAny}`, 'model');
+    }
+  }
+  const schedPath = io.join(dir, 'scheduler', 'scheduler_config.json');
+  if (!(await io.exists(schedPath))) throw new InvalidArgumentError(`${dir}: missing scheduler/scheduler_config.json`, 'model');
+  const vaeDir = await pickVaeDir(io, dir, vae);
+  const info = await componentInfo(io, vaeDir);
+  return {
+    dir,
+    unet: await readConfig(io, sub('unet')),
+    scheduler: JSON.parse(await io.readText(schedPath)) as Record<string, unknown>,
+    vae: Object.keys(info.config).length ? info.config : null,
+    vaeDir,
+    vaeClass: info.className,
+    textEncoder: await readConfig(io, sub('text_encoder')),
+  };
+}
+
+/** Loads every component of a pipeline folder (hub ids through `opts.resolve`), emitting a load event pair per component. */
+export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoadOptions): Promise<PipelineComponents & { unetConfig: Record<string, unknown> }> {
+  const { io, device, signal } = opts;
+  if (!device || !io) throw new InvalidArgumentError('StableDiffusionPipeline.fromPretrained: opts.device and opts.io are required', 'device');
+  const dtype = opts.dtype ?? 'f32';
+  if (dtype !== 'f32' && dtype !== 'f16') throw new InvalidArgumentError(`StableDiffusionPipeline.fromPretrained: dtype must be 'f32' or 'f16', got ${JSON.stringify(dtype)}`, 'dtype');
+  throwIfAborted(signal, 'loading');
+  const req: ResolveRequest = { dtype, vae: opts.vae, onProgress: opts.onProgress, signal };
+  let dir = idOrDir;
+  if (opts.resolve) dir = await opts.resolve(idOrDir, req);
+  else if (!(await io.exists(io.join(idOrDir, 'unet')))) {
+    throw new InvalidArgumentError(`${idOrDir}: not a local diffusers folder (no unet/); to load a hub id pass \`resolve\` (Node: hubResolver() from @fewstep/weights-tools)`, 'model');
+  }
+  const configs = await readPipelineConfigs(io, dir, opts.vae);
+  const owned: { dispose(): void }[] = [];
+  /** Loads one component between a start and an end event; checks the signal first. */
+  const step = async <T extends { dispose(): void } | CLIPTokenizer>(component: string, load: () => Promise<T>): Promise<T> => {
+    throwIfAborted(signal, 'loading');
+    opts.onProgress?.({ type: 'load', status: 'start', component, ms: 0 });
+    const t0 = now();
+    const m = await load();
+    if ('dispose' in m) owned.push(m);
+    opts.onProgress?.({ type: 'load', status: 'end', component, ms: now() - t0 });
+    return m;
+  };
+  try {
+    const sub = (name: string) => io.join(dir, name);
+    const tokenizer = await step('tokenizer', () => CLIPTokenizer.fromFolder(io, sub('tokenizer')));
+    const textEncoder = await step('text_encoder', () => loadWithTransform(io, sub('text_encoder'), 'text_encoder', opts, (w, cfg) => CLIPTextModel.load(w, cfg)));
+    const unet = await step('unet', () =>
+      loadWithTransform(io, sub('unet'), 'unet', opts, async (w, cfg) => {
+        const m = await UNet2DConditionModel.load(w, cfg as UNet2DConditionConfig);
+        try {
+          w.finish('UNet2DConditionModel');
+        } catch (e) {
+          m.dispose();
+          throw e;
+        }
+        return m;
+      }),
+    );
+    const vaeOpts = { dtype, ...(opts.variant !== undefined ? { variant: opts.variant } : {}) };
+    const vae = await step('vae', async () => {
+      if (configs.vaeClass === 'AutoencoderTiny') return AutoencoderTiny.fromFolder(io, configs.vaeDir, device, vaeOpts);
+      if (configs.vaeClass === 'AutoencoderKL') return AutoencoderKL.fromFolder(io, configs.vaeDir, device, vaeOpts);
+      throw new InvalidArgumentError(`${configs.vaeDir}: VAE class "${configs.vaeClass}" is not supported (AutoencoderTiny, AutoencoderKL)`, 'vae');
+    });
+    const controlnet = opts.controlnet !== undefined ? await step('controlnet', () => loadControlNet(opts, req)) : undefined;
+    throwIfAborted(signal, 'loading');
+    return { tokenizer, textEncoder, unet, vae, schedulerConfig: configs.scheduler, unetConfig: configs.unet, controlnet };
+  } catch (e) {
+    for (const m of owned) m.dispose();
+    throw e;
+  }
+}
+
+async function pickVaeDir(io: FileSource, dir: string, want: 'tiny' | 'large' | undefined): Promise<string> {
+  const vaeDir = io.join(dir, 'vae');
+  const classOf = async (d: string) => (await componentInfo(io, d)).className;
+  if (want === undefined) {
+    if (!(await io.exists(io.join(vaeDir, 'config.json')))) throw new InvalidArgumentError(`${dir}: missing vae/config.json`, 'model');
+    return vaeDir;
+  }
+  if (want !== 'tiny' && want !== 'large') throw new InvalidArgumentError(`vae must be 'tiny' or 'large', got ${JSON.stringify(want)}`, 'vae');
+  const wantClass = want === 'tiny' ? 'AutoencoderTiny' : 'AutoencoderKL';
+  const candidates = want === 'tiny' ? ['vae', 'vae_tiny', 'taesd'] : ['vae_large', 'vae'];
+  for (const c of candidates) {
+    const d = io.join(dir, c);
+    if ((await io.exists(io.join(d, 'config.json'))) && (await classOf(d)) === wantClass) return d;
+  }
+  throw new InvalidArgumentError(`${dir}: vae '${want}' asks for an ${wantClass}, but none of ${candidates.map((c) => `${c}/`).join(', ')} holds one`, 'vae');
+}
+
+/** Opens a component's weights and builds it through a WeightScope carrying the hook's transform. */
+async function loadWithTransform<T>(
+  io: FileSource,
+  dir: string,
+  component: TransformableComponent,
+  opts: PipelineLoadOptions,
+  build: (w: WeightScope, config: Record<string, unknown>) => Promise<T>,
+): Promise<T> {
+  const config = await readConfig(io, dir);
+  const src = await openComponentWeights(io, dir, opts.variant);
+  try {
+    const transform = opts.weightTransform ? await opts.weightTransform(component, { config, source: src }) : undefined;
+    const w = WeightScope.create(src, opts.device, opts.dtype ?? 'f32', transform);
+    try {
+      return await build(w, config);
+    } catch (e) {
+      disposeAll(w.loaded);
+      throw e;
+    }
+  } finally {
+    await src.close();
+  }
+}
+
+/** Loads `opts.controlnet` (a folder, or a hub id through `opts.resolveControlNet`) as a ControlNetModel. */
+async function loadControlNet(opts: PipelineLoadOptions, req: ResolveRequest): Promise<ControlNetModel> {
+  const { io, device } = opts;
+  const id = opts.controlnet!;
+  if (typeof id !== 'string' || !id) throw new InvalidArgumentError('StableDiffusionPipeline.fromPretrained: controlnet must be a folder or a hub id', 'controlnet');
+  let dir = id;
+  if (!(await io.exists(io.join(id, 'config.json')))) {
+    if (!opts.resolveControlNet) {
+      throw new InvalidArgumentError(`controlnet ${id}: not a local ControlNet folder (no config.json); to load a hub id pass \`resolveControlNet\``, 'controlnet');
+    }
+    dir = await opts.resolveControlNet(id, req);
+  }
+  const { className } = await componentInfo(io, dir);
+  if (className !== 'ControlNetModel') throw new InvalidArgumentError(`controlnet ${id}: config.json names "${className}", not a ControlNetModel`, 'controlnet');
+  return ControlNetModel.fromFolder(io, dir, device, { dtype: req.dtype, ...(opts.variant !== undefined ? { variant: opts.variant } : {}) });
+}
