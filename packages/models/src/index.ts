@@ -27,9 +27,41 @@ export * from './autoencoders/autoencoder_kl.js';
 export * from './modeling/describe.js';
 export * from './modeling/known_configs.js';
 export * from './loaders/lora.js';
-export * from './image/png.js';
-export * from './pipelines/image_processor.js';
-export * from './pipelines/pipeline_stable_diffusion.js';
-export * from './pipelines/informative_init.js';
 export * from './autoencoders/taesd_original_keys.js';
-export type { DownloadProgressEvent, LoadProgressEvent, StageProgressEvent } from './pipelines/progress.js';
+
+// ---- Pipelines: text-to-image, image-to-image, ControlNet; the request rules; the progress stream.
+export { StableDiffusionPipeline, Pipeline, type FromComponentsOptions, type GenerateResult } from './pipelines/pipeline_stable_diffusion.js';
+export {
+  loadPipelineComponents,
+  readPipelineConfigs,
+  type PipelineComponents,
+  type PipelineConfigs,
+  type PipelineLoadOptions,
+  type ResolveRequest,
+  type TransformableComponent,
+  type WeightTransformRequest,
+} from './pipelines/pipeline_loading.js';
+export {
+  MAX_BATCH,
+  MAX_IMAGE_SIDE,
+  RESIZE_MODES,
+  modelInfoFromConfigs,
+  resolveGenerateOptions,
+  type GenerateOptions,
+  type GenerationInit,
+  type GenerationPlan,
+  type HostTensor,
+  type ModelInfo,
+  type PipelineDefaults,
+  type ResizeMode,
+  type StepTrace,
+} from './pipelines/generation_options.js';
+export type { DownloadProgressEvent, LoadProgressEvent, PipelineStage, ProgressCallback, ProgressEvent, StageProgressEvent } from './pipelines/progress.js';
+export { informativeInit, referenceStats, type LatentReference } from './pipelines/informative_init.js';
+
+// ---- Images: the one RGB type, PNG with metadata, diffusers' image processor steps.
+export { checkRGBImage, rgbaToRGB, type RGBImage } from './image/rgb_image.js';
+export { crc32, decodePng, encodePng, type DecodedPng } from './image/png.js';
+export { invertControlImage, postprocess, preprocess, preprocessControlImage, roundHalfToEven, type PostprocessResult } from './pipelines/image_processor.js';
+export { PIL_RESAMPLE_CODES, resampleFilter, resizeRGB, type ResampleFilter, type ResizeOptions } from './image/resample.js';
+export { DIFFUSERS_RESIZE_MODES, fitImage, pasteRGB, type FitMode } from './image/image_fit.js';
