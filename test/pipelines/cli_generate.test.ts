@@ -118,7 +118,7 @@ describe('fewstep generate', () => {
     const device = await gpuDevice();
     const pipe = await StableDiffusionPipeline.fromPretrained(model, { device, io: nodeFiles });
     try {
-      const ref = await pipe.generate({ prompt: 'a lighthouse', latents: { data, shape }, seed: 5 });
+      const ref = await pipe.generate({ prompt: 'a lighthouse', init: { kind: 'latents', latents: { data, shape } }, seed: 5 });
       expect(Buffer.from(got.data).equals(Buffer.from(ref.images[0]!.data))).toBe(true);
       // And not what the seed alone would give.
       const seeded = await pipe.generate({ prompt: 'a lighthouse', seed: 5, width: 64, height: 64 });

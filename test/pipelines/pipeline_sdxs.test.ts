@@ -199,7 +199,7 @@ describe('StableDiffusionPipeline behaviour (SDXS golden components)', () => {
       writeFileSync(join(dir, 'scheduler', 'scheduler_config.json'), JSON.stringify(c.runs[run]!.scheduler_config));
       const pipe = await StableDiffusionPipeline.fromPretrained(dir, { device: d, io: nodeFiles, dtype: 'f16' });
       try {
-        const res = await pipe.generate({ prompt: c.prompts, seed: 0, latents: { data: (await g.io.read('latents_in', 'f32')) as Float32Array, shape: c.latent_shape } });
+        const res = await pipe.generate({ prompt: c.prompts, seed: 0, init: { kind: 'latents', latents: { data: (await g.io.read('latents_in', 'f32')) as Float32Array, shape: c.latent_shape } } });
         const ref = (await g.io.read(`${run}.step0.latents_after`, 'f32')) as Float32Array;
         // f16 weights/activations (f32 accumulation): eps error ~2e-3 (unet f16 golden) × σ = 14.6 → measured
         // 3.1e-2 max abs on latents of magnitude ≤ 67, 9.4e-3 on the image (lavapipe); ~3× headroom.

@@ -41,6 +41,7 @@ import type { AutoencoderKL } from '../autoencoders/autoencoder_kl.js';
 import { schedulerFromConfig, type Scheduler } from '../schedulers/index.js';
 import { TorchGenerator } from '../random/torch_randn.js';
 import type { RGBImage } from '../image/rgb_image.js';
+import { fitImage } from '../image/image_fit.js';
 import { informativeInit } from './informative_init.js';
 import { postprocess, preprocess, preprocessControlImage } from './image_processor.js';
 import {
@@ -422,10 +423,9 @@ export class StableDiffusionPipeline {
     return sf === 1 ? lat : lat.map((v) => f(sf * v));
   }
 
-  /** An image brought to width × height by `mode` (unchanged when it already has that size). */
+  /** An image brought to width × height by `mode`, as diffusers' image processor resizes (unchanged when it has that size). */
   private fit(img: RGBImage, width: number, height: number, mode: ResizeMode): RGBImage {
-    if (img.width === width && img.height === height) return img;
-    throw new UnsupportedError(`image is ${img.width}×${img.height}, output ${width}×${height}: resizing (${mode}) is not available yet`);
+    return img.width === width && img.height === height ? img : fitImage(img, width, height, mode);
   }
 
   dispose(): void {
