@@ -195,6 +195,11 @@ export class StableDiffusionPipeline {
       emit({ type: 'stage', status: 'start', stage: name, ...step, ms: 0 });
       const t = now();
       const r = await fn();
+      if (signal?.aborted) {
+        // Cancelled while the stage ran: what it made is freed here, not handed on.
+        if (r instanceof Tensor) r.dispose();
+        throwIfAborted(signal, 'generate');
+      }
       const ms = now() - t;
       timings[step ? `${name}.${step.step}` : name] = ms;
       emit({ type: 'stage', status: 'end', stage: name, ...step, ms });

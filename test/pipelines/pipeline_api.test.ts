@@ -1,0 +1,164 @@
+// The pipeline API beyond the goldens' own runs, on the tiny SDXS-style model (golden components):
+// clip_skip against transformers, promptEmbeds, images of another size (fit as diffusers' image processor
+// does), YOSO's informative init from reference images, and cancellation through an AbortSignal (loading and
+// generating), which must leave nothing allocated on the GPU.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AbortError, Tensor, type Device } from '@fewstep/tensor';
+import { nodeFiles } from '@fewstep/tensor/node';
+import { AutoencoderTiny, StableDiffusionPipeline, TorchGenerator, fitImage, type ProgressEvent, type RGBImage } from '@fewstep/models';
+import { closeDevice, gpuDevice } from '../helpers/gpu';
+import { expectClose } from '../helpers/compare';
+import { buildTinyModel } from '../helpers/tiny_sdxs_model';
+import { openGolden } from '../models/golden';
+
+const work = mkdtempSync(join(tmpdir(), 'fewstep-pipe-api-'));
+const model = buildTinyModel(join(work, 'model'));
+let d: Device;
+let pipe: StableDiffusionPipeline;
+
+beforeAll(async () => {
+  d = await gpuDevice();
+  pipe = await StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles });
+});
+afterAll(async () => {
+  pipe?.dispose();
+  rmSync(work, { recursive: true, force: true });
+  await closeDevice();
+});
+
+/** A deterministic test picture (smooth gradients and a few edges). */
+function picture(w: number, h: number, seed = 1): RGBImage {
+  const data = new Uint8Array(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const o = (y * w + x) * 3;
+      data[o] = (x * 255) / w;
+      data[o + 1] = (y * 255) / h;
+      data[o + 2] = ((x + y * seed) % 32) * 8;
+    }
+  }
+  return { width: w, height: h, data };
+}
+const same = (a: RGBImage, b: RGBImage) => a.width === b.width && a.height === b.height && Buffer.from(a.data).equals(Buffer.from(b.data));
+
+describe('clip_skip and promptEmbeds', () => {
+  it('clipSkip 1 gives final_layer_norm(hidden_states[-2]) for the prompt, as diffusers 0.25.1 (golden clip_text_gelu)', async () => {
+    const g = await openGolden('clip_text_gelu');
+    try {
+      const names: string[] = JSON.parse(readFileSync(join(g.dir, 'case.json'), 'utf8')).what.match(/\[(.*?)\]/)[1].split(', ').map((s: string) => s.replace(/'/g, ''));
+      const cases = JSON.parse(readFileSync(new URL('../fixtures/golden/tokenizer_clip/tokenizer_clip.json', import.meta.url), 'utf8')).cases as { id: string; prompt: string }[];
+      const prompts = names.map((n) => cases.find((c) => c.id === n)!.prompt);
+      const ids = await g.io.read('in.input_ids', 'i32');
+      expect(prompts.flatMap((p) => pipe.tokenizer.encode(p).inputIds)).toEqual([...ids]);
+      const want = (await g.io.read('out.clip_skip_1_prompt_embeds', 'f32')) as Float32Array;
+      const tol = g.caseJson.outputs['out.clip_skip_1_prompt_embeds']!.suggested;
+      const embeds = await pipe.encodePrompt(pipe.plan({ prompt: prompts, clipSkip: 1 }));
+      try {
+        expectClose(await embeds.readF32(), want, tol, 'clip_skip 1 prompt embeds');
+      } finally {
+        embeds.dispose();
+      }
+      // With CFG the negative half is last_hidden_state (diffusers applies clip_skip to the prompt only).
+      const cfg = await pipe.encodePrompt(pipe.plan({ prompt: prompts, negativePrompt: prompts, clipSkip: 1, guidance: 2 }));
+      try {
+        const all = await cfg.readF32();
+        expectClose(all.subarray(0, want.length), (await g.io.read('out.last_hidden_state', 'f32')) as Float32Array, g.caseJson.outputs['out.last_hidden_state']!.suggested, 'uncond half');
+        expectClose(all.subarray(want.length), want, tol, 'cond half');
+      } finally {
+        cfg.dispose();
+      }
+    } finally {
+      await g.io.close();
+    }
+  });
+
+  it('promptEmbeds (diffusers prompt_embeds) give the same image as the prompt they came from', async () => {
+    const t = await pipe.encodePrompt(pipe.plan({ prompt: 'a red boat' }));
+    const embeds = { data: await t.readF32(), shape: [...t.shape] };
+    t.dispose();
+    const a = await pipe.generate({ prompt: 'a red boat', seed: 3, width: 64, height: 64 });
+    const b = await pipe.generate({ promptEmbeds: embeds, seed: 3, width: 64, height: 64 });
+    expect(same(a.images[0]!, b.images[0]!)).toBe(true);
+  });
+});
+
+describe('images of another size', () => {
+  it('an init image is fit to width × height (crop by default; fit and stretch on request), as if resized first', async () => {
+    const src = picture(100, 72);
+    for (const mode of ['crop', 'fit', 'stretch'] as const) {
+      const a = await pipe.generate({ prompt: 'a cat', seed: 4, width: 64, height: 64, init: { kind: 'image', image: src }, ...(mode === 'crop' ? {} : { resize: mode }) });
+      const b = await pipe.generate({ prompt: 'a cat', seed: 4, init: { kind: 'image', image: fitImage(src, 64, 64, mode) } });
+      expect(same(a.images[0]!, b.images[0]!), mode).toBe(true);
+    }
+    // Without width/height the output takes the image's size, floored to a multiple of 8.
+    const own = await pipe.generate({ prompt: 'a cat', seed: 4, init: { kind: 'image', image: picture(70, 51) } });
+    expect([own.images[0]!.width, own.images[0]!.height]).toEqual([64, 48]);
+  });
+
+  it("YOSO's informative init from reference images = from their VAE latents (× scaling_factor)", async () => {
+    const imgs = [picture(64, 64, 1), picture(64, 64, 3), picture(64, 64, 5)];
+    const vae = pipe.vae as AutoencoderTiny;
+    const lat: number[] = [];
+    for (const img of imgs) {
+      const x = new Float32Array(3 * 64 * 64);
+      for (let p = 0; p < 64 * 64; p++) for (let c = 0; c < 3; c++) x[c * 4096 + p] = Math.fround(Math.fround(2 * Math.fround(img.data[p * 3 + c]! / 255)) - 1);
+      const z = await d.scope(async () => vae.encode(Tensor.from(d, x, [1, 3, 64, 64])).readF32());
+      lat.push(...z.map((v) => Math.fround(v * pipe.scalingFactor)));
+    }
+    const a = await pipe.generate({ prompt: 'a cat', seed: 9, init: { kind: 'informative', reference: { images: imgs } } });
+    const b = await pipe.generate({ prompt: 'a cat', seed: 9, init: { kind: 'informative', reference: { latents: { data: Float32Array.from(lat), shape: [3, 4, 8, 8] } } } });
+    expect(same(a.images[0]!, b.images[0]!)).toBe(true);
+    const plain = await pipe.generate({ prompt: 'a cat', seed: 9, width: 64, height: 64 });
+    expect(same(a.images[0]!, plain.images[0]!)).toBe(false);
+  });
+});
+
+describe('cancellation', () => {
+  it('generate: an aborted signal stops at the next stage or dispatch with AbortError, frees its tensors, and the pipeline still works', async () => {
+    const before = d.pool.stats.inUse;
+    const pre = new AbortController();
+    pre.abort();
+    await expect(pipe.generate({ prompt: 'x', seed: 1, width: 64, height: 64, signal: pre.signal })).rejects.toBeInstanceOf(AbortError);
+    for (const at of ['text_encoder', 'denoise', 'decode']) {
+      const ctl = new AbortController();
+      const seen: string[] = [];
+      const onProgress = (e: ProgressEvent) => {
+        if (e.type !== 'stage') return;
+        seen.push(`${e.status} ${e.stage}`);
+        if (e.status === 'start' && e.stage === at) ctl.abort();
+      };
+      const err = await pipe.generate({ prompt: 'x', seed: 1, width: 64, height: 64, signal: ctl.signal, onProgress }).catch((e: unknown) => e);
+      expect(err, at).toBeInstanceOf(AbortError);
+      expect((err as AbortError).code).toBe('aborted');
+      expect(seen.at(-1), at).toBe(`start ${at}`);
+      expect(d.pool.stats.inUse, `GPU memory in use after aborting at ${at}`).toBe(before);
+    }
+    const ok = await pipe.generate({ prompt: 'x', seed: 1, width: 64, height: 64 });
+    expect(ok.images.length).toBe(1);
+  });
+
+  it('fromPretrained: aborting between components frees what was loaded', async () => {
+    const before = d.pool.stats.inUse;
+    const ctl = new AbortController();
+    const loaded: string[] = [];
+    const onProgress = (e: ProgressEvent) => {
+      if (e.type === 'load' && e.status === 'end') {
+        loaded.push(e.component);
+        if (e.component === 'unet') ctl.abort();
+      }
+    };
+    await expect(StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles, signal: ctl.signal, onProgress })).rejects.toBeInstanceOf(AbortError);
+    expect(loaded).toEqual(['tokenizer', 'text_encoder', 'unet']);
+    expect(d.pool.stats.inUse).toBe(before);
+  });
+
+  it('the seed generator is torch-exact whatever was aborted before', async () => {
+    const z = new TorchGenerator(1).randn([1, 4, 8, 8], 'f32') as Float32Array;
+    const r = await pipe.generate({ prompt: 'x', seed: 1, width: 64, height: 64, init: { kind: 'latents', latents: { data: z, shape: [1, 4, 8, 8] } } });
+    const s = await pipe.generate({ prompt: 'x', seed: 1, width: 64, height: 64 });
+    expect(same(r.images[0]!, s.images[0]!)).toBe(true);
+  });
+});
