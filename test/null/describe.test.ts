@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { SafetensorsFile } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
-import { autoencoderTinyConfig, clipTextConfig, describeAutoencoderTiny, describeCLIPText } from '@fewstep/models';
+import { AutoencoderTiny, CLIPTextModel, autoencoderTinyConfig, clipTextConfig } from '@fewstep/models';
 
 const fx = (p: string) => new URL(`../fixtures/golden/${p}`, import.meta.url).pathname;
 
@@ -19,15 +19,15 @@ const sorted = (m: Map<string, number[]>) => [...m.entries()].sort(([a], [b]) =>
 
 describe('config-only parameter maps', () => {
   for (const c of ['clip_text_gelu', 'clip_text_quickgelu']) {
-    it(`describeCLIPText equals ${c}'s state dict`, async () => {
+    it(`CLIPTextModel.describe equals ${c}'s state dict`, async () => {
       const cfg = clipTextConfig(JSON.parse(readFileSync(fx(`${c}/config.json`), 'utf8')));
       const want = await stateDict(fx(`${c}/model.safetensors`));
       want.delete('text_model.embeddings.position_ids');
-      expect(sorted(describeCLIPText(cfg))).toEqual(sorted(want));
+      expect(sorted(CLIPTextModel.describe(cfg))).toEqual(sorted(want));
     });
   }
-  it("describeAutoencoderTiny equals taesd's state dict", async () => {
+  it("AutoencoderTiny.describe equals taesd's state dict", async () => {
     const cfg = autoencoderTinyConfig(JSON.parse(readFileSync(fx('taesd/config.json'), 'utf8')));
-    expect(sorted(describeAutoencoderTiny(cfg))).toEqual(sorted(await stateDict(fx('taesd/model.safetensors'))));
+    expect(sorted(AutoencoderTiny.describe(cfg))).toEqual(sorted(await stateDict(fx('taesd/model.safetensors'))));
   });
 });

@@ -7,7 +7,7 @@
 import { Tensor, type DType, type Device } from '@fewstep/tensor';
 import {
   AutoencoderTiny, CLIPTextModel, CLIP_TEXT_SD2, RandomSource, SDXS_09, TAESD, UNet2DConditionModel,
-  WeightScope, describeAutoencoderTiny, describeCLIPText,
+  WeightScope,
 } from '@fewstep/models';
 
 export interface ModelRow {
@@ -61,7 +61,7 @@ interface Component {
 export function modelComponents(device: Device, dtype: DType): Component[] {
   return [
     {
-      name: 'text_encoder', config: 'SD2 CLIPTextModel (23 layers × 1024)', shapes: describeCLIPText(CLIP_TEXT_SD2),
+      name: 'text_encoder', config: 'SD2 CLIPTextModel (23 layers × 1024)', shapes: CLIPTextModel.describe(CLIP_TEXT_SD2),
       async load(w) {
         const m = await CLIPTextModel.load(w, CLIP_TEXT_SD2);
         const ids = Int32Array.from({ length: 77 }, (_, i) => (i === 0 ? 49406 : i < 12 ? 320 + i * 97 : i === 12 ? 49407 : 0));
@@ -82,7 +82,7 @@ export function modelComponents(device: Device, dtype: DType): Component[] {
       },
     },
     {
-      name: 'decoder', config: 'TAESD AutoencoderTiny decoder, 64×64 latent → 512×512', shapes: describeAutoencoderTiny(TAESD),
+      name: 'decoder', config: 'TAESD AutoencoderTiny decoder, 64×64 latent → 512×512', shapes: AutoencoderTiny.describe(TAESD),
       async load(w) {
         const m = await AutoencoderTiny.load(w, TAESD);
         const z = Tensor.from(device, rand(4 * 64 * 64, 3), [1, 4, 64, 64], dtype).keep();

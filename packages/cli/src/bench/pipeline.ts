@@ -14,7 +14,7 @@ import { writeSafetensorsFile } from '../safetensors_file.js';
 import { concat, slice } from '@fewstep/kernels';
 import {
   AutoencoderKL, AutoencoderTiny, CLIPTextModel, CLIP_TEXT_SD15, CLIP_TEXT_SD2, RandomSource, SDXS_09, SDXS_DREAMSHAPER, SD15, SD_VAE, TAESD,
-  SafetensorsSource, UNet2DConditionModel, WeightScope, describeAutoencoderTiny, describeCLIPText, type CLIPTextConfig, type UNet2DConditionConfig,
+  SafetensorsSource, UNet2DConditionModel, WeightScope, type CLIPTextConfig, type UNet2DConditionConfig,
 } from '@fewstep/models';
 
 export interface PipelineConfig {
@@ -111,9 +111,9 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
   let text: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderTiny | AutoencoderKL, load_s: number;
   try {
     log(`writing random ${name} weights to ${dir} (not timed)`);
-    const vaeShapes = cfg.vae === 'tiny' ? describeAutoencoderTiny(TAESD) : AutoencoderKL.describe(SD_VAE);
+    const vaeShapes = cfg.vae === 'tiny' ? AutoencoderTiny.describe(TAESD) : AutoencoderKL.describe(SD_VAE);
     const files = {
-      text: await weightsOnDisk(dir, 'text_encoder', describeCLIPText(cfg.text), 1, dtype),
+      text: await weightsOnDisk(dir, 'text_encoder', CLIPTextModel.describe(cfg.text), 1, dtype),
       unet: await weightsOnDisk(dir, 'unet', UNet2DConditionModel.describe(cfg.unet), 2, dtype),
       vae: await weightsOnDisk(dir, 'vae', vaeShapes, 3, dtype),
     };
@@ -239,7 +239,7 @@ export async function benchPipelineSequential(device: Device, name: string, dtyp
     device.pool.trim();
   };
   let t = performance.now();
-  const text = await CLIPTextModel.load(scope(describeCLIPText(cfg.text), 1), cfg.text);
+  const text = await CLIPTextModel.load(scope(CLIPTextModel.describe(cfg.text), 1), cfg.text);
   const ids = promptIds(device, B);
   const ctx = await device.scope(async () => (await text.forward(ids, { pooler: false })).lastHiddenState);
   ids.dispose();
@@ -262,7 +262,7 @@ export async function benchPipelineSequential(device: Device, name: string, dtyp
   log(`unet (load + step + free): ${unet_s} s, ${rss()}`);
   t = performance.now();
   const vae = cfg.vae === 'tiny'
-    ? await AutoencoderTiny.load(scope(describeAutoencoderTiny(TAESD), 3), TAESD)
+    ? await AutoencoderTiny.load(scope(AutoencoderTiny.describe(TAESD), 3), TAESD)
     : await AutoencoderKL.load(scope(AutoencoderKL.describe(SD_VAE), 3), SD_VAE, { decoderOnly: true });
   const img = device.scope(() => vae.decode(z));
   const finite = (await img.read()).every((v) => Number.isFinite(v));

@@ -7,9 +7,9 @@
 import { Tensor, type Device, type FileSource } from '@fewstep/tensor';
 import { cast, slice } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
-import { WeightScope, disposeAll, type TensorSource } from '../modeling/weights.js';
-import { ParamSpec } from '../modeling/param_spec.js';
-import { loadFromFolder, loadFromSource } from '../modeling/component.js';
+import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
+import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
+import { loadFromFolder, loadFromSource, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 import { Decoder, Encoder, type VaeCoderConfig } from './vae.js';
 
 /** config.json of an AutoencoderKL; keys verbatim, diffusers defaults. */
@@ -99,39 +99,52 @@ export class AutoencoderKL {
   ) {}
 
   /**
-   * Loads from a weight scope. With `decoderOnly`, the encoder and quant_conv are not loaded
-   * (their keys stay unused: the caller's `finish` must then not be called on this scope).
+   * The one walk: builds every module from the scope (a loading scope's tensors are filled by `materialize`).
+   * With `decoderOnly`, the encoder and quant_conv are not built (their keys stay unused).
    */
-  static async load(w: WeightScope, config: AutoencoderKLConfig, opts: { decoderOnly?: boolean | undefined } = {}): Promise<AutoencoderKL> {
+  static build(w: WeightScope, config: AutoencoderKLConfig, opts: { decoderOnly?: boolean | undefined } = {}): AutoencoderKL {
     const r = resolveAutoencoderKLConfig(config);
-    if (w.dtype === 'i32') throw new Error('AutoencoderKL: weights must load as f32 or f16');
     const first = w.loaded.length;
     const cc = coderConfigs(r);
     const L = r.latentChannels;
-    const encoder = opts.decoderOnly ? null : await Encoder.load(w.pp('encoder'), cc.encoder);
-    const decoder = await Decoder.load(w.pp('decoder'), cc.decoder);
-    const quant = opts.decoderOnly ? null : await Conv2d.load(w.pp('quant_conv'), 2 * L, 2 * L, { kernel: 1 });
-    const postQuant = await Conv2d.load(w.pp('post_quant_conv'), L, L, { kernel: 1 });
+    const encoder = opts.decoderOnly ? null : Encoder.build(w.pp('encoder'), cc.encoder);
+    const decoder = Decoder.build(w.pp('decoder'), cc.decoder);
+    const quant = opts.decoderOnly ? null : Conv2d.build(w.pp('quant_conv'), 2 * L, 2 * L, { kernel: 1 });
+    const postQuant = Conv2d.build(w.pp('post_quant_conv'), L, L, { kernel: 1 });
     return new AutoencoderKL(r, encoder, decoder, quant, postQuant, w.dtype, w.loaded.slice(first));
   }
 
+  /**
+   * Builds from a loading scope (keys relative to it), checks that every key was used (not with
+   * `decoderOnly`, which leaves the encoder's keys unused), then reads the weights.
+   */
+  static load(w: WeightScope, config: AutoencoderKLConfig, opts: { decoderOnly?: boolean | undefined } = {}): Promise<AutoencoderKL> {
+    return loadModel(w, opts.decoderOnly ? null : 'AutoencoderKL', (s) => AutoencoderKL.build(s, config, opts));
+  }
+
+  /** Every parameter key → shape the config implies (diffusers state-dict names): `build` with a recording scope. */
   static describe(config: AutoencoderKLConfig): Map<string, number[]> {
-    const r = resolveAutoencoderKLConfig(config);
-    const cc = coderConfigs(r);
-    const s = new ParamSpec();
-    Encoder.describe(s.pp('encoder'), cc.encoder);
-    Decoder.describe(s.pp('decoder'), cc.decoder);
-    s.conv('quant_conv', 2 * r.latentChannels, 2 * r.latentChannels, 1).conv('post_quant_conv', r.latentChannels, r.latentChannels, 1);
-    return s.shapes;
+    return recordParameters((w) => AutoencoderKL.build(w, config));
+  }
+
+  /** Number of parameters the config implies (SD's VAE: 83,653,863). */
+  static parameterCount(config: AutoencoderKLConfig): number {
+    return countParameters(AutoencoderKL.describe(config));
   }
 
   /** Loads a diffusers `vae/` folder (config.json + safetensors). */
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: { dtype?: 'f32' | 'f16' | undefined; variant?: string | undefined } = {}): Promise<AutoencoderKL> {
-    return loadFromFolder<AutoencoderKLConfig, AutoencoderKL>(io, dir, opts.variant, (src, config) => AutoencoderKL.fromSource(src, config, device, opts.dtype ?? 'f32'));
+  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<AutoencoderKL> {
+    return loadFromFolder<AutoencoderKLConfig, AutoencoderKL>(io, dir, opts.variant, (src, config) => AutoencoderKL.fromSource(src, config, device, opts));
   }
 
-  static async fromSource(src: TensorSource, config: AutoencoderKLConfig, device: Device, dtype: 'f32' | 'f16' = 'f32'): Promise<AutoencoderKL> {
-    return loadFromSource('AutoencoderKL', src, device, dtype, undefined, (w) => AutoencoderKL.load(w, config));
+  /** Loads from any TensorSource holding exactly this model's keys. */
+  static async fromSource(src: TensorSource, config: AutoencoderKLConfig, device: Device, opts: FromSourceOptions = {}): Promise<AutoencoderKL> {
+    return loadFromSource('AutoencoderKL', src, device, opts, (w) => AutoencoderKL.build(w, config));
+  }
+
+  /** An AutoencoderKL with deterministic random weights (benchmarks, memory tests). */
+  static random(config: AutoencoderKLConfig, device: Device, opts: RandomWeightsOptions = {}): Promise<AutoencoderKL> {
+    return AutoencoderKL.fromSource(new RandomSource(AutoencoderKL.describe(config), opts.seed ?? 0), config, device, opts);
   }
 
   /** z [B, latent_channels, h, w] (already divided by scaling_factor) → image [B, out, 8h, 8w] in [-1, 1], unclamped. */

@@ -5,8 +5,9 @@
  * (1.0 for TAESD): like diffusers, the pipeline divides/multiplies by it.
  */
 import type { Device, DType, FileSource, Tensor } from '@fewstep/tensor';
-import { findWeightFiles, openComponentWeights, readConfig } from '../modeling/component.js';
-import { RenamedSource, SafetensorsSource, WeightScope, disposeAll, type TensorSource } from '../modeling/weights.js';
+import { findWeightFiles, loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
+import { RenamedSource, SafetensorsSource, countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
+import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
 import { DecoderTiny, EncoderTiny } from './vae_tiny.js';
 import { detectTaesdPart, taesdKeyMap, type TaesdPart } from './taesd_original_keys.js';
 
@@ -55,12 +56,6 @@ export function autoencoderTinyConfig(raw: Record<string, unknown>, where = 'con
   return cfg as unknown as AutoencoderTinyConfig;
 }
 
-export interface AutoencoderTinyFromFolderOptions {
-  dtype?: 'f32' | 'f16' | undefined;
-  /** Weight-file variant to prefer, e.g. 'fp16'. */
-  variant?: string | undefined;
-}
-
 export class AutoencoderTiny {
   private constructor(
     readonly config: AutoencoderTinyConfig,
@@ -70,30 +65,51 @@ export class AutoencoderTiny {
     readonly dtype: DType,
   ) {}
 
-  static async load(w: WeightScope, config: AutoencoderTinyConfig | Record<string, unknown>): Promise<AutoencoderTiny> {
+  /** The one walk: builds every module from the scope (a loading scope's tensors are filled by `materialize`). */
+  static build(w: WeightScope, config: AutoencoderTinyConfig | Record<string, unknown>): AutoencoderTiny {
     const cfg = autoencoderTinyConfig(config as Record<string, unknown>);
-    try {
-      const encoder = await EncoderTiny.load(w.pp('encoder'), {
-        inChannels: cfg.in_channels,
-        outChannels: cfg.latent_channels,
-        numBlocks: cfg.num_encoder_blocks,
-        blockOutChannels: cfg.encoder_block_out_channels,
-        actFn: cfg.act_fn,
-      });
-      const decoder = await DecoderTiny.load(w.pp('decoder'), {
-        inChannels: cfg.latent_channels,
-        outChannels: cfg.out_channels,
-        numBlocks: cfg.num_decoder_blocks,
-        blockOutChannels: cfg.decoder_block_out_channels,
-        upsamplingScalingFactor: cfg.upsampling_scaling_factor,
-        actFn: cfg.act_fn,
-      });
-      w.finish('AutoencoderTiny');
-      return new AutoencoderTiny(cfg, encoder, decoder, [...w.loaded], w.dtype);
-    } catch (e) {
-      disposeAll(w.loaded);
-      throw e;
-    }
+    const first = w.loaded.length;
+    const encoder = EncoderTiny.build(w.pp('encoder'), {
+      inChannels: cfg.in_channels,
+      outChannels: cfg.latent_channels,
+      numBlocks: cfg.num_encoder_blocks,
+      blockOutChannels: cfg.encoder_block_out_channels,
+      actFn: cfg.act_fn,
+    });
+    const decoder = DecoderTiny.build(w.pp('decoder'), {
+      inChannels: cfg.latent_channels,
+      outChannels: cfg.out_channels,
+      numBlocks: cfg.num_decoder_blocks,
+      blockOutChannels: cfg.decoder_block_out_channels,
+      upsamplingScalingFactor: cfg.upsampling_scaling_factor,
+      actFn: cfg.act_fn,
+    });
+    return new AutoencoderTiny(cfg, encoder, decoder, w.loaded.slice(first), w.dtype);
+  }
+
+  /** Builds from a loading scope (keys relative to it), checks that every key was used, then reads the weights. */
+  static load(w: WeightScope, config: AutoencoderTinyConfig | Record<string, unknown>): Promise<AutoencoderTiny> {
+    return loadModel(w, 'AutoencoderTiny', (s) => AutoencoderTiny.build(s, config));
+  }
+
+  /** Every parameter key → shape the config implies (diffusers state-dict names): `build` with a recording scope. */
+  static describe(config: AutoencoderTinyConfig | Record<string, unknown>): Map<string, number[]> {
+    return recordParameters((w) => AutoencoderTiny.build(w, config));
+  }
+
+  /** Number of parameters the config implies (TAESD: 2,445,063). */
+  static parameterCount(config: AutoencoderTinyConfig | Record<string, unknown>): number {
+    return countParameters(AutoencoderTiny.describe(config));
+  }
+
+  /** Loads from any TensorSource holding exactly this model's keys (diffusers names). */
+  static async fromSource(src: TensorSource, config: AutoencoderTinyConfig | Record<string, unknown>, device: Device, opts: FromSourceOptions = {}): Promise<AutoencoderTiny> {
+    return loadFromSource('AutoencoderTiny', src, device, opts, (w) => AutoencoderTiny.build(w, config));
+  }
+
+  /** An AutoencoderTiny with deterministic random weights (benchmarks, memory tests). */
+  static random(config: AutoencoderTinyConfig | Record<string, unknown>, device: Device, opts: RandomWeightsOptions = {}): Promise<AutoencoderTiny> {
+    return AutoencoderTiny.fromSource(new RandomSource(AutoencoderTiny.describe(config), opts.seed ?? 0), config, device, opts);
   }
 
   /**
@@ -101,7 +117,7 @@ export class AutoencoderTiny {
    * weights, madebyollin's original files (`taesd_encoder.pth` + `taesd_decoder.pth`, or their
    * `.safetensors` copies; `taesdxl_*` etc. likewise), with config.json if present else TAESD's defaults.
    */
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: AutoencoderTinyFromFolderOptions = {}): Promise<AutoencoderTiny> {
+  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<AutoencoderTiny> {
     const cfgPath = io.join(dir, 'config.json');
     const hasConfig = await io.exists(cfgPath);
     // diffusers' weights win; the originals are used when there are none (findWeightFiles failing, or picking
@@ -125,7 +141,7 @@ export class AutoencoderTiny {
     const cfg = autoencoderTinyConfig(await readConfig(io, dir), cfgPath);
     const src = await openComponentWeights(io, dir, opts.variant);
     try {
-      return await AutoencoderTiny.load(WeightScope.create(src, device, opts.dtype ?? 'f32'), cfg);
+      return await AutoencoderTiny.fromSource(src, cfg, device, opts);
     } finally {
       await src.close();
     }
@@ -141,7 +157,7 @@ export class AutoencoderTiny {
     io: FileSource,
     paths: readonly string[],
     device: Device,
-    opts: { dtype?: 'f32' | 'f16' | undefined; config?: AutoencoderTinyConfig | Record<string, unknown> } = {},
+    opts: FromSourceOptions & { config?: AutoencoderTinyConfig | Record<string, unknown> | undefined } = {},
   ): Promise<AutoencoderTiny> {
     const sources: SafetensorsSource[] = [];
     try {
@@ -161,7 +177,7 @@ export class AutoencoderTiny {
       const missing = (['encoder', 'decoder'] as const).filter((h) => !halves.has(h));
       if (missing.length) throw new Error(`${paths.join(', ')}: no TAESD ${missing.join(' or ')} weights (AutoencoderTiny needs both taesd_encoder and taesd_decoder)`);
       const src = new RenamedSource(paths.join(', '), entries);
-      return await AutoencoderTiny.load(WeightScope.create(src, device, opts.dtype ?? 'f32'), opts.config ?? AUTOENCODER_TINY_DEFAULTS);
+      return await AutoencoderTiny.fromSource(src, opts.config ?? AUTOENCODER_TINY_DEFAULTS, device, opts);
     } finally {
       for (const s of sources) await s.close();
     }

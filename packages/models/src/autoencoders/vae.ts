@@ -8,7 +8,6 @@ import { Conv2d } from '../layers/conv2d.js';
 import { GroupNorm } from '../layers/norm.js';
 import { DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D, type BlockConfig, type MidBlock2DConfig } from '../unets/unet_2d_blocks.js';
 import type { WeightScope } from '../modeling/weights.js';
-import type { ParamSpec } from '../modeling/param_spec.js';
 
 export interface VaeCoderConfig {
   inChannels: number;
@@ -86,23 +85,15 @@ export class Encoder {
     readonly conv_out: Conv2d,
   ) {}
 
-  static async load(w: WeightScope, cfg: VaeCoderConfig): Promise<Encoder> {
+  static build(w: WeightScope, cfg: VaeCoderConfig): Encoder {
     const b = cfg.blockOutChannels, last = b[b.length - 1]!;
-    const conv_in = await Conv2d.load(w.pp('conv_in'), cfg.inChannels, b[0]!, { kernel: 3, padding: 1 });
+    const conv_in = Conv2d.build(w.pp('conv_in'), cfg.inChannels, b[0]!, { kernel: 3, padding: 1 });
     const down: DownEncoderBlock2D[] = [];
-    for (const [i, bc] of encoderBlocks(cfg).entries()) down.push(await DownEncoderBlock2D.load(w.pp('down_blocks').pp(i), bc));
-    const mid = await UNetMidBlock2D.load(w.pp('mid_block'), midConfig(cfg));
-    const norm = await GroupNorm.load(w.pp('conv_norm_out'), cfg.normNumGroups, last, EPS);
-    const conv_out = await Conv2d.load(w.pp('conv_out'), last, cfg.doubleZ === false ? cfg.outChannels : 2 * cfg.outChannels, { kernel: 3, padding: 1 });
+    for (const [i, bc] of encoderBlocks(cfg).entries()) down.push(DownEncoderBlock2D.build(w.pp('down_blocks').pp(i), bc));
+    const mid = UNetMidBlock2D.build(w.pp('mid_block'), midConfig(cfg));
+    const norm = GroupNorm.build(w.pp('conv_norm_out'), cfg.normNumGroups, last, EPS);
+    const conv_out = Conv2d.build(w.pp('conv_out'), last, cfg.doubleZ === false ? cfg.outChannels : 2 * cfg.outChannels, { kernel: 3, padding: 1 });
     return new Encoder(conv_in, down, mid, norm, conv_out);
-  }
-
-  static describe(s: ParamSpec, cfg: VaeCoderConfig): void {
-    const b = cfg.blockOutChannels, last = b[b.length - 1]!;
-    s.conv('conv_in', cfg.inChannels, b[0]!, 3);
-    encoderBlocks(cfg).forEach((bc, i) => DownEncoderBlock2D.describe(s.pp('down_blocks').pp(i), bc));
-    UNetMidBlock2D.describe(s.pp('mid_block'), midConfig(cfg));
-    s.norm('conv_norm_out', last).conv('conv_out', last, cfg.doubleZ === false ? cfg.outChannels : 2 * cfg.outChannels, 3);
   }
 
   /** x [B, in, H, W] → [B, 2·latent (or latent), H/2^(n-1), W/2^(n-1)]. */
@@ -125,23 +116,15 @@ export class Decoder {
     readonly conv_out: Conv2d,
   ) {}
 
-  static async load(w: WeightScope, cfg: VaeCoderConfig): Promise<Decoder> {
+  static build(w: WeightScope, cfg: VaeCoderConfig): Decoder {
     const b = cfg.blockOutChannels, last = b[b.length - 1]!;
-    const conv_in = await Conv2d.load(w.pp('conv_in'), cfg.inChannels, last, { kernel: 3, padding: 1 });
-    const mid = await UNetMidBlock2D.load(w.pp('mid_block'), midConfig(cfg));
+    const conv_in = Conv2d.build(w.pp('conv_in'), cfg.inChannels, last, { kernel: 3, padding: 1 });
+    const mid = UNetMidBlock2D.build(w.pp('mid_block'), midConfig(cfg));
     const up: UpDecoderBlock2D[] = [];
-    for (const [i, bc] of decoderBlocks(cfg).entries()) up.push(await UpDecoderBlock2D.load(w.pp('up_blocks').pp(i), bc));
-    const norm = await GroupNorm.load(w.pp('conv_norm_out'), cfg.normNumGroups, b[0]!, EPS);
-    const conv_out = await Conv2d.load(w.pp('conv_out'), b[0]!, cfg.outChannels, { kernel: 3, padding: 1 });
+    for (const [i, bc] of decoderBlocks(cfg).entries()) up.push(UpDecoderBlock2D.build(w.pp('up_blocks').pp(i), bc));
+    const norm = GroupNorm.build(w.pp('conv_norm_out'), cfg.normNumGroups, b[0]!, EPS);
+    const conv_out = Conv2d.build(w.pp('conv_out'), b[0]!, cfg.outChannels, { kernel: 3, padding: 1 });
     return new Decoder(conv_in, mid, up, norm, conv_out);
-  }
-
-  static describe(s: ParamSpec, cfg: VaeCoderConfig): void {
-    const b = cfg.blockOutChannels, last = b[b.length - 1]!;
-    s.conv('conv_in', cfg.inChannels, last, 3);
-    UNetMidBlock2D.describe(s.pp('mid_block'), midConfig(cfg));
-    decoderBlocks(cfg).forEach((bc, i) => UpDecoderBlock2D.describe(s.pp('up_blocks').pp(i), bc));
-    s.norm('conv_norm_out', b[0]!).conv('conv_out', b[0]!, cfg.outChannels, 3);
   }
 
   /** z [B, latent, h, w] → [B, out, h·2^(n-1), w·2^(n-1)]. */

@@ -49,16 +49,16 @@ export class TinyUpsampleNearest implements TinyLayer {
 export class AutoencoderTinyBlock implements TinyLayer {
   private constructor(readonly conv: readonly [Conv2d, null, Conv2d, null, Conv2d], readonly skip: Conv2d | undefined, readonly act: UnaryOp) {}
 
-  static async load(w: WeightScope, inChannels: number, outChannels: number, act: UnaryOp): Promise<AutoencoderTinyBlock> {
+  static build(w: WeightScope, inChannels: number, outChannels: number, act: UnaryOp): AutoencoderTinyBlock {
     const c = w.pp('conv');
     const conv = [
-      await Conv2d.load(c.pp(0), inChannels, outChannels, { kernel: 3, padding: 1 }),
+      Conv2d.build(c.pp(0), inChannels, outChannels, { kernel: 3, padding: 1 }),
       null,
-      await Conv2d.load(c.pp(2), outChannels, outChannels, { kernel: 3, padding: 1 }),
+      Conv2d.build(c.pp(2), outChannels, outChannels, { kernel: 3, padding: 1 }),
       null,
-      await Conv2d.load(c.pp(4), outChannels, outChannels, { kernel: 3, padding: 1 }),
+      Conv2d.build(c.pp(4), outChannels, outChannels, { kernel: 3, padding: 1 }),
     ] as const;
-    const skip = inChannels !== outChannels ? await Conv2d.load(w.pp('skip'), inChannels, outChannels, { kernel: 1, bias: false }) : undefined;
+    const skip = inChannels !== outChannels ? Conv2d.build(w.pp('skip'), inChannels, outChannels, { kernel: 1, bias: false }) : undefined;
     return new AutoencoderTinyBlock(conv, skip, act);
   }
 
@@ -104,7 +104,7 @@ export interface EncoderTinyConfig {
 export class EncoderTiny {
   private constructor(readonly layers: readonly TinyLayer[]) {}
 
-  static async load(w: WeightScope, cfg: EncoderTinyConfig): Promise<EncoderTiny> {
+  static build(w: WeightScope, cfg: EncoderTinyConfig): EncoderTiny {
     if (cfg.numBlocks.length !== cfg.blockOutChannels.length) {
       throw new Error(`EncoderTiny: num_encoder_blocks (${cfg.numBlocks.length}) and encoder_block_out_channels (${cfg.blockOutChannels.length}) differ in length`);
     }
@@ -113,11 +113,11 @@ export class EncoderTiny {
     const layers: TinyLayer[] = [];
     for (const [i, n] of cfg.numBlocks.entries()) {
       const ch = cfg.blockOutChannels[i]!;
-      if (i === 0) layers.push(await Conv2d.load(lw.pp(layers.length), cfg.inChannels, ch, { kernel: 3, padding: 1 }));
-      else layers.push(await Conv2d.load(lw.pp(layers.length), ch, ch, { kernel: 3, padding: 1, stride: 2, bias: false }));
-      for (let j = 0; j < n; j++) layers.push(await AutoencoderTinyBlock.load(lw.pp(layers.length), ch, ch, act));
+      if (i === 0) layers.push(Conv2d.build(lw.pp(layers.length), cfg.inChannels, ch, { kernel: 3, padding: 1 }));
+      else layers.push(Conv2d.build(lw.pp(layers.length), ch, ch, { kernel: 3, padding: 1, stride: 2, bias: false }));
+      for (let j = 0; j < n; j++) layers.push(AutoencoderTinyBlock.build(lw.pp(layers.length), ch, ch, act));
     }
-    layers.push(await Conv2d.load(lw.pp(layers.length), cfg.blockOutChannels[cfg.blockOutChannels.length - 1]!, cfg.outChannels, { kernel: 3, padding: 1 }));
+    layers.push(Conv2d.build(lw.pp(layers.length), cfg.blockOutChannels[cfg.blockOutChannels.length - 1]!, cfg.outChannels, { kernel: 3, padding: 1 }));
     return new EncoderTiny(layers);
   }
 
@@ -143,19 +143,19 @@ export interface DecoderTinyConfig {
 export class DecoderTiny {
   private constructor(readonly layers: readonly TinyLayer[]) {}
 
-  static async load(w: WeightScope, cfg: DecoderTinyConfig): Promise<DecoderTiny> {
+  static build(w: WeightScope, cfg: DecoderTinyConfig): DecoderTiny {
     if (cfg.numBlocks.length !== cfg.blockOutChannels.length) {
       throw new Error(`DecoderTiny: num_decoder_blocks (${cfg.numBlocks.length}) and decoder_block_out_channels (${cfg.blockOutChannels.length}) differ in length`);
     }
     const act = tinyActivation(cfg.actFn, 'DecoderTiny');
     const lw = w.pp('layers');
-    const layers: TinyLayer[] = [await Conv2d.load(lw.pp(0), cfg.inChannels, cfg.blockOutChannels[0]!, { kernel: 3, padding: 1 }), new TinyActivation(act)];
+    const layers: TinyLayer[] = [Conv2d.build(lw.pp(0), cfg.inChannels, cfg.blockOutChannels[0]!, { kernel: 3, padding: 1 }), new TinyActivation(act)];
     for (const [i, n] of cfg.numBlocks.entries()) {
       const last = i === cfg.numBlocks.length - 1;
       const ch = cfg.blockOutChannels[i]!;
-      for (let j = 0; j < n; j++) layers.push(await AutoencoderTinyBlock.load(lw.pp(layers.length), ch, ch, act));
+      for (let j = 0; j < n; j++) layers.push(AutoencoderTinyBlock.build(lw.pp(layers.length), ch, ch, act));
       if (!last) layers.push(new TinyUpsampleNearest(cfg.upsamplingScalingFactor));
-      layers.push(await Conv2d.load(lw.pp(layers.length), ch, last ? cfg.outChannels : ch, { kernel: 3, padding: 1, bias: last }));
+      layers.push(Conv2d.build(lw.pp(layers.length), ch, last ? cfg.outChannels : ch, { kernel: 3, padding: 1, bias: last }));
     }
     return new DecoderTiny(layers);
   }

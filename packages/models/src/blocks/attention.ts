@@ -8,21 +8,14 @@ import { LayerNorm } from '../layers/norm.js';
 import { Linear } from '../layers/linear.js';
 import { Attention } from './attention_processor.js';
 import type { WeightScope } from '../modeling/weights.js';
-import type { ParamSpec } from '../modeling/param_spec.js';
 
 /** diffusers `FeedForward(dim, mult=4, activation_fn="geglu")`: net = [GEGLU, Dropout, Linear]. */
 export class FeedForward {
   private constructor(readonly net: [{ proj: Linear }, null, Linear]) {}
 
-  static async load(w: WeightScope, dim: number, mult = 4): Promise<FeedForward> {
+  static build(w: WeightScope, dim: number, mult = 4): FeedForward {
     const inner = dim * mult;
-    return new FeedForward([{ proj: await Linear.load(w.pp('net.0.proj'), dim, inner * 2) }, null, await Linear.load(w.pp('net.2'), inner, dim)]);
-  }
-
-  static describe(s: ParamSpec, dim: number, mult = 4): void {
-    const inner = dim * mult;
-    s.pp('net.0').linear('proj', dim, inner * 2);
-    s.pp('net').linear('2', inner, dim);
+    return new FeedForward([{ proj: Linear.build(w.pp('net.0.proj'), dim, inner * 2) }, null, Linear.build(w.pp('net.2'), inner, dim)]);
   }
 
   forward(x: Tensor): Tensor {
@@ -60,28 +53,18 @@ export class BasicTransformerBlock {
     };
   }
 
-  static async load(w: WeightScope, cfg: BasicTransformerBlockConfig): Promise<BasicTransformerBlock> {
+  static build(w: WeightScope, cfg: BasicTransformerBlockConfig): BasicTransformerBlock {
     const eps = cfg.normEps ?? 1e-5;
     const a = BasicTransformerBlock.attnConfigs(cfg);
     return new BasicTransformerBlock(
-      await LayerNorm.load(w.pp('norm1'), cfg.dim, eps),
-      await Attention.load(w.pp('attn1'), a.attn1),
-      await LayerNorm.load(w.pp('norm2'), cfg.dim, eps),
-      await Attention.load(w.pp('attn2'), a.attn2),
-      await LayerNorm.load(w.pp('norm3'), cfg.dim, eps),
-      await FeedForward.load(w.pp('ff'), cfg.dim),
+      LayerNorm.build(w.pp('norm1'), cfg.dim, eps),
+      Attention.build(w.pp('attn1'), a.attn1),
+      LayerNorm.build(w.pp('norm2'), cfg.dim, eps),
+      Attention.build(w.pp('attn2'), a.attn2),
+      LayerNorm.build(w.pp('norm3'), cfg.dim, eps),
+      FeedForward.build(w.pp('ff'), cfg.dim),
       cfg.onlyCrossAttention,
     );
-  }
-
-  static describe(s: ParamSpec, cfg: BasicTransformerBlockConfig): void {
-    const a = BasicTransformerBlock.attnConfigs(cfg);
-    s.norm('norm1', cfg.dim);
-    Attention.describe(s.pp('attn1'), a.attn1);
-    s.norm('norm2', cfg.dim);
-    Attention.describe(s.pp('attn2'), a.attn2);
-    s.norm('norm3', cfg.dim);
-    FeedForward.describe(s.pp('ff'), cfg.dim);
   }
 
   /** x [B, L, dim], context [B, Lk, crossAttentionDim] → [B, L, dim]. */

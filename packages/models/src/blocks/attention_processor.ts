@@ -8,7 +8,6 @@ import { add, attention, permute, scale } from '@fewstep/kernels';
 import { GroupNorm } from '../layers/norm.js';
 import { Linear } from '../layers/linear.js';
 import type { WeightScope } from '../modeling/weights.js';
-import type { ParamSpec } from '../modeling/param_spec.js';
 
 export interface AttentionConfig {
   queryDim: number;
@@ -50,31 +49,22 @@ export class Attention {
     readonly rescaleOutputFactor: number,
   ) {}
 
-  static async load(w: WeightScope, cfg: AttentionConfig): Promise<Attention> {
+  static build(w: WeightScope, cfg: AttentionConfig): Attention {
     const inner = cfg.heads * cfg.dimHead;
     const kv = cfg.crossAttentionDim ?? cfg.queryDim;
     const bias = cfg.bias ?? false;
     const n = projectionNames(w);
     return new Attention(
-      await Linear.load(w.pp(n.q), cfg.queryDim, inner, bias),
-      await Linear.load(w.pp(n.k), kv, inner, bias),
-      await Linear.load(w.pp(n.v), kv, inner, bias),
-      [await Linear.load(w.pp(n.out), inner, cfg.queryDim, cfg.outBias ?? true)],
-      cfg.normNumGroups ? await GroupNorm.load(w.pp('group_norm'), cfg.normNumGroups, cfg.queryDim, cfg.eps ?? 1e-5) : undefined,
+      Linear.build(w.pp(n.q), cfg.queryDim, inner, bias),
+      Linear.build(w.pp(n.k), kv, inner, bias),
+      Linear.build(w.pp(n.v), kv, inner, bias),
+      [Linear.build(w.pp(n.out), inner, cfg.queryDim, cfg.outBias ?? true)],
+      cfg.normNumGroups ? GroupNorm.build(w.pp('group_norm'), cfg.normNumGroups, cfg.queryDim, cfg.eps ?? 1e-5) : undefined,
       cfg.heads,
       cfg.dimHead,
       cfg.residualConnection ?? false,
       cfg.rescaleOutputFactor ?? 1,
     );
-  }
-
-  static describe(s: ParamSpec, cfg: AttentionConfig): void {
-    const inner = cfg.heads * cfg.dimHead;
-    const kv = cfg.crossAttentionDim ?? cfg.queryDim;
-    const bias = cfg.bias ?? false;
-    if (cfg.normNumGroups) s.norm('group_norm', cfg.queryDim);
-    s.linear('to_q', cfg.queryDim, inner, bias).linear('to_k', kv, inner, bias).linear('to_v', kv, inner, bias);
-    s.pp('to_out').linear('0', inner, cfg.queryDim, cfg.outBias ?? true);
   }
 
   /**

@@ -6,17 +6,12 @@ import { Tensor } from '@fewstep/tensor';
 import { concat } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
 import type { WeightScope } from '../modeling/weights.js';
-import type { ParamSpec } from '../modeling/param_spec.js';
 
 export class Downsample2D {
   private constructor(readonly conv: Conv2d, readonly padding: number) {}
 
-  static async load(w: WeightScope, channels: number, outChannels: number, padding: number): Promise<Downsample2D> {
-    return new Downsample2D(await Conv2d.load(w.pp('conv'), channels, outChannels, { kernel: 3, stride: 2, padding }), padding);
-  }
-
-  static describe(s: ParamSpec, channels: number, outChannels: number): void {
-    s.conv('conv', channels, outChannels, 3);
+  static build(w: WeightScope, channels: number, outChannels: number, padding: number): Downsample2D {
+    return new Downsample2D(Conv2d.build(w.pp('conv'), channels, outChannels, { kernel: 3, stride: 2, padding }), padding);
   }
 
   forward(x: Tensor): Tensor {

@@ -6,7 +6,6 @@ import type { Tensor } from '@fewstep/tensor';
 import { silu, timestepEmbedding } from '@fewstep/kernels';
 import { Linear } from '../layers/linear.js';
 import type { WeightScope } from '../modeling/weights.js';
-import type { ParamSpec } from '../modeling/param_spec.js';
 
 /** diffusers `Timesteps(num_channels, flip_sin_to_cos, downscale_freq_shift)`: no weights. */
 export class Timesteps {
@@ -25,12 +24,8 @@ export class Timesteps {
 export class TimestepEmbedding {
   private constructor(readonly linear_1: Linear, readonly linear_2: Linear) {}
 
-  static async load(w: WeightScope, inChannels: number, timeEmbedDim: number, outDim?: number): Promise<TimestepEmbedding> {
-    return new TimestepEmbedding(await Linear.load(w.pp('linear_1'), inChannels, timeEmbedDim), await Linear.load(w.pp('linear_2'), timeEmbedDim, outDim ?? timeEmbedDim));
-  }
-
-  static describe(s: ParamSpec, inChannels: number, timeEmbedDim: number, outDim?: number): void {
-    s.linear('linear_1', inChannels, timeEmbedDim).linear('linear_2', timeEmbedDim, outDim ?? timeEmbedDim);
+  static build(w: WeightScope, inChannels: number, timeEmbedDim: number, outDim?: number): TimestepEmbedding {
+    return new TimestepEmbedding(Linear.build(w.pp('linear_1'), inChannels, timeEmbedDim), Linear.build(w.pp('linear_2'), timeEmbedDim, outDim ?? timeEmbedDim));
   }
 
   forward(x: Tensor): Tensor {

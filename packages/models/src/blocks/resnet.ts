@@ -8,7 +8,6 @@ import { Conv2d } from '../layers/conv2d.js';
 import { GroupNorm } from '../layers/norm.js';
 import { Linear } from '../layers/linear.js';
 import type { WeightScope } from '../modeling/weights.js';
-import type { ParamSpec } from '../modeling/param_spec.js';
 
 export interface ResnetBlock2DConfig {
   inChannels: number;
@@ -32,25 +31,17 @@ export class ResnetBlock2D {
     readonly outputScaleFactor: number,
   ) {}
 
-  static async load(w: WeightScope, cfg: ResnetBlock2DConfig): Promise<ResnetBlock2D> {
+  static build(w: WeightScope, cfg: ResnetBlock2DConfig): ResnetBlock2D {
     const cin = cfg.inChannels, cout = cfg.outChannels ?? cfg.inChannels;
     return new ResnetBlock2D(
-      await GroupNorm.load(w.pp('norm1'), cfg.groups, cin, cfg.eps),
-      await Conv2d.load(w.pp('conv1'), cin, cout, { kernel: 3, padding: 1 }),
-      cfg.tembChannels === null ? undefined : await Linear.load(w.pp('time_emb_proj'), cfg.tembChannels, cout),
-      await GroupNorm.load(w.pp('norm2'), cfg.groups, cout, cfg.eps),
-      await Conv2d.load(w.pp('conv2'), cout, cout, { kernel: 3, padding: 1 }),
-      cin !== cout ? await Conv2d.load(w.pp('conv_shortcut'), cin, cout, { kernel: 1 }) : undefined,
+      GroupNorm.build(w.pp('norm1'), cfg.groups, cin, cfg.eps),
+      Conv2d.build(w.pp('conv1'), cin, cout, { kernel: 3, padding: 1 }),
+      cfg.tembChannels === null ? undefined : Linear.build(w.pp('time_emb_proj'), cfg.tembChannels, cout),
+      GroupNorm.build(w.pp('norm2'), cfg.groups, cout, cfg.eps),
+      Conv2d.build(w.pp('conv2'), cout, cout, { kernel: 3, padding: 1 }),
+      cin !== cout ? Conv2d.build(w.pp('conv_shortcut'), cin, cout, { kernel: 1 }) : undefined,
       cfg.outputScaleFactor ?? 1,
     );
-  }
-
-  static describe(s: ParamSpec, cfg: ResnetBlock2DConfig): void {
-    const cin = cfg.inChannels, cout = cfg.outChannels ?? cfg.inChannels;
-    s.norm('norm1', cin).conv('conv1', cin, cout, 3);
-    if (cfg.tembChannels !== null) s.linear('time_emb_proj', cfg.tembChannels, cout);
-    s.norm('norm2', cout).conv('conv2', cout, cout, 3);
-    if (cin !== cout) s.conv('conv_shortcut', cin, cout, 1);
   }
 
   /**

@@ -2,7 +2,7 @@
  * diffusers `transformer_2d.py`: `Transformer2DModel` for continuous (image) input —
  * GroupNorm(eps 1e-6) → proj_in → BasicTransformerBlock × num_layers → proj_out → + input.
  * proj_in/proj_out are Linear (use_linear_projection, SD2/SDXS-0.9) or 1×1 Conv2d (SD1.5);
- * `load` detects which from the stored weight's rank rather than trusting the config.
+ * `build` detects which from the stored weight's rank rather than trusting the config.
  */
 import type { Tensor } from '@fewstep/tensor';
 import { add, permute } from '@fewstep/kernels';
@@ -11,7 +11,6 @@ import { GroupNorm } from '../layers/norm.js';
 import { Linear } from '../layers/linear.js';
 import { BasicTransformerBlock, type BasicTransformerBlockConfig } from './attention.js';
 import type { WeightScope } from '../modeling/weights.js';
-import type { ParamSpec } from '../modeling/param_spec.js';
 
 export interface Transformer2DModelConfig {
   numAttentionHeads: number;
@@ -42,29 +41,19 @@ export class Transformer2DModel {
     };
   }
 
-  static async load(w: WeightScope, cfg: Transformer2DModelConfig): Promise<Transformer2DModel> {
+  static build(w: WeightScope, cfg: Transformer2DModelConfig): Transformer2DModel {
     const inner = cfg.numAttentionHeads * cfg.attentionHeadDim;
     const c = cfg.inChannels;
     // The weight's rank decides (2-D Linear, 4-D 1×1 conv); config.use_linear_projection is only a fallback.
     const rank = w.has('proj_in.weight') ? w.shape('proj_in.weight').length : cfg.useLinearProjection ? 2 : 4;
     const linear = rank === 2;
-    const proj = (name: string, i: number, o: number) => (linear ? Linear.load(w.pp(name), i, o) : Conv2d.load(w.pp(name), i, o, { kernel: 1 }));
-    const norm = await GroupNorm.load(w.pp('norm'), cfg.normNumGroups, c, 1e-6);
-    const projIn = await proj('proj_in', c, inner);
+    const proj = (name: string, i: number, o: number) => (linear ? Linear.build(w.pp(name), i, o) : Conv2d.build(w.pp(name), i, o, { kernel: 1 }));
+    const norm = GroupNorm.build(w.pp('norm'), cfg.normNumGroups, c, 1e-6);
+    const projIn = proj('proj_in', c, inner);
     const blocks: BasicTransformerBlock[] = [];
-    for (let i = 0; i < cfg.numLayers; i++) blocks.push(await BasicTransformerBlock.load(w.pp('transformer_blocks').pp(i), Transformer2DModel.blockConfig(cfg)));
-    const projOut = await proj('proj_out', inner, c);
+    for (let i = 0; i < cfg.numLayers; i++) blocks.push(BasicTransformerBlock.build(w.pp('transformer_blocks').pp(i), Transformer2DModel.blockConfig(cfg)));
+    const projOut = proj('proj_out', inner, c);
     return new Transformer2DModel(norm, projIn, blocks, projOut);
-  }
-
-  static describe(s: ParamSpec, cfg: Transformer2DModelConfig): void {
-    const inner = cfg.numAttentionHeads * cfg.attentionHeadDim;
-    const c = cfg.inChannels;
-    const proj = (name: string, i: number, o: number) => (cfg.useLinearProjection ? s.linear(name, i, o) : s.conv(name, i, o, 1));
-    s.norm('norm', c);
-    proj('proj_in', c, inner);
-    for (let i = 0; i < cfg.numLayers; i++) BasicTransformerBlock.describe(s.pp('transformer_blocks').pp(i), Transformer2DModel.blockConfig(cfg));
-    proj('proj_out', inner, c);
   }
 
   /** x [B, C, H, W], context [B, L, crossAttentionDim] → [B, C, H, W]. */

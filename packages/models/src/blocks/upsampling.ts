@@ -6,17 +6,12 @@ import type { Tensor } from '@fewstep/tensor';
 import { slice, upsampleNearest2x } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
 import type { WeightScope } from '../modeling/weights.js';
-import type { ParamSpec } from '../modeling/param_spec.js';
 
 export class Upsample2D {
   private constructor(readonly conv: Conv2d) {}
 
-  static async load(w: WeightScope, channels: number, outChannels: number): Promise<Upsample2D> {
-    return new Upsample2D(await Conv2d.load(w.pp('conv'), channels, outChannels, { kernel: 3, padding: 1 }));
-  }
-
-  static describe(s: ParamSpec, channels: number, outChannels: number): void {
-    s.conv('conv', channels, outChannels, 3);
+  static build(w: WeightScope, channels: number, outChannels: number): Upsample2D {
+    return new Upsample2D(Conv2d.build(w.pp('conv'), channels, outChannels, { kernel: 3, padding: 1 }));
   }
 
   /** x [N, C, H, W] → [N, O, 2H, 2W], or [N, O, ...outputSize]. */

@@ -8,10 +8,11 @@
  */
 import { Tensor, type DType, type Device, type FileSource } from '@fewstep/tensor';
 import { add, attention, embedding, unary, type UnaryOp } from '@fewstep/kernels';
-import { readConfig, openComponentWeights } from '../modeling/component.js';
+import { loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 import { Linear } from '../layers/linear.js';
 import { LayerNorm } from '../layers/norm.js';
-import { WeightScope, disposeAll, type WeightTransform } from '../modeling/weights.js';
+import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
+import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
 
 /** `config.json` of a transformers CLIPTextModel; missing keys take CLIPTextConfig's defaults (4.36). */
 export interface CLIPTextConfig {
@@ -77,22 +78,21 @@ export function clipTextConfig(raw: Record<string, unknown>, where = 'config.jso
 /** nn.Embedding: weight [num, dim]. */
 export class EmbeddingTable {
   private constructor(readonly weight: Tensor) {}
-  static async load(w: WeightScope, num: number, dim: number): Promise<EmbeddingTable> {
-    return new EmbeddingTable(await w.get('weight', [num, dim]));
+  static build(w: WeightScope, num: number, dim: number): EmbeddingTable {
+    return new EmbeddingTable(w.get('weight', [num, dim]));
   }
 }
 
 export class CLIPTextEmbeddings {
   private constructor(readonly token_embedding: EmbeddingTable, readonly position_embedding: EmbeddingTable) {}
 
-  static async load(w: WeightScope, cfg: CLIPTextConfig): Promise<CLIPTextEmbeddings> {
-    const tok = await EmbeddingTable.load(w.pp('token_embedding'), cfg.vocab_size, cfg.hidden_size);
-    const pos = await EmbeddingTable.load(w.pp('position_embedding'), cfg.max_position_embeddings, cfg.hidden_size);
-    // Older checkpoints carry the (non-persistent since 4.31) position_ids buffer: arange(P). Consume it.
+  static build(w: WeightScope, cfg: CLIPTextConfig): CLIPTextEmbeddings {
+    const tok = EmbeddingTable.build(w.pp('token_embedding'), cfg.vocab_size, cfg.hidden_size);
+    const pos = EmbeddingTable.build(w.pp('position_embedding'), cfg.max_position_embeddings, cfg.hidden_size);
+    // Older checkpoints carry the (non-persistent since 4.31) position_ids buffer: arange(P). Not a parameter: skip it.
     if (w.has('position_ids')) {
       const shape = w.shape('position_ids');
-      const want = shape.length === 2 ? [1, cfg.max_position_embeddings] : [cfg.max_position_embeddings];
-      (await w.get('position_ids', want)).dispose();
+      w.skip('position_ids', shape.length === 2 ? [1, cfg.max_position_embeddings] : [cfg.max_position_embeddings]);
     }
     return new CLIPTextEmbeddings(tok, pos);
   }
@@ -113,13 +113,13 @@ export class CLIPAttention {
     readonly scale: number,
   ) {}
 
-  static async load(w: WeightScope, cfg: CLIPTextConfig): Promise<CLIPAttention> {
+  static build(w: WeightScope, cfg: CLIPTextConfig): CLIPAttention {
     const D = cfg.hidden_size;
     return new CLIPAttention(
-      await Linear.load(w.pp('q_proj'), D, D),
-      await Linear.load(w.pp('k_proj'), D, D),
-      await Linear.load(w.pp('v_proj'), D, D),
-      await Linear.load(w.pp('out_proj'), D, D),
+      Linear.build(w.pp('q_proj'), D, D),
+      Linear.build(w.pp('k_proj'), D, D),
+      Linear.build(w.pp('v_proj'), D, D),
+      Linear.build(w.pp('out_proj'), D, D),
       cfg.num_attention_heads,
       (D / cfg.num_attention_heads) ** -0.5,
     );
@@ -136,10 +136,10 @@ export class CLIPAttention {
 export class CLIPMLP {
   private constructor(readonly fc1: Linear, readonly fc2: Linear, readonly act: UnaryOp) {}
 
-  static async load(w: WeightScope, cfg: CLIPTextConfig): Promise<CLIPMLP> {
+  static build(w: WeightScope, cfg: CLIPTextConfig): CLIPMLP {
     return new CLIPMLP(
-      await Linear.load(w.pp('fc1'), cfg.hidden_size, cfg.intermediate_size),
-      await Linear.load(w.pp('fc2'), cfg.intermediate_size, cfg.hidden_size),
+      Linear.build(w.pp('fc1'), cfg.hidden_size, cfg.intermediate_size),
+      Linear.build(w.pp('fc2'), cfg.intermediate_size, cfg.hidden_size),
       ACTIVATIONS[cfg.hidden_act]!,
     );
   }
@@ -152,12 +152,12 @@ export class CLIPMLP {
 export class CLIPEncoderLayer {
   private constructor(readonly self_attn: CLIPAttention, readonly layer_norm1: LayerNorm, readonly mlp: CLIPMLP, readonly layer_norm2: LayerNorm) {}
 
-  static async load(w: WeightScope, cfg: CLIPTextConfig): Promise<CLIPEncoderLayer> {
+  static build(w: WeightScope, cfg: CLIPTextConfig): CLIPEncoderLayer {
     return new CLIPEncoderLayer(
-      await CLIPAttention.load(w.pp('self_attn'), cfg),
-      await LayerNorm.load(w.pp('layer_norm1'), cfg.hidden_size, cfg.layer_norm_eps),
-      await CLIPMLP.load(w.pp('mlp'), cfg),
-      await LayerNorm.load(w.pp('layer_norm2'), cfg.hidden_size, cfg.layer_norm_eps),
+      CLIPAttention.build(w.pp('self_attn'), cfg),
+      LayerNorm.build(w.pp('layer_norm1'), cfg.hidden_size, cfg.layer_norm_eps),
+      CLIPMLP.build(w.pp('mlp'), cfg),
+      LayerNorm.build(w.pp('layer_norm2'), cfg.hidden_size, cfg.layer_norm_eps),
     );
   }
 
@@ -172,9 +172,9 @@ export class CLIPEncoderLayer {
 export class CLIPEncoder {
   private constructor(readonly layers: CLIPEncoderLayer[]) {}
 
-  static async load(w: WeightScope, cfg: CLIPTextConfig): Promise<CLIPEncoder> {
+  static build(w: WeightScope, cfg: CLIPTextConfig): CLIPEncoder {
     const layers: CLIPEncoderLayer[] = [];
-    for (let i = 0; i < cfg.num_hidden_layers; i++) layers.push(await CLIPEncoderLayer.load(w.pp('layers').pp(i), cfg));
+    for (let i = 0; i < cfg.num_hidden_layers; i++) layers.push(CLIPEncoderLayer.build(w.pp('layers').pp(i), cfg));
     return new CLIPEncoder(layers);
   }
 }
@@ -182,11 +182,11 @@ export class CLIPEncoder {
 export class CLIPTextTransformer {
   private constructor(readonly embeddings: CLIPTextEmbeddings, readonly encoder: CLIPEncoder, readonly final_layer_norm: LayerNorm) {}
 
-  static async load(w: WeightScope, cfg: CLIPTextConfig): Promise<CLIPTextTransformer> {
+  static build(w: WeightScope, cfg: CLIPTextConfig): CLIPTextTransformer {
     return new CLIPTextTransformer(
-      await CLIPTextEmbeddings.load(w.pp('embeddings'), cfg),
-      await CLIPEncoder.load(w.pp('encoder'), cfg),
-      await LayerNorm.load(w.pp('final_layer_norm'), cfg.hidden_size, cfg.layer_norm_eps),
+      CLIPTextEmbeddings.build(w.pp('embeddings'), cfg),
+      CLIPEncoder.build(w.pp('encoder'), cfg),
+      LayerNorm.build(w.pp('final_layer_norm'), cfg.hidden_size, cfg.layer_norm_eps),
     );
   }
 }
@@ -209,38 +209,51 @@ export interface CLIPTextOutput {
   poolerOutput?: Tensor | undefined;
 }
 
-export interface CLIPTextFromFolderOptions {
-  dtype?: 'f32' | 'f16' | undefined;
-  /** Weight-file variant to prefer, e.g. 'fp16' for `model.fp16.safetensors`. */
-  variant?: string | undefined;
-  /** Applied to every weight as it loads (LoRA fusion: `loraTransform(adapters, 'text_encoder')`). */
-  transform?: WeightTransform | undefined;
-}
-
 export class CLIPTextModel {
   private constructor(readonly config: CLIPTextConfig, readonly text_model: CLIPTextTransformer, private readonly weights: readonly Tensor[], readonly dtype: DType) {}
 
-  /** Builds from weights whose keys start with `text_model.` (fails on unused keys). */
-  static async load(w: WeightScope, config: CLIPTextConfig | Record<string, unknown>): Promise<CLIPTextModel> {
+  /** The one walk (keys start with `text_model.`): builds every module from the scope (a loading scope's tensors are filled by `materialize`). */
+  static build(w: WeightScope, config: CLIPTextConfig | Record<string, unknown>): CLIPTextModel {
     const cfg = clipTextConfig(config as Record<string, unknown>);
-    try {
-      const tm = await CLIPTextTransformer.load(w.pp('text_model'), cfg);
-      w.finish('CLIPTextModel');
-      return new CLIPTextModel(cfg, tm, [...w.loaded], w.dtype);
-    } catch (e) {
-      disposeAll(w.loaded);
-      throw e;
-    }
+    const first = w.loaded.length;
+    const tm = CLIPTextTransformer.build(w.pp('text_model'), cfg);
+    return new CLIPTextModel(cfg, tm, w.loaded.slice(first), w.dtype);
   }
 
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: CLIPTextFromFolderOptions = {}): Promise<CLIPTextModel> {
+  /** Builds from a loading scope, checks that every key was used, then reads the weights. */
+  static load(w: WeightScope, config: CLIPTextConfig | Record<string, unknown>): Promise<CLIPTextModel> {
+    return loadModel(w, 'CLIPTextModel', (s) => CLIPTextModel.build(s, config));
+  }
+
+  /** Every parameter key → shape the config implies (transformers state-dict names): `build` with a recording scope. */
+  static describe(config: CLIPTextConfig | Record<string, unknown>): Map<string, number[]> {
+    return recordParameters((w) => CLIPTextModel.build(w, config));
+  }
+
+  /** Number of parameters the config implies. */
+  static parameterCount(config: CLIPTextConfig | Record<string, unknown>): number {
+    return countParameters(CLIPTextModel.describe(config));
+  }
+
+  /** Loads a transformers `text_encoder/` folder (config.json + weights). */
+  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<CLIPTextModel> {
     const cfg = clipTextConfig(await readConfig(io, dir), io.join(dir, 'config.json'));
     const src = await openComponentWeights(io, dir, opts.variant);
     try {
-      return await CLIPTextModel.load(WeightScope.create(src, device, opts.dtype ?? 'f32', opts.transform), cfg);
+      return await CLIPTextModel.fromSource(src, cfg, device, opts);
     } finally {
       await src.close();
     }
+  }
+
+  /** Loads from any TensorSource holding exactly this model's keys. */
+  static async fromSource(src: TensorSource, config: CLIPTextConfig | Record<string, unknown>, device: Device, opts: FromSourceOptions = {}): Promise<CLIPTextModel> {
+    return loadFromSource('CLIPTextModel', src, device, opts, (w) => CLIPTextModel.build(w, config));
+  }
+
+  /** A text encoder with deterministic random weights (benchmarks, memory tests). */
+  static random(config: CLIPTextConfig | Record<string, unknown>, device: Device, opts: RandomWeightsOptions = {}): Promise<CLIPTextModel> {
+    return CLIPTextModel.fromSource(new RandomSource(CLIPTextModel.describe(config), opts.seed ?? 0), config, device, opts);
   }
 
   get device(): Device {

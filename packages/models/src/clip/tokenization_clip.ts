@@ -41,7 +41,7 @@ export interface CLIPEncoding {
   attentionMask: number[];
 }
 
-export interface FromFolderOptions {
+export interface CLIPTokenizerFromFolderOptions {
   /** Folder holding tokenizer_config.json / special_tokens_map.json when they live apart from vocab+merges. */
   configDir?: string | undefined;
 }
@@ -152,7 +152,7 @@ export class CLIPTokenizer {
    * Loads vocab.json + merges.txt from `dir` and the two optional json configs from
    * `opts.configDir ?? dir`. A diffusers model folder (with a `tokenizer/` subfolder) works too.
    */
-  static async fromFolder(files: FileSource, dir: string, opts: FromFolderOptions = {}): Promise<CLIPTokenizer> {
+  static async fromFolder(files: FileSource, dir: string, opts: CLIPTokenizerFromFolderOptions = {}): Promise<CLIPTokenizer> {
     let base = dir;
     if (!(await files.exists(files.join(dir, 'vocab.json'))) && (await files.exists(files.join(dir, 'tokenizer', 'vocab.json')))) {
       base = files.join(dir, 'tokenizer');

@@ -14,7 +14,6 @@ import { add, cast, concat, scale, silu, slice } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
 import { Timesteps, TimestepEmbedding } from '../blocks/embeddings.js';
 import {
-  describeDownBlock,
   getDownBlock,
   UNetMidBlock2D,
   UNetMidBlock2DCrossAttn,
@@ -22,9 +21,9 @@ import {
   type MidBlock2DConfig,
   type UNetDownBlock,
 } from '../unets/unet_2d_blocks.js';
-import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from '../modeling/weights.js';
-import { ParamSpec, RandomSource } from '../modeling/param_spec.js';
-import { countParameters, loadFromFolder, loadFromSource } from '../modeling/component.js';
+import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
+import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
+import { loadFromFolder, loadFromSource, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 
 type PerBlock<T> = T | T[];
 
@@ -177,7 +176,7 @@ export function resolveControlNetConfig(config: ControlNetConfig): ResolvedContr
   };
 }
 
-/** The down and mid block configs (shared by load and describe); the same arguments diffusers passes. */
+/** The down and mid block configs; the same arguments diffusers passes. */
 function blockPlan(r: ResolvedControlNetConfig) {
   const n = r.blockOutChannels.length;
   const common = { tembChannels: r.timeEmbedDim, resnetEps: r.normEps, resnetGroups: r.normNumGroups, useLinearProjection: r.useLinearProjection, crossAttentionDim: r.crossAttentionDim };
@@ -230,25 +229,16 @@ function blockPlan(r: ResolvedControlNetConfig) {
 export class ControlNetConditioningEmbedding {
   private constructor(readonly conv_in: Conv2d, readonly blocks: Conv2d[], readonly conv_out: Conv2d) {}
 
-  static async load(w: WeightScope, conditioningEmbeddingChannels: number, conditioningChannels: number, blockOutChannels: readonly number[]): Promise<ControlNetConditioningEmbedding> {
-    const conv_in = await Conv2d.load(w.pp('conv_in'), conditioningChannels, blockOutChannels[0]!, { kernel: 3, padding: 1 });
+  static build(w: WeightScope, conditioningEmbeddingChannels: number, conditioningChannels: number, blockOutChannels: readonly number[]): ControlNetConditioningEmbedding {
+    const conv_in = Conv2d.build(w.pp('conv_in'), conditioningChannels, blockOutChannels[0]!, { kernel: 3, padding: 1 });
     const blocks: Conv2d[] = [];
     for (let i = 0; i < blockOutChannels.length - 1; i++) {
       const cin = blockOutChannels[i]!, cout = blockOutChannels[i + 1]!;
-      blocks.push(await Conv2d.load(w.pp('blocks').pp(2 * i), cin, cin, { kernel: 3, padding: 1 }));
-      blocks.push(await Conv2d.load(w.pp('blocks').pp(2 * i + 1), cin, cout, { kernel: 3, padding: 1, stride: 2 }));
+      blocks.push(Conv2d.build(w.pp('blocks').pp(2 * i), cin, cin, { kernel: 3, padding: 1 }));
+      blocks.push(Conv2d.build(w.pp('blocks').pp(2 * i + 1), cin, cout, { kernel: 3, padding: 1, stride: 2 }));
     }
-    const conv_out = await Conv2d.load(w.pp('conv_out'), blockOutChannels[blockOutChannels.length - 1]!, conditioningEmbeddingChannels, { kernel: 3, padding: 1 });
+    const conv_out = Conv2d.build(w.pp('conv_out'), blockOutChannels[blockOutChannels.length - 1]!, conditioningEmbeddingChannels, { kernel: 3, padding: 1 });
     return new ControlNetConditioningEmbedding(conv_in, blocks, conv_out);
-  }
-
-  static describe(s: ParamSpec, conditioningEmbeddingChannels: number, conditioningChannels: number, blockOutChannels: readonly number[]): void {
-    s.conv('conv_in', conditioningChannels, blockOutChannels[0]!, 3);
-    for (let i = 0; i < blockOutChannels.length - 1; i++) {
-      const cin = blockOutChannels[i]!, cout = blockOutChannels[i + 1]!;
-      s.pp('blocks').conv(String(2 * i), cin, cin, 3).conv(String(2 * i + 1), cin, cout, 3);
-    }
-    s.conv('conv_out', blockOutChannels[blockOutChannels.length - 1]!, conditioningEmbeddingChannels, 3);
   }
 
   /** Spatial size of the embedding for a control image of size `n` (each stride-2 conv, padding 1: ⌈n/2⌉). */
@@ -277,14 +267,6 @@ export interface ControlNetOutput {
   midBlockResSample: Tensor;
 }
 
-export interface ControlNetLoadOptions {
-  dtype?: 'f32' | 'f16' | undefined;
-  /** Weight file variant, e.g. 'fp16' for `*.fp16.safetensors`. */
-  variant?: string | undefined;
-  /** Applied to every weight as it loads. */
-  transform?: WeightTransform | undefined;
-}
-
 export class ControlNetModel {
   private constructor(
     readonly config: ResolvedControlNetConfig,
@@ -300,40 +282,30 @@ export class ControlNetModel {
     private readonly weights: Tensor[],
   ) {}
 
-  /** Loads from a weight scope (keys relative to it); call `w.finish(...)` afterwards to reject unused keys. */
-  static async load(w: WeightScope, config: ControlNetConfig): Promise<ControlNetModel> {
+  /** The one walk: builds every module from the scope (a loading scope's tensors are filled by `materialize`). */
+  static build(w: WeightScope, config: ControlNetConfig): ControlNetModel {
     const r = resolveControlNetConfig(config);
-    if (w.dtype === 'i32') throw new Error('ControlNetModel: weights must load as f32 or f16');
     const first = w.loaded.length;
     const b0 = r.blockOutChannels[0]!;
     const plan = blockPlan(r);
-    const conv_in = await Conv2d.load(w.pp('conv_in'), r.inChannels, b0, { kernel: 3, padding: 1 });
-    const time_embedding = await TimestepEmbedding.load(w.pp('time_embedding'), b0, r.timeEmbedDim);
-    const cond = await ControlNetConditioningEmbedding.load(w.pp('controlnet_cond_embedding'), b0, r.conditioningChannels, r.conditioningEmbeddingOutChannels);
-    const down: UNetDownBlock[] = [];
-    for (const [i, d] of plan.down.entries()) down.push(await getDownBlock(d.type, w.pp('down_blocks').pp(i), d.cfg));
-    const zeroConvs: Conv2d[] = [];
-    for (const [i, ch] of plan.controlnetChannels.entries()) zeroConvs.push(await Conv2d.load(w.pp('controlnet_down_blocks').pp(i), ch, ch, { kernel: 1 }));
-    const mid = r.midBlockType === 'UNetMidBlock2DCrossAttn' ? await UNetMidBlock2DCrossAttn.load(w.pp('mid_block'), plan.mid) : await UNetMidBlock2D.load(w.pp('mid_block'), plan.mid);
-    const midConv = await Conv2d.load(w.pp('controlnet_mid_block'), plan.midChannels, plan.midChannels, { kernel: 1 });
+    const conv_in = Conv2d.build(w.pp('conv_in'), r.inChannels, b0, { kernel: 3, padding: 1 });
+    const time_embedding = TimestepEmbedding.build(w.pp('time_embedding'), b0, r.timeEmbedDim);
+    const cond = ControlNetConditioningEmbedding.build(w.pp('controlnet_cond_embedding'), b0, r.conditioningChannels, r.conditioningEmbeddingOutChannels);
+    const down = plan.down.map((d, i) => getDownBlock(d.type, w.pp('down_blocks').pp(i), d.cfg));
+    const zeroConvs = plan.controlnetChannels.map((ch, i) => Conv2d.build(w.pp('controlnet_down_blocks').pp(i), ch, ch, { kernel: 1 }));
+    const mid = r.midBlockType === 'UNetMidBlock2DCrossAttn' ? UNetMidBlock2DCrossAttn.build(w.pp('mid_block'), plan.mid) : UNetMidBlock2D.build(w.pp('mid_block'), plan.mid);
+    const midConv = Conv2d.build(w.pp('controlnet_mid_block'), plan.midChannels, plan.midChannels, { kernel: 1 });
     return new ControlNetModel(r, conv_in, new Timesteps(b0, r.flipSinToCos, r.freqShift), time_embedding, cond, down, zeroConvs, mid, midConv, w.dtype, w.loaded.slice(first));
   }
 
-  /** Every parameter key → shape the config implies (diffusers state-dict names). */
+  /** Builds from a loading scope (keys relative to it), checks that every key was used, then reads the weights. */
+  static load(w: WeightScope, config: ControlNetConfig): Promise<ControlNetModel> {
+    return loadModel(w, 'ControlNetModel', (s) => ControlNetModel.build(s, config));
+  }
+
+  /** Every parameter key → shape the config implies (diffusers state-dict names): `build` with a recording scope. */
   static describe(config: ControlNetConfig): Map<string, number[]> {
-    const r = resolveControlNetConfig(config);
-    const s = new ParamSpec();
-    const b0 = r.blockOutChannels[0]!;
-    const plan = blockPlan(r);
-    s.conv('conv_in', r.inChannels, b0, 3);
-    TimestepEmbedding.describe(s.pp('time_embedding'), b0, r.timeEmbedDim);
-    ControlNetConditioningEmbedding.describe(s.pp('controlnet_cond_embedding'), b0, r.conditioningChannels, r.conditioningEmbeddingOutChannels);
-    plan.down.forEach((d, i) => describeDownBlock(d.type, s.pp('down_blocks').pp(i), d.cfg));
-    plan.controlnetChannels.forEach((ch, i) => s.pp('controlnet_down_blocks').conv(String(i), ch, ch, 1));
-    if (r.midBlockType === 'UNetMidBlock2DCrossAttn') UNetMidBlock2DCrossAttn.describe(s.pp('mid_block'), plan.mid);
-    else UNetMidBlock2D.describe(s.pp('mid_block'), plan.mid);
-    s.conv('controlnet_mid_block', plan.midChannels, plan.midChannels, 1);
-    return s.shapes;
+    return recordParameters((w) => ControlNetModel.build(w, config));
   }
 
   /** Number of parameters the config implies. */
@@ -342,18 +314,18 @@ export class ControlNetModel {
   }
 
   /** Loads a diffusers `controlnet/` folder (config.json + weights). */
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: ControlNetLoadOptions = {}): Promise<ControlNetModel> {
-    return loadFromFolder<ControlNetConfig, ControlNetModel>(io, dir, opts.variant, (src, config) => ControlNetModel.fromSource(src, config, device, opts.dtype ?? 'f32', opts.transform));
+  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<ControlNetModel> {
+    return loadFromFolder<ControlNetConfig, ControlNetModel>(io, dir, opts.variant, (src, config) => ControlNetModel.fromSource(src, config, device, opts));
   }
 
   /** Loads from any TensorSource holding exactly this model's keys. */
-  static async fromSource(src: TensorSource, config: ControlNetConfig, device: Device, dtype: 'f32' | 'f16' = 'f32', transform?: WeightTransform): Promise<ControlNetModel> {
-    return loadFromSource('ControlNetModel', src, device, dtype, transform, (w) => ControlNetModel.load(w, config));
+  static async fromSource(src: TensorSource, config: ControlNetConfig, device: Device, opts: FromSourceOptions = {}): Promise<ControlNetModel> {
+    return loadFromSource('ControlNetModel', src, device, opts, (w) => ControlNetModel.build(w, config));
   }
 
   /** A ControlNet with deterministic random weights (benchmarks, memory tests). */
-  static random(config: ControlNetConfig, device: Device, opts: { dtype?: 'f32' | 'f16' | undefined; seed?: number | undefined } = {}): Promise<ControlNetModel> {
-    return ControlNetModel.fromSource(new RandomSource(ControlNetModel.describe(config), opts.seed ?? 0), config, device, opts.dtype ?? 'f32');
+  static random(config: ControlNetConfig, device: Device, opts: RandomWeightsOptions = {}): Promise<ControlNetModel> {
+    return ControlNetModel.fromSource(new RandomSource(ControlNetModel.describe(config), opts.seed ?? 0), config, device, opts);
   }
 
   /** Pixels of control image per latent pixel (8 for conditioning_embedding_out_channels of length 4). */

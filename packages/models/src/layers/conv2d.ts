@@ -13,9 +13,9 @@ export interface Conv2dConfig {
 export class Conv2d {
   private constructor(readonly weight: Tensor, readonly bias: Tensor | undefined, readonly stride: number, readonly padding: number) {}
 
-  static async load(w: WeightScope, inChannels: number, outChannels: number, cfg: Conv2dConfig): Promise<Conv2d> {
-    const weight = await w.get('weight', [outChannels, inChannels, cfg.kernel, cfg.kernel]);
-    const bias = cfg.bias === false ? undefined : await w.get('bias', [outChannels]);
+  static build(w: WeightScope, inChannels: number, outChannels: number, cfg: Conv2dConfig): Conv2d {
+    const weight = w.get('weight', [outChannels, inChannels, cfg.kernel, cfg.kernel]);
+    const bias = cfg.bias === false ? undefined : w.get('bias', [outChannels]);
     return new Conv2d(weight, bias, cfg.stride ?? 1, cfg.padding ?? 0);
   }
 

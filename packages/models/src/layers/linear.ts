@@ -6,9 +6,9 @@ import type { WeightScope } from '../modeling/weights.js';
 export class Linear {
   private constructor(readonly weight: Tensor, readonly bias: Tensor | undefined, readonly inFeatures: number, readonly outFeatures: number) {}
 
-  static async load(w: WeightScope, inFeatures: number, outFeatures: number, bias = true): Promise<Linear> {
-    const weight = await w.get('weight', [outFeatures, inFeatures]);
-    const b = bias ? await w.get('bias', [outFeatures]) : undefined;
+  static build(w: WeightScope, inFeatures: number, outFeatures: number, bias = true): Linear {
+    const weight = w.get('weight', [outFeatures, inFeatures]);
+    const b = bias ? w.get('bias', [outFeatures]) : undefined;
     return new Linear(weight, b, inFeatures, outFeatures);
   }
 

@@ -1,14 +1,15 @@
 import type { Tensor } from '@fewstep/tensor';
 import { groupNorm, layerNorm } from '@fewstep/kernels';
 import type { WeightScope } from '../modeling/weights.js';
+import { ConfigError } from '../errors.js';
 
 /** torch.nn.GroupNorm (affine). `forward(x, true)` fuses the SiLU that usually follows. */
 export class GroupNorm {
   private constructor(readonly weight: Tensor, readonly bias: Tensor, readonly groups: number, readonly eps: number) {}
 
-  static async load(w: WeightScope, groups: number, channels: number, eps: number): Promise<GroupNorm> {
-    if (channels % groups) throw new Error(`GroupNorm at "${w.prefix}": ${channels} channels are not divisible by ${groups} groups`);
-    return new GroupNorm(await w.get('weight', [channels]), await w.get('bias', [channels]), groups, eps);
+  static build(w: WeightScope, groups: number, channels: number, eps: number): GroupNorm {
+    if (channels % groups) throw new ConfigError(`GroupNorm at "${w.prefix}": ${channels} channels are not divisible by ${groups} groups`);
+    return new GroupNorm(w.get('weight', [channels]), w.get('bias', [channels]), groups, eps);
   }
 
   forward(x: Tensor, silu = false): Tensor {
@@ -20,8 +21,8 @@ export class GroupNorm {
 export class LayerNorm {
   private constructor(readonly weight: Tensor, readonly bias: Tensor, readonly eps: number) {}
 
-  static async load(w: WeightScope, dim: number, eps: number): Promise<LayerNorm> {
-    return new LayerNorm(await w.get('weight', [dim]), await w.get('bias', [dim]), eps);
+  static build(w: WeightScope, dim: number, eps: number): LayerNorm {
+    return new LayerNorm(w.get('weight', [dim]), w.get('bias', [dim]), eps);
   }
 
   forward(x: Tensor): Tensor {

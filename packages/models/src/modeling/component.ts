@@ -4,8 +4,8 @@
  * `variant`, or, without any safetensors, `diffusion_pytorch_model.bin` / `pytorch_model.bin`), read
  * through the FileSource seam.
  */
-import type { Device, DType, FileSource } from '@fewstep/tensor';
-import { SafetensorsSource, WeightScope, disposeAll, type TensorSource, type WeightTransform } from './weights.js';
+import type { Device, FileSource } from '@fewstep/tensor';
+import { SafetensorsSource, WeightScope, loadModel, type TensorSource, type WeightTransform } from './weights.js';
 import { selectWeightFiles } from './weight_files.js';
 
 export async function readConfig(io: FileSource, dir: string): Promise<Record<string, unknown>> {
@@ -35,20 +35,21 @@ export async function openComponentWeights(io: FileSource, dir: string, variant?
   return SafetensorsSource.open(io, await findWeightFiles(io, dir, variant));
 }
 
-/**
- * Builds a model from a TensorSource through a WeightScope: every key must be used (`finish(what)`), and
- * a failure frees what was already uploaded.
- */
-export async function loadFromSource<M>(what: string, src: TensorSource, device: Device, dtype: DType, transform: WeightTransform | undefined, load: (w: WeightScope) => Promise<M>): Promise<M> {
-  const w = WeightScope.create(src, device, dtype, transform);
-  try {
-    const m = await load(w);
-    w.finish(what);
-    return m;
-  } catch (e) {
-    disposeAll(w.loaded);
-    throw e;
-  }
+/** How `X.fromSource` loads: the weights' dtype on the GPU (default f32) and a CPU transform per weight (LoRA fusion). */
+export interface FromSourceOptions {
+  dtype?: 'f32' | 'f16' | undefined;
+  /** Applied to every weight as it loads (LoRA fusion: `loraTransform(adapters, 'unet')`). */
+  transform?: WeightTransform | undefined;
+}
+
+/** How `X.fromFolder` loads: `FromSourceOptions` and the weight-file variant to prefer (e.g. 'fp16'). */
+export interface FromFolderOptions extends FromSourceOptions {
+  variant?: string | undefined;
+}
+
+/** Builds a model from a TensorSource through a loading WeightScope (`loadModel`: every key must be used). */
+export async function loadFromSource<M>(what: string, src: TensorSource, device: Device, opts: FromSourceOptions, build: (w: WeightScope) => M): Promise<M> {
+  return loadModel(WeightScope.create(src, device, opts.dtype ?? 'f32', opts.transform), what, build);
 }
 
 /** A component folder's config.json and weights handed to `fromSource`; the weight files are closed after. */
@@ -60,11 +61,4 @@ export async function loadFromFolder<C, M>(io: FileSource, dir: string, variant:
   } finally {
     await src.close();
   }
-}
-
-/** Number of parameters in a key → shape map (a model's `describe`). */
-export function countParameters(shapes: Map<string, number[]>): number {
-  let n = 0;
-  for (const s of shapes.values()) n += s.reduce((a, b) => a * b, 1);
-  return n;
 }

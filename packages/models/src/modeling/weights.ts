@@ -1,9 +1,16 @@
 /**
- * Weight loading by name. A module's property path is its checkpoint key path (diffusers names), so
- * loading is a walk: `w.pp('down_blocks').pp(0).get('conv1.weight', [O, C, 3, 3])`. Every read is
- * shape-checked and recorded; `finish()` then fails on keys the model never asked for.
+ * Weights by name. A module's property path is its checkpoint key path (diffusers names), so building a
+ * model is one walk: `Conv2d.build(w.pp('down_blocks').pp(0).pp('conv1'), …)` asks the scope for
+ * `down_blocks.0.conv1.weight` of shape [O, C, 3, 3]. The same walk serves two purposes:
+ *  - a loading scope (`WeightScope.create(source, device, dtype)`) hands out GPU tensors, checks every key and
+ *    shape against the source, `finish()` rejects keys the model never asked for, and `materialize()` reads
+ *    the data into the tensors;
+ *  - a recording scope (`WeightScope.recording()`) only records key → shape (a model's `describe(config)`:
+ *    parameter counts, random-weight benchmarks, checks against real checkpoints' key maps).
+ * Modules never know which one they are given.
  */
-import { Tensor, openTensorFile, shapeStr, type DType, type Device, type FileSource, type TensorData, type TensorFile } from '@fewstep/tensor';
+import { Tensor, UnsupportedError, f32ArrayToF16, numel, openTensorFile, shapeStr, type DType, type Device, type FileSource, type TensorData, type TensorFile } from '@fewstep/tensor';
+import { WeightsError } from '../errors.js';
 
 /** Where tensors come from: one or more safetensors files / PyTorch checkpoints (or anything with the same face). */
 export interface TensorSource {
@@ -50,7 +57,7 @@ export class SafetensorsSource implements TensorSource {
   }
   private file(key: string): TensorFile {
     const f = this.owner.get(key);
-    if (!f) throw new Error(`${this.name}: missing tensor "${key}"`);
+    if (!f) throw new WeightsError(`${this.name}: missing tensor "${key}"`, this.name, key);
     return f;
   }
   async close(): Promise<void> {
@@ -92,7 +99,7 @@ export class RenamedSource implements TensorSource {
   }
   private entry(key: string): { src: TensorSource; key: string } {
     const e = this.map.get(key);
-    if (!e) throw new Error(`${this.name}: missing tensor "${key}"`);
+    if (!e) throw new WeightsError(`${this.name}: missing tensor "${key}"`, this.name, key);
     return e;
   }
 }
@@ -100,26 +107,59 @@ export class RenamedSource implements TensorSource {
 /** A CPU-side transform applied to a weight as it loads (LoRA fusion uses this). */
 export type WeightTransform = (key: string, values: Float32Array, shape: number[]) => Float32Array | Promise<Float32Array>;
 
-interface Root {
-  source: TensorSource;
-  device: Device;
-  dtype: DType;
-  used: Set<string>;
-  loaded: Tensor[];
-  transform?: WeightTransform | undefined;
+/** Float dtypes weights load as. */
+export type WeightDType = 'f32' | 'f16';
+
+interface LoadingRoot {
+  readonly kind: 'load';
+  readonly source: TensorSource;
+  readonly device: Device;
+  readonly dtype: WeightDType;
+  readonly transform: WeightTransform | undefined;
+  /** key → shape of every parameter handed out, in walk order. */
+  readonly shapes: Map<string, number[]>;
+  /** Source keys consumed without a tensor (`skip`). */
+  readonly skipped: Set<string>;
+  /** Tensors handed out but not yet filled (`materialize` fills them). */
+  pending: { key: string; tensor: Tensor }[];
+  readonly loaded: Tensor[];
+}
+
+interface RecordingRoot {
+  readonly kind: 'record';
+  readonly dtype: WeightDType;
+  readonly shapes: Map<string, number[]>;
 }
 
 export class WeightScope {
-  private constructor(private readonly root: Root, readonly prefix: string) {}
+  private constructor(private readonly root: LoadingRoot | RecordingRoot, readonly prefix: string) {}
 
+  /** A loading scope: the tensors of `source`, uploaded in `dtype` (through `transform` when given, e.g. LoRA fusion). */
   static create(source: TensorSource, device: Device, dtype: DType, transform?: WeightTransform): WeightScope {
-    return new WeightScope({ source, device, dtype, used: new Set(), loaded: [], transform }, '');
+    if (dtype !== 'f32' && dtype !== 'f16') throw new UnsupportedError(`weights load as f32 or f16, not ${dtype}`);
+    return new WeightScope({ kind: 'load', source, device, dtype, transform, shapes: new Map(), skipped: new Set(), pending: [], loaded: [] }, '');
+  }
+
+  /**
+   * A recording scope: `get` records key → shape and hands out a shape-only placeholder (any use of its data
+   * throws), `has` is false (so layout detection falls back to the config), `finish` and `materialize` do
+   * nothing. After a model's walk, `shapes` is its parameter map.
+   */
+  static recording(dtype: WeightDType = 'f32'): WeightScope {
+    return new WeightScope({ kind: 'record', dtype, shapes: new Map() }, '');
+  }
+
+  /** True for a recording scope (`describe`): no source, no device, no data. */
+  get recording(): boolean {
+    return this.root.kind === 'record';
   }
 
   get device(): Device {
+    if (this.root.kind === 'record') throw new UnsupportedError('a recording WeightScope has no device (it only records parameter shapes)');
     return this.root.device;
   }
-  get dtype(): DType {
+
+  get dtype(): WeightDType {
     return this.root.dtype;
   }
 
@@ -132,56 +172,161 @@ export class WeightScope {
     return this.prefix + name;
   }
 
+  /** Whether the source holds `name` (always false while recording). */
   has(name: string): boolean {
-    return this.root.source.has(this.key(name));
+    return this.root.kind === 'load' && this.root.source.has(this.key(name));
   }
 
-  /** Stored shape of a tensor (for models that detect layout from rank, e.g. proj_in). */
+  /** Stored shape of a tensor (for models that detect layout from rank, e.g. proj_in); check `has` first. */
   shape(name: string): number[] {
     const k = this.key(name);
-    if (!this.root.source.has(k)) throw new Error(`${this.root.source.name}: missing tensor "${k}"`);
+    if (this.root.kind === 'record' || !this.root.source.has(k)) throw new WeightsError(`${this.sourceName}: missing tensor "${k}"`, this.sourceName, k);
     return this.root.source.shape(k);
   }
 
-  /** Loads one tensor to the GPU in the model's dtype, checking its shape. */
-  async get(name: string, shape?: readonly number[]): Promise<Tensor> {
+  /**
+   * The parameter `name` of shape `shape`. Loading: a GPU tensor in the scope's dtype, checked against the
+   * source (missing key, wrong shape), whose data arrives with `materialize()`. Recording: a placeholder.
+   */
+  get(name: string, shape: readonly number[]): Tensor {
     const k = this.key(name);
-    const src = this.root.source;
-    if (!src.has(k)) throw new Error(`${src.name}: missing tensor "${k}"${shape ? ` (expected shape ${shapeStr(shape)})` : ''}`);
-    const got = src.shape(k);
-    if (shape && (got.length !== shape.length || got.some((d, i) => d !== shape[i]))) {
-      throw new Error(`${src.name}: tensor "${k}" has shape ${shapeStr(got)} but the model expects ${shapeStr(shape)}`);
+    const root = this.root;
+    if (root.shapes.has(k)) throw new WeightsError(`${this.sourceName}: the model asks for tensor "${k}" twice`, this.sourceName, k);
+    if (root.kind === 'record') {
+      root.shapes.set(k, [...shape]);
+      return shapeOnlyTensor(k, shape, root.dtype);
     }
-    this.root.used.add(k);
-    const dtype = this.root.dtype === 'f16' ? 'f16' : 'f32';
-    let data: TensorData;
-    if (this.root.transform) {
-      const f32 = (await src.read(k, 'f32')) as Float32Array;
-      const t = await this.root.transform(k, f32, got);
-      data = t;
-    } else data = await src.read(k, dtype);
-    const t = Tensor.from(this.root.device, data, got, dtype).keep();
-    this.root.loaded.push(t);
+    const got = this.checkShape(root, k, shape);
+    root.shapes.set(k, got);
+    const t = Tensor.empty(root.device, got, root.dtype).keep();
+    root.loaded.push(t);
+    root.pending.push({ key: k, tensor: t });
     return t;
   }
 
-  async getOptional(name: string, shape?: readonly number[]): Promise<Tensor | undefined> {
+  /** `get` when the source holds `name`, else undefined (always undefined while recording). */
+  getOptional(name: string, shape: readonly number[]): Tensor | undefined {
     return this.has(name) ? this.get(name, shape) : undefined;
   }
 
-  /** Throws naming every checkpoint key the model did not use. */
+  /**
+   * Marks a stored tensor the model does not need as used, after checking its shape (old CLIP checkpoints'
+   * `position_ids` buffer). Not a parameter: recording scopes ignore it.
+   */
+  skip(name: string, shape: readonly number[]): void {
+    if (this.root.kind === 'record') return;
+    const k = this.key(name);
+    this.checkShape(this.root, k, shape);
+    this.root.skipped.add(k);
+  }
+
+  private checkShape(root: LoadingRoot, k: string, shape: readonly number[]): number[] {
+    const src = root.source;
+    if (!src.has(k)) throw new WeightsError(`${src.name}: missing tensor "${k}" (expected shape ${shapeStr(shape)})`, src.name, k);
+    const got = src.shape(k);
+    if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
+      throw new WeightsError(`${src.name}: tensor "${k}" has shape ${shapeStr(got)} but the model expects ${shapeStr(shape)}`, src.name, k);
+    }
+    return got;
+  }
+
+  private get sourceName(): string {
+    return this.root.kind === 'load' ? this.root.source.name : 'recording scope';
+  }
+
+  /** Throws naming every source key the model did not use (nothing while recording). */
   finish(modelName: string): void {
-    const extra = this.root.source.keys().filter((k) => !this.root.used.has(k));
+    const root = this.root;
+    if (root.kind === 'record') return;
+    const extra = root.source.keys().filter((k) => !root.shapes.has(k) && !root.skipped.has(k));
     if (extra.length) {
       const shown = extra.slice(0, 8).map((k) => `"${k}"`).join(', ');
-      throw new Error(`${this.root.source.name}: ${extra.length} unexpected tensor(s) not used by ${modelName}: ${shown}${extra.length > 8 ? `, … (${extra.length - 8} more)` : ''}`);
+      throw new WeightsError(
+        `${root.source.name}: ${extra.length} unexpected tensor(s) not used by ${modelName}: ${shown}${extra.length > 8 ? `, … (${extra.length - 8} more)` : ''}`,
+        root.source.name,
+        extra[0],
+      );
     }
   }
 
-  /** Every tensor loaded through this root (so a model can free its weights). */
-  get loaded(): readonly Tensor[] {
-    return this.root.loaded;
+  /**
+   * Reads the data of every tensor handed out since the last call, one at a time (f32 through the transform
+   * when there is one, else straight in the scope's dtype), into its GPU tensor. Nothing while recording.
+   */
+  async materialize(): Promise<void> {
+    const root = this.root;
+    if (root.kind === 'record') return;
+    const pending = root.pending;
+    root.pending = [];
+    for (const { key, tensor } of pending) {
+      let data: TensorData;
+      if (root.transform) data = await root.transform(key, (await root.source.read(key, 'f32')) as Float32Array, [...tensor.shape]);
+      else data = await root.source.read(key, root.dtype);
+      if (data.length !== tensor.size) {
+        throw new WeightsError(`${root.source.name}: tensor "${key}" read ${data.length} values for shape ${shapeStr(tensor.shape)}`, root.source.name, key);
+      }
+      let view: ArrayBufferView;
+      if (root.dtype === 'f16') view = data instanceof Uint16Array ? data : f32ArrayToF16(data);
+      else view = data instanceof Float32Array ? data : Float32Array.from(data);
+      if (tensor.size) root.device.write(tensor.buffer, 0, view);
+    }
   }
+
+  /** Every tensor this scope's root handed out (so a model can free its weights; empty while recording). */
+  get loaded(): readonly Tensor[] {
+    return this.root.kind === 'load' ? this.root.loaded : [];
+  }
+
+  /** key → shape of every parameter asked for so far, in walk order (a model's parameter map). */
+  get shapes(): Map<string, number[]> {
+    return this.root.shapes;
+  }
+}
+
+/**
+ * A stand-in for a parameter while recording: it has the shape and dtype (and size, rank) but no device or
+ * data; touching anything else throws, so a model built for `describe` cannot run by mistake.
+ */
+function shapeOnlyTensor(key: string, shape: readonly number[], dtype: DType): Tensor {
+  const known: Record<string | symbol, unknown> = { __isTensor: true, shape: [...shape], dtype, size: numel(shape), rank: shape.length };
+  return new Proxy(known, {
+    get(target, prop) {
+      if (prop in target) return target[prop];
+      if (typeof prop === 'symbol' || prop === 'then' || prop === 'toJSON') return undefined;
+      throw new UnsupportedError(`tensor "${key}" ${shapeStr(shape)} belongs to a model built with a recording WeightScope (describe): it has a shape but no data (.${prop})`);
+    },
+  }) as unknown as Tensor;
+}
+
+/** The parameter map (key → shape, walk order) of whatever `build` builds: one walk with a recording scope. */
+export function recordParameters(build: (w: WeightScope) => unknown): Map<string, number[]> {
+  const w = WeightScope.recording();
+  build(w);
+  return w.shapes;
+}
+
+/**
+ * Loads a model through a loading scope: `build` walks it (every key and shape checked, GPU tensors handed
+ * out), `finish(what)` rejects keys the model did not use — before any data is read — unless `what` is null,
+ * then `materialize` reads the weights. A failure frees every tensor handed out.
+ */
+export async function loadModel<M>(w: WeightScope, what: string | null, build: (w: WeightScope) => M): Promise<M> {
+  try {
+    const m = build(w);
+    if (what !== null) w.finish(what);
+    await w.materialize();
+    return m;
+  } catch (e) {
+    disposeAll(w.loaded);
+    throw e;
+  }
+}
+
+/** Number of parameters in a key → shape map (a model's `describe`). */
+export function countParameters(shapes: ReadonlyMap<string, readonly number[]>): number {
+  let n = 0;
+  for (const s of shapes.values()) n += numel(s);
+  return n;
 }
 
 /** Frees weights; models call this from their `dispose()`. */

@@ -12,7 +12,6 @@ import { Attention } from '../blocks/attention_processor.js';
 import { Downsample2D } from '../blocks/downsampling.js';
 import { Upsample2D } from '../blocks/upsampling.js';
 import type { WeightScope } from '../modeling/weights.js';
-import type { ParamSpec } from '../modeling/param_spec.js';
 
 /** One config shape for every block (diffusers `get_down_block` / `get_up_block` arguments). */
 export interface BlockConfig {
@@ -79,24 +78,15 @@ class DownBlockBase {
     readonly downsamplers: [Downsample2D] | [],
   ) {}
 
-  protected static async loadParts(w: WeightScope, cfg: BlockConfig, attention: boolean) {
+  protected static buildParts(w: WeightScope, cfg: BlockConfig, attention: boolean) {
     const resnets: ResnetBlock2D[] = [], attentions: Transformer2DModel[] = [];
     const depth = attention ? layersOf(cfg) : [];
     for (let i = 0; i < cfg.numLayers; i++) {
-      resnets.push(await ResnetBlock2D.load(w.pp('resnets').pp(i), resnetConfig(cfg, i === 0 ? cfg.inChannels : cfg.outChannels, cfg.outChannels)));
-      if (attention) attentions.push(await Transformer2DModel.load(w.pp('attentions').pp(i), transformerConfig(cfg, cfg.outChannels, depth[i]!, cfg.onlyCrossAttention ?? false)));
+      resnets.push(ResnetBlock2D.build(w.pp('resnets').pp(i), resnetConfig(cfg, i === 0 ? cfg.inChannels : cfg.outChannels, cfg.outChannels)));
+      if (attention) attentions.push(Transformer2DModel.build(w.pp('attentions').pp(i), transformerConfig(cfg, cfg.outChannels, depth[i]!, cfg.onlyCrossAttention ?? false)));
     }
-    const downsamplers: [Downsample2D] | [] = cfg.addDownsample ? [await Downsample2D.load(w.pp('downsamplers').pp(0), cfg.outChannels, cfg.outChannels, cfg.downsamplePadding ?? 1)] : [];
+    const downsamplers: [Downsample2D] | [] = cfg.addDownsample ? [Downsample2D.build(w.pp('downsamplers').pp(0), cfg.outChannels, cfg.outChannels, cfg.downsamplePadding ?? 1)] : [];
     return [resnets, attentions, downsamplers] as const;
-  }
-
-  protected static describeParts(s: ParamSpec, cfg: BlockConfig, attention: boolean): void {
-    const depth = attention ? layersOf(cfg) : [];
-    for (let i = 0; i < cfg.numLayers; i++) {
-      ResnetBlock2D.describe(s.pp('resnets').pp(i), resnetConfig(cfg, i === 0 ? cfg.inChannels : cfg.outChannels, cfg.outChannels));
-      if (attention) Transformer2DModel.describe(s.pp('attentions').pp(i), transformerConfig(cfg, cfg.outChannels, depth[i]!, cfg.onlyCrossAttention ?? false));
-    }
-    if (cfg.addDownsample) Downsample2D.describe(s.pp('downsamplers').pp(0), cfg.outChannels, cfg.outChannels);
   }
 
   /** → { hidden, skips }: the output and every resnet/attention/downsampler output (diffusers `output_states`). */
@@ -125,30 +115,21 @@ class DownBlockBase {
 }
 
 export class DownBlock2D extends DownBlockBase {
-  static async load(w: WeightScope, cfg: BlockConfig): Promise<DownBlock2D> {
-    return new DownBlock2D(...(await DownBlockBase.loadParts(w, cfg, false)));
-  }
-  static describe(s: ParamSpec, cfg: BlockConfig): void {
-    DownBlockBase.describeParts(s, cfg, false);
+  static build(w: WeightScope, cfg: BlockConfig): DownBlock2D {
+    return new DownBlock2D(...DownBlockBase.buildParts(w, cfg, false));
   }
 }
 
 /** The VAE encoder's down block: DownBlock2D without time embedding (downsample padding 0). */
 export class DownEncoderBlock2D extends DownBlockBase {
-  static async load(w: WeightScope, cfg: BlockConfig): Promise<DownEncoderBlock2D> {
-    return new DownEncoderBlock2D(...(await DownBlockBase.loadParts(w, cfg, false)));
-  }
-  static describe(s: ParamSpec, cfg: BlockConfig): void {
-    DownBlockBase.describeParts(s, cfg, false);
+  static build(w: WeightScope, cfg: BlockConfig): DownEncoderBlock2D {
+    return new DownEncoderBlock2D(...DownBlockBase.buildParts(w, cfg, false));
   }
 }
 
 export class CrossAttnDownBlock2D extends DownBlockBase {
-  static async load(w: WeightScope, cfg: BlockConfig): Promise<CrossAttnDownBlock2D> {
-    return new CrossAttnDownBlock2D(...(await DownBlockBase.loadParts(w, cfg, true)));
-  }
-  static describe(s: ParamSpec, cfg: BlockConfig): void {
-    DownBlockBase.describeParts(s, cfg, true);
+  static build(w: WeightScope, cfg: BlockConfig): CrossAttnDownBlock2D {
+    return new CrossAttnDownBlock2D(...DownBlockBase.buildParts(w, cfg, true));
   }
 }
 
@@ -174,24 +155,15 @@ class UpBlockBase {
     return resIn + skip;
   }
 
-  protected static async loadParts(w: WeightScope, cfg: BlockConfig, attention: boolean, skips: boolean) {
+  protected static buildParts(w: WeightScope, cfg: BlockConfig, attention: boolean, skips: boolean) {
     const resnets: ResnetBlock2D[] = [], attentions: Transformer2DModel[] = [];
     const depth = attention ? layersOf(cfg) : [];
     for (let i = 0; i < cfg.numLayers; i++) {
-      resnets.push(await ResnetBlock2D.load(w.pp('resnets').pp(i), resnetConfig(cfg, UpBlockBase.resnetIn(cfg, i, skips), cfg.outChannels)));
-      if (attention) attentions.push(await Transformer2DModel.load(w.pp('attentions').pp(i), transformerConfig(cfg, cfg.outChannels, depth[i]!, cfg.onlyCrossAttention ?? false)));
+      resnets.push(ResnetBlock2D.build(w.pp('resnets').pp(i), resnetConfig(cfg, UpBlockBase.resnetIn(cfg, i, skips), cfg.outChannels)));
+      if (attention) attentions.push(Transformer2DModel.build(w.pp('attentions').pp(i), transformerConfig(cfg, cfg.outChannels, depth[i]!, cfg.onlyCrossAttention ?? false)));
     }
-    const upsamplers: [Upsample2D] | [] = cfg.addUpsample ? [await Upsample2D.load(w.pp('upsamplers').pp(0), cfg.outChannels, cfg.outChannels)] : [];
+    const upsamplers: [Upsample2D] | [] = cfg.addUpsample ? [Upsample2D.build(w.pp('upsamplers').pp(0), cfg.outChannels, cfg.outChannels)] : [];
     return [resnets, attentions, upsamplers] as const;
-  }
-
-  protected static describeParts(s: ParamSpec, cfg: BlockConfig, attention: boolean, skips: boolean): void {
-    const depth = attention ? layersOf(cfg) : [];
-    for (let i = 0; i < cfg.numLayers; i++) {
-      ResnetBlock2D.describe(s.pp('resnets').pp(i), resnetConfig(cfg, UpBlockBase.resnetIn(cfg, i, skips), cfg.outChannels));
-      if (attention) Transformer2DModel.describe(s.pp('attentions').pp(i), transformerConfig(cfg, cfg.outChannels, depth[i]!, cfg.onlyCrossAttention ?? false));
-    }
-    if (cfg.addUpsample) Upsample2D.describe(s.pp('upsamplers').pp(0), cfg.outChannels, cfg.outChannels);
   }
 
   /**
@@ -215,30 +187,21 @@ class UpBlockBase {
 }
 
 export class UpBlock2D extends UpBlockBase {
-  static async load(w: WeightScope, cfg: BlockConfig): Promise<UpBlock2D> {
-    return new UpBlock2D(...(await UpBlockBase.loadParts(w, cfg, false, true)));
-  }
-  static describe(s: ParamSpec, cfg: BlockConfig): void {
-    UpBlockBase.describeParts(s, cfg, false, true);
+  static build(w: WeightScope, cfg: BlockConfig): UpBlock2D {
+    return new UpBlock2D(...UpBlockBase.buildParts(w, cfg, false, true));
   }
 }
 
 export class CrossAttnUpBlock2D extends UpBlockBase {
-  static async load(w: WeightScope, cfg: BlockConfig): Promise<CrossAttnUpBlock2D> {
-    return new CrossAttnUpBlock2D(...(await UpBlockBase.loadParts(w, cfg, true, true)));
-  }
-  static describe(s: ParamSpec, cfg: BlockConfig): void {
-    UpBlockBase.describeParts(s, cfg, true, true);
+  static build(w: WeightScope, cfg: BlockConfig): CrossAttnUpBlock2D {
+    return new CrossAttnUpBlock2D(...UpBlockBase.buildParts(w, cfg, true, true));
   }
 }
 
 /** The VAE decoder's up block: resnets without time embedding or skips, then an upsampler. */
 export class UpDecoderBlock2D extends UpBlockBase {
-  static async load(w: WeightScope, cfg: BlockConfig): Promise<UpDecoderBlock2D> {
-    return new UpDecoderBlock2D(...(await UpBlockBase.loadParts(w, cfg, false, false)));
-  }
-  static describe(s: ParamSpec, cfg: BlockConfig): void {
-    UpBlockBase.describeParts(s, cfg, false, false);
+  static build(w: WeightScope, cfg: BlockConfig): UpDecoderBlock2D {
+    return new UpDecoderBlock2D(...UpBlockBase.buildParts(w, cfg, false, false));
   }
 }
 
@@ -253,19 +216,12 @@ export class UNetMidBlock2DCrossAttn {
     return { resnet: resnetConfig(cfg, cfg.inChannels, cfg.inChannels), attn: transformerConfig(cfg, cfg.inChannels, depth[0]!, false) };
   }
 
-  static async load(w: WeightScope, cfg: BlockConfig): Promise<UNetMidBlock2DCrossAttn> {
+  static build(w: WeightScope, cfg: BlockConfig): UNetMidBlock2DCrossAttn {
     const c = UNetMidBlock2DCrossAttn.cfgs(cfg);
     return new UNetMidBlock2DCrossAttn(
-      [await ResnetBlock2D.load(w.pp('resnets').pp(0), c.resnet), await ResnetBlock2D.load(w.pp('resnets').pp(1), c.resnet)],
-      [await Transformer2DModel.load(w.pp('attentions').pp(0), c.attn)],
+      [ResnetBlock2D.build(w.pp('resnets').pp(0), c.resnet), ResnetBlock2D.build(w.pp('resnets').pp(1), c.resnet)],
+      [Transformer2DModel.build(w.pp('attentions').pp(0), c.attn)],
     );
-  }
-
-  static describe(s: ParamSpec, cfg: BlockConfig): void {
-    const c = UNetMidBlock2DCrossAttn.cfgs(cfg);
-    ResnetBlock2D.describe(s.pp('resnets').pp(0), c.resnet);
-    Transformer2DModel.describe(s.pp('attentions').pp(0), c.attn);
-    ResnetBlock2D.describe(s.pp('resnets').pp(1), c.resnet);
   }
 
   forward(x: Tensor, tembAct: Tensor | undefined, context: Tensor): Tensor {
@@ -311,24 +267,15 @@ export class UNetMidBlock2D {
     };
   }
 
-  static async load(w: WeightScope, cfg: MidBlock2DConfig): Promise<UNetMidBlock2D> {
+  static build(w: WeightScope, cfg: MidBlock2DConfig): UNetMidBlock2D {
     const c = UNetMidBlock2D.cfgs(cfg);
-    const resnets = [await ResnetBlock2D.load(w.pp('resnets').pp(0), c.resnet)];
+    const resnets = [ResnetBlock2D.build(w.pp('resnets').pp(0), c.resnet)];
     const attentions: (Attention | null)[] = [];
     for (let i = 0; i < cfg.numLayers; i++) {
-      attentions.push(cfg.addAttention === false ? null : await Attention.load(w.pp('attentions').pp(i), c.attn));
-      resnets.push(await ResnetBlock2D.load(w.pp('resnets').pp(i + 1), c.resnet));
+      attentions.push(cfg.addAttention === false ? null : Attention.build(w.pp('attentions').pp(i), c.attn));
+      resnets.push(ResnetBlock2D.build(w.pp('resnets').pp(i + 1), c.resnet));
     }
     return new UNetMidBlock2D(resnets, attentions);
-  }
-
-  static describe(s: ParamSpec, cfg: MidBlock2DConfig): void {
-    const c = UNetMidBlock2D.cfgs(cfg);
-    ResnetBlock2D.describe(s.pp('resnets').pp(0), c.resnet);
-    for (let i = 0; i < cfg.numLayers; i++) {
-      if (cfg.addAttention !== false) Attention.describe(s.pp('attentions').pp(i), c.attn);
-      ResnetBlock2D.describe(s.pp('resnets').pp(i + 1), c.resnet);
-    }
   }
 
   forward(x: Tensor, tembAct?: Tensor): Tensor {
@@ -357,27 +304,15 @@ export const DOWN_BLOCK_TYPES = ['CrossAttnDownBlock2D', 'DownBlock2D'] as const
 export const UP_BLOCK_TYPES = ['CrossAttnUpBlock2D', 'UpBlock2D'] as const;
 
 /** diffusers `get_down_block` for the UNet block types fewstep supports. */
-export function getDownBlock(type: string, w: WeightScope, cfg: BlockConfig): Promise<UNetDownBlock> {
-  if (type === 'CrossAttnDownBlock2D') return CrossAttnDownBlock2D.load(w, cfg);
-  if (type === 'DownBlock2D') return DownBlock2D.load(w, cfg);
-  throw new Error(`${type} does not exist (supported down_block_types: ${DOWN_BLOCK_TYPES.join(', ')})`);
-}
-
-export function describeDownBlock(type: string, s: ParamSpec, cfg: BlockConfig): void {
-  if (type === 'CrossAttnDownBlock2D') return CrossAttnDownBlock2D.describe(s, cfg);
-  if (type === 'DownBlock2D') return DownBlock2D.describe(s, cfg);
+export function getDownBlock(type: string, w: WeightScope, cfg: BlockConfig): UNetDownBlock {
+  if (type === 'CrossAttnDownBlock2D') return CrossAttnDownBlock2D.build(w, cfg);
+  if (type === 'DownBlock2D') return DownBlock2D.build(w, cfg);
   throw new Error(`${type} does not exist (supported down_block_types: ${DOWN_BLOCK_TYPES.join(', ')})`);
 }
 
 /** diffusers `get_up_block` for the UNet block types fewstep supports. */
-export function getUpBlock(type: string, w: WeightScope, cfg: BlockConfig): Promise<UNetUpBlock> {
-  if (type === 'CrossAttnUpBlock2D') return CrossAttnUpBlock2D.load(w, cfg);
-  if (type === 'UpBlock2D') return UpBlock2D.load(w, cfg);
-  throw new Error(`${type} does not exist (supported up_block_types: ${UP_BLOCK_TYPES.join(', ')})`);
-}
-
-export function describeUpBlock(type: string, s: ParamSpec, cfg: BlockConfig): void {
-  if (type === 'CrossAttnUpBlock2D') return CrossAttnUpBlock2D.describe(s, cfg);
-  if (type === 'UpBlock2D') return UpBlock2D.describe(s, cfg);
+export function getUpBlock(type: string, w: WeightScope, cfg: BlockConfig): UNetUpBlock {
+  if (type === 'CrossAttnUpBlock2D') return CrossAttnUpBlock2D.build(w, cfg);
+  if (type === 'UpBlock2D') return UpBlock2D.build(w, cfg);
   throw new Error(`${type} does not exist (supported up_block_types: ${UP_BLOCK_TYPES.join(', ')})`);
 }

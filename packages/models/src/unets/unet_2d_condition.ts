@@ -9,8 +9,6 @@ import { Conv2d } from '../layers/conv2d.js';
 import { GroupNorm } from '../layers/norm.js';
 import { Timesteps, TimestepEmbedding } from '../blocks/embeddings.js';
 import {
-  describeDownBlock,
-  describeUpBlock,
   getDownBlock,
   getUpBlock,
   UNetMidBlock2DCrossAttn,
@@ -18,9 +16,9 @@ import {
   type UNetDownBlock,
   type UNetUpBlock,
 } from './unet_2d_blocks.js';
-import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from '../modeling/weights.js';
-import { ParamSpec, RandomSource } from '../modeling/param_spec.js';
-import { countParameters, loadFromFolder, loadFromSource } from '../modeling/component.js';
+import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
+import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
+import { loadFromFolder, loadFromSource, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 
 type PerBlock<T> = T | T[];
 
@@ -204,7 +202,7 @@ export function resolveUNetConfig(config: UNet2DConditionConfig): ResolvedUNetCo
   };
 }
 
-/** The block configs the UNet builds, in order (shared by load and describe). */
+/** The block configs the UNet builds, in order (the arguments diffusers passes to get_down_block / get_up_block). */
 function blockPlan(r: ResolvedUNetConfig) {
   const n = r.blockOutChannels.length;
   const common = { tembChannels: r.timeEmbedDim, resnetEps: r.normEps, resnetGroups: r.normNumGroups, useLinearProjection: r.useLinearProjection };
@@ -275,14 +273,6 @@ export interface UNetForwardOptions {
   midBlockAdditionalResidual?: Tensor | undefined;
 }
 
-export interface UNetLoadOptions {
-  dtype?: 'f32' | 'f16' | undefined;
-  /** Weight file variant, e.g. 'fp16' for `*.fp16.safetensors`. */
-  variant?: string | undefined;
-  /** Applied to every weight as it loads (LoRA fusion: `loraTransform(adapters, 'unet')`). */
-  transform?: WeightTransform | undefined;
-}
-
 export class UNet2DConditionModel {
   private constructor(
     readonly config: ResolvedUNetConfig,
@@ -298,38 +288,30 @@ export class UNet2DConditionModel {
     private readonly weights: Tensor[],
   ) {}
 
-  /** Loads from a weight scope (keys relative to it); call `w.finish(...)` afterwards to reject unused keys. */
-  static async load(w: WeightScope, config: UNet2DConditionConfig): Promise<UNet2DConditionModel> {
+  /** The one walk: builds every module from the scope (a loading scope's tensors are filled by `materialize`). */
+  static build(w: WeightScope, config: UNet2DConditionConfig): UNet2DConditionModel {
     const r = resolveUNetConfig(config);
-    if (w.dtype === 'i32') throw new Error('UNet2DConditionModel: weights must load as f32 or f16');
     const first = w.loaded.length;
     const b0 = r.blockOutChannels[0]!;
     const plan = blockPlan(r);
-    const conv_in = await Conv2d.load(w.pp('conv_in'), r.inChannels, b0, { kernel: r.convInKernel, padding: (r.convInKernel - 1) / 2 });
-    const time_embedding = await TimestepEmbedding.load(w.pp('time_embedding'), b0, r.timeEmbedDim);
-    const down: UNetDownBlock[] = [];
-    for (const [i, d] of plan.down.entries()) down.push(await getDownBlock(d.type, w.pp('down_blocks').pp(i), d.cfg));
-    const mid = plan.mid ? await UNetMidBlock2DCrossAttn.load(w.pp('mid_block'), plan.mid) : null;
-    const up: UNetUpBlock[] = [];
-    for (const [i, u] of plan.up.entries()) up.push(await getUpBlock(u.type, w.pp('up_blocks').pp(i), u.cfg));
-    const norm = await GroupNorm.load(w.pp('conv_norm_out'), r.normNumGroups, b0, r.normEps);
-    const conv_out = await Conv2d.load(w.pp('conv_out'), b0, r.outChannels, { kernel: r.convOutKernel, padding: (r.convOutKernel - 1) / 2 });
+    const conv_in = Conv2d.build(w.pp('conv_in'), r.inChannels, b0, { kernel: r.convInKernel, padding: (r.convInKernel - 1) / 2 });
+    const time_embedding = TimestepEmbedding.build(w.pp('time_embedding'), b0, r.timeEmbedDim);
+    const down = plan.down.map((d, i) => getDownBlock(d.type, w.pp('down_blocks').pp(i), d.cfg));
+    const mid = plan.mid ? UNetMidBlock2DCrossAttn.build(w.pp('mid_block'), plan.mid) : null;
+    const up = plan.up.map((u, i) => getUpBlock(u.type, w.pp('up_blocks').pp(i), u.cfg));
+    const norm = GroupNorm.build(w.pp('conv_norm_out'), r.normNumGroups, b0, r.normEps);
+    const conv_out = Conv2d.build(w.pp('conv_out'), b0, r.outChannels, { kernel: r.convOutKernel, padding: (r.convOutKernel - 1) / 2 });
     return new UNet2DConditionModel(r, conv_in, new Timesteps(b0, r.flipSinToCos, r.freqShift), time_embedding, down, mid, up, norm, conv_out, w.dtype, w.loaded.slice(first));
   }
 
-  /** Every parameter key → shape the config implies (diffusers state-dict names). */
+  /** Builds from a loading scope (keys relative to it), checks that every key was used, then reads the weights. */
+  static load(w: WeightScope, config: UNet2DConditionConfig): Promise<UNet2DConditionModel> {
+    return loadModel(w, 'UNet2DConditionModel', (s) => UNet2DConditionModel.build(s, config));
+  }
+
+  /** Every parameter key → shape the config implies (diffusers state-dict names): `build` with a recording scope. */
   static describe(config: UNet2DConditionConfig): Map<string, number[]> {
-    const r = resolveUNetConfig(config);
-    const s = new ParamSpec();
-    const b0 = r.blockOutChannels[0]!;
-    const plan = blockPlan(r);
-    s.conv('conv_in', r.inChannels, b0, r.convInKernel);
-    TimestepEmbedding.describe(s.pp('time_embedding'), b0, r.timeEmbedDim);
-    plan.down.forEach((d, i) => describeDownBlock(d.type, s.pp('down_blocks').pp(i), d.cfg));
-    if (plan.mid) UNetMidBlock2DCrossAttn.describe(s.pp('mid_block'), plan.mid);
-    plan.up.forEach((u, i) => describeUpBlock(u.type, s.pp('up_blocks').pp(i), u.cfg));
-    s.norm('conv_norm_out', b0).conv('conv_out', b0, r.outChannels, r.convOutKernel);
-    return s.shapes;
+    return recordParameters((w) => UNet2DConditionModel.build(w, config));
   }
 
   /** Number of parameters the config implies (SDXS-512-0.9: 328,177,284; SD1.5: 859,520,964). */
@@ -338,18 +320,18 @@ export class UNet2DConditionModel {
   }
 
   /** Loads a diffusers `unet/` folder (config.json + safetensors). */
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: UNetLoadOptions = {}): Promise<UNet2DConditionModel> {
-    return loadFromFolder<UNet2DConditionConfig, UNet2DConditionModel>(io, dir, opts.variant, (src, config) => UNet2DConditionModel.fromSource(src, config, device, opts.dtype ?? 'f32', opts.transform));
+  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<UNet2DConditionModel> {
+    return loadFromFolder<UNet2DConditionConfig, UNet2DConditionModel>(io, dir, opts.variant, (src, config) => UNet2DConditionModel.fromSource(src, config, device, opts));
   }
 
   /** Loads from any TensorSource holding exactly this model's keys. */
-  static async fromSource(src: TensorSource, config: UNet2DConditionConfig, device: Device, dtype: 'f32' | 'f16' = 'f32', transform?: WeightTransform): Promise<UNet2DConditionModel> {
-    return loadFromSource('UNet2DConditionModel', src, device, dtype, transform, (w) => UNet2DConditionModel.load(w, config));
+  static async fromSource(src: TensorSource, config: UNet2DConditionConfig, device: Device, opts: FromSourceOptions = {}): Promise<UNet2DConditionModel> {
+    return loadFromSource('UNet2DConditionModel', src, device, opts, (w) => UNet2DConditionModel.build(w, config));
   }
 
   /** A full-size UNet with deterministic random weights (benchmarks, memory tests). */
-  static random(config: UNet2DConditionConfig, device: Device, opts: { dtype?: 'f32' | 'f16' | undefined; seed?: number | undefined } = {}): Promise<UNet2DConditionModel> {
-    return UNet2DConditionModel.fromSource(new RandomSource(UNet2DConditionModel.describe(config), opts.seed ?? 0), config, device, opts.dtype ?? 'f32');
+  static random(config: UNet2DConditionConfig, device: Device, opts: RandomWeightsOptions = {}): Promise<UNet2DConditionModel> {
+    return UNet2DConditionModel.fromSource(new RandomSource(UNet2DConditionModel.describe(config), opts.seed ?? 0), config, device, opts);
   }
 
   /**
