@@ -64,3 +64,4 @@ export { crc32, decodePng, encodePng, type DecodedPng } from './image/png.js';
 export { invertControlImage, postprocess, preprocess, preprocessControlImage, roundHalfToEven, type PostprocessResult } from './pipelines/image_processor.js';
 export { PIL_RESAMPLE_CODES, resampleFilter, resizeRGB, type ResampleFilter, type ResizeOptions } from './image/resample.js';
 export { DIFFUSERS_RESIZE_MODES, fitImage, pasteRGB, type FitMode } from './image/image_fit.js';
+export { CLIPImageProcessor, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, centerCropRGB, clipResizeOutputSize, type CLIPImageProcessorConfigJson, type CLIPImageProcessorOutput, type ImageSizeDict } from './clip/image_processing_clip.js';
