@@ -1,10 +1,13 @@
 import { UsageError, formatHelp, parseArgs } from './args.js';
 import type { CliIO, Command } from './command.js';
-import { commands } from './commands/index.js';
 
 const VERSION = '0.1.0';
 
-function topHelp(): string {
+// The command table loads every command's dependencies (models, kernels, ...): `--version` must not wait
+// for that (scripts/bench-startup.mjs), so it is imported on first use.
+const loadCommands = async (): Promise<Command[]> => (await import('./commands/index.js')).commands;
+
+function topHelp(commands: Command[]): string {
   const w = Math.max(...commands.map((c) => c.name.length)) + 2;
   return (
     `fewstep ${VERSION} — one- and few-step diffusion on WebGPU, in TypeScript\n\n` +
@@ -17,12 +20,13 @@ function topHelp(): string {
 /** Entry point; returns the process exit code. Errors print as one line (FEWSTEP_DEBUG=1 shows stacks). */
 export async function main(argv: string[], io: CliIO = defaultIO()): Promise<number> {
   const [name, ...rest] = argv;
-  if (!name || name === '--help' || name === '-h' || name === 'help') {
-    io.stdout(topHelp());
-    return 0;
-  }
   if (name === '--version' || name === '-V') {
     io.stdout(`${VERSION}\n`);
+    return 0;
+  }
+  const commands = await loadCommands();
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout(topHelp(commands));
     return 0;
   }
   const cmd: Command | undefined = commands.find((c) => c.name === name);
