@@ -1,6 +1,7 @@
 // A small fake Hugging Face hub on 127.0.0.1 for download tests: the revision API, `resolve` with
 // ETag / X-Repo-Commit / X-Linked-* headers, LFS files redirected to a "CDN" (a second server on
-// another port, or a path on the same server), Range requests, and knobs for faults.
+// another port, or a path on the same server), Range requests, model and dataset repos, and knobs for
+// faults (cuts, corruption, wrong sizes, slow bodies).
 import { createHash } from 'node:crypto';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +15,8 @@ export interface FakeFile {
 
 export interface FakeRepo {
   id: string;
+  /** 'dataset': served under /api/datasets/ and /datasets/{id}/resolve/ (default 'model'). */
+  type?: 'model' | 'dataset';
   commit: string;
   files: FakeFile[];
   /** Branch → commit; 'main' → commit by default. */
@@ -47,6 +50,10 @@ export class FakeHub {
   advertisedSize = new Map<string, number>();
   /** 'other': LFS redirects go to the CDN server (another origin); 'same': to /cdn-lfs/ on the hub. */
   cdnMode: 'other' | 'same' = 'other';
+  /** File path → send its body `chunk` bytes at a time, `delayMs` apart. */
+  slow = new Map<string, { chunk: number; delayMs: number }>();
+  /** File paths whose body the client closed before it was all sent (in order). */
+  closedEarly: string[] = [];
   private hub = http.createServer((q, r) => this.handle('hub', q, r));
   private cdn = http.createServer((q, r) => this.handle('cdn', q, r));
 
@@ -67,6 +74,8 @@ export class FakeHub {
     this.corrupt.clear();
     this.advertisedSize.clear();
     this.cdnMode = 'other';
+    this.slow.clear();
+    this.closedEarly = [];
   }
 
   async close(): Promise<void> {
@@ -100,25 +109,26 @@ export class FakeHub {
       return this.sendBody(req, res, f, { etag: '"cdn-md5-etag"' });
     }
 
-    let m = /^\/api\/models\/(.+)\/revision\/([^/]+)$/.exec(url.pathname);
+    const find = (type: string, id: string) => this.repos.find((r) => r.id === id && (r.type ?? 'model') === type);
+    let m = /^\/api\/(models|datasets)\/(.+)\/revision\/([^/]+)$/.exec(url.pathname);
     if (m) {
-      const repo = this.repos.find((r) => r.id === m![1]);
+      const repo = find(m[1]!.slice(0, -1), m[2]!);
       if (!repo) return fail(404, 'RepoNotFound');
       if (!this.authorized(repo, req, fail)) return;
-      const commit = this.commitOf(repo, decodeURIComponent(m[2]!));
+      const commit = this.commitOf(repo, decodeURIComponent(m[3]!));
       if (!commit) return fail(404, 'RevisionNotFound');
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ id: repo.id, sha: commit, siblings: repo.files.map((f) => ({ rfilename: f.path })) }));
       return;
     }
-    m = /^\/(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
+    m = /^\/(datasets\/)?(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
     if (m) {
-      const repo = this.repos.find((r) => r.id === m![1]);
+      const repo = find(m[1] ? 'dataset' : 'model', m[2]!);
       if (!repo) return fail(404, 'RepoNotFound');
       if (!this.authorized(repo, req, fail)) return;
-      const commit = this.commitOf(repo, decodeURIComponent(m[2]!));
+      const commit = this.commitOf(repo, decodeURIComponent(m[3]!));
       if (!commit) return fail(404, 'RevisionNotFound');
-      const path = m[3]!.split('/').map(decodeURIComponent).join('/');
+      const path = m[4]!.split('/').map(decodeURIComponent).join('/');
       const f = repo.files.find((x) => x.path === path);
       if (!f) return fail(404, 'EntryNotFound');
       const size = this.advertisedSize.get(f.path) ?? f.content.length;
@@ -182,6 +192,22 @@ export class FakeHub {
       status = 206;
     }
     res.writeHead(status, { ...headers, 'content-length': String(body.length), 'accept-ranges': 'bytes' });
+    res.on('close', () => {
+      if (!res.writableFinished) this.closedEarly.push(f.path);
+    });
+    const slow = this.slow.get(f.path);
+    if (slow) {
+      let at = 0;
+      const next = () => {
+        if (res.destroyed) return;
+        const part = body.subarray(at, at + slow.chunk);
+        at += part.length;
+        if (at >= body.length) res.end(part);
+        else res.write(part, () => setTimeout(next, slow.delayMs));
+      };
+      next();
+      return;
+    }
     const cut = this.cutAfter.get(f.path);
     if (cut && cut.times > 0) {
       cut.times--;

@@ -336,7 +336,7 @@ describe('model files: only what the pipeline needs', () => {
     expect(() => selectModelFiles(without(/^model_index/), { dtype: 'f32', vae: undefined, name: 'm' })).toThrow('m is not a diffusers pipeline (no model_index.json)');
     const weird = [...without(/^unet\/.*(safetensors|bin)$/), 'unet/unet_weights.ckpt'];
     expect(() => selectModelFiles(weird, { dtype: 'f32', vae: undefined, name: 'm' })).toThrow(
-      'm: unet/ has only PyTorch files with names diffusers does not load (unet_weights.ckpt); expected diffusion_pytorch_model.bin or pytorch_model.bin (or convert with `fewstep convert`)',
+      'm: unet/ has no weights (*.safetensors, diffusion_pytorch_model.bin or pytorch_model.bin); found unet_weights.ckpt, which are not the names diffusers/transformers load (`fewstep convert` turns one into safetensors)',
     );
     expect(() => selectModelFiles(without(/^unet\/.*(safetensors|bin)$/), { dtype: 'f32', vae: undefined, name: 'm' })).toThrow(
       'm: unet/ has no weights (*.safetensors, diffusion_pytorch_model.bin or pytorch_model.bin)',

@@ -4,11 +4,14 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { AbortError, FewstepError, isAbortError } from '@fewstep/tensor';
 import {
   AuthRequiredError,
   EntryNotFoundError,
   HubConnectionError,
+  HubError,
+  HubInputError,
   IntegrityError,
   OfflineMissingError,
   RepoNotFoundError,
@@ -17,10 +20,13 @@ import {
   createProgressPrinter,
   fileFilter,
   hfHubDownload,
+  listRepoFiles,
+  parseRepoSpec,
   resolveConfig,
+  resolveModel,
   resolveRepo,
   snapshotDownload,
-  type ProgressEvent,
+  type DownloadProgressEvent,
   type SnapshotOptions,
 } from '@fewstep/weights-tools';
 import { main } from '../../packages/cli/src/main';
@@ -159,7 +165,7 @@ describe('config from env', () => {
 
 describe('snapshotDownload', () => {
   it('downloads a full snapshot into the exact huggingface_hub layout', async () => {
-    const events: ProgressEvent[] = [];
+    const events: DownloadProgressEvent[] = [];
     const dir = await dl({ onProgress: (e) => events.push(e) });
     expect(dir).toBe(snap());
     expect(readFileSync(join(repoRoot(), 'refs', 'main'), 'utf8')).toBe(C1); // no newline, like Python
@@ -185,22 +191,34 @@ describe('snapshotDownload', () => {
     expect(hub.requests[0]!.path).toBe('/api/models/acme/tiny-sd/revision/main');
     expect(hub.requests.filter((r) => r.method === 'HEAD').every((r) => r.path.startsWith(`/acme/tiny-sd/resolve/${C1}/`))).toBe(true);
     expect(blobs().some((b) => b.endsWith('.incomplete'))).toBe(false);
-    // Progress: every file ends 'done' with its size; byte counts only grow.
+    // Progress: every file announced first ('initiate'), then its bytes, then 'done' with its size.
+    expect(events.every((e) => e.type === 'download' && e.repo === 'acme/tiny-sd')).toBe(true);
+    expect(events.slice(0, 6).map((e) => e.status)).toEqual(Array(6).fill('initiate'));
     const done = events.filter((e) => e.status === 'done');
     expect(done.map((e) => e.file).sort()).toEqual(tiny.files.map((f) => f.path).sort());
-    expect(done.find((e) => e.file === 'unet/diffusion_pytorch_model.safetensors')).toMatchObject({ loaded: 300_000, total: 300_000, count: 6 });
-    const unetLoads = events.filter((e) => e.file.startsWith('unet/diff')).map((e) => e.loaded);
-    expect(unetLoads).toEqual([...unetLoads].sort((a, b) => a - b));
+    expect(done.every((e) => e.cached === false)).toBe(true);
+    expect(done.find((e) => e.file === 'unet/diffusion_pytorch_model.safetensors')).toMatchObject({ loaded: 300_000, total: 300_000 });
+    for (const f of tiny.files) {
+      const mine = events.filter((e) => e.file === f.path);
+      expect(mine[0]!.status).toBe('initiate');
+      expect(mine.at(-1)).toMatchObject({ status: 'done', loaded: f.content.length });
+      expect(mine.slice(1, -1).every((e) => e.status === 'progress' && e.total === f.content.length)).toBe(true);
+      const loads = mine.slice(1).map((e) => e.loaded);
+      expect(loads).toEqual([...loads].sort((a, b) => a - b)); // byte counts only grow
+    }
+    expect(events.filter((e) => e.file === 'unet/diffusion_pytorch_model.safetensors' && e.status === 'progress').length).toBeGreaterThan(0);
   });
 
   it('a second call uses the cache with zero requests', async () => {
     await dl();
     hub.reset();
-    const events: ProgressEvent[] = [];
+    const events: DownloadProgressEvent[] = [];
     expect(await dl({ onProgress: (e) => events.push(e) })).toBe(snap());
     expect(hub.requests).toEqual([]);
-    expect(events.every((e) => e.status === 'cached')).toBe(true);
-    expect(events).toHaveLength(6);
+    // Cache hits: initiate, then done with cached: true — no progress events.
+    expect(events.filter((e) => e.status === 'initiate')).toHaveLength(6);
+    expect(events.filter((e) => e.status === 'done' && e.cached === true)).toHaveLength(6);
+    expect(events).toHaveLength(12);
     // A subset with filters: also no requests.
     expect(await dl({ allowPatterns: ['unet/*'] })).toBe(snap());
     expect(hub.requests).toEqual([]);
@@ -435,6 +453,181 @@ describe('interrupted and corrupt downloads', () => {
   });
 });
 
+describe('listRepoFiles', () => {
+  const list = (opts: Parameters<typeof listRepoFiles>[1] = {}, repo = 'acme/tiny-sd') => listRepoFiles(repo, { endpoint: hub.url, cacheDir, retryDelayMs: 5, ...opts });
+
+  it('asks the hub once, then answers from the cache; refresh asks again; nothing is downloaded', async () => {
+    expect(await list()).toEqual(tiny.files.map((f) => f.path));
+    expect(hub.requests.map((r) => `${r.method} ${r.path}`)).toEqual(['GET /api/models/acme/tiny-sd/revision/main']);
+    expect(readFileSync(join(repoRoot(), 'refs', 'main'), 'utf8')).toBe(C1);
+    expect(filesUnder(snap())).toEqual([]);
+    hub.reset();
+    expect(await list()).toEqual(tiny.files.map((f) => f.path));
+    expect(hub.requests).toEqual([]);
+    await list({ refresh: true });
+    expect(hub.count('hub', 'GET')).toBe(1);
+    expect(await list({ revision: 'v2' })).toHaveLength(tiny.files.length);
+  });
+
+  it('offline: from the cache (a Python cache: the files its snapshot holds), else OfflineMissingError', async () => {
+    let e = await rejection(list({ offline: true }));
+    expect(e).toBeInstanceOf(OfflineMissingError);
+    expect((e as FewstepError).code).toBe('offline_missing');
+    expect(e.message).toMatch(/^Offline mode \(HF_HUB_OFFLINE=1\): acme\/tiny-sd@main is not in the cache at /);
+    await dl({ allowPatterns: ['*.json'] });
+    hub.reset();
+    expect(await list({ offline: true })).toEqual(tiny.files.map((f) => f.path));
+    rmSync(join(repoRoot(), '.fewstep'), { recursive: true });
+    expect((await list({ offline: true })).sort()).toEqual(['model_index.json', 'unet/config.json']);
+    expect(hub.requests).toEqual([]);
+    e = await rejection(list({}, 'acme/nope'));
+    expect(e).toBeInstanceOf(RepoNotFoundError);
+  });
+
+  it('a hub that cannot be reached falls back to the cached list', async () => {
+    await list();
+    expect(await list({ endpoint: 'http://127.0.0.1:9', refresh: true, retries: 0 })).toEqual(tiny.files.map((f) => f.path));
+    const e = await rejection(list({ endpoint: 'http://127.0.0.1:9', retries: 0 }, 'acme/other'));
+    expect(e).toBeInstanceOf(HubConnectionError);
+    expect((e as HubConnectionError).networkCode).toBe('ECONNREFUSED');
+  });
+});
+
+describe('dataset repos', () => {
+  const C3 = 'c'.repeat(39) + '3';
+  const tsv = bytes(20_000, 11);
+  beforeAll(() => {
+    hub.repos.push({ id: 'acme/prompts', type: 'dataset', commit: C3, files: [{ path: 'README.md', content: Buffer.from('# prompts\n') }, { path: 'data/prompts.tsv', content: tsv, lfs: true }] });
+  });
+
+  it('lists and downloads through /api/datasets/ and /datasets/…/resolve/ into datasets--org--name', async () => {
+    const opts = { endpoint: hub.url, cacheDir, repoType: 'dataset' as const };
+    expect(await listRepoFiles('acme/prompts', opts)).toEqual(['README.md', 'data/prompts.tsv']);
+    expect(hub.requests.map((r) => r.path)).toEqual(['/api/datasets/acme/prompts/revision/main']);
+    const dir = await snapshotDownload('acme/prompts', { ...opts, allowPatterns: ['*.tsv'] });
+    expect(dir).toBe(join(cacheDir, 'datasets--acme--prompts', 'snapshots', C3));
+    expect(readFileSync(join(dir, 'data/prompts.tsv')).equals(tsv)).toBe(true);
+    expect(hub.requests.some((r) => r.method === 'HEAD' && r.path === `/datasets/acme/prompts/resolve/${C3}/data/prompts.tsv`)).toBe(true);
+    const p = await hfHubDownload('acme/prompts', 'README.md', opts);
+    expect(readFileSync(p, 'utf8')).toBe('# prompts\n');
+    // The same id as a model repo does not exist.
+    const e = await rejection(listRepoFiles('acme/prompts', { endpoint: hub.url, cacheDir }));
+    expect(e).toBeInstanceOf(RepoNotFoundError);
+  });
+});
+
+describe('cancellation (AbortSignal)', () => {
+  const unet = 'unet/diffusion_pytorch_model.safetensors';
+  const inc = () => join(repoRoot(), 'blobs', `${sha256(files.unet)}.incomplete`);
+
+  it('aborting mid-file closes the socket at once, throws AbortError, keeps only the resumable .incomplete', async () => {
+    hub.slow.set(unet, { chunk: 16_384, delayMs: 40 }); // ~0.75 s for the whole file
+    const ac = new AbortController();
+    const events: DownloadProgressEvent[] = [];
+    const t0 = Date.now();
+    const e = await rejection(
+      dl({
+        allowPatterns: [unet, 'unet/config.json'],
+        signal: ac.signal,
+        onProgress: (ev) => {
+          events.push(ev);
+          if (ev.status === 'progress' && ev.file === unet && ev.loaded >= 32_768) ac.abort();
+        },
+      }),
+    );
+    expect(Date.now() - t0).toBeLessThan(600);
+    expect(e).toBeInstanceOf(AbortError);
+    expect(isAbortError(e)).toBe(true);
+    expect((e as FewstepError).code).toBe('aborted');
+    expect(e.message).toBe('download of acme/tiny-sd: aborted');
+    await vi.waitFor(() => expect(hub.closedEarly).toEqual([unet]), { timeout: 1000 });
+    expect(events.some((ev) => ev.status === 'done' && ev.file === unet)).toBe(false);
+    // Nothing of the aborted file in snapshots/, no blob renamed into place; the partial bytes stay.
+    expect(filesUnder(snap())).not.toContain(unet);
+    expect(blobs()).not.toContain(sha256(files.unet));
+    const partial = lstatSync(inc()).size;
+    expect(partial).toBeGreaterThanOrEqual(32_768);
+    expect(partial).toBeLessThan(files.unet.length);
+    // No retries after the abort.
+    expect(hub.count('cdn', 'GET')).toBe(1);
+
+    // The next call resumes from the partial file.
+    hub.reset();
+    const dir = await dl({ allowPatterns: [unet] });
+    expect(readFileSync(join(dir, unet)).equals(files.unet)).toBe(true);
+    expect(hub.requests.filter((r) => r.server === 'cdn').map((r) => r.headers.range)).toEqual([`bytes=${partial}-`]);
+  });
+
+  it('hfHubDownload stops too; an already aborted signal makes no request', async () => {
+    hub.slow.set(unet, { chunk: 16_384, delayMs: 40 });
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 150);
+    const e = await rejection(hfHubDownload('acme/tiny-sd', unet, { endpoint: hub.url, cacheDir, signal: ac.signal }));
+    expect(e).toBeInstanceOf(AbortError);
+    expect(e.message).toBe(`download of ${unet} from acme/tiny-sd: aborted`);
+    await vi.waitFor(() => expect(hub.closedEarly).toEqual([unet]), { timeout: 1000 });
+    expect(existsSync(join(snap(), unet))).toBe(false);
+    hub.reset();
+    const done = new AbortController();
+    done.abort();
+    for (const p of [
+      () => dl({ signal: done.signal }),
+      () => hfHubDownload('acme/tiny-sd', unet, { endpoint: hub.url, cacheDir, signal: done.signal }),
+      () => listRepoFiles('acme/tiny-sd', { endpoint: hub.url, cacheDir, signal: done.signal }),
+      () => resolveModel('acme/tiny-sd', { endpoint: hub.url, cacheDir, dtype: 'f32', vae: undefined, signal: done.signal }),
+    ]) {
+      expect(await rejection(p())).toBeInstanceOf(AbortError);
+    }
+    expect(hub.requests).toEqual([]);
+  });
+
+  it('an abort during the wait between retries stops at once', async () => {
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 100);
+    const t0 = Date.now();
+    const e = await rejection(snapshotDownload('acme/tiny-sd', { endpoint: 'http://127.0.0.1:9', cacheDir, retries: 5, retryDelayMs: 10_000, signal: ac.signal }));
+    expect(e).toBeInstanceOf(AbortError);
+    expect(Date.now() - t0).toBeLessThan(2000);
+  });
+});
+
+describe('typed errors', () => {
+  it('each hub error is a FewstepError with a stable code', async () => {
+    const cases: [() => Promise<unknown>, new (...a: never[]) => HubError, string][] = [
+      [() => dl({}, 'acme/nope'), RepoNotFoundError, 'repo_not_found'],
+      [() => dl({ revision: 'nobranch' }), RevisionNotFoundError, 'revision_not_found'],
+      [() => hfHubDownload('acme/tiny-sd', 'nope.txt', { endpoint: hub.url, cacheDir }), EntryNotFoundError, 'entry_not_found'],
+      [() => dl({}, 'acme/private'), AuthRequiredError, 'auth_required'],
+      [() => dl({ token: 'hf_wrong' }, 'acme/gated'), AuthRequiredError, 'auth_required'],
+      [() => dl({ offline: true }), OfflineMissingError, 'offline_missing'],
+      [() => dl({}, 'bad//id'), HubInputError, 'hub_input'],
+      [() => snapshotDownload('acme/tiny-sd', { endpoint: 'http://127.0.0.1:9', cacheDir, retries: 0 }), HubConnectionError, 'hub_connection'],
+    ];
+    for (const [p, cls, code] of cases) {
+      const e = await rejection(p());
+      expect(e).toBeInstanceOf(cls);
+      expect(e).toBeInstanceOf(HubError);
+      expect(e).toBeInstanceOf(FewstepError);
+      expect((e as FewstepError).code).toBe(code);
+      expect(e.name).toBe(cls.name);
+    }
+    hub.corrupt.add('vae/diffusion_pytorch_model.safetensors');
+    const e = await rejection(dl({ allowPatterns: ['vae/*.safetensors'] }));
+    expect((e as FewstepError).code).toBe('integrity');
+  });
+});
+
+describe('parseRepoSpec', () => {
+  it('org/name[@revision]; the suffix wins over the option; main by default', () => {
+    expect(parseRepoSpec('org/name')).toEqual({ repoId: 'org/name', revision: 'main' });
+    expect(parseRepoSpec('org/name', 'v2')).toEqual({ repoId: 'org/name', revision: 'v2' });
+    expect(parseRepoSpec('org/name@v1', 'v2')).toEqual({ repoId: 'org/name', revision: 'v1' });
+    expect(parseRepoSpec('org/name@refs/pr/1')).toEqual({ repoId: 'org/name', revision: 'refs/pr/1' });
+    expect(parseRepoSpec('org/name@')).toEqual({ repoId: 'org/name', revision: 'main' });
+    expect(parseRepoSpec('@x')).toEqual({ repoId: '@x', revision: 'main' });
+  });
+});
+
 describe('resolveRepo', () => {
   it('returns a local folder as is and downloads a repo id', async () => {
     expect(await resolveRepo(cacheDir)).toBe(cacheDir);
@@ -481,17 +674,41 @@ describe('fewstep download', () => {
     }
   });
 
-  it('draws a bar on a TTY', async () => {
+  const ev = (status: DownloadProgressEvent['status'], file: string, loaded: number, total: number | null, cached?: boolean): DownloadProgressEvent => ({
+    type: 'download',
+    status,
+    repo: 'acme/x',
+    file,
+    loaded,
+    total,
+    ...(cached === undefined ? {} : { cached }),
+  });
+
+  it('draws a bar on a TTY, counting the announced files', async () => {
     let out = '';
     let t = 0;
     const p = createProgressPrinter((s) => void (out += s), { isTTY: true, now: () => (t += 1000), width: 10 });
-    p.onProgress({ file: 'a.bin', loaded: 0, total: 100, status: 'downloading', index: 0, count: 2 });
-    p.onProgress({ file: 'a.bin', loaded: 50, total: 100, status: 'downloading', index: 0, count: 2 });
-    p.onProgress({ file: 'a.bin', loaded: 100, total: 100, status: 'done', index: 0, count: 2 });
-    p.onProgress({ file: 'b.json', loaded: 5, total: 5, status: 'cached', index: 1, count: 2 });
+    p.onProgress(ev('initiate', 'a.bin', 0, null));
+    p.onProgress(ev('initiate', 'b.json', 0, null));
+    p.onProgress(ev('progress', 'a.bin', 0, 100));
+    p.onProgress(ev('progress', 'a.bin', 50, 100));
+    p.onProgress(ev('done', 'a.bin', 100, 100, false));
+    p.onProgress(ev('done', 'b.json', 5, 5, true));
     p.finish();
     expect(out).toContain('[1/2] a.bin █████░░░░░ 50 B/100 B 50%');
     expect(out).toContain('\r\x1b[Kdownloaded a.bin (100 B)\n');
+    expect(out).not.toContain('b.json');
     expect(out.endsWith('\n')).toBe(true);
+  });
+
+  it('without a TTY: one line per transferred file, cache hits silent; quiet prints nothing', () => {
+    let out = '';
+    const p = createProgressPrinter((s) => void (out += s), { isTTY: false });
+    for (const e of [ev('initiate', 'a.bin', 0, null), ev('progress', 'a.bin', 10, 2048), ev('done', 'a.bin', 2048, 2048, false), ev('initiate', 'b', 0, 3), ev('done', 'b', 3, 3, true)]) p.onProgress(e);
+    expect(out).toBe('downloaded a.bin (2.0 KiB)\n');
+    out = '';
+    const q = createProgressPrinter((s) => void (out += s), { isTTY: true, quiet: true });
+    q.onProgress(ev('done', 'a.bin', 1, 1, false));
+    expect(out).toBe('');
   });
 });

@@ -10,18 +10,26 @@
  */
 import { readdir, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { HubInputError, snapshotDownload, type ProgressCallback } from './index.js';
+import { selectWeightFiles } from '@fewstep/models';
+import { FewstepError, throwIfAborted } from '@fewstep/tensor';
+import type { HubEnvOptions } from './hub/cache.js';
+import { listRepoFiles, snapshotDownload } from './hub/download.js';
+import { HubInputError } from './hub/errors.js';
+import type { DownloadProgressCallback } from './hub/progress.js';
+import { parseRepoSpec } from './hub/repo_spec.js';
 
 export type WeightDType = 'f32' | 'f16';
 export type VaeChoice = 'tiny' | 'large';
 
-export interface ModelSourceOptions {
+export interface ModelSourceOptions extends Omit<HubEnvOptions, 'repoType'> {
+  /** Branch, tag or commit (an `@rev` in the model id wins). */
   revision?: string | undefined;
   dtype: WeightDType;
   vae: VaeChoice | undefined;
-  onProgress?: ProgressCallback | undefined;
-  /** HF cache folder instead of $HF_HUB_CACHE. */
-  cacheDir?: string | undefined;
+  /** Download progress of each file fetched (see DownloadProgressEvent). */
+  onProgress?: DownloadProgressCallback | undefined;
+  /** Cancels the download: rejects with an AbortError, the partial file kept for the next call to resume. */
+  signal?: AbortSignal | undefined;
 }
 
 export interface ResolvedModel {
@@ -52,14 +60,12 @@ export function pipelineComponents(files: readonly string[], vae: VaeChoice | un
   return ['text_encoder', 'unet', v];
 }
 
-/** The weight file names diffusers/transformers load (`model.fp16-00001-of-00002.safetensors` …), as the pipeline does. */
-const STD_WEIGHTS = /^(diffusion_pytorch_model|model)(?:\.([A-Za-z0-9_]+))?(?:-\d+-of-\d+)?\.safetensors$/;
-/** Their PyTorch-pickle counterparts, a fallback for components without safetensors. */
-const STD_BIN_WEIGHTS = /^(diffusion_pytorch_model|pytorch_model)(?:\.([A-Za-z0-9_]+))?(?:-\d+-of-\d+)?\.bin$/;
+const notAModel = (message: string) => new FewstepError('not_a_model', message);
 
 /**
- * Picks the files of a model (given the repo or folder file list) that the pipeline needs. Throws
- * one line naming what is missing when the model is not a usable diffusers text-to-image pipeline.
+ * Picks the files of a model (given the repo or folder file list) that the pipeline needs; the weights
+ * of each component by `selectWeightFiles`. Throws one line (a FewstepError, code 'not_a_model') naming
+ * what is missing when the model is not a usable diffusers text-to-image pipeline.
  */
 export function selectModelFiles(
   files: readonly string[],
@@ -67,65 +73,31 @@ export function selectModelFiles(
 ): { files: string[]; weights: Record<string, string[]>; variants: Record<string, string> } {
   const set = new Set(files);
   const { name } = opts;
-  if (!set.has('model_index.json')) throw new Error(`${name} is not a diffusers pipeline (no model_index.json)`);
+  if (!set.has('model_index.json')) throw notAModel(`${name} is not a diffusers pipeline (no model_index.json)`);
   const out = new Set<string>(['model_index.json']);
   const inFolder = (folder: string) => files.filter((f) => f.startsWith(`${folder}/`) && !f.slice(folder.length + 1).includes('/'));
   for (const folder of ['scheduler', 'tokenizer']) {
     const got = inFolder(folder);
-    if (got.length === 0) throw new Error(`${name} has no ${folder}/ folder`);
+    if (got.length === 0) throw notAModel(`${name} has no ${folder}/ folder`);
     for (const f of got) out.add(f);
   }
-  if (!set.has('scheduler/scheduler_config.json')) throw new Error(`${name} has no scheduler/scheduler_config.json`);
-  for (const f of ['vocab.json', 'merges.txt']) if (!set.has(`tokenizer/${f}`)) throw new Error(`${name} has no tokenizer/${f}`);
+  if (!set.has('scheduler/scheduler_config.json')) throw notAModel(`${name} has no scheduler/scheduler_config.json`);
+  for (const f of ['vocab.json', 'merges.txt']) if (!set.has(`tokenizer/${f}`)) throw notAModel(`${name} has no tokenizer/${f}`);
 
   const weights: Record<string, string[]> = {};
   const variants: Record<string, string> = {};
   for (const comp of pipelineComponents(files, opts.vae)) {
     const got = inFolder(comp);
-    if (got.length === 0) throw new Error(`${name} has no ${comp}/ folder`);
-    if (!set.has(`${comp}/config.json`)) throw new Error(`${name} has no ${comp}/config.json`);
+    if (got.length === 0) throw notAModel(`${name} has no ${comp}/ folder`);
+    if (!set.has(`${comp}/config.json`)) throw notAModel(`${name} has no ${comp}/config.json`);
     out.add(`${comp}/config.json`);
-    const base = (f: string) => f.slice(comp.length + 1);
-    const group = (re: RegExp) => {
-      const byVariant = new Map<string, string[]>();
-      for (const f of got) {
-        const m = re.exec(base(f));
-        if (!m) continue;
-        const v = m[2] ?? '';
-        if (!byVariant.has(v)) byVariant.set(v, []);
-        byVariant.get(v)!.push(f);
-      }
-      return byVariant;
-    };
-    // safetensors whenever the component has any (standard names or not); .bin only as the last resort.
-    let byVariant = group(STD_WEIGHTS);
-    if (byVariant.size === 0 && !got.some((f) => f.endsWith('.safetensors'))) byVariant = group(STD_BIN_WEIGHTS);
-    const order = opts.dtype === 'f16' ? ['fp16', ''] : ['', 'fp16'];
-    let pick = order.find((v) => byVariant.has(v));
-    if (pick === undefined && byVariant.size === 1) pick = [...byVariant.keys()][0]!;
-    let chosen: string[];
-    if (pick !== undefined) {
-      chosen = byVariant.get(pick)!;
-      // Both diffusers' and transformers' names: the pipeline loads diffusers'.
-      if (chosen.some((f) => base(f).startsWith('diffusion_pytorch_model'))) chosen = chosen.filter((f) => base(f).startsWith('diffusion_pytorch_model'));
-    } else if (byVariant.size > 1) {
-      throw new Error(`${name}: ${comp}/ has several weight variants (${[...byVariant.keys()].join(', ')}) and no plain or fp16 one`);
-    } else {
-      // No standard names: the pipeline loads every .safetensors of the folder.
-      chosen = got.filter((f) => f.endsWith('.safetensors'));
-      if (chosen.length === 0) {
-        const bins = got.filter((f) => /\.(bin|pt|pth|ckpt)$/.test(f));
-        throw new Error(
-          bins.length
-            ? `${name}: ${comp}/ has only PyTorch files with names diffusers does not load (${bins.map(base).join(', ')}); expected diffusion_pytorch_model.bin or pytorch_model.bin (or convert with \`fewstep convert\`)`
-            : `${name}: ${comp}/ has no weights (*.safetensors, diffusion_pytorch_model.bin or pytorch_model.bin)`,
-        );
-      }
-    }
-    chosen.sort();
-    weights[comp] = chosen;
-    variants[comp] = pick ?? '';
-    for (const f of chosen) out.add(f);
+    const sel = selectWeightFiles(
+      got.map((f) => f.slice(comp.length + 1)),
+      { dtype: opts.dtype, where: `${name}: ${comp}/` },
+    );
+    weights[comp] = sel.files.map((f) => `${comp}/${f}`);
+    variants[comp] = sel.variant;
+    for (const f of weights[comp]) out.add(f);
   }
   return { files: [...out].sort(), weights, variants };
 }
@@ -146,58 +118,38 @@ async function listFiles(dir: string): Promise<string[]> {
 
 const looksLikePath = (s: string) => /^(\.{1,2}|~)?[\\/]/.test(s) || s.startsWith('.') || /^[A-Za-z]:[\\/]/.test(s) || s.split('/').length > 2;
 
-/** Splits `org/name@rev`; the `@rev` suffix wins over `revision`. */
-export function parseRepoSpec(spec: string, revision?: string): { repoId: string; revision: string } {
-  const at = spec.lastIndexOf('@');
-  return at > 0 ? { repoId: spec.slice(0, at), revision: spec.slice(at + 1) || 'main' } : { repoId: spec, revision: revision ?? 'main' };
-}
-
-
 /**
  * Resolves --model to a local folder (downloading what is needed from the hub). Errors are one line
  * (missing folder, bad repo id, repo / file not found, offline and not cached, not a pipeline).
  */
 export async function resolveModel(idOrDir: string, opts: ModelSourceOptions): Promise<ResolvedModel> {
+  throwIfAborted(opts.signal, `download of ${idOrDir}`);
   const st = await stat(idOrDir).catch(() => undefined);
   if (st?.isDirectory()) {
     const sel = selectModelFiles(await listFiles(idOrDir), { dtype: opts.dtype, vae: opts.vae, name: idOrDir });
     return { dir: idOrDir, id: idOrDir, fromHub: false, weights: sel.weights, variants: sel.variants, variant: opts.dtype === 'f16' ? 'fp16' : undefined };
   }
-  if (st) throw new Error(`${idOrDir} is a file; --model takes a diffusers model folder or a Hugging Face repo id (org/name)`);
-  if (looksLikePath(idOrDir)) throw new Error(`model folder ${idOrDir} not found`);
+  if (st) throw new HubInputError(`${idOrDir} is a file; --model takes a diffusers model folder or a Hugging Face repo id (org/name)`);
+  if (looksLikePath(idOrDir)) throw new HubInputError(`model folder ${idOrDir} not found`);
   const { repoId, revision } = parseRepoSpec(idOrDir, opts.revision);
   if (!/^[\w.-]+\/[\w.-]+$/.test(repoId)) {
     throw new HubInputError(`model ${idOrDir} not found: not a folder, and not a Hugging Face repo id (org/name)`);
   }
-  // Pass 1: the file list (from the hub, or the cache when complete / offline) and model_index.json.
-  let all: string[] = [];
-  await snapshotDownload(repoId, {
-    revision,
-    cacheDir: opts.cacheDir,
-    filter: (p) => {
-      all.push(p);
-      return p === 'model_index.json';
-    },
-  });
-  all = [...new Set(all)];
-  const sel = selectModelFiles(all, { dtype: opts.dtype, vae: opts.vae, name: idOrDir });
+  const hub = { revision, cacheDir: opts.cacheDir, token: opts.token, endpoint: opts.endpoint, offline: opts.offline, signal: opts.signal };
+  // The file list (from the hub, or the cache when it knows it / offline), then exactly the files the
+  // pipeline reads (downloaded unless cached).
+  const sel = selectModelFiles(await listRepoFiles(repoId, hub), { dtype: opts.dtype, vae: opts.vae, name: idOrDir });
   const wanted = new Set(sel.files);
-  // Pass 2: exactly those files (downloaded unless cached).
-  const dir = await snapshotDownload(repoId, {
-    revision,
-    cacheDir: opts.cacheDir,
-    filter: (p) => wanted.has(p),
-    required: sel.files,
-    onProgress: opts.onProgress,
-  });
+  const dir = await snapshotDownload(repoId, { ...hub, filter: (p) => wanted.has(p), required: sel.files, onProgress: opts.onProgress });
   return { dir, id: idOrDir, fromHub: true, weights: sel.weights, variants: sel.variants, variant: opts.dtype === 'f16' ? 'fp16' : undefined };
 }
 
 /**
  * A `resolve` hook for `Pipeline.fromPretrained`: local folders pass through; hub ids are downloaded
- * (only the files the pipeline reads) into the Hugging Face cache.
+ * (only the files the pipeline reads) into the Hugging Face cache, with `onProgress` / `signal` as in
+ * `resolveModel`.
  */
-export function hubResolver(opts: { revision?: string | undefined; cacheDir?: string | undefined; onProgress?: ProgressCallback | undefined } = {}) {
+export function hubResolver(opts: Omit<ModelSourceOptions, 'dtype' | 'vae'> = {}) {
   return async (idOrDir: string, want: { dtype: WeightDType; vae?: VaeChoice | undefined }): Promise<string> =>
     (await resolveModel(idOrDir, { ...opts, dtype: want.dtype, vae: want.vae })).dir;
 }

@@ -5,7 +5,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseLoraSpec as splitLoraSpec } from '@fewstep/models';
-import { snapshotDownload, type ProgressCallback } from '@fewstep/weights-tools';
+import { listRepoFiles, parseRepoSpec, snapshotDownload, type DownloadProgressCallback } from '@fewstep/weights-tools';
 import { UsageError } from './args.js';
 
 export interface LoraSpec {
@@ -21,7 +21,8 @@ export function parseLoraSpec(s: string): LoraSpec {
   return { source, scale };
 }
 
-export const looksLikeRepo = (s: string) => /^[\w.-]+\/[\w.-]+(@[\w./-]+)?$/.test(s) && !/\.(safetensors|bin|pt|pth|ckpt)$/i.test(s) && !s.startsWith('.');
+/** `org/name` or `org/name@revision` (not a path, not a weight file name). */
+export const looksLikeRepo = (s: string) => !s.startsWith('.') && !/\.(safetensors|bin|pt|pth|ckpt)$/i.test(s) && /^[\w.-]+\/[\w.-]+$/.test(parseRepoSpec(s).repoId);
 
 /** Checks that each --lora is an existing file/folder or looks like a hub repo id (no download). */
 export async function checkLoras(loras: LoraSpec[]): Promise<void> {
@@ -36,19 +37,10 @@ export async function checkLoras(loras: LoraSpec[]): Promise<void> {
  * peft folder (adapter_config.json + adapter_model.safetensors, else adapter_model.bin) or its one
  * top-level .safetensors (else its one top-level PyTorch checkpoint).
  */
-export async function resolveLoraSource(spec: LoraSpec, onProgress: ProgressCallback): Promise<string> {
+export async function resolveLoraSource(spec: LoraSpec, onProgress: DownloadProgressCallback, signal?: AbortSignal): Promise<string> {
   if (await stat(spec.source).catch(() => undefined)) return spec.source;
-  const at = spec.source.lastIndexOf('@');
-  const [repo, rev] = at > 0 ? [spec.source.slice(0, at), spec.source.slice(at + 1)] : [spec.source, 'main'];
-  const files: string[] = [];
-  await snapshotDownload(repo, {
-    revision: rev,
-    filter: (p) => {
-      files.push(p);
-      return false;
-    },
-  });
-  const top = [...new Set(files)].filter((p) => !p.includes('/'));
+  const { repoId: repo, revision: rev } = parseRepoSpec(spec.source);
+  const top = (await listRepoFiles(repo, { revision: rev, signal })).filter((p) => !p.includes('/'));
   const st = top.filter((p) => p.endsWith('.safetensors'));
   // Pickles are read by the whitelist unpickler (never executed), but safetensors win when both exist.
   const pickles = top.filter((p) => /\.(bin|pt|pth|ckpt)$/.test(p));
@@ -60,6 +52,6 @@ export async function resolveLoraSource(spec: LoraSpec, onProgress: ProgressCall
   else if (pickles.length === 1) want = pickles;
   else if (pickles.length === 0) throw new Error(`--lora ${spec.source}: the repo has no top-level LoRA weights (.safetensors, or a PEFT adapter_model.bin)`);
   else throw new Error(`--lora ${spec.source}: the repo has several PyTorch checkpoints (${pickles.join(', ')}); download the one you want and pass its path`);
-  const dir = await snapshotDownload(repo, { revision: rev, filter: (p) => want.includes(p), required: want, onProgress });
+  const dir = await snapshotDownload(repo, { revision: rev, filter: (p) => want.includes(p), required: want, onProgress, signal });
   return want.length === 1 ? join(dir, want[0]!) : dir;
 }

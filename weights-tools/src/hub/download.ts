@@ -2,20 +2,27 @@
  * Hugging Face hub downloads into the standard cache (see cache.ts for the layout), speaking the
  * hub's protocol like huggingface_hub:
  *
- *  - `GET {endpoint}/api/models/{repo}/revision/{rev}` → `sha` (commit) and `siblings[].rfilename`;
- *  - `HEAD {endpoint}/{repo}/resolve/{rev}/{path}` without following the CDN redirect: the commit,
- *    the ETag (`X-Linked-Etag` for LFS files, the sha256) and the size (`X-Linked-Size` /
+ *  - `GET {endpoint}/api/{models|datasets|spaces}/{repo}/revision/{rev}` → `sha` (commit) and
+ *    `siblings[].rfilename`;
+ *  - `HEAD {endpoint}/[datasets/]{repo}/resolve/{rev}/{path}` without following the CDN redirect: the
+ *    commit, the ETag (`X-Linked-Etag` for LFS files, the sha256) and the size (`X-Linked-Size` /
  *    `Content-Length`) are read from that first response, the `Location` is where the bytes are;
  *  - `GET` the bytes into `blobs/<etag>.incomplete` (resumed with `Range` after a cut), check size
  *    and sha256, rename into `blobs/`, then link `snapshots/<commit>/<path>` and write `refs/<rev>`.
  *
  * A branch whose snapshot is complete in the cache is reused without any request (`refresh: true`
  * asks the hub for the branch's latest commit instead). Files downloaded by Python are reused.
+ *
+ * Progress: `DownloadProgressEvent`s (see progress.ts). Cancellation: `signal` — aborting closes the
+ * socket of the transfer in flight and rejects with an AbortError (code 'aborted'); a partial
+ * `blobs/<etag>.incomplete` stays to be resumed, nothing is added to snapshots/ and no blob is
+ * renamed into place unchecked.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat, truncate } from 'node:fs/promises';
 import { pipeline } from 'node:stream/promises';
+import { isAbortError, throwIfAborted } from '@fewstep/tensor';
 import { COMMIT_RE, RepoCache, SHA256_RE, exists, fileSize, resolveConfig, validateRepoId, validateRepoPath, type HubConfig, type HubEnvOptions } from './cache.js';
 import {
   AuthRequiredError,
@@ -31,12 +38,13 @@ import {
 } from './errors.js';
 import { compileGlob, fileFilter, isLiteralPattern } from './glob.js';
 import { NetworkError, discard, header, isRedirect, readText, requestFollow, toNetworkError, type HttpResponse } from './http.js';
-import type { ProgressCallback } from './progress.js';
+import type { DownloadProgressCallback, DownloadProgressEvent } from './progress.js';
+import { parseRepoSpec } from './repo_spec.js';
 
-export interface DownloadOptions extends HubEnvOptions {
+/** What every hub call takes: where (HubEnvOptions), which revision, how hard to try, and a way to stop. */
+export interface HubRequestOptions extends HubEnvOptions {
   /** Branch, tag or commit hash (default 'main'). */
   revision?: string | undefined;
-  onProgress?: ProgressCallback | undefined;
   /** Ask the hub for the branch's latest commit even when the cache already has it complete. */
   refresh?: boolean | undefined;
   /** Extra attempts after a network failure, each resuming the partial file (default 4). */
@@ -45,6 +53,13 @@ export interface DownloadOptions extends HubEnvOptions {
   retryDelayMs?: number | undefined;
   /** Idle timeout of a request, in ms (default 30 s). */
   timeoutMs?: number | undefined;
+  /** Cancels the call: the transfer in flight stops (its socket is closed) and the call rejects with an AbortError. */
+  signal?: AbortSignal | undefined;
+}
+
+export interface DownloadOptions extends HubRequestOptions {
+  /** Per file: 'initiate' → 'progress' (bytes) → 'done' (`cached: true` when no transfer was needed). */
+  onProgress?: DownloadProgressCallback | undefined;
 }
 
 export interface SnapshotOptions extends DownloadOptions {
@@ -64,8 +79,11 @@ interface Session {
   cfg: HubConfig;
   cache: RepoCache;
   repoId: string;
-  opts: DownloadOptions;
+  opts: HubRequestOptions;
+  signal: AbortSignal | undefined;
   authorization: string | undefined;
+  /** Sends one DownloadProgressEvent about a file of this repo. */
+  emit: (status: DownloadProgressEvent['status'], file: string, loaded: number, total: number | null, cached?: boolean) => void;
 }
 
 interface FileMeta {
@@ -75,12 +93,54 @@ interface FileMeta {
   downloadUrl: URL;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function session(repoId: string, opts: DownloadOptions): Promise<Session> {
+async function session(repoId: string, opts: HubRequestOptions, onProgress?: DownloadProgressCallback | undefined): Promise<Session> {
   validateRepoId(repoId);
   const cfg = await resolveConfig(opts);
-  return { cfg, cache: new RepoCache(cfg.cacheDir, repoId, cfg.repoType), repoId, opts, authorization: cfg.token ? `Bearer ${cfg.token}` : undefined };
+  const emit: Session['emit'] = onProgress
+    ? (status, file, loaded, total, cached) => onProgress(status === 'done' ? { type: 'download', status, repo: repoId, file, loaded, total, cached: cached ?? false } : { type: 'download', status, repo: repoId, file, loaded, total })
+    : () => {};
+  return { cfg, cache: new RepoCache(cfg.cacheDir, repoId, cfg.repoType), repoId, opts, signal: opts.signal, authorization: cfg.token ? `Bearer ${cfg.token}` : undefined, emit };
+}
+
+/**
+ * Runs a public entry point: rejects at once when `signal` is already aborted, and turns whatever a
+ * cancelled call fails with (a destroyed socket, a stream error) into the AbortError.
+ */
+async function cancellable<T>(signal: AbortSignal | undefined, what: string, fn: () => Promise<T>): Promise<T> {
+  throwIfAborted(signal, what);
+  try {
+    return await fn();
+  } catch (e) {
+    if (signal?.aborted) throwIfAborted(signal, what);
+    throw e;
+  }
+}
+
+/** Waits `ms`, or rejects as soon as `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal!.reason);
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** `p`, or a rejection as soon as `signal` aborts (p keeps running for whoever else awaits it). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 const timeout = (s: Session) => s.opts.timeoutMs ?? 30_000;
@@ -94,17 +154,19 @@ function resolveUrl(s: Session, revision: string, file: string): URL {
 /** A retryable server-side failure (5xx), handled like a network error. */
 class RetryableStatus extends NetworkError {}
 
-/** Runs `fn`, retrying network failures a bounded number of times; then fails naming `target`. */
+/** Runs `fn`, retrying network failures a bounded number of times; then fails naming `target`. Never retries a cancelled call. */
 async function withRetries<T>(s: Session, target: string, fn: (attempt: number) => Promise<T>): Promise<T> {
   const retries = Math.max(0, s.opts.retries ?? 4);
   for (let attempt = 0; ; attempt++) {
+    throwIfAborted(s.signal, target);
     try {
       return await fn(attempt);
     } catch (e) {
+      throwIfAborted(s.signal, target);
       const net = toNetworkError(e);
       if (!net) throw e;
       if (attempt >= retries) throw new HubConnectionError(target, net.code, attempt + 1);
-      await sleep((s.opts.retryDelayMs ?? 500) * (attempt + 1));
+      await sleep((s.opts.retryDelayMs ?? 500) * (attempt + 1), s.signal);
     }
   }
 }
@@ -145,15 +207,16 @@ function checkRetryable(res: HttpResponse): void {
 /** `GET /api/{type}s/{repo}/revision/{rev}` → the commit and the file list. */
 async function repoInfo(s: Session, revision: string): Promise<{ commit: string; files: string[] }> {
   const url = new URL(`${s.cfg.endpoint}/api/${s.cfg.repoType}s/${s.repoId}/revision/${encodeURIComponent(revision)}`);
-  const res = await withRetries(s, `the file list of ${s.repoId}`, async () => {
-    const r = await requestFollow('GET', url, { accept: 'application/json' }, { authorization: s.authorization, timeoutMs: timeout(s) });
+  const { res, text } = await withRetries(s, `the file list of ${s.repoId}`, async () => {
+    const r = await requestFollow('GET', url, { accept: 'application/json' }, { authorization: s.authorization, timeoutMs: timeout(s), signal: s.signal });
     checkRetryable(r);
-    return r;
+    // The body is read inside the retries: a cut in the middle of a big listing is a network failure too.
+    return { res: r, text: r.status === 200 ? await readText(r, 64 << 20) : undefined };
   });
-  if (res.status !== 200) throw await httpError(s, res, revision);
+  if (text === undefined) throw await httpError(s, res, revision);
   let info: { sha?: unknown; siblings?: { rfilename?: unknown | undefined }[] };
   try {
-    info = JSON.parse(await readText(res, 64 << 20)) as typeof info;
+    info = JSON.parse(text) as typeof info;
   } catch (e) {
     throw new HubHttpError(res.status, url.href, `bad JSON (${(e as Error).message})`);
   }
@@ -165,6 +228,14 @@ async function repoInfo(s: Session, revision: string): Promise<{ commit: string;
   return { commit: info.sha, files };
 }
 
+/** Asks the hub for the commit and file list, and records both in the cache (refs/ and our manifest). */
+async function fetchRepoInfo(s: Session, revision: string): Promise<{ commit: string; files: string[] }> {
+  const info = await repoInfo(s, revision);
+  await s.cache.writeManifest(info.commit, info.files);
+  await s.cache.writeRef(revision, info.commit);
+  return info;
+}
+
 const normalizeEtag = (e: string | undefined) => e?.replace(/^W\//, '').replace(/^"|"$/g, '');
 const hasMeta = (r: HttpResponse) => header(r, 'x-repo-commit') !== undefined || header(r, 'x-linked-etag') !== undefined;
 
@@ -172,7 +243,7 @@ const hasMeta = (r: HttpResponse) => header(r, 'x-repo-commit') !== undefined ||
 async function fileMetadata(s: Session, revision: string, file: string): Promise<FileMeta> {
   const url = resolveUrl(s, revision, file);
   const res = await withRetries(s, `${file} from ${s.repoId}`, async () => {
-    const r = await requestFollow('HEAD', url, { 'accept-encoding': 'identity' }, { authorization: s.authorization, timeoutMs: timeout(s), stop: hasMeta });
+    const r = await requestFollow('HEAD', url, { 'accept-encoding': 'identity' }, { authorization: s.authorization, timeoutMs: timeout(s), stop: hasMeta, signal: s.signal });
     checkRetryable(r);
     return r;
   });
@@ -190,18 +261,29 @@ async function fileMetadata(s: Session, revision: string, file: string): Promise
 
 const inflight = new Map<string, Promise<void>>();
 
-/** Downloads one blob (once per process even when several snapshot files share it). */
+/**
+ * Downloads one blob (once per process even when several snapshot files or calls share it). A call
+ * waiting on another's transfer stops waiting when its own signal aborts, and takes the transfer over
+ * when the other call was the one cancelled.
+ */
 async function downloadBlob(s: Session, file: string, meta: FileMeta, progress: (loaded: number) => void): Promise<void> {
   const blob = s.cache.blobPath(meta.etag);
-  const running = inflight.get(blob);
-  if (running) return running;
+  for (;;) {
+    const running = inflight.get(blob);
+    if (!running) break;
+    try {
+      return await untilAborted(running, s.signal);
+    } catch (e) {
+      if (s.signal?.aborted || !isAbortError(e)) throw e;
+    }
+  }
   const p = downloadBlobOnce(s, file, meta, progress).finally(() => inflight.delete(blob));
   inflight.set(blob, p);
   return p;
 }
 
-async function hashFile(path: string, hash: Hash): Promise<void> {
-  for await (const c of createReadStream(path) as AsyncIterable<Buffer>) hash.update(c);
+async function hashFile(path: string, hash: Hash, signal: AbortSignal | undefined): Promise<void> {
+  for await (const c of createReadStream(path, signal ? { signal } : {}) as AsyncIterable<Buffer>) hash.update(c);
 }
 
 async function downloadBlobOnce(s: Session, file: string, meta: FileMeta, progress: (loaded: number) => void): Promise<void> {
@@ -221,11 +303,11 @@ async function downloadBlobOnce(s: Session, file: string, meta: FileMeta, progre
         have = 0;
       }
       hash = expectSha ? createHash('sha256') : undefined;
-      if (hash && have > 0) await hashFile(inc, hash);
+      if (hash && have > 0) await hashFile(inc, hash, s.signal);
       if (meta.size !== undefined && have === meta.size && have > 0) return;
       const headers: Record<string, string> = { 'accept-encoding': 'identity' };
       if (have > 0) headers['range'] = `bytes=${have}-`;
-      const res = await requestFollow('GET', meta.downloadUrl, headers, { authorization: auth, timeoutMs: timeout(s) });
+      const res = await requestFollow('GET', meta.downloadUrl, headers, { authorization: auth, timeoutMs: timeout(s), signal: s.signal });
       checkRetryable(res);
       if (have > 0 && res.status === 416) {
         discard(res);
@@ -260,6 +342,7 @@ async function downloadBlobOnce(s: Session, file: string, meta: FileMeta, progre
           }
         },
         createWriteStream(inc, { flags: have > 0 ? 'a' : 'w' }),
+        s.signal ? { signal: s.signal } : {},
       );
       const got = (await fileSize(inc)) ?? 0;
       // A body that ended early without an error (e.g. chunked): resume like after a cut.
@@ -268,6 +351,8 @@ async function downloadBlobOnce(s: Session, file: string, meta: FileMeta, progre
     }
     throw new HubHttpError(0, meta.downloadUrl.href, 'the server keeps answering byte ranges that do not fit the partial file');
   });
+  // Checked before anything is renamed into blobs/: a cancelled call stops here, the .incomplete kept.
+  throwIfAborted(s.signal, `${file} from ${s.repoId}`);
 
   const got = (await fileSize(inc)) ?? 0;
   if (meta.size !== undefined && got !== meta.size) {
@@ -284,14 +369,15 @@ async function downloadBlobOnce(s: Session, file: string, meta: FileMeta, progre
   await rename(inc, blob);
 }
 
-/** Puts one file into snapshots/<commit>/ (downloading its blob unless cached) and returns its path. */
-async function fetchFile(s: Session, revision: string, file: string, meta: FileMeta, commitHint: string | undefined, progress: ProgressCallback): Promise<string> {
+/** Puts one file into snapshots/<commit>/ (downloading its blob unless cached) and returns its path; emits its progress and 'done'. */
+async function fetchFile(s: Session, revision: string, file: string, meta: FileMeta, commitHint: string | undefined): Promise<string> {
   const commit = commitHint ?? meta.commit;
   if (!commit || !COMMIT_RE.test(commit)) throw new HubHttpError(200, resolveUrl(s, revision, file).href, `no X-Repo-Commit header for ${file}`);
   const dst = s.cache.snapshotPath(commit, file);
-  const total = meta.size ?? -1;
+  const total = meta.size ?? null;
   if (await exists(dst)) {
-    progress({ file, loaded: total, total, status: 'cached' });
+    const size = (await stat(dst)).size;
+    s.emit('done', file, size, size, true);
   } else {
     const blob = s.cache.blobPath(meta.etag);
     const blobSize = (await stat(blob).catch(() => undefined))?.size;
@@ -302,15 +388,16 @@ async function fetchFile(s: Session, revision: string, file: string, meta: FileM
         const t = Date.now();
         if (t - last >= 50 || loaded === total) {
           last = t;
-          progress({ file, loaded, total, status: 'downloading' });
+          s.emit('progress', file, loaded, total);
         }
       });
+      throwIfAborted(s.signal, `${file} from ${s.repoId}`);
       const size = (await stat(blob)).size;
       await s.cache.linkSnapshot(commit, file, meta.etag);
-      progress({ file, loaded: size, total: size, status: 'done' });
+      s.emit('done', file, size, size, false);
     } else {
       await s.cache.linkSnapshot(commit, file, meta.etag);
-      progress({ file, loaded: blobSize, total: blobSize, status: 'cached' });
+      s.emit('done', file, blobSize, blobSize, true);
     }
   }
   await s.cache.writeRef(revision, commit);
@@ -322,49 +409,98 @@ async function fetchFile(s: Session, revision: string, file: string, meta: FileM
  * Uses the cache without a request when `refs/<revision>` (or the commit) already has the file.
  */
 export async function hfHubDownload(repoId: string, filePath: string, opts: DownloadOptions = {}): Promise<string> {
-  const s = await session(repoId, opts);
-  validateRepoPath(filePath, repoId);
-  const revision = opts.revision ?? 'main';
-  const progress = opts.onProgress ?? (() => {});
-  const local = async (): Promise<string | undefined> => {
-    const commit = await s.cache.resolveRevision(revision);
-    const p = commit && s.cache.snapshotPath(commit, filePath);
-    if (!p || !(await exists(p))) return undefined;
-    const size = (await stat(p)).size;
-    progress({ file: filePath, loaded: size, total: size, status: 'cached' });
-    return p;
-  };
-  if (s.cfg.offline) {
-    const p = await local();
-    if (p) return p;
-    throw new OfflineMissingError(repoId, revision, [filePath]);
-  }
-  if (!opts.refresh) {
-    const p = await local();
-    if (p) return p;
-  }
-  let meta: FileMeta;
-  try {
-    meta = await fileMetadata(s, revision, filePath);
-  } catch (e) {
-    // Like huggingface_hub: when the hub cannot be reached, a cached copy will do.
-    if (e instanceof HubConnectionError) {
+  return cancellable(opts.signal, `download of ${filePath} from ${repoId}`, async () => {
+    const s = await session(repoId, opts, opts.onProgress);
+    validateRepoPath(filePath, repoId);
+    const revision = opts.revision ?? 'main';
+    const local = async (): Promise<string | undefined> => {
+      const commit = await s.cache.resolveRevision(revision);
+      const p = commit && s.cache.snapshotPath(commit, filePath);
+      if (!p || !(await exists(p))) return undefined;
+      const size = (await stat(p)).size;
+      s.emit('initiate', filePath, 0, size);
+      s.emit('done', filePath, size, size, true);
+      return p;
+    };
+    if (s.cfg.offline) {
+      const p = await local();
+      if (p) return p;
+      throw new OfflineMissingError(repoId, revision, [filePath]);
+    }
+    if (!opts.refresh) {
       const p = await local();
       if (p) return p;
     }
-    throw e;
-  }
-  return fetchFile(s, revision, filePath, meta, COMMIT_RE.test(revision) ? revision : undefined, progress);
+    let meta: FileMeta;
+    try {
+      meta = await fileMetadata(s, revision, filePath);
+    } catch (e) {
+      // Like huggingface_hub: when the hub cannot be reached, a cached copy will do.
+      if (e instanceof HubConnectionError) {
+        const p = await local();
+        if (p) return p;
+      }
+      throw e;
+    }
+    s.emit('initiate', filePath, 0, meta.size ?? null);
+    return fetchFile(s, revision, filePath, meta, COMMIT_RE.test(revision) ? revision : undefined);
+  });
+}
+
+/**
+ * The file list of a revision from the cache alone: our manifest of the commit, else (a cache written by
+ * Python) the files its snapshot folder holds; undefined when the revision is not cached.
+ */
+async function cachedFileList(s: Session, revision: string): Promise<{ commit: string; files: string[]; complete: boolean } | undefined> {
+  const commit = await s.cache.resolveRevision(revision);
+  if (!commit) return undefined;
+  const manifest = await s.cache.readManifest(commit);
+  if (manifest) return { commit, files: manifest, complete: true };
+  const present = await s.cache.listSnapshot(commit);
+  return present.length ? { commit, files: present, complete: false } : undefined;
+}
+
+const notCached = (s: Session, revision: string) => new OfflineMissingError(s.repoId, revision, [], `${s.repoId}@${revision} is not in the cache at ${s.cache.root}`);
+
+/**
+ * The files of a repo revision (paths relative to the repo root, as the hub lists them). From the cache
+ * without a request when it knows the commit's full list (a complete earlier listing; `refresh: true`
+ * asks the hub again); offline, or when the hub cannot be reached, from the cache (a snapshot written by
+ * Python: the files it holds), else OfflineMissingError / HubConnectionError. `repoType: 'dataset'` for
+ * datasets. Records the commit in `refs/<revision>`, like a download.
+ */
+export async function listRepoFiles(repoId: string, opts: HubRequestOptions = {}): Promise<string[]> {
+  return cancellable(opts.signal, `file list of ${repoId}`, async () => {
+    const s = await session(repoId, opts);
+    const revision = opts.revision ?? 'main';
+    if (s.cfg.offline) {
+      const cached = await cachedFileList(s, revision);
+      if (!cached) throw notCached(s, revision);
+      return cached.files;
+    }
+    if (!opts.refresh) {
+      const cached = await cachedFileList(s, revision);
+      if (cached?.complete) return cached.files;
+    }
+    try {
+      return (await fetchRepoInfo(s, revision)).files;
+    } catch (e) {
+      if (e instanceof HubConnectionError) {
+        const cached = await cachedFileList(s, revision);
+        if (cached) return cached.files;
+      }
+      throw e;
+    }
+  });
 }
 
 /** The snapshot folder from the cache alone; throws OfflineMissingError naming what is absent. */
-async function localSnapshot(s: Session, revision: string, opts: SnapshotOptions, progress: ProgressCallback): Promise<string> {
+async function localSnapshot(s: Session, revision: string, opts: SnapshotOptions): Promise<string> {
   const commit = await s.cache.resolveRevision(revision);
-  const notCached = () => new OfflineMissingError(s.repoId, revision, [], `${s.repoId}@${revision} is not in the cache at ${s.cache.root}`);
-  if (!commit) throw notCached();
+  if (!commit) throw notCached(s, revision);
   const manifest = await s.cache.readManifest(commit);
   const present = await s.cache.listSnapshot(commit);
-  if (!manifest && present.length === 0) throw notCached();
+  if (!manifest && present.length === 0) throw notCached(s, revision);
   const presentSet = new Set(present);
   const keep = fileFilter(opts);
   const wanted = (manifest ?? present).filter(keep);
@@ -377,84 +513,83 @@ async function localSnapshot(s: Session, revision: string, opts: SnapshotOptions
   for (const r of opts.required ?? []) if (!presentSet.has(r) && !missing.includes(r)) missing.push(r);
   if (missing.length) throw new OfflineMissingError(s.repoId, revision, missing);
   const files = wanted.filter((f) => presentSet.has(f));
-  for (const [index, file] of files.entries()) {
-    const size = (await stat(s.cache.snapshotPath(commit, file))).size;
-    progress({ file, loaded: size, total: size, status: 'cached', index, count: files.length });
-  }
+  const sizes = await Promise.all(files.map(async (f) => (await stat(s.cache.snapshotPath(commit, f))).size));
+  for (const [i, file] of files.entries()) s.emit('initiate', file, 0, sizes[i]!);
+  for (const [i, file] of files.entries()) s.emit('done', file, sizes[i]!, sizes[i]!, true);
   return s.cache.snapshotDir(commit);
 }
 
 /**
  * Downloads the files of a repo revision (those passing the filters) into the cache and returns the
- * snapshot folder `$HF_HUB_CACHE/models--org--name/snapshots/<commit>`.
+ * snapshot folder `$HF_HUB_CACHE/models--org--name/snapshots/<commit>` (`datasets--…` for datasets).
+ * Progress: every file is announced ('initiate') once the list is known, then reports its bytes and
+ * its 'done'.
  */
 export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {}): Promise<string> {
-  const s = await session(repoId, opts);
-  const revision = opts.revision ?? 'main';
-  const userProgress = opts.onProgress ?? (() => {});
-  for (const r of opts.required ?? []) validateRepoPath(r, repoId);
-  if (s.cfg.offline) return localSnapshot(s, revision, opts, userProgress);
+  return cancellable(opts.signal, `download of ${repoId}`, async () => {
+    const s = await session(repoId, opts, opts.onProgress);
+    const revision = opts.revision ?? 'main';
+    for (const r of opts.required ?? []) validateRepoPath(r, repoId);
+    if (s.cfg.offline) return localSnapshot(s, revision, opts);
 
-  const keep = fileFilter(opts);
-  if (!opts.refresh) {
-    // A complete snapshot of a known file list needs no request at all.
-    const commit = await s.cache.resolveRevision(revision);
-    const manifest = commit && (await s.cache.readManifest(commit));
-    if (commit && manifest && (opts.required ?? []).every((r) => manifest.includes(r))) {
-      const wanted = manifest.filter(keep);
-      const present = new Set(await s.cache.listSnapshot(commit));
-      if (wanted.every((f) => present.has(f))) {
-        await mkdir(s.cache.snapshotDir(commit), { recursive: true });
-        return localSnapshot(s, revision, opts, userProgress);
-      }
-    }
-  }
-
-  let info: { commit: string; files: string[] };
-  try {
-    info = await repoInfo(s, revision);
-  } catch (e) {
-    if (e instanceof HubConnectionError) {
-      try {
-        return await localSnapshot(s, revision, opts, userProgress);
-      } catch {
-        /* fall through to the connection error */
-      }
-    }
-    throw e;
-  }
-  const { commit, files } = info;
-  for (const r of opts.required ?? []) if (!files.includes(r)) throw new EntryNotFoundError(repoId, revision, r);
-  await s.cache.writeManifest(commit, files);
-  await s.cache.writeRef(revision, commit);
-  const wanted = files.filter(keep);
-  await mkdir(s.cache.snapshotDir(commit), { recursive: true });
-
-  const count = wanted.length;
-  let next = 0;
-  let failure: unknown;
-  const worker = async () => {
-    while (failure === undefined && next < count) {
-      const index = next++;
-      const file = wanted[index]!;
-      const progress: ProgressCallback = (e) => userProgress({ ...e, index, count });
-      try {
-        const dst = s.cache.snapshotPath(commit, file);
-        if (await exists(dst)) {
-          const size = (await stat(dst)).size;
-          progress({ file, loaded: size, total: size, status: 'cached' });
-          continue;
+    const keep = fileFilter(opts);
+    if (!opts.refresh) {
+      // A complete snapshot of a known file list needs no request at all.
+      const commit = await s.cache.resolveRevision(revision);
+      const manifest = commit && (await s.cache.readManifest(commit));
+      if (commit && manifest && (opts.required ?? []).every((r) => manifest.includes(r))) {
+        const wanted = manifest.filter(keep);
+        const present = new Set(await s.cache.listSnapshot(commit));
+        if (wanted.every((f) => present.has(f))) {
+          await mkdir(s.cache.snapshotDir(commit), { recursive: true });
+          return localSnapshot(s, revision, opts);
         }
-        const meta = await fileMetadata(s, commit, file);
-        await fetchFile(s, revision, file, meta, commit, progress);
-      } catch (e) {
-        failure ??= e;
       }
     }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.maxWorkers ?? 4, count)) }, worker));
-  if (failure !== undefined) throw failure;
-  return s.cache.snapshotDir(commit);
+
+    let info: { commit: string; files: string[] };
+    try {
+      info = await fetchRepoInfo(s, revision);
+    } catch (e) {
+      if (e instanceof HubConnectionError) {
+        try {
+          return await localSnapshot(s, revision, opts);
+        } catch {
+          /* fall through to the connection error */
+        }
+      }
+      throw e;
+    }
+    const { commit, files } = info;
+    for (const r of opts.required ?? []) if (!files.includes(r)) throw new EntryNotFoundError(repoId, revision, r);
+    const wanted = files.filter(keep);
+    await mkdir(s.cache.snapshotDir(commit), { recursive: true });
+    for (const file of wanted) s.emit('initiate', file, 0, null);
+
+    let next = 0;
+    let failure: unknown;
+    const worker = async () => {
+      while (failure === undefined && next < wanted.length) {
+        const file = wanted[next++]!;
+        try {
+          throwIfAborted(s.signal, `download of ${repoId}`);
+          const dst = s.cache.snapshotPath(commit, file);
+          if (await exists(dst)) {
+            const size = (await stat(dst)).size;
+            s.emit('done', file, size, size, true);
+            continue;
+          }
+          const meta = await fileMetadata(s, commit, file);
+          await fetchFile(s, revision, file, meta, commit);
+        } catch (e) {
+          failure ??= e;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.maxWorkers ?? 4, wanted.length)) }, worker));
+    if (failure !== undefined) throw failure;
+    return s.cache.snapshotDir(commit);
+  });
 }
 
 /**
@@ -462,13 +597,13 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
  * `org/name@revision`) and downloaded with `snapshotDownload`.
  */
 export async function resolveRepo(idOrDir: string, opts: SnapshotOptions = {}): Promise<string> {
+  throwIfAborted(opts.signal, `download of ${idOrDir}`);
   const st = await stat(idOrDir).catch(() => undefined);
   if (st?.isDirectory()) return idOrDir;
   if (st) throw new HubInputError(`${idOrDir} is a file, expected a model folder or a Hugging Face repo id`);
   if (/^(\.{1,2}|~)?[\\/]/.test(idOrDir) || idOrDir.startsWith('.') || /^[A-Za-z]:[\\/]/.test(idOrDir)) {
     throw new HubInputError(`folder ${idOrDir} not found`);
   }
-  const at = idOrDir.lastIndexOf('@');
-  const [repoId, revision] = at > 0 ? [idOrDir.slice(0, at), idOrDir.slice(at + 1)] : [idOrDir, opts.revision];
+  const { repoId, revision } = parseRepoSpec(idOrDir, opts.revision);
   return snapshotDownload(repoId, { ...opts, revision });
 }

@@ -1,10 +1,11 @@
 /**
  * Minimal HTTP(S) client on node:http / node:https: manual redirects (so the hub's metadata headers
  * are read from the first response, and the Authorization header never follows a redirect to
- * another origin), streaming bodies, and an idle timeout.
+ * another origin), streaming bodies, an idle timeout, and an AbortSignal that closes the socket.
  */
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import https from 'node:https';
+import { HubHttpError, HubInputError } from './errors.js';
 
 export interface HttpResponse {
   status: number;
@@ -37,11 +38,17 @@ export function toNetworkError(e: unknown): NetworkError | undefined {
   return undefined;
 }
 
-export function request(method: string, url: URL, headers: Record<string, string>, timeoutMs: number): Promise<HttpResponse> {
+/**
+ * One request. `signal`: aborting destroys the request — before the response or while its body is
+ * being read — and closes the socket.
+ */
+export function request(method: string, url: URL, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal | undefined): Promise<HttpResponse> {
   const mod = url.protocol === 'https:' ? https : url.protocol === 'http:' ? http : undefined;
-  if (!mod) return Promise.reject(new Error(`unsupported URL ${url.href}`));
+  if (!mod) return Promise.reject(new HubInputError(`unsupported URL ${url.href} (HF_ENDPOINT and redirects must be http: or https:)`));
   return new Promise((resolve, reject) => {
-    const req = mod.request(url, { method, headers: { 'user-agent': USER_AGENT, ...headers } }, (res) => {
+    const options: http.RequestOptions = { method, headers: { 'user-agent': USER_AGENT, ...headers } };
+    if (signal) options.signal = signal;
+    const req = mod.request(url, options, (res) => {
       // After the headers arrive the idle timeout keeps guarding the body (the socket stays the same).
       resolve({ status: res.statusCode ?? 0, headers: res.headers, url, body: res });
     });
@@ -66,7 +73,7 @@ export async function readText(res: HttpResponse, limit = 1 << 20): Promise<stri
     n += c.length;
     if (n > limit) {
       res.body.destroy();
-      throw new Error(`response from ${res.url.host} is larger than ${limit} bytes`);
+      throw new HubHttpError(res.status, res.url.href, `response is larger than ${limit} bytes`);
     }
     chunks.push(c);
   }
@@ -82,7 +89,7 @@ export async function requestFollow(
   method: string,
   url: URL,
   headers: Record<string, string>,
-  opts: { authorization?: string | undefined; timeoutMs: number; max?: number | undefined; stop?: ((res: HttpResponse) => boolean) | undefined},
+  opts: { authorization?: string | undefined; timeoutMs: number; max?: number | undefined; stop?: ((res: HttpResponse) => boolean) | undefined; signal?: AbortSignal | undefined },
 ): Promise<HttpResponse> {
   const authOrigin = url.origin;
   let sendAuth = opts.authorization !== undefined;
@@ -90,10 +97,10 @@ export async function requestFollow(
     if (url.origin !== authOrigin) sendAuth = false;
     const h = { ...headers };
     if (sendAuth) h['authorization'] = opts.authorization!;
-    const res = await request(method, url, h, opts.timeoutMs);
+    const res = await request(method, url, h, opts.timeoutMs, opts.signal);
     if (!isRedirect(res.status) || !res.headers.location || opts.stop?.(res)) return res;
     discard(res);
-    if (hop >= (opts.max ?? 10)) throw new Error(`too many redirects from ${url.href}`);
+    if (hop >= (opts.max ?? 10)) throw new HubHttpError(res.status, url.href, 'too many redirects');
     url = new URL(res.headers.location, url);
   }
 }

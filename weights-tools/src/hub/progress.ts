@@ -1,22 +1,16 @@
 /**
- * Progress events of hub downloads, and a small stderr renderer for CLIs: a redrawn bar when the
- * stream is a terminal, one line per downloaded file otherwise, nothing when quiet.
+ * Download progress as `DownloadProgressEvent`s (the event shape of @fewstep/models' progress stream),
+ * and a small stderr renderer for CLIs: a redrawn bar when the stream is a terminal, one line per
+ * downloaded file otherwise, nothing when quiet.
+ *
+ * Per file: 'initiate' (the file is part of the download; a snapshot announces all its files before
+ * the first transfer), 'progress' while bytes arrive (`loaded` counts resumed bytes too), 'done' once
+ * it is in the snapshot folder — with `cached: true` when it was already in the cache (no transfer).
  */
-export interface ProgressEvent {
-  /** Repo path of the file. */
-  file: string;
-  /** Bytes on disk so far (resumed bytes included). */
-  loaded: number;
-  /** Expected size in bytes (-1 when the server did not say). */
-  total: number;
-  /** 'cached': already in the cache, nothing fetched; 'downloading': bytes arriving; 'done': the file is in place. */
-  status: 'cached' | 'downloading' | 'done';
-  /** 0-based index of the file among `count` files of a snapshot download. */
-  index?: number | undefined;
-  count?: number | undefined;
-}
+import type { DownloadProgressEvent } from '@fewstep/models';
 
-export type ProgressCallback = (e: ProgressEvent) => void;
+export type { DownloadProgressEvent };
+export type DownloadProgressCallback = (e: DownloadProgressEvent) => void;
 
 export function formatBytes(n: number): string {
   if (n < 0) return '?';
@@ -31,29 +25,40 @@ export function formatBytes(n: number): string {
 }
 
 export interface ProgressPrinter {
-  onProgress: ProgressCallback;
+  onProgress: DownloadProgressCallback;
   /** Clears the bar (call once at the end, also on errors). */
   finish(): void;
 }
 
+interface Active {
+  loaded: number;
+  total: number | null;
+  start: number;
+  startBytes: number;
+}
+
 /**
- * `isTTY`: redraw one status line (`\r`), throttled to ~10/s, and print a line per finished file;
- * otherwise print one line per downloaded file (cached files stay silent). `quiet`: print nothing.
+ * `isTTY`: redraw one status line (`\r`), throttled to ~10/s, with a `[k/n]` counter over the files
+ * announced so far, and print a line per downloaded file; otherwise print one line per downloaded file
+ * (cached files stay silent). `quiet`: print nothing.
  */
-export function createProgressPrinter(write: (s: string) => void, opts: { isTTY: boolean; quiet?: boolean | undefined; width?: number | undefined; now?: (() => number) | undefined}): ProgressPrinter {
+export function createProgressPrinter(write: (s: string) => void, opts: { isTTY: boolean; quiet?: boolean | undefined; width?: number | undefined; now?: (() => number) | undefined }): ProgressPrinter {
   if (opts.quiet) return { onProgress: () => {}, finish: () => {} };
   const now = opts.now ?? (() => Date.now());
+  const downloaded = (e: DownloadProgressEvent) => `downloaded ${e.file} (${formatBytes(e.loaded)})\n`;
   if (!opts.isTTY) {
     return {
       onProgress(e) {
-        if (e.status === 'done') write(`downloaded ${e.file} (${formatBytes(e.loaded)})\n`);
+        if (e.status === 'done' && !e.cached) write(downloaded(e));
       },
       finish() {},
     };
   }
-  const active = new Map<string, { loaded: number; total: number; start: number; startBytes: number }>();
+  // Keyed by repo and file: a model and its LoRA may both have a config.json.
+  const key = (e: DownloadProgressEvent) => `${e.repo}\0${e.file}`;
+  const active = new Map<string, Active & { file: string }>();
+  const announced = new Set<string>();
   let done = 0;
-  let count = 0;
   let lastDraw = 0;
   let drawn = false;
   const width = opts.width ?? 24;
@@ -64,36 +69,41 @@ export function createProgressPrinter(write: (s: string) => void, opts: { isTTY:
   const draw = () => {
     lastDraw = now();
     // Show the biggest file in flight; the others are summarised by the file counter.
-    let cur: [string, { loaded: number; total: number; start: number; startBytes: number }] | undefined;
-    for (const a of active) if (!cur || a[1].total > cur[1].total) cur = a;
+    let cur: (Active & { file: string }) | undefined;
+    for (const a of active.values()) if (!cur || (a.total ?? -1) > (cur.total ?? -1)) cur = a;
     if (!cur) return clear();
-    const [file, s] = cur;
-    const frac = s.total > 0 ? Math.min(1, s.loaded / s.total) : 0;
+    const total = cur.total ?? -1;
+    const frac = total > 0 ? Math.min(1, cur.loaded / total) : 0;
     const fill = Math.round(frac * width);
-    const secs = (now() - s.start) / 1000;
-    const rate = secs > 0.5 ? ` ${formatBytes(Math.round((s.loaded - s.startBytes) / secs))}/s` : '';
-    const counter = count ? `[${done + 1}/${count}] ` : '';
+    const secs = (now() - cur.start) / 1000;
+    const rate = secs > 0.5 ? ` ${formatBytes(Math.round((cur.loaded - cur.startBytes) / secs))}/s` : '';
+    const counter = announced.size > 1 ? `[${Math.min(done + 1, announced.size)}/${announced.size}] ` : '';
     write(
-      `\r\x1b[K${counter}${file} ${'█'.repeat(fill)}${'░'.repeat(width - fill)} ${formatBytes(s.loaded)}/${formatBytes(s.total)} ${s.total > 0 ? Math.floor(frac * 100) : 0}%${rate}`,
+      `\r\x1b[K${counter}${cur.file} ${'█'.repeat(fill)}${'░'.repeat(width - fill)} ${formatBytes(cur.loaded)}/${formatBytes(total)} ${total > 0 ? Math.floor(frac * 100) : 0}%${rate}`,
     );
     drawn = true;
   };
   return {
     onProgress(e) {
-      if (e.count !== undefined) count = e.count;
-      if (e.status === 'downloading') {
-        if (!active.has(e.file)) active.set(e.file, { loaded: e.loaded, total: e.total, start: now(), startBytes: e.loaded });
-        const s = active.get(e.file)!;
+      const k = key(e);
+      if (e.status === 'initiate') {
+        announced.add(k);
+        return;
+      }
+      announced.add(k);
+      if (e.status === 'progress') {
+        let s = active.get(k);
+        if (!s) active.set(k, (s = { file: e.file, loaded: e.loaded, total: e.total, start: now(), startBytes: e.loaded }));
         s.loaded = e.loaded;
         s.total = e.total;
         if (now() - lastDraw >= 100) draw();
         return;
       }
       done++;
-      active.delete(e.file);
-      if (e.status === 'done') {
+      active.delete(k);
+      if (!e.cached) {
         clear();
-        write(`downloaded ${e.file} (${formatBytes(e.loaded)})\n`);
+        write(downloaded(e));
       }
       draw();
     },

@@ -10,10 +10,11 @@ import {
   invertControlImage,
   loadLora,
   loraTransform,
+  selectWeightFiles,
   type LoraAdapter,
   type ProgressEvent,
 } from '@fewstep/models';
-import { createProgressPrinter, parseRepoSpec, snapshotDownload, type ProgressCallback } from '@fewstep/weights-tools';
+import { createProgressPrinter, listRepoFiles, parseRepoSpec, snapshotDownload, type DownloadProgressCallback } from '@fewstep/weights-tools';
 import { UsageError, type FlagSpec } from '../args.js';
 import type { CliIO, Command } from '../command.js';
 import { resolveModel, type ResolvedModel, type VaeChoice, type WeightDType } from '@fewstep/weights-tools';
@@ -332,39 +333,16 @@ export async function checkControlNetSource(source: string): Promise<void> {
 }
 
 /**
- * --controlnet → a local folder: a folder as is; a hub repo (org/name[@revision]) → its config.json and one set of
- * diffusion_pytorch_model weights (safetensors if the repo has them, else the .bin that e.g.
+ * --controlnet → a local folder: a folder as is; a hub repo (org/name[@revision]) → its config.json and the
+ * weights the loader reads (selectWeightFiles: safetensors if the repo has them, else the .bin that e.g.
  * IDKiro/sdxs-512-dreamshaper-sketch ships; the fp16 variant first with --dtype f16), downloaded into the HF cache.
  */
-async function resolveControlNetSource(source: string, dtype: WeightDType, onProgress: ProgressCallback): Promise<string> {
+async function resolveControlNetSource(source: string, dtype: WeightDType, onProgress: DownloadProgressCallback): Promise<string> {
   if ((await stat(source).catch(() => undefined))?.isDirectory()) return source;
   const { repoId, revision } = parseRepoSpec(source);
-  const files: string[] = [];
-  await snapshotDownload(repoId, {
-    revision,
-    filter: (p) => {
-      files.push(p);
-      return false;
-    },
-  });
-  const top = [...new Set(files)].filter((p) => !p.includes('/'));
+  const top = (await listRepoFiles(repoId, { revision })).filter((p) => !p.includes('/'));
   if (!top.includes('config.json')) throw new Error(`--controlnet ${source}: the repo has no top-level config.json (not a diffusers ControlNetModel)`);
-  let weights: string[] | undefined;
-  for (const ext of ['safetensors', 'bin']) {
-    const re = new RegExp(`^diffusion_pytorch_model(?:\\.([A-Za-z0-9_]+))?(?:-\\d+-of-\\d+)?\\.${ext}$`);
-    const byVariant = new Map<string, string[]>();
-    for (const p of top) {
-      const m = re.exec(p);
-      if (m) byVariant.set(m[1] ?? '', [...(byVariant.get(m[1] ?? '') ?? []), p]);
-    }
-    const v = (dtype === 'f16' ? ['fp16', ''] : ['', 'fp16']).find((k) => byVariant.has(k));
-    if (v !== undefined) {
-      weights = byVariant.get(v)!;
-      break;
-    }
-  }
-  if (!weights) throw new Error(`--controlnet ${source}: the repo has no diffusion_pytorch_model weights (.safetensors or .bin)`);
-  const want = ['config.json', ...weights];
+  const want = ['config.json', ...selectWeightFiles(top, { dtype, where: `--controlnet ${source}: the repo` }).files];
   return snapshotDownload(repoId, { revision, filter: (p) => want.includes(p), required: want, onProgress });
 }
 

@@ -12,7 +12,7 @@
  *  - the variant: `variant` first when given, then fp16 for `dtype: 'f16'` and the plain files for f32
  *    (the default), each falling back to the other; a folder with a single other variant uses it.
  */
-import { FewstepError } from '@fewstep/tensor';
+import { ModelFolderError } from '../errors.js';
 
 export interface WeightFileOptions {
   /** Weight variant asked for (e.g. 'fp16', 'bf16'); tried before the dtype's order. */
@@ -54,7 +54,7 @@ function byVariant(names: readonly string[], re: RegExp): Map<string, string[]> 
 
 /**
  * The weight files of one component folder, from its file names (base names; anything with a '/' is
- * ignored). Throws a FewstepError ('not_a_model') naming the folder when there are none it can load.
+ * ignored). Throws a ModelFolderError (code 'not_a_model') naming the folder when there are none it can load.
  */
 export function selectWeightFiles(names: readonly string[], opts: WeightFileOptions = {}): WeightFileSelection {
   const where = opts.where ?? 'the folder';
@@ -66,10 +66,10 @@ export function selectWeightFiles(names: readonly string[], opts: WeightFileOpti
     // No standard names: diffusers loads every .safetensors of the folder; pickles need their names.
     if (hasSafetensors) return { files: here.filter((n) => n.endsWith('.safetensors')).sort(), variant: '', format };
     const other = here.filter((n) => OTHER_PICKLE.test(n)).sort();
-    throw new FewstepError(
-      'not_a_model',
+    throw new ModelFolderError(
       `${where} has no weights (*.safetensors, diffusion_pytorch_model.bin or pytorch_model.bin)` +
         (other.length ? `; found ${other.join(', ')}, which are not the names diffusers/transformers load (\`fewstep convert\` turns one into safetensors)` : ''),
+      opts.where,
     );
   }
   const order = [...new Set([...(opts.variant ? [opts.variant] : []), ...(opts.dtype === 'f16' ? ['fp16', ''] : ['', 'fp16'])])];
@@ -77,7 +77,7 @@ export function selectWeightFiles(names: readonly string[], opts: WeightFileOpti
   if (variant === undefined) {
     if (groups.size > 1) {
       const asked = order.map((v) => v || 'plain').join(' or ');
-      throw new FewstepError('not_a_model', `${where} has several weight variants (${[...groups.keys()].map((v) => v || 'plain').join(', ')}) and no ${asked} one`);
+      throw new ModelFolderError(`${where} has several weight variants (${[...groups.keys()].map((v) => v || 'plain').join(', ')}) and no ${asked} one`, opts.where);
     }
     variant = [...groups.keys()][0]!;
   }
