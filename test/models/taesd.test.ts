@@ -2,7 +2,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { Tensor } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
-import { AutoencoderTiny, autoencoderTinyConfig } from '@fewstep/models';
+import { AutoencoderTiny, TorchGenerator, autoencoderTinyConfig, type Vae } from '@fewstep/models';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { expectClose, type Tol } from '../helpers/compare';
 import { componentDir, openGolden } from './golden';
@@ -25,7 +25,7 @@ describe('taesd', () => {
       const model = await AutoencoderTiny.fromFolder(nodeFiles, dir, d, { dtype });
       cleanup();
       try {
-        expect(model.scaleFactor).toBe(8);
+        expect(model.spatialScaleFactor).toBe(8);
         const report: string[] = [];
         for (const [key, spec] of Object.entries(g.caseJson.outputs)) {
           if (dtype === 'f16' && key === 'out.decoded_24x32') continue;
@@ -60,5 +60,29 @@ describe('taesd', () => {
     expect(() => model.decode(x)).toThrow('AutoencoderTiny.decode: z must be [batch, 4, height, width], got [1, 3, 8, 8]');
     x.dispose();
     model.dispose();
+  });
+
+  it('as a Vae: encodeLatents is the encoder output as f32 and draws nothing from the generator', async () => {
+    const d = await gpuDevice();
+    const g = await openGolden('taesd');
+    const [dir, cleanup] = componentDir('taesd', 'diffusion_pytorch_model.safetensors');
+    const vae: Vae = await AutoencoderTiny.fromFolder(nodeFiles, dir, d, { dtype: 'f16' });
+    cleanup();
+    try {
+      expect([vae.className, vae.scalingFactor, vae.spatialScaleFactor, vae.latentChannels, vae.dtype]).toEqual(['AutoencoderTiny', 1, 8, 4, 'f16']);
+      const key = Object.keys(g.caseJson.outputs).find((k) => k.startsWith('out.encoded_'))!;
+      const inKey = key.replace('out.encoded_', 'in.image_');
+      const x = Tensor.from(d, (await g.io.read(inKey, 'f32')) as Float32Array, g.io.info(inKey).shape, 'f32');
+      const gen = new TorchGenerator(1);
+      const z = await vae.encodeLatents(x, gen);
+      expect(z.dtype).toBe('f32');
+      expectClose(await z.readF32(), (await g.io.read(key, 'f32')) as Float32Array, F16_TOL, `taesd encodeLatents ${key}`);
+      expect(gen.randn([2])).toEqual(new TorchGenerator(1).randn([2]));
+      x.dispose();
+      z.dispose();
+    } finally {
+      vae.dispose();
+      await g.io.close();
+    }
   });
 });

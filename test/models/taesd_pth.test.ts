@@ -85,7 +85,7 @@ describe('TAESD from the original .pth files', () => {
   it('fromOriginalFiles with explicit paths (and a config.json beside the .pth files) loads the same weights; half a pair is a clear error', async () => {
     const d = await gpuDevice();
     const model = await AutoencoderTiny.fromOriginalFiles(nodeFiles, [join(G, 'taesd_decoder.pth'), join(G, 'taesd_encoder.pth')], d);
-    expect(model.scaleFactor).toBe(8);
+    expect(model.spatialScaleFactor).toBe(8);
     model.dispose();
     const [dir, cleanup] = folderWith(['taesd_encoder.pth', 'taesd_decoder.pth']);
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ _class_name: 'AutoencoderTiny', latent_channels: 4 }));

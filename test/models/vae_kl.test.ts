@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { MemoryFile, SafetensorsFile, Tensor, encodeSafetensors, type FileSource } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
-import { AutoencoderKL, SD_VAE, SafetensorsSource, type AutoencoderKLConfig } from '@fewstep/models';
+import { AutoencoderKL, SD_VAE, SafetensorsSource, TorchGenerator, type AutoencoderKLConfig } from '@fewstep/models';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { expectClose } from '../helpers/compare';
 import { componentDir, goldenRoot, openGolden } from './golden';
@@ -42,7 +42,9 @@ describe('AutoencoderKL goldens', () => {
     cleanup();
     const report: string[] = [];
     try {
-      expect(model.config.scalingFactor).toBe(0.18215);
+      expect(model.scalingFactor).toBe(0.18215);
+      expect(model.spatialScaleFactor).toBe(8);
+      expect(model.latentChannels).toBe(4);
       const load = async (k: string) => Tensor.from(d, (await g.io.read(k, 'f32')) as Float32Array, g.io.info(k).shape, 'f32');
       const check = async (y: Tensor, key: string) => {
         const spec = g.caseJson.outputs[key]!;
@@ -62,6 +64,16 @@ describe('AutoencoderKL goldens', () => {
       const { mean, std } = await model.encode(x);
       await check(mean, 'out.encoded_mean_64x64');
       await check(std, 'out.encoded_std_64x64');
+      // Vae.encodeLatents = latent_dist.sample(generator): mean + std·randn, one draw of the latents' shape.
+      const gen = new TorchGenerator(7), ref = new TorchGenerator(7);
+      const z = await model.encodeLatents(x, gen);
+      expect(z.dtype).toBe('f32');
+      const [m, sd] = [(await g.io.read('out.encoded_mean_64x64', 'f32')) as Float32Array, (await g.io.read('out.encoded_std_64x64', 'f32')) as Float32Array];
+      const eps = ref.randn(z.shape);
+      const want = m.map((v, i) => Math.fround(v + Math.fround(sd[i]! * eps[i]!)));
+      expectClose(await z.readF32(), want, g.caseJson.outputs['out.encoded_mean_64x64']!.suggested, 'vae_kl encodeLatents');
+      expect(gen.randn([3])).toEqual(ref.randn([3]));
+      z.dispose();
       x.dispose();
     } finally {
       model.dispose();

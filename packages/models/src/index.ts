@@ -24,6 +24,7 @@ export * from './unets/unet_2d_condition.js';
 export * from './controlnets/controlnet.js';
 export * from './autoencoders/vae.js';
 export * from './autoencoders/autoencoder_kl.js';
+export * from './autoencoders/autoencoder.js';
 export * from './modeling/known_configs.js';
 export * from './loaders/lora.js';
 export * from './autoencoders/taesd_original_keys.js';

@@ -4,13 +4,14 @@
  * Encoder → quant_conv and returns the diagonal Gaussian's mean and std (logvar clamped to
  * [-30, 20]). Dividing latents by `scaling_factor` is the pipeline's job.
  */
-import { Tensor, type Device, type FileSource } from '@fewstep/tensor';
+import { InvalidArgumentError, ShapeError, Tensor, type Device, type FileSource } from '@fewstep/tensor';
 import { cast, slice } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
 import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
 import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
 import { loadFromFolder, loadFromSource, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 import { Decoder, Encoder, type VaeCoderConfig } from './vae.js';
+import type { NoiseGenerator, Vae } from './autoencoder.js';
 
 /** config.json of an AutoencoderKL; keys verbatim, diffusers defaults. */
 export interface AutoencoderKLConfig {
@@ -87,7 +88,9 @@ export interface LatentDistribution {
   std: Tensor;
 }
 
-export class AutoencoderKL {
+export class AutoencoderKL implements Vae {
+  readonly className = 'AutoencoderKL';
+
   private constructor(
     readonly config: ResolvedAutoencoderKLConfig,
     readonly encoder: Encoder | null,
@@ -149,6 +152,7 @@ export class AutoencoderKL {
 
   /** z [B, latent_channels, h, w] (already divided by scaling_factor) → image [B, out, 8h, 8w] in [-1, 1], unclamped. */
   decode(z: Tensor): Tensor {
+    this.check('decode', 'z', z, this.config.latentChannels);
     return z.device.scope(() => this.decoder.forward(this.post_quant_conv.forward(this.toModelDType(z))));
   }
 
@@ -158,6 +162,7 @@ export class AutoencoderKL {
    */
   async encode(x: Tensor): Promise<LatentDistribution> {
     if (!this.encoder || !this.quant_conv) throw new Error('AutoencoderKL: this model was loaded decoder-only');
+    this.check('encode', 'sample', x, this.config.inChannels);
     const enc = this.encoder, quant = this.quant_conv;
     const L = this.config.latentChannels;
     const { mean, logvar } = x.device.scope(() => {
@@ -172,6 +177,47 @@ export class AutoencoderKL {
     } finally {
       logvar.dispose();
     }
+  }
+
+  /**
+   * `Vae.encodeLatents`: `latent_dist.sample(generator)` = mean + std · randn(generator) (one draw of the
+   * latents' shape), in float32 with torch's rounding (std · eps, then + mean), as f32 latents.
+   */
+  async encodeLatents(image: Tensor, generator: NoiseGenerator): Promise<Tensor> {
+    const dist = await this.encode(image);
+    try {
+      const [mean, std] = [await dist.mean.readF32(), await dist.std.readF32()];
+      const eps = generator.randn([...dist.mean.shape]);
+      if (eps.length !== mean.length) throw new InvalidArgumentError(`AutoencoderKL.encodeLatents: the generator gave ${eps.length} values for shape [${dist.mean.shape.join(', ')}]`, 'generator');
+      const f = Math.fround;
+      const z = new Float32Array(mean.length);
+      for (let i = 0; i < z.length; i++) z[i] = f(mean[i]! + f(std[i]! * eps[i]!));
+      return Tensor.from(image.device, z, dist.mean.shape, 'f32');
+    } finally {
+      dist.mean.dispose();
+      dist.std.dispose();
+    }
+  }
+
+  /** `config.scaling_factor` (0.18215 for SD's VAE). */
+  get scalingFactor(): number {
+    return this.config.scalingFactor;
+  }
+
+  /** Image pixels per latent pixel along each side: 2^(len(block_out_channels) − 1) = 8 for SD's VAE. */
+  get spatialScaleFactor(): number {
+    return 2 ** (this.config.blockOutChannels.length - 1);
+  }
+
+  get latentChannels(): number {
+    return this.config.latentChannels;
+  }
+
+  private check(method: string, name: string, x: Tensor, channels: number): void {
+    if (x.rank !== 4 || x.shape[1] !== channels) {
+      throw new ShapeError(`AutoencoderKL.${method}: ${name} must be [batch, ${channels}, height, width], got [${x.shape.join(', ')}]`, name);
+    }
+    if (x.dtype !== 'f32' && x.dtype !== 'f16') throw new ShapeError(`AutoencoderKL.${method}: ${name} must be f32 or f16, got ${x.dtype}`, name);
   }
 
   private toModelDType(x: Tensor): Tensor {

@@ -4,12 +4,14 @@
  * latents; `decode(z)` returns an image in [-1, 1] (not clamped). Neither applies `scaling_factor`
  * (1.0 for TAESD): like diffusers, the pipeline divides/multiplies by it.
  */
-import type { Device, DType, FileSource, Tensor } from '@fewstep/tensor';
+import { ShapeError, type Device, type FileSource, type Tensor } from '@fewstep/tensor';
+import { cast } from '@fewstep/kernels';
 import { findWeightFiles, loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 import { RenamedSource, SafetensorsSource, countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
 import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
 import { DecoderTiny, EncoderTiny } from './vae_tiny.js';
 import { detectTaesdPart, taesdKeyMap, type TaesdPart } from './taesd_original_keys.js';
+import type { NoiseGenerator, Vae } from './autoencoder.js';
 
 /** `config.json` of an AutoencoderTiny; missing keys take diffusers' defaults. */
 export interface AutoencoderTinyConfig {
@@ -56,13 +58,15 @@ export function autoencoderTinyConfig(raw: Record<string, unknown>, where = 'con
   return cfg as unknown as AutoencoderTinyConfig;
 }
 
-export class AutoencoderTiny {
+export class AutoencoderTiny implements Vae {
+  readonly className = 'AutoencoderTiny';
+
   private constructor(
     readonly config: AutoencoderTinyConfig,
     readonly encoder: EncoderTiny,
     readonly decoder: DecoderTiny,
     private readonly weights: readonly Tensor[],
-    readonly dtype: DType,
+    readonly dtype: 'f32' | 'f16',
   ) {}
 
   /** The one walk: builds every module from the scope (a loading scope's tensors are filled by `materialize`). */
@@ -187,28 +191,49 @@ export class AutoencoderTiny {
     return this.weights[0]!.device;
   }
 
-  /** Spatial downscale of the encoder (8 for TAESD). */
-  get scaleFactor(): number {
-    return 2 ** (this.config.encoder_block_out_channels.length - 1);
+  /** `config.scaling_factor` (1.0 for TAESD). */
+  get scalingFactor(): number {
+    return this.config.scaling_factor;
   }
 
-  /** image [N, in_channels, H, W] in [-1, 1] → latents [N, latent_channels, ⌈H/8⌉, ⌈W/8⌉]. */
+  /** Image pixels per latent pixel along each side: 2^(len(decoder_block_out_channels) − 1) = 8 for TAESD. */
+  get spatialScaleFactor(): number {
+    return 2 ** (this.config.decoder_block_out_channels.length - 1);
+  }
+
+  get latentChannels(): number {
+    return this.config.latent_channels;
+  }
+
+  /** image [N, in_channels, H, W] in [-1, 1] (any float dtype) → latents [N, latent_channels, ⌈H/8⌉, ⌈W/8⌉] in the model's dtype. */
   encode(x: Tensor): Tensor {
     this.check('encode', 'sample', x, this.config.in_channels);
-    return this.encoder.forward(x);
+    return x.device.scope(() => this.encoder.forward(this.toModelDType(x)));
   }
 
-  /** latents [N, latent_channels, h, w] → image [N, out_channels, 8h, 8w] in [-1, 1]. */
+  /** latents [N, latent_channels, h, w] (any float dtype) → image [N, out_channels, 8h, 8w] in [-1, 1] in the model's dtype. */
   decode(z: Tensor): Tensor {
     this.check('decode', 'z', z, this.config.latent_channels);
-    return this.decoder.forward(z);
+    return z.device.scope(() => this.decoder.forward(this.toModelDType(z)));
+  }
+
+  /** `Vae.encodeLatents`: the encoder's output as f32 (TAESD is deterministic: `generator` is not drawn from). */
+  async encodeLatents(image: Tensor, _generator: NoiseGenerator): Promise<Tensor> {
+    return image.device.scope(() => {
+      const z = this.encode(image);
+      return z.dtype === 'f32' ? z : cast(z, 'f32');
+    });
   }
 
   private check(method: string, name: string, x: Tensor, channels: number): void {
     if (x.rank !== 4 || x.shape[1] !== channels) {
-      throw new Error(`AutoencoderTiny.${method}: ${name} must be [batch, ${channels}, height, width], got [${x.shape.join(', ')}]`);
+      throw new ShapeError(`AutoencoderTiny.${method}: ${name} must be [batch, ${channels}, height, width], got [${x.shape.join(', ')}]`, name);
     }
-    if (x.dtype !== this.dtype) throw new Error(`AutoencoderTiny.${method}: ${name} is ${x.dtype} but the model is ${this.dtype}`);
+    if (x.dtype !== 'f32' && x.dtype !== 'f16') throw new ShapeError(`AutoencoderTiny.${method}: ${name} must be f32 or f16, got ${x.dtype}`, name);
+  }
+
+  private toModelDType(x: Tensor): Tensor {
+    return x.dtype === this.dtype ? x : cast(x, this.dtype);
   }
 
   dispose(): void {

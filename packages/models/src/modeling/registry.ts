@@ -7,6 +7,7 @@ import { readConfig } from './component.js';
 import { CLIPTextModel } from '../clip/modeling_clip.js';
 import { AutoencoderTiny, findOriginalTaesdFiles } from '../autoencoders/autoencoder_tiny.js';
 import { AutoencoderKL } from '../autoencoders/autoencoder_kl.js';
+import type { Vae } from '../autoencoders/autoencoder.js';
 import { UNet2DConditionModel } from '../unets/unet_2d_condition.js';
 import { ControlNetModel } from '../controlnets/controlnet.js';
 
@@ -47,6 +48,17 @@ export async function componentInfo(io: FileSource, dir: string): Promise<Compon
     throw new Error(`${io.join(dir, 'config.json')}: no "_class_name" (diffusers) or "architectures" (transformers) entry, so the model class is unknown`);
   }
   return { className: cls, config };
+}
+
+/**
+ * Loads the VAE in `dir` (an AutoencoderTiny — also a folder of madebyollin's `taesd_*.pth` — or an
+ * AutoencoderKL, as its config.json names) behind the one `Vae` interface.
+ */
+export async function loadVae(io: FileSource, dir: string, device: Device, opts: LoadComponentOptions = {}): Promise<Vae> {
+  const { className } = await componentInfo(io, dir);
+  if (className === 'AutoencoderTiny') return AutoencoderTiny.fromFolder(io, dir, device, opts);
+  if (className === 'AutoencoderKL') return AutoencoderKL.fromFolder(io, dir, device, opts);
+  throw new Error(`${dir}: VAE class "${className}" is not supported (AutoencoderTiny, AutoencoderKL)`);
 }
 
 /** Loads the component in `dir` as the class its config.json names; unknown classes are one clear error. */

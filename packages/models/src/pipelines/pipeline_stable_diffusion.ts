@@ -106,7 +106,7 @@ export class StableDiffusionPipeline {
     private readonly onProgress: ProgressCallback | undefined,
     controlnet?: ControlNetModel,
   ) {
-    this.vaeScaleFactor = vae instanceof AutoencoderTiny ? vae.scaleFactor : 2 ** (vae.config.blockOutChannels.length - 1);
+    this.vaeScaleFactor = vae.spatialScaleFactor;
     // Throws here, at construction, for a scheduler config/override that cannot be built.
     this.info = modelInfoFromConfigs({
       unet: unetConfig ?? { mid_block_type: unet.config.midBlockType, in_channels: unet.config.inChannels },
@@ -171,7 +171,7 @@ export class StableDiffusionPipeline {
 
   /** The VAE's scaling_factor (AutoencoderTiny 1.0; SD AutoencoderKL 0.18215). */
   get scalingFactor(): number {
-    return this.vae instanceof AutoencoderTiny ? this.vae.config.scaling_factor : this.vae.config.scalingFactor;
+    return this.vae.scalingFactor;
   }
 
   /** Checks a request against this model and applies its defaults, without running anything. */
