@@ -65,8 +65,8 @@ export class UnsupportedError extends FewstepError {
 
 /** An unreadable, corrupt or refused file; the message starts with the file's name. */
 export class FileFormatError extends FewstepError {
-  constructor(readonly file: string, problem: string, code: 'file_format' | 'unsafe_pickle' = 'file_format') {
-    super(code, `${file}: ${problem}`);
+  constructor(readonly file: string, problem: string, code: 'file_format' | 'unsafe_pickle' = 'file_format', options?: { cause?: unknown }) {
+    super(code, `${file}: ${problem}`, options);
   }
 }
 
@@ -79,8 +79,8 @@ export class ResourceLimitError extends FewstepError {
 
 /** WebGPU problems: no adapter, a missing feature, a lost device, a validation or out-of-memory error. */
 export class DeviceError extends FewstepError {
-  constructor(code: 'no_adapter' | 'feature_missing' | 'device_lost' | 'gpu_error', message: string) {
-    super(code, message);
+  constructor(code: 'no_adapter' | 'feature_missing' | 'device_lost' | 'gpu_error', message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
   }
 }
 

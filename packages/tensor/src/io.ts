@@ -3,6 +3,8 @@
  * a `FileSource`. Node's implementation lives in `node.ts` (subpath `@fewstep/tensor/node`);
  * a browser can back it with `fetch` + Range requests or a `Blob`.
  */
+import { FileFormatError } from './errors.js';
+
 export interface RandomAccessFile {
   /** Human-readable name used in error messages (a path or URL). */
   readonly name: string;
@@ -31,7 +33,7 @@ export class MemoryFile implements RandomAccessFile {
   }
   async read(offset: number, length: number): Promise<Uint8Array> {
     if (offset < 0 || offset + length > this.bytes.byteLength) {
-      throw new Error(`${this.name}: read of ${length} bytes at ${offset} is past the end (${this.bytes.byteLength} bytes)`);
+      throw new FileFormatError(this.name, `read of ${length} bytes at ${offset} is past the end (${this.bytes.byteLength} bytes)`);
     }
     return this.bytes.subarray(offset, offset + length);
   }

@@ -5,16 +5,17 @@
 import { open, readFile, stat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FileSource, RandomAccessFile } from './io.js';
+import { FileFormatError } from './errors.js';
 
 class NodeFile implements RandomAccessFile {
   constructor(readonly name: string, readonly size: number, private fh: import('node:fs/promises').FileHandle) {}
   async read(offset: number, length: number): Promise<Uint8Array> {
-    if (offset + length > this.size) throw new Error(`${this.name}: read of ${length} bytes at ${offset} is past the end (${this.size} bytes)`);
+    if (offset + length > this.size) throw new FileFormatError(this.name, `read of ${length} bytes at ${offset} is past the end (${this.size} bytes)`);
     const buf = new Uint8Array(length);
     let done = 0;
     while (done < length) {
       const { bytesRead } = await this.fh.read(buf, done, length - done, offset + done);
-      if (bytesRead === 0) throw new Error(`${this.name}: unexpected end of file at ${offset + done}`);
+      if (bytesRead === 0) throw new FileFormatError(this.name, `unexpected end of file at ${offset + done}`);
       done += bytesRead;
     }
     return buf;
@@ -31,12 +32,12 @@ export const nodeFiles: FileSource = {
     try {
       fh = await open(path, 'r');
     } catch (e) {
-      throw new Error(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new FileFormatError(path, `cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'file_format', { cause: e });
     }
     const s = await fh.stat();
     if (!s.isFile()) {
       await fh.close();
-      throw new Error(`${path}: not a regular file`);
+      throw new FileFormatError(path, 'not a regular file');
     }
     return new NodeFile(path, s.size, fh);
   },
@@ -44,7 +45,7 @@ export const nodeFiles: FileSource = {
     try {
       return await readFile(path, 'utf8');
     } catch (e) {
-      throw new Error(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      throw new FileFormatError(path, `cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'file_format', { cause: e });
     }
   },
   async exists(path) {

@@ -2,6 +2,8 @@
  * Reuses GPU buffers by size class, so repeated shapes (every UNet step, every batch) allocate nothing.
  * Sizes are rounded up to 1/8-octave classes: at most ~12% slack, and near sizes share buffers.
  */
+import { ResourceLimitError } from './errors.js';
+
 export const STORAGE_USAGE = 0x80 /* STORAGE */ | 0x04 /* COPY_SRC */ | 0x08; /* COPY_DST */
 
 export function sizeClass(bytes: number): number {
@@ -34,7 +36,7 @@ export class BufferPool {
   acquire(bytes: number, label?: string): GPUBuffer {
     const size = sizeClass(bytes);
     if (size > this.maxBufferSize) {
-      throw new Error(`buffer of ${bytes} bytes exceeds this adapter's maxBufferSize (${this.maxBufferSize})${label ? ` for ${label}` : ''}`);
+      throw new ResourceLimitError(`buffer of ${bytes} bytes exceeds this adapter's maxBufferSize (${this.maxBufferSize})${label ? ` for ${label}` : ''}`);
     }
     const list = this.free.get(size);
     let buf = list?.pop();

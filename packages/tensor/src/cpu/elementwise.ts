@@ -1,5 +1,6 @@
 // CPU references for the elementwise family: plain loops in float64, obviously correct.
 import type { Shape } from '../tensor.js';
+import { InvalidArgumentError } from '../errors.js';
 
 /** Exact erf (float64) via the complementary error function's continued fraction / series. */
 export function erf(x: number): number {
@@ -45,7 +46,7 @@ export function cpuUnary(op: string, x: ArrayLike<number>, alpha = 1, beta = 0):
     : op === 'quick_gelu' ? refQuickGelu
     : op === 'tanh' ? Math.tanh
     : op === 'relu' ? (v) => Math.max(v, 0)
-    : (() => { throw new Error(`cpuUnary: unknown op ${op}`); })();
+    : (() => { throw new InvalidArgumentError(`cpuUnary: unknown op ${op}`, 'op'); })();
   const y = new Float32Array(x.length);
   for (let i = 0; i < x.length; i++) y[i] = f(x[i]!);
   return y;

@@ -1,3 +1,5 @@
+import { FileFormatError } from '../errors.js';
+
 /** safetensors on-disk dtypes (https://github.com/huggingface/safetensors, "format" section). */
 export type StDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL' | 'U16' | 'U32' | 'U64';
 
@@ -15,10 +17,9 @@ export interface TensorInfo {
 }
 
 
-/** Thrown for any malformed file; the message always names the file. */
-export class SafetensorsError extends Error {
+/** Thrown for any malformed safetensors file (code 'file_format'); the message always names the file. */
+export class SafetensorsError extends FileFormatError {
   constructor(file: string, problem: string) {
-    super(`${file}: ${problem}`);
-    this.name = 'SafetensorsError';
+    super(file, problem);
   }
 }

@@ -2,6 +2,7 @@ import type { FileSource, RandomAccessFile } from '../io.js';
 import { f16BitsToF32, f32ToF16Bits, bf16BitsToF32 } from '../dtype.js';
 import { ST_DTYPE_BYTES, SafetensorsError, type StDType, type TensorInfo } from './format.js';
 import { numel } from '../tensor.js';
+import { UnsupportedError } from '../errors.js';
 
 /** Largest JSON header we accept (the reference implementation's own limit is 100 MB). */
 const MAX_HEADER = 100_000_000;
@@ -134,7 +135,7 @@ export function convert(raw: Uint8Array, from: StDType, to: TargetDType, what: s
       case 'I64':
         for (let i = 0; i < n; i++) {
           const v = dv.getBigInt64(i * 8, true);
-          if (v > 2147483647n || v < -2147483648n) throw new Error(`${what}: I64 value ${v} does not fit in i32`);
+          if (v > 2147483647n || v < -2147483648n) throw new UnsupportedError(`${what}: I64 value ${v} does not fit in i32`);
           out[i] = Number(v);
         }
         return out;
@@ -142,7 +143,7 @@ export function convert(raw: Uint8Array, from: StDType, to: TargetDType, what: s
       case 'I8': for (let i = 0; i < n; i++) out[i] = dv.getInt8(i); return out;
       case 'U8': case 'BOOL': for (let i = 0; i < n; i++) out[i] = dv.getUint8(i); return out;
       case 'U16': for (let i = 0; i < n; i++) out[i] = dv.getUint16(i * 2, true); return out;
-      default: throw new Error(`${what}: cannot read ${from} as i32`);
+      default: throw new UnsupportedError(`${what}: cannot read ${from} as i32`);
     }
   }
   // Float targets: go through f32 values unless the source already is the target.
@@ -158,7 +159,7 @@ export function convert(raw: Uint8Array, from: StDType, to: TargetDType, what: s
     case 'I16': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = dv.getInt16(i * 2, true); break; }
     case 'I8': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = dv.getInt8(i); break; }
     case 'U8': case 'BOOL': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = dv.getUint8(i); break; }
-    default: throw new Error(`${what}: cannot read ${from} as ${to}`);
+    default: throw new UnsupportedError(`${what}: cannot read ${from} as ${to}`);
   }
   if (to === 'f32') return f;
   const h = new Uint16Array(n);

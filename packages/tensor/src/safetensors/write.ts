@@ -1,5 +1,6 @@
 import { ST_DTYPE_BYTES, type StDType } from './format.js';
 import { numel } from '../tensor.js';
+import { InvalidArgumentError, ShapeError } from '../errors.js';
 
 export interface TensorToWrite {
   dtype: StDType;
@@ -25,8 +26,8 @@ export function safetensorsHeader(entries: readonly TensorHeaderEntry[], metadat
   let offset = 0;
   const offsets: number[] = [];
   for (const t of entries) {
-    if (t.name === '__metadata__') throw new Error('safetensors: a tensor cannot be named "__metadata__"');
-    if (Object.hasOwn(header, t.name)) throw new Error(`safetensors: tensor "${t.name}" given twice`);
+    if (t.name === '__metadata__') throw new InvalidArgumentError('safetensors: a tensor cannot be named "__metadata__"', 'name');
+    if (Object.hasOwn(header, t.name)) throw new InvalidArgumentError(`safetensors: tensor "${t.name}" given twice`, 'name');
     const bytes = numel(t.shape) * ST_DTYPE_BYTES[t.dtype];
     header[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
     offsets.push(offset);
@@ -48,7 +49,7 @@ export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metada
   const entries = Object.entries(tensors);
   for (const [name, t] of entries) {
     const bytes = numel(t.shape) * ST_DTYPE_BYTES[t.dtype];
-    if (t.data.byteLength !== bytes) throw new Error(`encodeSafetensors: tensor "${name}" ${t.dtype} ${JSON.stringify(t.shape)} needs ${bytes} bytes, got ${t.data.byteLength}`);
+    if (t.data.byteLength !== bytes) throw new ShapeError(`encodeSafetensors: tensor "${name}" ${t.dtype} ${JSON.stringify(t.shape)} needs ${bytes} bytes, got ${t.data.byteLength}`);
   }
   // The header is padded by its UTF-8 byte length (names may be non-ASCII).
   const head = safetensorsHeader(entries.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape })), metadata);

@@ -100,7 +100,7 @@ export function unpickle(bytes: Uint8Array, ctx: UnpickleContext): PyValue {
     throw new TorchCheckpointError(ctx.file, `${ctx.entry}: ${p} (${op || 'start'} at byte ${opAt}): corrupt pickle`);
   };
   const refuse = (p: string): never => {
-    throw new TorchCheckpointError(ctx.file, `unsafe pickle refused: ${p} at byte ${opAt} of ${ctx.entry} is not allowed in a tensor checkpoint (only collections.OrderedDict, torch._utils._rebuild_tensor_v2 / _rebuild_parameter and torch.*Storage are); nothing was executed`);
+    throw new TorchCheckpointError(ctx.file, `unsafe pickle refused: ${p} at byte ${opAt} of ${ctx.entry} is not allowed in a tensor checkpoint (only collections.OrderedDict, torch._utils._rebuild_tensor_v2 / _rebuild_parameter and torch.*Storage are); nothing was executed`, 'unsafe_pickle');
   };
   const need = (n: number) => {
     if (n < 0 || pos + n > bytes.length) corrupt(`needs ${n} more bytes but the pickle ends at ${bytes.length}`);
