@@ -1,6 +1,21 @@
 import { BufferPool } from './pool.js';
 import { DispatchProfiler, type ProfileEntry } from './profiler.js';
-import type { Tensor } from './tensor.js';
+import { DeviceError, InvalidArgumentError, ResourceLimitError, throwIfAborted } from './errors.js';
+
+/**
+ * Kernel tuning a Device carries: which GEMM tiling, split-K, attention kernel, … its dispatches use.
+ * Empty here — @fewstep/kernels declares its (optional) fields by declaration merging and fills in
+ * per-adapter defaults for whatever is left out; this package never reads it.
+ */
+export interface KernelSettings {}
+
+/**
+ * What `Device.scope()` collects and disposes: tensors register themselves (declared here so the device
+ * needs nothing from tensor.ts).
+ */
+export interface ScopedResource {
+  dispose(): void;
+}
 
 export interface DeviceOptions {
   /** `navigator.gpu` in a browser; `await nodeGPU()` from `@fewstep/tensor/node` in Node. */
@@ -19,6 +34,8 @@ export interface DeviceOptions {
    * sleeps between event-loop turns (see Device.settle); 'spin': plain awaits.
    */
   wait?: 'sleep' | 'spin' | undefined;
+  /** Kernel tuning (see `KernelSettings`); omitted fields take per-adapter defaults. */
+  kernels?: KernelSettings | undefined;
 }
 
 export interface AdapterDescription {
@@ -57,6 +74,12 @@ class UniformArena {
     return { buffer: c.buf, offset, size };
   }
 
+  /** Forgets what was pushed since the last upload (its dispatches were dropped). */
+  discard(): void {
+    for (let i = 0; i <= this.cur && i < this.chunks.length; i++) this.chunks[i]!.used = 0;
+    this.cur = 0;
+  }
+
   /** Uploads what this submit needs; queue order makes the write land after earlier submits ran. */
   upload(queue: GPUQueue): void {
     for (let i = 0; i <= this.cur && i < this.chunks.length; i++) {
@@ -82,8 +105,11 @@ export class Device {
   private layouts = new Map<string, GPUBindGroupLayout>();
   private pendingErrors: Promise<string | null>[] = [];
   private firstError: string | null = null;
-  /** Scope stack for `scope()`; tensors register into the innermost one. */
-  readonly scopes: Set<Tensor>[] = [];
+  /** Scope stack for `scope()`; tensors register into the innermost one (see track()). */
+  private readonly scopes: Set<ScopedResource>[] = [];
+  /** Signals of the enclosing `withSignal()` calls; any aborted one stops further GPU work. */
+  private readonly signals: AbortSignal[] = [];
+  private kernelSettings: Readonly<KernelSettings> = Object.freeze({});
   /** Dispatches recorded since creation (for debugging and benchmarks). */
   dispatchCount = 0;
   private static readonly SUBMIT_EVERY = 48;
@@ -135,7 +161,7 @@ export class Device {
 
   static async open(opts: DeviceOptions): Promise<Device> {
     const adapter = await opts.gpu.requestAdapter(opts.powerPreference ? { powerPreference: opts.powerPreference } : {});
-    if (!adapter) throw new Error(NO_ADAPTER_HELP);
+    if (!adapter) throw new DeviceError('no_adapter', NO_ADAPTER_HELP);
     const want: GPUFeatureName[] = [];
     if (opts.f16 !== false && adapter.features.has('shader-f16')) want.push('shader-f16');
     if (opts.subgroups !== false && adapter.features.has('subgroups')) want.push('subgroups' as GPUFeatureName);
@@ -160,7 +186,20 @@ export class Device {
     const name = backend ? `${base} (${backend})` : base;
     const d = new Device(gpu, { vendor, architecture, device, description, name }, gpu.limits, opts.gpu, adapter);
     if (opts.wait !== 'spin') d.blockingSleep = blockingSleeper();
+    if (opts.kernels) d.kernels = opts.kernels;
     return d;
+  }
+
+  /**
+   * This device's kernel settings, as given to `open()` or last assigned (a frozen copy). Assigning
+   * replaces them (benchmarks, tests); dispatches made afterwards use the new ones. Pipelines are cached
+   * by everything that shapes their code, so switching back and forth recompiles nothing twice.
+   */
+  get kernels(): Readonly<KernelSettings> {
+    return this.kernelSettings;
+  }
+  set kernels(settings: KernelSettings) {
+    this.kernelSettings = frozenCopy(settings) as Readonly<KernelSettings>;
   }
 
   /** The largest range one storage binding may cover. */
@@ -225,13 +264,14 @@ export class Device {
 
   /** Records one dispatch. `buffers` bind to 1..n; `params` (if any) to binding 0. */
   dispatch(pipeline: GPUComputePipeline, params: ArrayBuffer, buffers: GPUBufferBinding[], workgroups: readonly [number, number?, number?], label?: string): void {
-    if (this.lost) throw new Error('the GPU device was lost or destroyed');
+    this.checkSignal();
+    if (this.lost) throw new DeviceError('device_lost', 'the GPU device was lost or destroyed');
     const [x, y = 1, z = 1] = workgroups;
     const max = this.limits.maxComputeWorkgroupsPerDimension;
-    if (x > max || y > max || z > max) throw new Error(`${label ?? pipeline.label}: dispatch ${x}×${y}×${z} exceeds ${max} workgroups per dimension`);
+    if (x > max || y > max || z > max) throw new ResourceLimitError(`${label ?? pipeline.label}: dispatch ${x}×${y}×${z} exceeds ${max} workgroups per dimension`);
     if (x === 0 || y === 0 || z === 0) return;
     const layout = this.pipelineLayouts.get(pipeline);
-    if (!layout) throw new Error(`${label ?? pipeline.label}: pipeline was not made by Device.pipeline()`);
+    if (!layout) throw new InvalidArgumentError(`${label ?? pipeline.label}: pipeline was not made by Device.pipeline()`, 'pipeline');
     const u = this.arena.push(params);
     // Bind groups are cached by (layout, buffers, ranges): a model's forward pass draws the same pooled
     // buffers run after run, so warm runs create almost none. Buffer ids are never reused, so an entry
@@ -273,6 +313,7 @@ export class Device {
   copyCount = 0;
 
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
+    this.checkSignal();
     this.copyCount++;
     this.ensureEncoder().copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
   }
@@ -322,7 +363,7 @@ export class Device {
     return Number(t[1]! - t[0]!) / 1e6;
   }
 
-  /** Submits everything recorded so far. */
+  /** Submits everything recorded so far (drops it instead once a `withSignal()` signal has aborted). */
   flush(): void {
     if (this.pass) {
       this.pass.end();
@@ -330,6 +371,10 @@ export class Device {
     }
     this.sinceSubmit = 0;
     if (!this.encoder) return;
+    if (this.aborted()) {
+      this.discard();
+      return;
+    }
     this.profiler?.resolve(this.encoder);
     this.arena.upload(this.gpu.queue);
     this.gpu.queue.submit([this.encoder.finish()]);
@@ -338,6 +383,7 @@ export class Device {
 
   /** Flushes, waits for the GPU, and throws the first validation/compile error seen. */
   async sync(): Promise<void> {
+    this.checkSignal();
     this.flush();
     await this.settle(this.gpu.queue.onSubmittedWorkDone());
     await this.profiler?.collect();
@@ -357,11 +403,36 @@ export class Device {
    */
   private async settle<T>(p: Promise<T>): Promise<T> {
     const sleep = this.blockingSleep;
-    if (!sleep) return p;
+    const signals = [...this.signals];
+    if (!sleep && !signals.length) return p;
     let done = false;
     p.then(() => (done = true), () => (done = true));
+    if (!sleep) {
+      // Plain await, cut short by an abort (the GPU finishes the submitted work on its own).
+      let off = () => {};
+      const aborted = new Promise<never>((_, reject) => {
+        const onAbort = () => {
+          try {
+            this.checkSignal();
+          } catch (e) {
+            reject(e);
+          }
+        };
+        for (const s of signals) s.addEventListener('abort', onAbort);
+        off = () => signals.forEach((s) => s.removeEventListener('abort', onAbort));
+      });
+      try {
+        this.checkSignal();
+        return await Promise.race([p, aborted]);
+      } finally {
+        off();
+      }
+    }
     const t0 = performance.now();
     while (!done) {
+      // An abort while waiting returns at once; the submitted work still runs to its end on the GPU,
+      // before anything submitted later (queue order), so buffers freed now are safe to reuse.
+      this.checkSignal();
       await nextTurn();
       if (!done && performance.now() - t0 > 1) sleep(1);
     }
@@ -380,7 +451,7 @@ export class Device {
    * starts new totals.
    */
   setProfiling(on: boolean): void {
-    if (on && !this.features.timestamp) throw new Error(`profiling needs the 'timestamp-query' feature, which ${this.adapter.name} lacks`);
+    if (on && !this.features.timestamp) throw new DeviceError('feature_missing', `profiling needs the 'timestamp-query' feature, which ${this.adapter.name} lacks`);
     if (on === this.profiling) return;
     this.flush();
     if (on) (this.profiler ??= new DispatchProfiler(this.gpu)).report(true);
@@ -399,12 +470,13 @@ export class Device {
     if (this.firstError) {
       const m = this.firstError;
       this.firstError = null;
-      throw new Error(`WebGPU error: ${m}`);
+      throw new DeviceError(m.startsWith('device lost:') ? 'device_lost' : 'gpu_error', `WebGPU error: ${m}`);
     }
   }
 
   /** Writes bytes into a buffer, after submitting pending work so the write cannot overtake it. */
   write(buffer: GPUBuffer, offset: number, data: ArrayBufferView): void {
+    this.checkSignal();
     this.flush();
     const bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
     const whole = bytes.byteLength & ~3;
@@ -418,11 +490,19 @@ export class Device {
 
   /** Reads `size` bytes back (size rounded up to 4 internally). */
   async read(buffer: GPUBuffer, offset: number, size: number): Promise<Uint8Array> {
+    this.checkSignal();
     const padded = Math.ceil(size / 4) * 4;
     const staging = this.gpu.createBuffer({ size: padded, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST, label: 'readback' });
     this.copy(buffer, offset, staging, 0, padded);
     this.flush();
-    await this.settle(staging.mapAsync(GPUMapMode.READ));
+    const mapped = staging.mapAsync(GPUMapMode.READ);
+    try {
+      await this.settle(mapped);
+    } catch (e) {
+      // Aborted while waiting: free the staging buffer once its mapping settles.
+      mapped.then(() => staging.destroy(), () => staging.destroy());
+      throw e;
+    }
     const out = new Uint8Array(staging.getMappedRange().slice(0, size));
     staging.unmap();
     staging.destroy();
@@ -438,13 +518,13 @@ export class Device {
    * array/object) is disposed when it returns. Works with sync and async functions.
    */
   scope<T>(fn: () => T): T {
-    const set = new Set<Tensor>();
+    const set = new Set<ScopedResource>();
     this.scopes.push(set);
     const end = (result: unknown) => {
       const idx = this.scopes.lastIndexOf(set);
       if (idx >= 0) this.scopes.splice(idx, 1);
-      const keep = new Set<Tensor>();
-      collectTensors(result, keep);
+      const keep = new Set<unknown>();
+      collectReturned(result, keep);
       const parent = this.scopes[this.scopes.length - 1];
       for (const t of set) {
         if (keep.has(t)) parent?.add(t);
@@ -471,6 +551,77 @@ export class Device {
     return r;
   }
 
+  /** Registers a resource (a new tensor) with the innermost open scope, if any. */
+  track(r: ScopedResource): void {
+    this.scopes[this.scopes.length - 1]?.add(r);
+  }
+
+  /** Removes a resource from every open scope (kept, or disposed by hand). */
+  untrack(r: ScopedResource): void {
+    for (const s of this.scopes) s.delete(r);
+  }
+
+  // ---- cancellation ------------------------------------------------------------------------------
+
+  /**
+   * Runs `fn` with `signal` guarding this device's GPU work: once it is aborted, the next `dispatch()`,
+   * `copy()`, `write()`, `sync()` or `read()` throws an AbortError (the signal's reason when that is a
+   * FewstepError), commands recorded but not yet submitted are dropped instead of submitted, and a wait
+   * in `sync()`/`read()` returns at once. Tensors made inside `scope()` are freed as the error
+   * propagates. Calls nest (inner work stops when any enclosing signal aborts) and each restores the
+   * previous state when `fn` returns or its promise settles. The guard is per device, not per call
+   * chain: run one guarded job per device at a time.
+   */
+  withSignal<T>(signal: AbortSignal | undefined, fn: () => T): T {
+    if (!signal) return fn();
+    throwIfAborted(signal);
+    // Work recorded before belongs to the caller's context: submit it now, so an abort of this signal
+    // drops only what was recorded under it.
+    this.flush();
+    this.signals.push(signal);
+    const end = () => {
+      const i = this.signals.lastIndexOf(signal);
+      if (i >= 0) this.signals.splice(i, 1);
+      if (signal.aborted) this.discard();
+    };
+    let r: T;
+    try {
+      r = fn();
+    } catch (e) {
+      end();
+      throw e;
+    }
+    if (r instanceof Promise) return r.finally(end) as T;
+    end();
+    return r;
+  }
+
+  /** True when a signal of an enclosing `withSignal()` has aborted. */
+  private aborted(): boolean {
+    return this.signals.some((s) => s.aborted);
+  }
+
+  /** Throws (and drops unsubmitted commands) when an enclosing signal has aborted. */
+  private checkSignal(): void {
+    if (!this.signals.length) return;
+    const s = this.signals.find((x) => x.aborted);
+    if (!s) return;
+    this.discard();
+    throwIfAborted(s);
+  }
+
+  /** Drops everything recorded but not yet submitted. */
+  private discard(): void {
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    this.encoder = null;
+    this.sinceSubmit = 0;
+    this.arena.discard();
+    this.profiler?.discard();
+  }
+
   /** Frees pooled buffers and the device. */
   destroy(): void {
     this.flush();
@@ -480,14 +631,21 @@ export class Device {
   }
 }
 
-function collectTensors(v: unknown, out: Set<Tensor>, depth = 0): void {
+/** Objects a scope returns (itself, or inside arrays and plain objects, 4 levels deep): these survive it. */
+function collectReturned(v: unknown, out: Set<unknown>, depth = 0): void {
   if (!v || typeof v !== 'object' || depth > 4) return;
-  if ((v as { __isTensor?: boolean | undefined }).__isTensor) {
-    out.add(v as Tensor);
-    return;
+  out.add(v);
+  if (Array.isArray(v)) for (const x of v) collectReturned(x, out, depth + 1);
+  else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collectReturned(x, out, depth + 1);
+}
+
+/** A deep copy of plain objects and arrays, frozen (settings objects: later edits to the caller's copy change nothing). */
+function frozenCopy(v: unknown): unknown {
+  if (Array.isArray(v)) return Object.freeze(v.map(frozenCopy));
+  if (v && typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+    return Object.freeze(Object.fromEntries(Object.entries(v).map(([k, x]) => [k, frozenCopy(x)])));
   }
-  if (Array.isArray(v)) for (const x of v) collectTensors(x, out, depth + 1);
-  else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) collectTensors(x, out, depth + 1);
+  return v;
 }
 
 /** One event-loop turn: setImmediate where it exists (Node), else a zero timeout. */

@@ -52,6 +52,11 @@ export class DispatchProfiler {
     this.labels = [];
   }
 
+  /** Forgets the timestamp slots of dispatches that were dropped before their submit. */
+  discard(): void {
+    this.labels = [];
+  }
+
   /** Reads every resolved submit (after the queue has run them) into the totals. */
   async collect(): Promise<void> {
     const pending = this.pending.splice(0);

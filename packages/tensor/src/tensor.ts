@@ -1,5 +1,6 @@
-import type { Device } from './device.js';
+import type { Device, ScopedResource } from './device.js';
 import { bytesPerElement, f16ArrayToF32, f32ArrayToF16, type DType } from './dtype.js';
+import { InvalidArgumentError, ResourceLimitError, ShapeError } from './errors.js';
 
 /** A GPU buffer shared by a tensor and its views; returned to the pool when the last one is disposed. */
 class Storage {
@@ -26,7 +27,7 @@ export function shapeStr(shape: Shape): string {
  * A dense, contiguous, row-major tensor in GPU memory. Views (`reshape`) share storage;
  * `dispose()` returns the buffer to the device's pool once no view uses it.
  */
-export class Tensor {
+export class Tensor implements ScopedResource {
   readonly __isTensor = true;
   private _disposed = false;
 
@@ -36,7 +37,7 @@ export class Tensor {
     readonly shape: Shape,
     readonly dtype: DType,
   ) {
-    device.scopes[device.scopes.length - 1]?.add(this);
+    device.track(this);
   }
 
   get size(): number {
@@ -49,7 +50,7 @@ export class Tensor {
     return this.size * bytesPerElement(this.dtype);
   }
   get buffer(): GPUBuffer {
-    if (this._disposed) throw new Error(`tensor ${shapeStr(this.shape)} ${this.dtype} used after dispose()`);
+    if (this._disposed) throw new InvalidArgumentError(`tensor ${shapeStr(this.shape)} ${this.dtype} used after dispose()`);
     return this.storage.buffer;
   }
   get disposed(): boolean {
@@ -60,13 +61,13 @@ export class Tensor {
   binding(what = 'tensor'): GPUBufferBinding {
     const size = Math.max(4, Math.ceil(this.byteLength / 4) * 4);
     if (size > this.device.maxBinding) {
-      throw new Error(`${what} ${shapeStr(this.shape)} ${this.dtype} is ${size} bytes, more than this adapter's maxStorageBufferBindingSize (${this.device.maxBinding}); this kernel cannot split it`);
+      throw new ResourceLimitError(`${what} ${shapeStr(this.shape)} ${this.dtype} is ${size} bytes, more than this adapter's maxStorageBufferBindingSize (${this.device.maxBinding}); this kernel cannot split it`);
     }
     return { buffer: this.buffer, offset: 0, size };
   }
 
   static empty(device: Device, shape: Shape, dtype: DType = 'f32', label?: string): Tensor {
-    for (const d of shape) if (!Number.isInteger(d) || d < 0) throw new Error(`invalid tensor shape ${shapeStr(shape)}`);
+    for (const d of shape) if (!Number.isInteger(d) || d < 0) throw new InvalidArgumentError(`invalid tensor shape ${shapeStr(shape)}`, 'shape');
     const bytes = Math.max(4, numel(shape) * bytesPerElement(dtype));
     return new Tensor(device, new Storage(device, device.pool.acquire(bytes, label)), [...shape], dtype);
   }
@@ -77,13 +78,18 @@ export class Tensor {
    */
   static from(device: Device, data: ArrayLike<number> | Float32Array | Int32Array | Uint16Array, shape: Shape, dtype: DType = 'f32'): Tensor {
     const n = numel(shape);
-    if (data.length !== n) throw new Error(`Tensor.from: ${data.length} values do not fill shape ${shapeStr(shape)} (${n})`);
+    if (data.length !== n) throw new ShapeError(`Tensor.from: ${data.length} values do not fill shape ${shapeStr(shape)} (${n})`, 'data');
     let view: ArrayBufferView;
     if (dtype === 'f16') view = data instanceof Uint16Array ? data : f32ArrayToF16(data);
     else if (dtype === 'i32') view = data instanceof Int32Array ? data : Int32Array.from(data);
     else view = data instanceof Float32Array ? data : Float32Array.from(data);
     const t = Tensor.empty(device, shape, dtype);
-    if (n) device.write(t.buffer, 0, view);
+    try {
+      if (n) device.write(t.buffer, 0, view);
+    } catch (e) {
+      t.dispose(); // e.g. an aborted signal: the buffer goes straight back to the pool
+      throw e;
+    }
     return t;
   }
 
@@ -96,7 +102,7 @@ export class Tensor {
       s[neg] = rest ? this.size / rest : 0;
     }
     if (numel(s) !== this.size || !s.every((d) => Number.isInteger(d) && d >= 0)) {
-      throw new Error(`cannot reshape ${shapeStr(this.shape)} to ${shapeStr(shape)}`);
+      throw new ShapeError(`cannot reshape ${shapeStr(this.shape)} to ${shapeStr(shape)}`, 'shape');
     }
     void this.buffer;
     this.storage.refs++;
@@ -105,7 +111,7 @@ export class Tensor {
 
   /** Excludes this tensor from the enclosing scope (it lives until disposed by hand). */
   keep(): this {
-    for (const s of this.device.scopes) s.delete(this);
+    this.device.untrack(this);
     return this;
   }
 
@@ -113,7 +119,7 @@ export class Tensor {
     if (this._disposed) return;
     this._disposed = true;
     this.storage.release();
-    for (const s of this.device.scopes) s.delete(this);
+    this.device.untrack(this);
   }
 
   /** Values as numbers: f32/f16 → Float32Array, i32 → Int32Array. */
@@ -125,7 +131,7 @@ export class Tensor {
   /** Float values (throws for i32). */
   async readF32(): Promise<Float32Array> {
     const v = await this.read();
-    if (!(v instanceof Float32Array)) throw new Error('readF32 on an i32 tensor');
+    if (!(v instanceof Float32Array)) throw new ShapeError('readF32 on an i32 tensor');
     return v;
   }
 
