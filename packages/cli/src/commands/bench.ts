@@ -1,5 +1,5 @@
-import { Device, type DType } from '@fewstep/tensor';
-import { splitKTuning } from '@fewstep/kernels';
+import { Device, type DType, type KernelSettings } from '@fewstep/tensor';
+import { kernelSettings as resolvedKernelSettings, type ResolvedKernelSettings } from '@fewstep/kernels';
 import { defaultDawnOptions, nodeGPU } from '@fewstep/tensor/node';
 import { UsageError } from '../args.js';
 import type { Command } from '../command.js';
@@ -51,11 +51,7 @@ export const bench: Command = {
     plot: { type: 'string', help: 'With --peer: write an SVG of fewstep f32 vs the peer per op to this file' },
   },
   async run({ flags, positionals }, io) {
-    if (flags['split-k'] !== undefined) {
-      const v = String(flags['split-k']).split(',').map(Number);
-      if (v.length !== 3 || v.some((x) => !Number.isInteger(x) || x < 1)) throw new UsageError(`--split-k takes three positive integers below,target,minK, got "${flags['split-k']}"`);
-      Object.assign(splitKTuning, { below: v[0], target: v[1], minK: v[2] });
-    }
+    kernelSettings(flags); // flag errors before anything else
     const what = positionals[0];
     if (what === 'models') return runModels(flags, io);
     if (what === 'pipeline') return runPipeline(flags, io);
@@ -86,14 +82,15 @@ export const bench: Command = {
       const ortDir = await ensureOrt((flags['ort-cache'] as string | undefined) ?? defaultOrtCache(), { stderr: io.stderr });
       peerSetup = { anchorsDir, ortDir, ep: ((flags['peer-ep'] as string | undefined) ?? 'webgpu') as PeerEp, names, all: names.length === anchorNames.size };
     }
-    let adapter: string, timing: string, date: string;
+    let adapter: string, timing: string, date: string, kernels: ResolvedKernelSettings;
     let rows: (KernelRow & PeerFields)[];
-    const device = await Device.open({ gpu: await nodeGPU([...defaultDawnOptions(), EXACT_TIMESTAMPS]), toggles: toggles(flags) });
+    const device = await openDevice(flags);
     try {
       const dtypes: DType[] = flags['dtype'] === undefined || flags['dtype'] === 'both' ? (device.features.f16 ? ['f32', 'f16'] : ['f32']) : [flags['dtype'] as DType];
       if (dtypes.includes('f16') && !device.features.f16) throw new Error(`this adapter (${device.adapter.name}) has no shader-f16; use --dtype f32`);
       if (peerSetup && !dtypes.includes('f32')) throw new UsageError('--peer ort compares the f32 rows (the ORT graphs are float32): use --dtype f32 or both');
       adapter = device.adapter.name;
+      kernels = resolvedKernelSettings(device);
       timing = device.features.timestamp ? 'gpu-timestamp' : 'wall';
       date = new Date().toISOString();
       // With a peer the table is printed once the peer numbers are in; progress goes to stderr meanwhile.
@@ -132,7 +129,7 @@ export const bench: Command = {
       }
     }
     if (flags['json'])
-      io.stdout(JSON.stringify({ adapter, date, timing, ...(peer ? { peer: { engine: peer.engine, ep: peer.ep } } : {}), rows }, null, 1) + '\n');
+      io.stdout(JSON.stringify({ adapter, date, timing, kernels, ...(peer ? { peer: { engine: peer.engine, ep: peer.ep } } : {}), rows }, null, 1) + '\n');
     return rows.some((r) => r.error) ? 1 : 0;
   },
 };
@@ -158,7 +155,7 @@ const EXACT_TIMESTAMPS = 'disable-dawn-features=timestamp_quantization';
 async function runModels(flags: Record<string, unknown>, io: Parameters<Command['run']>[1]): Promise<number> {
   const only = flags['only'] === undefined ? undefined : String(flags['only']).split(',').map((x) => x.trim());
   for (const o of only ?? []) if (!['text_encoder', 'unet', 'decoder'].includes(o)) throw new UsageError(`--only: unknown component "${o}" (text_encoder, unet, decoder)`);
-  const device = await Device.open({ gpu: await nodeGPU([...defaultDawnOptions(), EXACT_TIMESTAMPS]), toggles: toggles(flags) });
+  const device = await openDevice(flags);
   try {
     if (flags['dtype'] === 'both') throw new UsageError('--dtype both is for bench kernels; bench models takes f32 or f16');
     const dtype: DType = flags['dtype'] === 'f16' ? 'f16' : 'f32';
@@ -180,7 +177,7 @@ async function runModels(flags: Record<string, unknown>, io: Parameters<Command[
 
 async function runPipeline(flags: Record<string, unknown>, io: Parameters<Command['run']>[1]): Promise<number> {
   if (flags['dtype'] === 'both') throw new UsageError('--dtype both is for bench kernels; bench pipeline takes f32 or f16');
-  const device = await Device.open({ gpu: await nodeGPU([...defaultDawnOptions(), EXACT_TIMESTAMPS]), toggles: toggles(flags) });
+  const device = await openDevice(flags);
   try {
     const dtype: DType = flags['dtype'] === 'f16' ? 'f16' : 'f32';
     if (dtype === 'f16' && !device.features.f16) throw new Error(`this adapter (${device.adapter.name}) has no shader-f16; use --dtype f32`);
@@ -192,6 +189,19 @@ async function runPipeline(flags: Record<string, unknown>, io: Parameters<Comman
   } finally {
     device.destroy();
   }
+}
+
+/** The benchmark device: exact GPU timestamps, `--toggles`, kernel settings from `--split-k`. */
+async function openDevice(flags: Record<string, unknown>): Promise<Device> {
+  return Device.open({ gpu: await nodeGPU([...defaultDawnOptions(), EXACT_TIMESTAMPS]), toggles: toggles(flags), kernels: kernelSettings(flags) });
+}
+
+/** `--split-k below,target,minK` → the device's `kernels.gemm.splitKTuning`. */
+function kernelSettings(flags: Record<string, unknown>): KernelSettings {
+  if (flags['split-k'] === undefined) return {};
+  const v = String(flags['split-k']).split(',').map(Number);
+  if (v.length !== 3 || v.some((x) => !Number.isInteger(x) || x < 1)) throw new UsageError(`--split-k takes three positive integers below,target,minK, got "${flags['split-k']}"`);
+  return { gemm: { splitKTuning: { below: v[0]!, target: v[1]!, minK: v[2]! } } };
 }
 
 /** `--toggles a,b` → Dawn device toggles (Dawn ignores names it does not know, so they are echoed on stderr by the caller's log). */

@@ -1,5 +1,6 @@
-import { Tensor, shapeStr } from '@fewstep/tensor';
+import { ShapeError, Tensor, UnsupportedError, shapeStr } from '@fewstep/tensor';
 import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime.js';
+import { kernelSettings } from '../settings.js';
 import { ATTENTION_PARAMS, attentionWGSL, subgroupAttentionWGSL, type AttentionTiles, type SgAttentionTile } from './attention.wgsl.js';
 import { fixedSubgroupSize, isCpuAdapter } from '../matmul/matmul.js';
 import { attentionMaterialized } from './attention_materialized.js';
@@ -19,13 +20,6 @@ const NT = 64;
 const sources = new Map<string, string>();
 
 /**
- * Process-wide knobs for tests and benchmarks; null = per adapter. `variant` forces the shared-memory
- * kernel or the subgroup kernel (which needs a fixed subgroup size); `tq` forces the subgroup kernel's
- * queries per lane.
- */
-export const attentionConfig: { variant: 'shared' | 'subgroup' | null; tq: number | null } = { variant: null, tq: null };
-
-/**
  * Subgroup kernel, queries per lane: as many as keep TQ·DC (the size of the written-out block body)
  * near SG_BODY, at most 8. Cold compile on lavapipe grows faster than linearly with it: TQ·DC = 64–100
  * compiles in 2–4 s (D=80: TQ=4 2.3 s, 5 3.0 s, 8 6.2 s; D=160: TQ=2 2.8 s, 4 7.1 s; D=256, TQ=1: 4.1 s),
@@ -34,13 +28,17 @@ export const attentionConfig: { variant: 'shared' | 'subgroup' | null; tq: numbe
  */
 const SG_BODY = 100;
 
-/** The subgroup kernel's tile on CPU adapters with a fixed subgroup size (or when forced), else null. */
+/**
+ * The subgroup kernel's tile on CPU adapters with a fixed subgroup size (or when the device's
+ * `kernels.attention.variant` forces it), else null.
+ */
 function sgTile(device: Tensor['device'], d: number, dc: number): SgAttentionTile | null {
   const SG = fixedSubgroupSize(device);
-  if (attentionConfig.variant === 'subgroup') {
-    if (SG === null) throw new Error(`attentionConfig: the subgroup attention needs subgroups of one fixed size; adapter ${device.adapter.name} has none`);
-  } else if (attentionConfig.variant === 'shared' || SG === null || !isCpuAdapter(device)) return null;
-  const tq = attentionConfig.tq ?? Math.min(8, Math.max(1, Math.floor(SG_BODY / dc)));
+  const cfg = kernelSettings(device).attention;
+  if (cfg.variant === 'subgroup') {
+    if (SG === null) throw new UnsupportedError(`kernels.attention.variant: the subgroup attention needs subgroups of one fixed size; adapter ${device.adapter.name} has none`);
+  } else if (cfg.variant === 'shared' || SG === null || !isCpuAdapter(device)) return null;
+  const tq = cfg.tq ?? Math.min(8, Math.max(1, Math.floor(SG_BODY / dc)));
   return { dc, sg: SG, tq, vec: d % 4 === 0 };
 }
 
@@ -69,25 +67,25 @@ function tiles(device: Tensor['device'], dc: number): AttentionTiles {
 export function attention(q: Tensor, k: Tensor, v: Tensor, heads: number, opts: AttentionOptions = {}): Tensor {
   const op = 'attention';
   const shapes = () => `q ${shapeStr(q.shape)}, k ${shapeStr(k.shape)}, v ${shapeStr(v.shape)}, heads=${heads}`;
-  if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) throw new Error(`${op}: expected rank-3 [B, L, H·D] inputs, got ${shapes()}`);
+  if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) throw new ShapeError(`${op}: expected rank-3 [B, L, H·D] inputs, got ${shapes()}`);
   const [b, lq, hd] = q.shape as [number, number, number];
   const lk = k.shape[1]!;
   if (k.shape[0] !== b || v.shape[0] !== b || k.shape[2] !== hd || v.shape[2] !== hd || v.shape[1] !== lk) {
-    throw new Error(`${op}: q/k/v shapes do not match (${shapes()})`);
+    throw new ShapeError(`${op}: q/k/v shapes do not match (${shapes()})`);
   }
-  if (!Number.isInteger(heads) || heads < 1 || hd % heads) throw new Error(`${op}: H·D = ${hd} is not divisible by heads (${shapes()})`);
+  if (!Number.isInteger(heads) || heads < 1 || hd % heads) throw new ShapeError(`${op}: H·D = ${hd} is not divisible by heads (${shapes()})`, 'heads');
   const d = hd / heads;
   const dtype = sameDType(op, q, k, v);
-  if (dtype === 'i32') throw new Error(`${op}: i32 inputs are not supported (${shapes()})`);
+  if (dtype === 'i32') throw new UnsupportedError(`${op}: i32 inputs are not supported (${shapes()})`);
   checkDType(q.device, op, dtype);
   const mask = opts.keyMask;
   if (mask) {
-    if (mask.size !== b * lk || mask.shape[0] !== b) throw new Error(`${op}: keyMask ${shapeStr(mask.shape)} is not [B, Lk] = [${b}, ${lk}] (${shapes()})`);
-    if (mask.dtype !== 'f32' && mask.dtype !== dtype) throw new Error(`${op}: keyMask must be f32 or ${dtype}, got ${mask.dtype} (${shapes()})`);
+    if (mask.size !== b * lk || mask.shape[0] !== b) throw new ShapeError(`${op}: keyMask ${shapeStr(mask.shape)} is not [B, Lk] = [${b}, ${lk}] (${shapes()})`);
+    if (mask.dtype !== 'f32' && mask.dtype !== dtype) throw new ShapeError(`${op}: keyMask must be f32 or ${dtype}, got ${mask.dtype} (${shapes()})`);
   }
-  if (lk === 0 && lq > 0) throw new Error(`${op}: no keys to attend (${shapes()})`);
+  if (lk === 0 && lq > 0) throw new ShapeError(`${op}: no keys to attend (${shapes()})`);
   if (d > ATTENTION_MAX_HEAD_DIM) {
-    if (opts.causal || mask) throw new Error(`${op}: head dim ${d} > ${ATTENTION_MAX_HEAD_DIM} supports neither causal nor keyMask (${shapes()})`);
+    if (opts.causal || mask) throw new UnsupportedError(`${op}: head dim ${d} > ${ATTENTION_MAX_HEAD_DIM} supports neither causal nor keyMask (${shapes()})`);
     return attentionMaterialized(q, k, v, heads, opts.scale ?? 1 / Math.sqrt(d));
   }
 

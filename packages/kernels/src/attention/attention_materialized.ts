@@ -1,4 +1,4 @@
-import { type Tensor } from '@fewstep/tensor';
+import { ResourceLimitError, type Tensor } from '@fewstep/tensor';
 import { matmul } from '../matmul/matmul.js';
 import { softmax } from '../norm/norm.js';
 import { concat, permute, slice } from '../layout/layout.js';
@@ -19,7 +19,7 @@ export function attentionMaterialized(q: Tensor, k: Tensor, v: Tensor, heads: nu
   const bytes = q.dtype === 'f16' ? 2 : 4;
   const chunk = Math.max(1, Math.min(lq, Math.floor(maxScoreBytes / (bh * lk * bytes))));
   if (bh * lk * bytes > maxScoreBytes) {
-    throw new Error(`attention: one query row of scores (${bh}×${lk} ${q.dtype}) exceeds the ${maxScoreBytes}-byte storage binding limit`);
+    throw new ResourceLimitError(`attention: one query row of scores (${bh}×${lk} ${q.dtype}) exceeds the ${maxScoreBytes}-byte storage binding limit`);
   }
   // [B, L, H·D] → [B·H, L, D]; a view when there is one head.
   const split = (x: Tensor, l: number) => (heads === 1 ? x.reshape([b, l, d]) : permute(x.reshape([b, l, heads, d]), [0, 2, 1, 3]).reshape([bh, l, d]));

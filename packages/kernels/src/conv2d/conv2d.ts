@@ -1,6 +1,6 @@
-import { Tensor, shapeStr } from '@fewstep/tensor';
+import { InvalidArgumentError, ShapeError, Tensor, UnsupportedError, shapeStr } from '@fewstep/tensor';
 import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime.js';
-import { dispatchGemm, gemmConfig, type GemmVariant } from '../matmul/matmul.js';
+import { dispatchGemm, type GemmVariant } from '../matmul/matmul.js';
 import { CONV_DIRECT_WGSL, CONV_GEMM_PIECES, CONV_PARAMS } from './conv2d.wgsl.js';
 
 export interface Conv2dOptions {
@@ -12,33 +12,40 @@ export interface Conv2dOptions {
    * 64×512² activations cost ~17 ms each (31 of them: ~0.55 s of a 5.4 s decode).
    */
   relu?: boolean | undefined;
-  /** 'naive' runs the direct-convolution oracle; default follows `gemmConfig.variant` (tiled). */
-  variant?: GemmVariant | undefined;
 }
 
 /** NCHW conv: x [N, C, H, W] ⊛ w [O, C, kh, kw] (+ bias [O]) → [N, O, H', W']. Implicit GEMM. */
 export function conv2d(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
+  return conv2dVariant(x, w, opts, 'tiled');
+}
+
+/** `conv2d` through the direct-convolution kernel (one thread per output): the oracle tests compare the GEMM paths with. */
+export function conv2dDirect(x: Tensor, w: Tensor, opts: Conv2dOptions = {}): Tensor {
+  return conv2dVariant(x, w, opts, 'naive');
+}
+
+function conv2dVariant(x: Tensor, w: Tensor, opts: Conv2dOptions, variant: GemmVariant): Tensor {
   const { stride = 1, padding = 0, bias } = opts;
   const desc = () => `x ${shapeStr(x.shape)} ⊛ w ${shapeStr(w.shape)} (stride ${stride}, padding ${padding})`;
-  if (x.rank !== 4 || w.rank !== 4) throw new Error(`conv2d: x and w must be 4-D (NCHW, OIHW): ${desc()}`);
+  if (x.rank !== 4 || w.rank !== 4) throw new ShapeError(`conv2d: x and w must be 4-D (NCHW, OIHW): ${desc()}`);
   const dtype = sameDType('conv2d', x, w, ...(bias ? [bias] : []));
-  if (dtype === 'i32') throw new Error('conv2d: i32 is not supported');
+  if (dtype === 'i32') throw new UnsupportedError('conv2d: i32 is not supported');
   checkDType(x.device, 'conv2d', dtype);
   const [N, C, H, W] = x.shape as [number, number, number, number];
   const [O, Cw, KH, KW] = w.shape as [number, number, number, number];
-  if (C !== Cw) throw new Error(`conv2d: input has ${C} channels but the weight expects ${Cw}: ${desc()}`);
-  if (!Number.isInteger(stride) || stride < 1 || !Number.isInteger(padding) || padding < 0) throw new Error(`conv2d: bad stride/padding: ${desc()}`);
-  if (bias && (bias.rank !== 1 || bias.shape[0] !== O)) throw new Error(`conv2d: bias ${shapeStr(bias.shape)} must be [${O}]: ${desc()}`);
+  if (C !== Cw) throw new ShapeError(`conv2d: input has ${C} channels but the weight expects ${Cw}: ${desc()}`);
+  if (!Number.isInteger(stride) || stride < 1 || !Number.isInteger(padding) || padding < 0) throw new InvalidArgumentError(`conv2d: bad stride/padding: ${desc()}`, 'stride');
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== O)) throw new ShapeError(`conv2d: bias ${shapeStr(bias.shape)} must be [${O}]: ${desc()}`);
   const OH = Math.floor((H + 2 * padding - KH) / stride) + 1;
   const OW = Math.floor((W + 2 * padding - KW) / stride) + 1;
-  if (OH < 1 || OW < 1) throw new Error(`conv2d: kernel larger than the padded input: ${desc()}`);
+  if (OH < 1 || OW < 1) throw new ShapeError(`conv2d: kernel larger than the padded input: ${desc()}`);
   const y = Tensor.empty(x.device, [N, O, OH, OW], dtype);
   if (y.size === 0) return y;
   const M = N * OH * OW, K = C * KH * KW;
   const params = { M, N: O, K, tiles_m: 1, tiles_n: 1, batch: 1, alpha: 1, has_bias: bias ? 1 : 0, C, H, W, OH, OW, KH, KW, stride, pad: padding, relu: opts.relu ? 1 : 0 };
   const buffers = [x.binding('conv2d x'), w.binding('conv2d w'), (bias ?? x).binding('conv2d bias'), y.binding('conv2d out')];
   const storage: ('read' | 'rw')[] = ['read', 'read', 'read', 'rw'];
-  if ((opts.variant ?? gemmConfig.variant) === 'naive') {
+  if (variant === 'naive') {
     const pipe = getPipeline(x.device, { family: 'conv2d', entry: 'conv2d_direct', dtype, code: CONV_DIRECT_WGSL, storage });
     x.device.dispatch(pipe, packParams(CONV_PARAMS, params), buffers, grid1d(ceilDiv(y.size, 256)), `conv2d ${desc()} (direct)`);
     return y;

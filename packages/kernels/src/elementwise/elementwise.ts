@@ -1,4 +1,4 @@
-import { Tensor, shapeStr, type Shape } from '@fewstep/tensor';
+import { ShapeError, Tensor, UnsupportedError, shapeStr, type Shape } from '@fewstep/tensor';
 import { checkDType, getPipeline, grid1d, packParams, sameDType, ceilDiv } from '../runtime.js';
 import { BINARY_PARAMS, BINARY_WGSL, ELEMENTWISE_WGSL, GEGLU_PARAMS, GEGLU_WGSL, UNARY_PARAMS } from './elementwise.wgsl.js';
 
@@ -8,7 +8,7 @@ const UNARY_CODES: Record<UnaryOp, number> = { scale: 0, silu: 1, gelu: 2, gelu_
 /** y = op(x). For 'scale', y = x·alpha + beta. */
 export function unary(op: UnaryOp, x: Tensor, alpha = 1, beta = 0): Tensor {
   checkDType(x.device, `unary.${op}`, x.dtype);
-  if (x.dtype === 'i32') throw new Error(`unary.${op}: i32 is not supported`);
+  if (x.dtype === 'i32') throw new UnsupportedError(`unary.${op}: i32 is not supported`);
   const y = Tensor.empty(x.device, x.shape, x.dtype);
   const pipe = getPipeline(x.device, { family: 'elementwise', entry: 'unary', dtype: x.dtype, code: ELEMENTWISE_WGSL, storage: ['read', 'rw'] });
   x.device.dispatch(pipe, packParams(UNARY_PARAMS, { n: x.size, op: UNARY_CODES[op], alpha, beta }), [x.binding(), y.binding()], grid1d(ceilDiv(x.size, 256)), `unary.${op}`);
@@ -29,7 +29,7 @@ export function broadcastShapes(op: string, a: Shape, b: Shape): number[] {
   const out: number[] = [];
   for (let i = 0; i < r; i++) {
     const da = a[a.length - r + i] ?? 1, db = b[b.length - r + i] ?? 1;
-    if (da !== db && da !== 1 && db !== 1) throw new Error(`${op}: shapes ${shapeStr(a)} and ${shapeStr(b)} do not broadcast`);
+    if (da !== db && da !== 1 && db !== 1) throw new ShapeError(`${op}: shapes ${shapeStr(a)} and ${shapeStr(b)} do not broadcast`);
     out.push(da === 1 ? db : da);
   }
   return out;
@@ -67,7 +67,7 @@ function collapse(out: number[], sa: number[], sb: number[]): [number[], number[
   return [d, A, B];
 }
 
-type BinaryOp = 'add' | 'mul' | 'div';
+export type BinaryOp = 'add' | 'mul' | 'div';
 const BINARY_CODES: Record<BinaryOp, number> = { add: 0, mul: 1, div: 2 };
 
 /** y = a (op) b with numpy broadcasting. `alpha` scales b for 'add' (a + alpha·b). */
@@ -76,7 +76,7 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor, alpha = 1): Tensor {
   checkDType(a.device, op, dtype);
   const out = broadcastShapes(op, a.shape, b.shape);
   const [d, sa, sb] = collapse(out, bcastStrides(a.shape, out), bcastStrides(b.shape, out));
-  if (d.length > 6) throw new Error(`${op}: broadcast of ${shapeStr(a.shape)} and ${shapeStr(b.shape)} needs more than 6 dims`);
+  if (d.length > 6) throw new UnsupportedError(`${op}: broadcast of ${shapeStr(a.shape)} and ${shapeStr(b.shape)} needs more than 6 dims`);
   const y = Tensor.empty(a.device, out, dtype);
   const params: Record<string, number> = { n: y.size, op: BINARY_CODES[op], rank: d.length, alpha };
   for (let i = 0; i < 6; i++) {
@@ -98,7 +98,7 @@ export const div = (a: Tensor, b: Tensor) => binary('div', a, b);
 export function geglu(x: Tensor): Tensor {
   checkDType(x.device, 'geglu', x.dtype);
   const last = x.shape[x.rank - 1]!;
-  if (last % 2) throw new Error(`geglu: last dim ${last} of ${shapeStr(x.shape)} is odd`);
+  if (last % 2) throw new ShapeError(`geglu: last dim ${last} of ${shapeStr(x.shape)} is odd`);
   const half = last / 2;
   const y = Tensor.empty(x.device, [...x.shape.slice(0, -1), half], x.dtype);
   const pipe = getPipeline(x.device, { family: 'elementwise', entry: 'geglu', dtype: x.dtype, code: GEGLU_WGSL, storage: ['read', 'rw'] });

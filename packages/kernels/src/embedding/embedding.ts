@@ -1,4 +1,4 @@
-import { Tensor, shapeStr, type Device } from '@fewstep/tensor';
+import { InvalidArgumentError, ResourceLimitError, ShapeError, Tensor, UnsupportedError, shapeStr, type Device } from '@fewstep/tensor';
 import { ceilDiv, checkDType, getPipeline, grid1d, packParams } from '../runtime.js';
 import { GATHER_PARAMS, TIMESTEP_PARAMS, TIMESTEP_WGSL, gatherWgsl } from './embedding.wgsl.js';
 
@@ -19,7 +19,7 @@ export function tableWindows(device: Device, V: number, rowBytes: number, window
   const maxRows = Math.floor(device.maxBinding / rowBytes);
   let step = V * rowBytes <= device.maxBinding ? V : Math.floor(maxRows / rowAlign) * rowAlign;
   if (windowRows !== undefined) step = Math.min(step, Math.max(rowAlign, Math.ceil(windowRows / rowAlign) * rowAlign));
-  if (step <= 0) throw new Error(`embedding: a ${rowAlign}-row aligned window of ${rowBytes}-byte rows exceeds maxStorageBufferBindingSize (${device.maxBinding})`);
+  if (step <= 0) throw new ResourceLimitError(`embedding: a ${rowAlign}-row aligned window of ${rowBytes}-byte rows exceeds maxStorageBufferBindingSize (${device.maxBinding})`);
   const out: { row0: number; rows: number }[] = [];
   for (let r = 0; r < V; r += step) out.push({ row0: r, rows: Math.min(step, V - r) });
   return out;
@@ -34,20 +34,20 @@ export function tableWindows(device: Device, V: number, rowBytes: number, window
  */
 export function embedding(ids: Tensor, table: Tensor, positions?: Tensor, opts: EmbeddingOptions = {}): Tensor {
   const what = `ids ${shapeStr(ids.shape)} ${ids.dtype}, table ${shapeStr(table.shape)} ${table.dtype}` + (positions ? `, positions ${shapeStr(positions.shape)} ${positions.dtype}` : '');
-  if (ids.dtype !== 'i32') throw new Error(`embedding: ids must be i32 (${what})`);
-  if (ids.rank !== 2 || table.rank !== 2) throw new Error(`embedding: expected ids [B, L] and table [V, D] (${what})`);
-  if (table.dtype === 'i32') throw new Error(`embedding: table must be f32 or f16 (${what})`);
+  if (ids.dtype !== 'i32') throw new ShapeError(`embedding: ids must be i32 (${what})`, 'ids');
+  if (ids.rank !== 2 || table.rank !== 2) throw new ShapeError(`embedding: expected ids [B, L] and table [V, D] (${what})`);
+  if (table.dtype === 'i32') throw new UnsupportedError(`embedding: table must be f32 or f16 (${what})`);
   checkDType(table.device, 'embedding', table.dtype);
   const [B, L] = ids.shape as [number, number];
   const [V, D] = table.shape as [number, number];
   if (positions && (positions.rank !== 2 || positions.shape[1] !== D || positions.shape[0]! < L || positions.dtype !== table.dtype)) {
-    throw new Error(`embedding: positions must be [P ≥ ${L}, ${D}] in ${table.dtype} (${what})`);
+    throw new ShapeError(`embedding: positions must be [P ≥ ${L}, ${D}] in ${table.dtype} (${what})`);
   }
   const device = table.device;
   const y = Tensor.empty(device, [B, L, D], table.dtype);
   const n = B * L * D;
   if (n === 0) return y;
-  if (V === 0) throw new Error(`embedding: empty table (${what})`);
+  if (V === 0) throw new ShapeError(`embedding: empty table (${what})`, 'table');
   const entry = positions ? 'gather_pos' : 'gather';
   const pipe = getPipeline(device, {
     family: 'embedding', entry, dtype: table.dtype, code: gatherWgsl(!!positions),
@@ -116,9 +116,9 @@ function frequencyTensor(device: Device, half: number, shift: number, maxPeriod:
  */
 export function timestepEmbedding(timesteps: Tensor, dim: number, opts: TimestepEmbeddingOptions, dtype: 'f32' | 'f16' = 'f32'): Tensor {
   if (timesteps.rank !== 1 || timesteps.dtype !== 'f32') {
-    throw new Error(`timestepEmbedding: timesteps must be f32 [B], got ${shapeStr(timesteps.shape)} ${timesteps.dtype}`);
+    throw new ShapeError(`timestepEmbedding: timesteps must be f32 [B], got ${shapeStr(timesteps.shape)} ${timesteps.dtype}`);
   }
-  if (!Number.isInteger(dim) || dim < 1) throw new Error(`timestepEmbedding: dim must be a positive integer, got ${dim}`);
+  if (!Number.isInteger(dim) || dim < 1) throw new InvalidArgumentError(`timestepEmbedding: dim must be a positive integer, got ${dim}`, 'dim');
   checkDType(timesteps.device, 'timestepEmbedding', dtype);
   const device = timesteps.device;
   const B = timesteps.shape[0]!;

@@ -1,5 +1,6 @@
-import { Tensor, shapeStr, type Device, type DType, type Shape } from '@fewstep/tensor';
+import { InvalidArgumentError, ShapeError, Tensor, UnsupportedError, shapeStr, type Device, type DType, type Shape } from '@fewstep/tensor';
 import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime.js';
+import { kernelSettings } from '../settings.js';
 import {
   CAST_FROM_HALF_WGSL, CAST_PARAMS, CAST_TO_HALF_WGSL, COPY_PARAMS, PERMUTE_PARAMS, PERMUTE_WGSL, UPSAMPLE4_WGSL, UPSAMPLE_PARAMS, UPSAMPLE_WGSL, copyWgsl,
 } from './layout.wgsl.js';
@@ -14,7 +15,7 @@ function source(code: string, dtype: DType): string {
 /** PyTorch-style axis (negative counts from the end), checked against the rank. */
 export function normalizeAxis(op: string, axis: number, shape: Shape): number {
   const r = shape.length;
-  if (!Number.isInteger(axis) || axis < -r || axis >= r) throw new Error(`${op}: axis ${axis} is out of range for shape ${shapeStr(shape)}`);
+  if (!Number.isInteger(axis) || axis < -r || axis >= r) throw new InvalidArgumentError(`${op}: axis ${axis} is out of range for shape ${shapeStr(shape)}`, 'axis');
   return axis < 0 ? axis + r : axis;
 }
 
@@ -58,17 +59,14 @@ function blockCopy(op: string, src: Tensor, dst: Tensor, outer: number, inner: n
   device.dispatch(pipe, packParams(COPY_PARAMS, params), [src.binding(`${op} input`), dst.binding(`${op} output`)], grid1d(ceilDiv(n / k, 256)), op);
 }
 
-/** Testing/benchmark knob: use the vec4 upsample kernel when W is a multiple of 4. */
-export const upsampleConfig = { vec4: true };
-
 /** Nearest-neighbour ×2 upsample of x [N, C, H, W] → [N, C, 2H, 2W]. */
 export function upsampleNearest2x(x: Tensor): Tensor {
-  if (x.rank !== 4) throw new Error(`upsampleNearest2x: expected x [N, C, H, W], got ${shapeStr(x.shape)}`);
+  if (x.rank !== 4) throw new ShapeError(`upsampleNearest2x: expected x [N, C, H, W], got ${shapeStr(x.shape)}`);
   checkDType(x.device, 'upsampleNearest2x', x.dtype);
   const [N, C, H, W] = x.shape as [number, number, number, number];
   const y = Tensor.empty(x.device, [N, C, 2 * H, 2 * W], x.dtype);
   if (x.size === 0) return y;
-  const v4 = W % 4 === 0 && upsampleConfig.vec4;
+  const v4 = W % 4 === 0 && kernelSettings(x.device).upsample.vec4;
   const k = v4 ? 4 : 1;
   const pipe = getPipeline(x.device, {
     family: 'layout', entry: v4 ? 'upsample2x4' : 'upsample2x', dtype: x.dtype, code: source(v4 ? UPSAMPLE4_WGSL : UPSAMPLE_WGSL, x.dtype), storage: ['read', 'rw'],
@@ -79,13 +77,13 @@ export function upsampleNearest2x(x: Tensor): Tensor {
 
 /** Concatenates along `axis` (shapes must agree elsewhere). */
 export function concat(tensors: Tensor[], axis: number): Tensor {
-  if (!tensors.length) throw new Error('concat: needs at least one tensor');
+  if (!tensors.length) throw new InvalidArgumentError('concat: needs at least one tensor', 'tensors');
   const first = tensors[0]!;
   const dtype = sameDType('concat', ...tensors);
   checkDType(first.device, 'concat', dtype);
   const ax = normalizeAxis('concat', axis, first.shape);
   const ok = tensors.every((t) => t.rank === first.rank && t.shape.every((d, i) => i === ax || d === first.shape[i]));
-  if (!ok) throw new Error(`concat: shapes ${tensors.map((t) => shapeStr(t.shape)).join(', ')} differ outside axis ${ax}`);
+  if (!ok) throw new ShapeError(`concat: shapes ${tensors.map((t) => shapeStr(t.shape)).join(', ')} differ outside axis ${ax}`);
   const outShape = [...first.shape];
   outShape[ax] = tensors.reduce((a, t) => a + t.shape[ax]!, 0);
   const y = Tensor.empty(first.device, outShape, dtype);
@@ -130,7 +128,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   const r = x.rank;
   const norm = perm.map((p) => (Number.isInteger(p) && p < 0 ? p + r : p));
   const valid = perm.length === r && norm.every((p) => Number.isInteger(p) && p >= 0 && p < r) && new Set(norm).size === r;
-  if (!valid) throw new Error(`permute: [${perm.join(', ')}] is not a permutation of the ${r} dims of ${shapeStr(x.shape)}`);
+  if (!valid) throw new InvalidArgumentError(`permute: [${perm.join(', ')}] is not a permutation of the ${r} dims of ${shapeStr(x.shape)}`, 'perm');
   checkDType(x.device, 'permute', x.dtype);
   const y = Tensor.empty(x.device, norm.map((p) => x.shape[p]!), x.dtype);
   if (x.size === 0) return y;
@@ -139,7 +137,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
     blockCopy('permute', x, y, 1, x.size, x.size, 0, x.size, 0);
     return y;
   }
-  if (d.length > 6) throw new Error(`permute: [${perm.join(', ')}] of ${shapeStr(x.shape)} needs ${d.length} dims after merging; at most 6 are supported`);
+  if (d.length > 6) throw new UnsupportedError(`permute: [${perm.join(', ')}] of ${shapeStr(x.shape)} needs ${d.length} dims after merging; at most 6 are supported`);
   const params: Record<string, number> = { n: x.size, rank: d.length };
   for (let i = 0; i < 6; i++) {
     params[`d${i}`] = d[i] ?? 1;
@@ -156,7 +154,7 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
   const dim = x.shape[ax]!;
   const s = start < 0 ? start + dim : start, e = end < 0 ? end + dim : end;
   if (!Number.isInteger(s) || !Number.isInteger(e) || s < 0 || e > dim || s > e) {
-    throw new Error(`slice: [${start}, ${end}) is out of range for axis ${ax} (size ${dim}) of ${shapeStr(x.shape)}`);
+    throw new InvalidArgumentError(`slice: [${start}, ${end}) is out of range for axis ${ax} (size ${dim}) of ${shapeStr(x.shape)}`, 'start');
   }
   checkDType(x.device, 'slice', x.dtype);
   const outShape = [...x.shape];
@@ -170,7 +168,7 @@ export function slice(x: Tensor, axis: number, start: number, end: number): Tens
 /** Converts between f32 and f16 (and copies when the dtype already matches). f32 → f16 overflows to ±inf like torch. */
 export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype !== dtype && (x.dtype === 'i32' || dtype === 'i32')) {
-    throw new Error(`cast: ${x.dtype} → ${dtype} of ${shapeStr(x.shape)} is not supported; only f32 ↔ f16 convert (i32 holds ids)`);
+    throw new UnsupportedError(`cast: ${x.dtype} → ${dtype} of ${shapeStr(x.shape)} is not supported; only f32 ↔ f16 convert (i32 holds ids)`);
   }
   const y = Tensor.empty(x.device, x.shape, dtype);
   if (x.size === 0) return y;

@@ -1,21 +1,13 @@
-import { Tensor, shapeStr, type Device, type DType } from '@fewstep/tensor';
+import { ShapeError, Tensor, UnsupportedError, shapeStr, type Device, type DType } from '@fewstep/tensor';
 import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType, type ParamSchema } from '../runtime.js';
-import { GEMM_PARAMS, a4Fits, matmulPieces, naiveGemmWGSL, subgroupGemmWGSL, tiledGemmWGSL, type GemmPieces, type RegTile, type SgTile } from './matmul.wgsl.js';
-
-export type { SgTile };
+import { kernelSettings, type GemmTiling, type SgTile } from '../settings.js';
+import { GEMM_PARAMS, a4Fits, matmulPieces, naiveGemmWGSL, subgroupGemmWGSL, tiledGemmWGSL, type GemmPieces } from './matmul.wgsl.js';
 
 /**
- * naive: one thread per output (the oracle). tiled: the fast kernel for the adapter — shared-memory
- * tiles with register tiles, or on CPU adapters the subgroup GEMM.
+ * naive: one thread per output (the oracle, `matmulNaive` in @fewstep/kernels/testing). tiled: the fast
+ * kernel for the adapter — shared-memory tiles with register tiles, or on CPU adapters the subgroup GEMM.
  */
 export type GemmVariant = 'naive' | 'tiled';
-
-/** Tiling of the shared-memory GEMM (used by matmul and conv2d). Threads TX×TY, tile (TY·TM)×(TX·TN)×BK. */
-export interface GemmTiling extends RegTile {
-  TX: number;
-  TY: number;
-  BK: number;
-}
 
 /** Real GPUs: 64×64 tiles, 16×16 threads with a 4×4 register tile each, K step 16. */
 export const GPU_TILING: GemmTiling = { TX: 16, TY: 16, TM: 4, TN: 4, BK: 16 };
@@ -33,13 +25,6 @@ export const CPU_TILING: GemmTiling = { TX: 8, TY: 8, TM: 8, TN: 8, BK: 16 };
  * Cold compile ~2 s per pipeline, as before. C = 12 or 16 ran no faster; R is capped at 32.
  */
 export const CPU_SG_TILE: SgTile = { R: 32, C: 8 };
-
-/**
- * Process-wide knobs for tests (force the oracle) and benchmarks (try tilings); null = per adapter.
- * `tiling` forces the shared-memory kernel with that tiling; otherwise `sg` forces the subgroup kernel
- * with that tile (the adapter needs a fixed subgroup size).
- */
-export const gemmConfig: { variant: GemmVariant; tiling: GemmTiling | null; sg: SgTile | null; splitK: number | null } = { variant: 'tiled', tiling: null, sg: null, splitK: null };
 
 const cpuAdapters = new WeakMap<Device, boolean>();
 
@@ -77,16 +62,17 @@ export function fixedSubgroupSize(device: Device): number | null {
 export type GemmKernel = { kind: 'shared'; tiling: GemmTiling } | { kind: 'subgroup'; tile: SgTile; SG: number };
 
 /**
- * The tiled GEMM for a [batch × M × N] product on this device: the gemmConfig override, else on CPU
- * adapters the subgroup GEMM (CPU_TILING without a fixed subgroup size), else GPU_TILING or, for few
- * tiles, GPU_SMALL_TILING.
+ * The tiled GEMM for a [batch × M × N] product on this device: the device's `kernels.gemm` tiling or
+ * subgroup tile when set, else on CPU adapters the subgroup GEMM (CPU_TILING without a fixed subgroup
+ * size), else GPU_TILING or, for few tiles, GPU_SMALL_TILING.
  */
 export function gemmKernel(device: Device, batch = 1, M = Infinity, N = Infinity): GemmKernel {
-  if (gemmConfig.tiling) return { kind: 'shared', tiling: gemmConfig.tiling };
-  if (gemmConfig.sg) {
+  const { tiling, sg } = kernelSettings(device).gemm;
+  if (tiling) return { kind: 'shared', tiling };
+  if (sg) {
     const SG = fixedSubgroupSize(device);
-    if (SG === null) throw new Error(`gemmConfig.sg: the subgroup GEMM needs subgroups of one fixed size; adapter ${device.adapter.name} has none`);
-    return { kind: 'subgroup', tile: gemmConfig.sg, SG };
+    if (SG === null) throw new UnsupportedError(`kernels.gemm.sg: the subgroup GEMM needs subgroups of one fixed size; adapter ${device.adapter.name} has none`);
+    return { kind: 'subgroup', tile: sg, SG };
   }
   if (isCpuAdapter(device)) {
     const SG = fixedSubgroupSize(device);
@@ -104,8 +90,6 @@ export interface MatmulOptions {
   bias?: Tensor | undefined;
   /** Scales the product before the bias. */
   alpha?: number | undefined;
-  /** Kernel choice; defaults to `gemmConfig.variant` (tiled). */
-  variant?: GemmVariant | undefined;
 }
 
 export interface GemmDispatch {
@@ -141,7 +125,7 @@ export function dispatchGemm(g: GemmDispatch): void {
     const { SG } = kernel;
     // Few output columns (TAESD's last conv has 3): fewer columns per lane instead of a 64-wide tile of
     // which 61 are padding (lavapipe, conv 64→3 @ 512²: 588 → ~315 ms).
-    const tile = gemmConfig.sg ? kernel.tile : { ...kernel.tile, C: Math.max(1, Math.min(kernel.tile.C, Math.ceil(g.N / SG))) };
+    const tile = kernelSettings(g.device).gemm.sg ? kernel.tile : { ...kernel.tile, C: Math.max(1, Math.min(kernel.tile.C, Math.ceil(g.N / SG))) };
     params['tiles_m'] = ceilDiv(g.M, tile.R);
     params['tiles_n'] = ceilDiv(g.N, SG * tile.C);
     const pipe = getPipeline(g.device, {
@@ -173,23 +157,20 @@ export function dispatchGemm(g: GemmDispatch): void {
   g.device.dispatch(pipe, packParams(g.schema, params), g.buffers, grid1d(g.batch * tilesM * tilesN), g.label);
 }
 
-/** How many K chunks a shared-memory GEMM takes: gemmConfig.splitK, else on real GPUs enough to give ~256 workgroups when there are few tiles and K is long. */
+/**
+ * How many K chunks a shared-memory GEMM takes: the device's `kernels.gemm.splitK`, else on real GPUs
+ * enough to give ~`splitKTuning.target` workgroups when there are few tiles and K is long.
+ */
 function splitKFor(g: GemmDispatch, t: GemmTiling, tiles: number): number {
   const K = g.params['K']!;
   const maxByMemory = (S: number) => S * g.batch * g.M * g.N * 4 <= g.device.maxBinding;
+  const { splitK, splitKTuning } = kernelSettings(g.device).gemm;
   const { below, target, minK } = splitKTuning;
-  let S = gemmConfig.splitK ?? (isCpuAdapter(g.device) || tiles >= below || K < minK ? 1 : Math.min(8, Math.floor(K / 256), Math.ceil(target / tiles)));
+  let S = splitK ?? (isCpuAdapter(g.device) || tiles >= below || K < minK ? 1 : Math.min(8, Math.floor(K / 256), Math.ceil(target / tiles)));
   S = Math.min(S, Math.ceil(K / t.BK));
   while (S > 1 && !maxByMemory(S)) S--;
   return Math.max(1, S);
 }
-/**
- * When split-K kicks in (GPUs): fewer than `below` workgroups and K ≥ `minK`; splits aim at `target`
- * workgroups. `bench --split-k` tunes it. On an H200 (SDXS-512 f16, warm, medians of 10, A/B twice):
- * 128/256 → UNet 46 ms, image 71–72 ms; 512/1024 → UNet 35–36 ms, image 57–59 ms (≈17 images/s).
- */
-export const splitKTuning = { below: 512, target: 1024, minK: 1024 };
-
 function dispatchSplitK(g: GemmDispatch, t: GemmTiling, pieces: GemmPieces, useA4: boolean, params: Record<string, number>, splits: number, tiles: number): void {
   const K = g.params['K']!;
   const KC = ceilDiv(ceilDiv(K, splits), t.BK) * t.BK;
@@ -215,22 +196,31 @@ function dispatchSplitK(g: GemmDispatch, t: GemmTiling, pieces: GemmPieces, useA
  * b may have fewer batch dims (broadcast, e.g. a 2-D weight shared by every batch).
  */
 export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  return matmulVariant(a, b, opts, 'tiled');
+}
+
+/** `matmul` through the naive kernel (one thread per output): the oracle tests compare the tiled GEMMs with. */
+export function matmulNaive(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+  return matmulVariant(a, b, opts, 'naive');
+}
+
+function matmulVariant(a: Tensor, b: Tensor, opts: MatmulOptions, variant: GemmVariant): Tensor {
   const { transA = false, transB = false, bias, alpha = 1 } = opts;
   const desc = () => `a ${shapeStr(a.shape)}${transA ? 'ᵀ' : ''} × b ${shapeStr(b.shape)}${transB ? 'ᵀ' : ''}`;
-  if (a.rank < 2 || b.rank < 2) throw new Error(`matmul: operands need at least 2 dims: ${desc()}`);
+  if (a.rank < 2 || b.rank < 2) throw new ShapeError(`matmul: operands need at least 2 dims: ${desc()}`);
   const dtype = sameDType('matmul', a, b, ...(bias ? [bias] : []));
-  if (dtype === 'i32') throw new Error('matmul: i32 is not supported');
+  if (dtype === 'i32') throw new UnsupportedError('matmul: i32 is not supported');
   checkDType(a.device, 'matmul', dtype);
   const [ra, ca] = a.shape.slice(-2) as [number, number];
   const [rb, cb] = b.shape.slice(-2) as [number, number];
   const M = transA ? ca : ra, K = transA ? ra : ca;
   const Kb = transB ? cb : rb, N = transB ? rb : cb;
-  if (K !== Kb) throw new Error(`matmul: inner dims differ (K=${K} vs ${Kb}): ${desc()}`);
+  if (K !== Kb) throw new ShapeError(`matmul: inner dims differ (K=${K} vs ${Kb}): ${desc()}`);
   const batchA = a.shape.slice(0, -2), batchB = b.shape.slice(0, -2);
   if (batchB.length && shapeStr(batchA) !== shapeStr(batchB)) {
-    throw new Error(`matmul: b's batch dims must equal a's or be absent: ${desc()}`);
+    throw new ShapeError(`matmul: b's batch dims must equal a's or be absent: ${desc()}`);
   }
-  if (bias && (bias.rank !== 1 || bias.shape[0] !== N)) throw new Error(`matmul: bias ${shapeStr(bias.shape)} must be [${N}]: ${desc()}`);
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== N)) throw new ShapeError(`matmul: bias ${shapeStr(bias.shape)} must be [${N}]: ${desc()}`);
   const batch = batchA.reduce((x, y) => x * y, 1);
   const c = Tensor.empty(a.device, [...batchA, M, N], dtype);
   if (c.size === 0) return c;
@@ -242,7 +232,7 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     storage: ['read', 'read', 'read', 'rw'],
     // Without a bias, a stands in for the unused binding (never read).
     buffers: [a.binding('matmul a'), b.binding('matmul b'), (bias ?? a).binding('matmul bias'), c.binding('matmul out')],
-    variant: opts.variant ?? gemmConfig.variant,
+    variant,
     label: `matmul ${desc()}`,
   });
   return c;

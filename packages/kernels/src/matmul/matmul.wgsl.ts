@@ -4,6 +4,7 @@
 // The tiled GEMM core is generated from three small WGSL functions (load_a, load_b, store_c) so conv2d
 // reuses it as an implicit GEMM by gathering its A tile from the input image instead of a matrix.
 // Storage is `T` (f32 or f16 via runtime.specialize); shared tiles and accumulation are always f32.
+import { InvalidArgumentError } from '@fewstep/tensor';
 import { paramsStruct, type ParamSchema } from '../runtime.js';
 
 export const GEMM_PARAMS: ParamSchema = [
@@ -63,7 +64,7 @@ export function a4Fits(t: RegTile & { TX: number }): boolean {
  */
 export function tiledGemmWGSL(pieces: GemmPieces, entry: string, reg: RegTile, split?: { partBinding: number }): string {
   const { TM, TN } = reg;
-  if (TM % 4 || TN % 4) throw new Error('tiledGemmWGSL: TM and TN must be multiples of 4');
+  if (TM % 4 || TN % 4) throw new InvalidArgumentError('tiledGemmWGSL: TM and TN must be multiples of 4', 'reg');
   const am = TM / 4, bn = TN / 4;
   const accDecl: string[] = [], fma: string[] = [], aLoads: string[] = [], bLoads: string[] = [], stores: string[] = [];
   for (let i = 0; i < TM; i++) for (let j = 0; j < bn; j++) accDecl.push(`var c${i}_${j} = vec4<f32>();`);
@@ -287,7 +288,7 @@ export interface SgTile {
  */
 export function subgroupGemmWGSL(pieces: GemmPieces, entry: string, t: SgTile & { SG: number }): string {
   const { SG, R, C } = t;
-  if (R < 1 || R > 32 || C < 1) throw new Error(`subgroupGemmWGSL: need 1 ≤ R ≤ 32 and C ≥ 1, got R=${R}, C=${C}`);
+  if (R < 1 || R > 32 || C < 1) throw new InvalidArgumentError(`subgroupGemmWGSL: need 1 ≤ R ≤ 32 and C ≥ 1, got R=${R}, C=${C}`, 't');
   const cols: string[] = [], bLoads: string[] = [], body: string[] = [], stores: string[] = [];
   for (let j = 0; j < C; j++) cols.push(`let bc${j} = sg_col(bi, n0 + ${SG * j}u);`);
   for (let kk = 0; kk < SG; kk++) for (let j = 0; j < C; j++) bLoads.push(`let b${kk}_${j} = sg_load_b(bc${j}, k0 + ${kk}u);`);

@@ -1,38 +1,37 @@
-import { Tensor, shapeStr } from '@fewstep/tensor';
+import { ShapeError, Tensor, UnsupportedError, shapeStr } from '@fewstep/tensor';
 import { checkDType, getPipeline, grid1d, packParams } from '../runtime.js';
+import { kernelSettings } from '../settings.js';
 import { GROUPNORM_PARAMS, GROUPNORM_WGSL, LAYERNORM_WGSL, ROW_PARAMS, SOFTMAX_WGSL } from './norm.wgsl.js';
 import { GROUPNORM_SPLIT_MIN, groupNormSplit } from './groupnorm_split.js';
 import { isCpuAdapter } from '../matmul/matmul.js';
 
 function checkFloat(op: string, x: Tensor): void {
-  if (x.dtype === 'i32') throw new Error(`${op}: i32 input ${shapeStr(x.shape)} is not supported`);
+  if (x.dtype === 'i32') throw new UnsupportedError(`${op}: i32 input ${shapeStr(x.shape)} is not supported`);
   checkDType(x.device, op, x.dtype);
 }
 
 /** gamma/beta must be [n] in x's dtype (they bind as the same storage type). */
 function checkAffine(op: string, x: Tensor, name: string, t: Tensor | null, n: number): void {
   if (!t) return;
-  if (t.size !== n) throw new Error(`${op}: ${name} ${shapeStr(t.shape)} does not match ${n} features of x ${shapeStr(x.shape)}`);
-  if (t.dtype !== x.dtype) throw new Error(`${op}: ${name} is ${t.dtype} but x ${shapeStr(x.shape)} is ${x.dtype}`);
+  if (t.size !== n) throw new ShapeError(`${op}: ${name} ${shapeStr(t.shape)} does not match ${n} features of x ${shapeStr(x.shape)}`);
+  if (t.dtype !== x.dtype) throw new ShapeError(`${op}: ${name} is ${t.dtype} but x ${shapeStr(x.shape)} is ${x.dtype}`);
 }
-
-/** Which GroupNorm kernel runs: 'auto' = the split one for large groups on real GPUs (tests force either). */
-export const groupNormConfig: { split: 'auto' | 'always' | 'never' } = { split: 'auto' };
 
 /** GroupNorm over x [N, C, ...spatial] with per-channel gamma/beta [C]; optional fused SiLU. */
 export function groupNorm(x: Tensor, groups: number, gamma: Tensor | null, beta: Tensor | null, eps: number, opts: { silu?: boolean | undefined } = {}): Tensor {
   const op = 'groupNorm';
   checkFloat(op, x);
-  if (x.rank < 2) throw new Error(`${op}: x ${shapeStr(x.shape)} needs rank ≥ 2 ([N, C, ...spatial])`);
+  if (x.rank < 2) throw new ShapeError(`${op}: x ${shapeStr(x.shape)} needs rank ≥ 2 ([N, C, ...spatial])`);
   const [n, c] = x.shape as [number, number];
-  if (!Number.isInteger(groups) || groups < 1 || c % groups) throw new Error(`${op}: ${c} channels of x ${shapeStr(x.shape)} are not divisible by ${groups} groups`);
+  if (!Number.isInteger(groups) || groups < 1 || c % groups) throw new ShapeError(`${op}: ${c} channels of x ${shapeStr(x.shape)} are not divisible by ${groups} groups`, 'groups');
   checkAffine(op, x, 'gamma', gamma, c);
   checkAffine(op, x, 'beta', beta, c);
   const spatial = x.size / (n * c || 1);
   const y = Tensor.empty(x.device, x.shape, x.dtype);
   if (!x.size) return y;
   const units = n * groups;
-  const split = groupNormConfig.split;
+  // Which kernel: 'auto' = the split one for large groups on real GPUs (the device's kernels.groupNorm.split forces either).
+  const split = kernelSettings(x.device).groupNorm.split;
   if (split === 'always' || (split === 'auto' && !isCpuAdapter(x.device) && x.size / units >= GROUPNORM_SPLIT_MIN)) {
     groupNormSplit(x, groups, gamma, beta, eps, !!opts.silu, y);
     return y;
@@ -50,7 +49,7 @@ export function groupNorm(x: Tensor, groups: number, gamma: Tensor | null, beta:
 export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, eps: number): Tensor {
   const op = 'layerNorm';
   checkFloat(op, x);
-  if (x.rank < 1) throw new Error(`${op}: x ${shapeStr(x.shape)} needs rank ≥ 1`);
+  if (x.rank < 1) throw new ShapeError(`${op}: x ${shapeStr(x.shape)} needs rank ≥ 1`);
   const d = x.shape[x.rank - 1]!;
   checkAffine(op, x, 'gamma', gamma, d);
   checkAffine(op, x, 'beta', beta, d);
@@ -68,7 +67,7 @@ export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
 export function softmax(x: Tensor): Tensor {
   const op = 'softmax';
   checkFloat(op, x);
-  if (x.rank < 1) throw new Error(`${op}: x ${shapeStr(x.shape)} needs rank ≥ 1`);
+  if (x.rank < 1) throw new ShapeError(`${op}: x ${shapeStr(x.shape)} needs rank ≥ 1`);
   const d = x.shape[x.rank - 1]!;
   const y = Tensor.empty(x.device, x.shape, x.dtype);
   if (!x.size) return y;
