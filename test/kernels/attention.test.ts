@@ -1,7 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { Tensor, cpu, roundToF16, type Device } from '@fewstep/tensor';
-import { ATTENTION_MAX_HEAD_DIM, attention, attentionConfig, attentionMaterialized, fixedSubgroupSize } from '@fewstep/kernels';
+import { Tensor, roundToF16, type Device } from '@fewstep/tensor';
+import { cpu } from '@fewstep/tensor/testing';
+import { ATTENTION_MAX_HEAD_DIM, attention } from '@fewstep/kernels';
+import { attentionMaterialized, fixedSubgroupSize } from '@fewstep/kernels/testing';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
+import { withKernels } from './kernel_settings';
 import { expectClose, randArray } from '../helpers/compare';
 
 afterAll(closeDevice);
@@ -71,13 +74,9 @@ describe('attention', () => {
       it(`${f.name} ${dtype}, every case`, async (ctx) => {
         const dev = await gpuDevice();
         if (f.cfg.variant === 'subgroup' && fixedSubgroupSize(dev) === null) ctx.skip();
-        const prev = { ...attentionConfig };
-        Object.assign(attentionConfig, f.cfg);
-        try {
+        await withKernels(dev, { attention: f.cfg }, async () => {
           for (const c of cases.filter((x) => x.d <= ATTENTION_MAX_HEAD_DIM)) await checkCase(dev, c, dtype, `${f.name} ${dtype} ${caseName(c)}`);
-        } finally {
-          Object.assign(attentionConfig, prev);
-        }
+        });
       });
     }
 

@@ -27,6 +27,16 @@ describe('fewstep bench kernels', () => {
     }
   });
 
+  it('--split-k sets the split-K tuning of the device (reported with the kernel settings in the JSON)', async () => {
+    const c = capture();
+    expect(await main(['bench', 'kernels', '--json', '--filter', '^noop_dispatch$', '--reps', '1', '--dtype', 'f32', '--split-k', '64,128,256'], c.io)).toBe(0);
+    const doc = JSON.parse(c.out.join(''));
+    expect(doc.kernels.gemm).toEqual({ tiling: null, sg: null, splitK: null, splitKTuning: { below: 64, target: 128, minK: 256 } });
+    const bad = capture();
+    expect(await main(['bench', 'kernels', '--split-k', '64,128'], bad.io)).toBe(2);
+    expect(bad.err.join('')).toBe('fewstep bench: --split-k takes three positive integers below,target,minK, got "64,128"\n');
+  });
+
   it('rejects a bad subcommand and a bad regex as usage errors', async () => {
     const a = capture();
     expect(await main(['bench', 'kernal'], a.io)).toBe(2);

@@ -1,7 +1,10 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { Tensor, cpu, roundToF16 } from '@fewstep/tensor';
-import { CPU_SG_TILE, CPU_TILING, GPU_SMALL_TILING, GPU_TILING, conv2d, fixedSubgroupSize, gemmConfig, type GemmVariant, type GemmTiling, type SgTile } from '@fewstep/kernels';
+import { Tensor, roundToF16 } from '@fewstep/tensor';
+import { cpu } from '@fewstep/tensor/testing';
+import { CPU_SG_TILE, CPU_TILING, GPU_SMALL_TILING, GPU_TILING, conv2d, type GemmTiling, type SgTile } from '@fewstep/kernels';
+import { conv2dDirect, fixedSubgroupSize } from '@fewstep/kernels/testing';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
+import { withKernels } from './kernel_settings';
 import { expectClose, randArray, type Tol } from '../helpers/compare';
 
 afterAll(closeDevice);
@@ -36,7 +39,7 @@ const cases: Case[] = [
 
 describe('conv2d', () => {
   for (const dtype of ['f32', 'f16'] as const) {
-    for (const variant of ['tiled', 'naive'] as GemmVariant[]) {
+    for (const variant of ['tiled', 'naive'] as const) {
       for (const c of cases) {
         const name = `${variant} ${dtype} x${JSON.stringify(c.x)} O=${c.o} k=${c.k} s=${c.stride ?? 1} p=${c.padding ?? 0}${c.bias ? ' +bias' : ''}`;
         it(name, async () => {
@@ -46,7 +49,7 @@ describe('conv2d', () => {
           const x = input(nx, 41, dtype), w = input(nw, 42, dtype), bias = c.bias ? input(c.o, 43, dtype) : undefined;
           const tx = Tensor.from(d, x, c.x, dtype), tw = Tensor.from(d, w, ws, dtype);
           const tb = bias ? Tensor.from(d, bias, [c.o], dtype) : undefined;
-          const y = conv2d(tx, tw, { stride: c.stride, padding: c.padding, bias: tb, variant });
+          const y = (variant === 'naive' ? conv2dDirect : conv2d)(tx, tw, { stride: c.stride, padding: c.padding, bias: tb });
           const [ref, shape] = cpu.cpuConv2d(x, c.x, w, ws, { stride: c.stride, padding: c.padding, bias });
           expect(y.shape).toEqual(shape);
           expectClose(await y.read(), ref, tol(dtype, c.x[1] * c.k * c.k), `conv2d ${name}`);
@@ -69,16 +72,11 @@ describe('conv2d', () => {
         if (sg && fixedSubgroupSize(d) === null) ctx.skip();
         const xs: [number, number, number, number] = [2, 16, 17, 13], ws = [70, 16, 3, 3];
         const x = input(2 * 16 * 17 * 13, 51, 'f32'), w = input(70 * 16 * 9, 52, 'f32'), bias = input(70, 53, 'f32');
-        const prev = { ...gemmConfig };
-        if (sg) gemmConfig.sg = tiling;
-        else gemmConfig.tiling = tiling;
-        try {
+        await withKernels(d, { gemm: sg ? { sg: tiling } : { tiling } }, async () => {
           const y = conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { stride, padding: 1, bias: Tensor.from(d, bias, [70]) });
           const [ref] = cpu.cpuConv2d(x, xs, w, ws, { stride, padding: 1, bias });
           expectClose(await y.read(), ref, tol('f32', 16 * 9), `conv2d tiling ${JSON.stringify(tiling)} stride ${stride}`);
-        } finally {
-          Object.assign(gemmConfig, prev);
-        }
+        });
       });
     }
   }
@@ -91,19 +89,14 @@ describe('conv2d', () => {
     const [ref] = cpu.cpuConv2d(x, xs, w, ws, { padding: 1, bias });
     const want = ref.map((v) => Math.max(v, 0));
     expect(ref.some((v) => v < 0)).toBe(true); // the ReLU has something to clamp
-    const prev = { ...gemmConfig };
-    try {
-      for (const [name, cfg] of [['default', {}], ['gpu tiling', { tiling: GPU_TILING }], ['split-K', { tiling: GPU_TILING, splitK: 3 }]] as const) {
-        Object.assign(gemmConfig, prev, cfg);
+    for (const [name, gemm] of [['default', {}], ['gpu tiling', { tiling: GPU_TILING }], ['split-K', { tiling: GPU_TILING, splitK: 3 }]] as const) {
+      await withKernels(d, { gemm }, async () => {
         const y = conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { padding: 1, bias: Tensor.from(d, bias, [7]), relu: true });
         expectClose(await y.read(), want, tol('f32', 45), `conv2d relu ${name}`);
-      }
-      Object.assign(gemmConfig, prev);
-      const yn = conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { padding: 1, bias: Tensor.from(d, bias, [7]), relu: true, variant: 'naive' });
-      expectClose(await yn.read(), want, tol('f32', 45), 'conv2d relu naive');
-    } finally {
-      Object.assign(gemmConfig, prev);
+      });
     }
+    const yn = conv2dDirect(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { padding: 1, bias: Tensor.from(d, bias, [7]), relu: true });
+    expectClose(await yn.read(), want, tol('f32', 45), 'conv2d relu naive');
   });
 
   // Split-K through conv's gather (K = 16·9 = 144 → chunks of 48 and 32): partial sums reduced, then bias.
@@ -112,18 +105,13 @@ describe('conv2d', () => {
       const d = await gpuDevice();
       const xs: [number, number, number, number] = [2, 16, 17, 13], ws = [70, 16, 3, 3];
       const x = input(2 * 16 * 17 * 13, 61, 'f32'), w = input(70 * 16 * 9, 62, 'f32'), bias = input(70, 63, 'f32');
-      const prev = { ...gemmConfig };
-      gemmConfig.tiling = GPU_TILING;
-      gemmConfig.splitK = splitK;
-      try {
+      await withKernels(d, { gemm: { tiling: GPU_TILING, splitK } }, async () => {
         for (const stride of [1, 2]) {
           const y = conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { stride, padding: 1, bias: Tensor.from(d, bias, [70]) });
           const [ref] = cpu.cpuConv2d(x, xs, w, ws, { stride, padding: 1, bias });
           expectClose(await y.read(), ref, tol('f32', 16 * 9), `conv2d split-K ${splitK} stride ${stride}`);
         }
-      } finally {
-        Object.assign(gemmConfig, prev);
-      }
+      });
     });
   }
 
@@ -131,9 +119,7 @@ describe('conv2d', () => {
   it('subgroup tile {"R":5,"C":3}, every case', async (ctx) => {
     const d = await gpuDevice();
     if (fixedSubgroupSize(d) === null) ctx.skip();
-    const prev = gemmConfig.sg;
-    gemmConfig.sg = { R: 5, C: 3 };
-    try {
+    await withKernels(d, { gemm: { sg: { R: 5, C: 3 } } }, async () => {
       for (const c of cases) {
         const ws = [c.o, c.x[1], c.k, c.k];
         const x = input(c.x.reduce((a, b) => a * b, 1), 41, 'f32'), w = input(ws.reduce((a, b) => a * b, 1), 42, 'f32'), bias = c.bias ? input(c.o, 43, 'f32') : undefined;
@@ -141,9 +127,7 @@ describe('conv2d', () => {
         const [ref] = cpu.cpuConv2d(x, c.x, w, ws, { stride: c.stride, padding: c.padding, bias });
         expectClose(await y.read(), ref, tol('f32', c.x[1] * c.k * c.k), `conv2d subgroup {R:5,C:3} ${JSON.stringify(c)}`);
       }
-    } finally {
-      gemmConfig.sg = prev;
-    }
+    });
   });
 
   it('rejects a channel mismatch, naming both shapes', async () => {

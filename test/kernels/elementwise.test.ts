@@ -1,5 +1,6 @@
 import { afterAll, describe, it } from 'vitest';
-import { Tensor, cpu, roundToF16, type Device } from '@fewstep/tensor';
+import { Tensor, roundToF16, type Device } from '@fewstep/tensor';
+import { cpu } from '@fewstep/tensor/testing';
 import { add, binary, geglu, unary, type UnaryOp } from '@fewstep/kernels';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { TOL, expectClose, randArray } from '../helpers/compare';

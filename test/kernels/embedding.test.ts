@@ -1,6 +1,8 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { Tensor, cpu, roundToF16 } from '@fewstep/tensor';
-import { embedding, tableWindows, timestepEmbedding } from '@fewstep/kernels';
+import { Tensor, roundToF16 } from '@fewstep/tensor';
+import { cpu } from '@fewstep/tensor/testing';
+import { embedding, timestepEmbedding } from '@fewstep/kernels';
+import { tableWindows } from '@fewstep/kernels/testing';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { TOL, expectClose, randArray } from '../helpers/compare';
 

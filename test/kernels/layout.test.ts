@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { Tensor, cpu, roundToF16, type Device } from '@fewstep/tensor';
+import { Tensor, roundToF16, type Device } from '@fewstep/tensor';
+import { cpu } from '@fewstep/tensor/testing';
 import { cast, concat, permute, slice, upsampleNearest2x } from '@fewstep/kernels';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { randArray } from '../helpers/compare';

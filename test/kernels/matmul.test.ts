@@ -1,8 +1,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { Tensor, cpu, roundToF16 } from '@fewstep/tensor';
-import { CPU_SG_TILE, CPU_TILING, GPU_SMALL_TILING, GPU_TILING, fixedSubgroupSize, gemmConfig, linear, matmul, type GemmVariant } from '@fewstep/kernels';
+import { Tensor, roundToF16 } from '@fewstep/tensor';
+import { cpu } from '@fewstep/tensor/testing';
+import { CPU_SG_TILE, CPU_TILING, GPU_SMALL_TILING, GPU_TILING, linear, matmul } from '@fewstep/kernels';
+import { fixedSubgroupSize, matmulNaive } from '@fewstep/kernels/testing';
 import type { Device } from '@fewstep/tensor';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
+import { withKernels } from './kernel_settings';
 import { expectClose, randArray, type Tol } from '../helpers/compare';
 
 afterAll(closeDevice);
@@ -38,6 +41,7 @@ const cases: Case[] = [
   { as: [2, 70, 33], bs: [65, 33], transB: true, bias: true }, // linear-style
 ];
 
+type GemmVariant = 'tiled' | 'naive';
 const variants: GemmVariant[] = ['tiled', 'naive'];
 
 const caseName = (c: Case) =>
@@ -50,7 +54,7 @@ async function checkCase(d: Device, c: Case, dtype: 'f32' | 'f16', variant: Gemm
   const a = input(na, 11, dtype), b = input(nb, 12, dtype), bias = c.bias ? input(N, 13, dtype) : undefined;
   const ta = Tensor.from(d, a, c.as, dtype), tb = Tensor.from(d, b, c.bs, dtype);
   const tbias = bias ? Tensor.from(d, bias, [N], dtype) : undefined;
-  const y = matmul(ta, tb, { transA: c.transA, transB: c.transB, bias: tbias, alpha: c.alpha, variant });
+  const y = (variant === 'naive' ? matmulNaive : matmul)(ta, tb, { transA: c.transA, transB: c.transB, bias: tbias, alpha: c.alpha });
   const [ref, shape] = cpu.cpuMatmul(a, c.as, b, c.bs, { transA: c.transA, transB: c.transB, bias, alpha: c.alpha });
   expect(y.shape).toEqual(shape);
   expectClose(await y.read(), ref, tol(dtype, K), `matmul ${name}`);
@@ -74,13 +78,9 @@ describe('matmul', () => {
       it(`subgroup tile ${JSON.stringify(tile)} ${dtype}, every case`, async (ctx) => {
         const d = await gpuDevice();
         if (fixedSubgroupSize(d) === null) ctx.skip();
-        const prev = gemmConfig.sg;
-        gemmConfig.sg = tile;
-        try {
+        await withKernels(d, { gemm: { sg: tile } }, async () => {
           for (const c of cases) await checkCase(d, c, dtype, 'tiled', `subgroup ${JSON.stringify(tile)} ${dtype} ${caseName(c)}`);
-        } finally {
-          gemmConfig.sg = prev;
-        }
+        });
       });
     }
   }
@@ -91,14 +91,9 @@ describe('matmul', () => {
     for (const dtype of ['f32', 'f16'] as const) {
       it(`split-K ×${splitK} ${dtype}, every case`, async () => {
         const d = await gpuDevice();
-        const prev = { tiling: gemmConfig.tiling, splitK: gemmConfig.splitK };
-        gemmConfig.tiling = GPU_SMALL_TILING;
-        gemmConfig.splitK = splitK;
-        try {
+        await withKernels(d, { gemm: { tiling: GPU_SMALL_TILING, splitK } }, async () => {
           for (const c of cases) await checkCase(d, c, dtype, 'tiled', `split-K ${splitK} ${dtype} ${caseName(c)}`);
-        } finally {
-          Object.assign(gemmConfig, prev);
-        }
+        });
       });
     }
   }
@@ -108,14 +103,10 @@ describe('matmul', () => {
     it(`tiling ${JSON.stringify(tiling)}`, async () => {
       const d = await gpuDevice();
       const a = input(131 * 70, 21, 'f32'), b = input(70 * 67, 22, 'f32');
-      const prev = gemmConfig.tiling;
-      gemmConfig.tiling = tiling;
-      try {
+      await withKernels(d, { gemm: { tiling } }, async () => {
         const y = matmul(Tensor.from(d, a, [131, 70]), Tensor.from(d, b, [70, 67]));
         expectClose(await y.read(), cpu.cpuMatmul(a, [131, 70], b, [70, 67])[0], tol('f32', 70), `matmul tiling ${JSON.stringify(tiling)}`);
-      } finally {
-        gemmConfig.tiling = prev;
-      }
+      });
     });
   }
 

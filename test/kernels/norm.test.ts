@@ -1,7 +1,9 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { Tensor, cpu, roundToF16 } from '@fewstep/tensor';
-import { groupNorm, groupNormConfig, layerNorm, softmax } from '@fewstep/kernels';
+import { Tensor, roundToF16 } from '@fewstep/tensor';
+import { cpu } from '@fewstep/tensor/testing';
+import { groupNorm, layerNorm, softmax } from '@fewstep/kernels';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
+import { withKernels } from './kernel_settings';
 import { TOL, expectClose, randArray } from '../helpers/compare';
 
 afterAll(closeDevice);
@@ -65,14 +67,11 @@ describe('groupNorm, split path (large groups on GPUs: sliced stats, merge, appl
           const x = input(prod(shape), 21, dtype, 4, 6); // |mean| ≫ std: the merge must not cancel
           const gm = affine ? input(c, 22, dtype, 0.5, 1.5) : null;
           const bt = affine ? input(c, 23, dtype) : null;
-          groupNormConfig.split = 'always';
-          try {
+          await withKernels(d, { groupNorm: { split: 'always' } }, async () => {
             const y = groupNorm(Tensor.from(d, x, shape, dtype), g, gm && Tensor.from(d, gm, [c], dtype), bt && Tensor.from(d, bt, [c], dtype), 1e-5, { silu });
             const tol = dtype === 'f16' ? { atol: 4e-3, rtol: 1e-2 } : { atol: 2e-5, rtol: 2e-4 };
             expectClose(await y.read(), cpu.cpuGroupNorm(x, shape, g, gm, bt, 1e-5, silu), tol, `groupNorm split(${shape},G=${g},${dtype})`);
-          } finally {
-            groupNormConfig.split = 'auto';
-          }
+          });
         });
       }
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MemoryFile, SafetensorsFile, encodeSafetensors, f16BitsToF32, f32ToF16Bits, type RandomAccessFile } from '@fewstep/tensor';
+import { FileFormatError, InvalidArgumentError, MemoryFile, SafetensorsError, SafetensorsFile, ShapeError, UnsupportedError, encodeSafetensors, f16BitsToF32, f32ToF16Bits, type RandomAccessFile } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
 import { main } from '../../packages/cli/src/main';
 
@@ -83,9 +83,27 @@ describe('safetensors reader', () => {
   ];
   for (const [what, make, msg] of bad) {
     it(`rejects a file with ${what}`, async () => {
-      await expect(open(make())).rejects.toThrow(msg);
+      const p = open(make());
+      await expect(p).rejects.toThrow(msg);
+      // A SafetensorsError: a FileFormatError with code file_format naming the file.
+      await expect(p).rejects.toBeInstanceOf(SafetensorsError);
+      await expect(p).rejects.toBeInstanceOf(FileFormatError);
+      await expect(p).rejects.toMatchObject({ name: 'SafetensorsError', code: 'file_format', file: 'bad.safetensors' });
     });
   }
+
+  it('typed errors: an unconvertible value, a missing tensor, bad tensors to write', async () => {
+    const f = await open(new MemoryFile('x.safetensors', encodeSafetensors({ ids: { dtype: 'I64', shape: [1], data: BigInt64Array.from([1n << 40n]) } })));
+    await expect(f.read('ids')).rejects.toMatchObject({ code: 'unsupported' });
+    await expect(f.read('ids')).rejects.toBeInstanceOf(UnsupportedError);
+    expect(() => f.info('nope')).toThrow(SafetensorsError);
+    const named = (() => { try { encodeSafetensors({ __metadata__: { dtype: 'F32', shape: [1], data: new Float32Array(1) } }); } catch (e) { return e; } })();
+    expect(named).toBeInstanceOf(InvalidArgumentError);
+    expect(named).toMatchObject({ code: 'invalid_argument', field: 'name' });
+    expect(() => encodeSafetensors({ w: { dtype: 'F32', shape: [3], data: new Float32Array(2) } })).toThrow(ShapeError);
+    // Reading past the end of an in-memory file: a FileFormatError naming it.
+    await expect(new MemoryFile('m.bin', new Uint8Array(4)).read(2, 4)).rejects.toMatchObject({ code: 'file_format', file: 'm.bin' });
+  });
 
   it('reads the golden io files', async () => {
     const f = await SafetensorsFile.open(nodeFiles, new URL('../fixtures/golden/taesd/io.safetensors', import.meta.url).pathname);

@@ -8,17 +8,18 @@ import { mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  FewstepError,
+  FileFormatError,
   MemoryFile,
   SafetensorsFile,
+  TorchCheckpointError,
   TorchCheckpointFile,
-  ZipArchive,
-  crc32,
   f16BitsToF32,
   openTensorFile,
   tensorFileFrom,
-  unpickle,
   type RandomAccessFile,
 } from '@fewstep/tensor';
+import { ZipArchive, crc32, unpickle } from '@fewstep/tensor/testing';
 import { nodeFiles } from '@fewstep/tensor/node';
 import { SafetensorsSource, detectTaesdPart, findWeightFiles, taesdDiffusersKey, taesdKeyMap } from '@fewstep/models';
 
@@ -325,6 +326,21 @@ describe('unsafe pickles are refused, nothing is executed', () => {
     expect(() => unpickle(bytes, ctx)).toThrow(message);
   });
 
+  it('a refused pickle is a TorchCheckpointError, a FileFormatError with code unsafe_pickle and the file', async () => {
+    const e = await TorchCheckpointFile.open(nodeFiles, evil).then(() => null, (x: unknown) => x);
+    expect(e).toBeInstanceOf(TorchCheckpointError);
+    expect(e).toBeInstanceOf(FileFormatError);
+    expect(e).toBeInstanceOf(FewstepError);
+    expect(e).toMatchObject({ name: 'TorchCheckpointError', code: 'unsafe_pickle', file: evil });
+    let direct: unknown;
+    try {
+      unpickle(bytesOf(pk.proto, pk.global('builtins', 'eval'), pk.stop), ctx);
+    } catch (x) {
+      direct = x;
+    }
+    expect(direct).toMatchObject({ code: 'unsafe_pickle', file: 'h.bin' });
+  });
+
   it('a forbidden opcode inside a real checkpoint zip is one error naming the file', async () => {
     const pickle = bytesOf(pk.proto, pk.emptyDict, pk.mark, pk.str('w'), pk.global('collections', 'OrderedDict'), pk.emptyTuple, [0x81], pk.setitems, pk.stop);
     await expect(fromBytes('m.pt', tinyCheckpoint({ pickle }))).rejects.toThrow(
@@ -362,7 +378,11 @@ describe('TorchCheckpointFile: formats and corrupt files', () => {
     ['a corrupted pickle byte (CRC)', () => { const b = Uint8Array.from(good); b[128 + 40] ^= 0xff; return b; }, 'entry "diffusion_pytorch_model/data.pkl": CRC-32 mismatch: the file is corrupt'],
     ['a storage record too short', () => tinyCheckpoint({ values: [1, 2, 3] }), 'tensor "w": size [2,2], stride [2,1] at offset 0 reaches element 3 of a 3-element storage'],
   ])('%s: clear error naming the file', async (_name, make, message) => {
-    await expect(fromBytes('bad.bin', make())).rejects.toThrow(`bad.bin: ${message}`);
+    const p = fromBytes('bad.bin', make());
+    await expect(p).rejects.toThrow(`bad.bin: ${message}`);
+    // Corrupt (not refused): a TorchCheckpointError with code file_format, naming the file.
+    await expect(p).rejects.toBeInstanceOf(TorchCheckpointError);
+    await expect(p).rejects.toMatchObject({ code: 'file_format', file: 'bad.bin' });
   });
 
   it('openTensorFile picks the format by extension, else by the first bytes', async () => {

@@ -5,7 +5,7 @@
  */
 import { Tensor, type DType, type Device } from '@fewstep/tensor';
 import * as K from '@fewstep/kernels';
-import { cpu } from '@fewstep/tensor';
+import { cpu } from '@fewstep/tensor/testing';
 
 const erf = cpu.erf;
 
