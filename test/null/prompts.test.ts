@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { gzipSync } from 'node:zlib';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { parquetMetadata } from 'hyparquet';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { FileFormatError, InvalidArgumentError } from '@fewstep/tensor';
@@ -80,7 +80,7 @@ describe('readPrompts: PartiPrompts in every format', () => {
     expect(await readPrompts(p)).toEqual(tsvRows);
   });
 
-  it('parquet uncompressed, gzip, one row group, other column order and case, extra columns = TSV', async () => {
+  it('parquet uncompressed, gzip, brotli, one row group, other column order and case, extra columns = TSV', async () => {
     const cols = tsvColumns();
     const n = cols.Prompt.length;
     const columnData = [
@@ -95,6 +95,8 @@ describe('readPrompts: PartiPrompts in every format', () => {
     expect(await readPrompts(plain)).toEqual(tsvRows);
     const gz = writeParquet('gzip.parquet', columnData, { codec: 'GZIP', compressors: { GZIP: (b: Uint8Array) => new Uint8Array(gzipSync(b)) }, rowGroupSize: 700 });
     expect(await readPrompts(gz)).toEqual(tsvRows);
+    const br = writeParquet('brotli.parquet', columnData, { codec: 'BROTLI', compressors: { BROTLI: (b: Uint8Array) => new Uint8Array(brotliCompressSync(b)) } });
+    expect(await readPrompts(br)).toEqual(tsvRows);
     // Only the prompt columns are fetched: the 'image' column (~3 MB, most of the file) is never read; what is read is
     // hyparquet's footer prefetch (the last 512 KB) and the four prompt columns (~150 KB).
     const bytes = new Uint8Array(readFileSync(plain));
