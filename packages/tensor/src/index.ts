@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 // @fewstep/tensor: tensors on WebGPU and the weight files they load from. Browser-safe; the Node helpers
 // (file system, Dawn) are under `@fewstep/tensor/node`, the CPU reference ops under `@fewstep/tensor/testing`.
 

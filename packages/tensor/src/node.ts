@@ -1,3 +1,4 @@
+/// <reference types="@webgpu/types" preserve="true" />
 /**
  * Node-only helpers (file IO and Dawn). Kept out of the package root so tensor, kernels and models
  * stay browser-safe; import them from `@fewstep/tensor/node`.
