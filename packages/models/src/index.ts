@@ -44,7 +44,6 @@ export {
 export {
   MAX_BATCH,
   MAX_IMAGE_SIDE,
-  RESIZE_MODES,
   modelInfoFromConfigs,
   resolveGenerateOptions,
   type GenerateOptions,
@@ -53,7 +52,6 @@ export {
   type HostTensor,
   type ModelInfo,
   type PipelineDefaults,
-  type ResizeMode,
   type StepTrace,
 } from './pipelines/generation_options.js';
 export type { DownloadProgressEvent, LoadProgressEvent, PipelineStage, ProgressCallback, ProgressEvent, StageProgressEvent } from './pipelines/progress.js';
@@ -64,5 +62,5 @@ export { checkRGBImage, rgbaToRGB, type RGBImage } from './image/rgb_image.js';
 export { crc32, decodePng, encodePng, type DecodedPng } from './image/png.js';
 export { invertControlImage, postprocess, preprocess, preprocessControlImage, roundHalfToEven, type PostprocessResult } from './pipelines/image_processor.js';
 export { PIL_RESAMPLE_CODES, resampleFilter, resizeRGB, type ResampleFilter, type ResizeOptions } from './image/resample.js';
-export { DIFFUSERS_RESIZE_MODES, fitImage, pasteRGB, type FitMode } from './image/image_fit.js';
+export { DIFFUSERS_RESIZE_MODES, FIT_MODES, fitImage, pasteRGB, type FitMode } from './image/image_fit.js';
 export { CLIPImageProcessor, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, centerCropRGB, clipResizeOutputSize, type CLIPImageProcessorConfigJson, type CLIPImageProcessorOutput, type ImageSizeDict } from './clip/image_processing_clip.js';

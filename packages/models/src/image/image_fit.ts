@@ -23,8 +23,14 @@ import { InvalidArgumentError } from '@fewstep/tensor';
 import { checkRGBImage, type RGBImage } from './rgb_image.js';
 import { resizeRGB, type ResampleFilter } from './resample.js';
 
-/** 'stretch' = diffusers resize_mode "default", 'crop' = "crop", 'fit' = "fill". */
+/**
+ * How an image of another size is brought to width × height: 'crop' scales to cover and center-crops
+ * (diffusers resize_mode="crop"; fewstep's default: proportions kept), 'fit' scales to fit inside and fills
+ * the bands from the edges ("fill"), 'stretch' scales to exactly width × height ("default").
+ */
 export type FitMode = 'stretch' | 'crop' | 'fit';
+
+export const FIT_MODES: readonly FitMode[] = ['crop', 'fit', 'stretch'];
 
 /** diffusers' resize_mode names → FitMode. */
 export const DIFFUSERS_RESIZE_MODES: Readonly<Record<string, FitMode>> = { default: 'stretch', crop: 'crop', fill: 'fit' };

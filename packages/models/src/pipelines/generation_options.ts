@@ -11,6 +11,7 @@
  */
 import { InvalidArgumentError } from '@fewstep/tensor';
 import { checkRGBImage, type RGBImage } from '../image/rgb_image.js';
+import { FIT_MODES, type FitMode } from '../image/image_fit.js';
 import { schedulerFromConfig } from '../schedulers/index.js';
 import type { ProgressCallback } from './progress.js';
 
@@ -38,17 +39,6 @@ export type GenerationInit =
    * pipeline encodes with its own VAE.
    */
   | { kind: 'informative'; reference: { latents: HostTensor } | { images: RGBImage[] } };
-
-/** How an image of another size (init, control or reference image) is brought to width × height. */
-export type ResizeMode =
-  /** Scale to cover, center-crop the rest (diffusers resize_mode="crop"). The default: keeps proportions. */
-  | 'crop'
-  /** Scale to fit inside, fill the bands from the image's edges (diffusers resize_mode="fill"). */
-  | 'fit'
-  /** Scale to exactly width × height, proportions lost (diffusers resize_mode="default"). */
-  | 'stretch';
-
-export const RESIZE_MODES: readonly ResizeMode[] = ['crop', 'fit', 'stretch'];
 
 /** The largest width or height fewstep generates (a 4096² SD image is already ~40 GB of attention). */
 export const MAX_IMAGE_SIDE = 4096;
@@ -96,7 +86,7 @@ export interface GenerateOptions {
   /** diffusers `clip_skip`: use the text encoder's hidden state `clip_skip` layers before the last (with its final layer norm). */
   clipSkip?: number | undefined;
   /** How init / control / reference images of another size are fit (default 'crop'). */
-  resize?: ResizeMode | undefined;
+  resize?: FitMode | undefined;
   /** Cancels the generation at the next GPU dispatch: it throws AbortError and frees what it allocated. */
   signal?: AbortSignal | undefined;
   /** Stage start/end events (denoise: per step). */
@@ -157,7 +147,7 @@ export interface GenerationPlan {
     | { kind: 'informative'; latents: HostTensor | null; images: RGBImage[] | null };
   control: { image: RGBImage; scale: number } | null;
   clipSkip: number | null;
-  resize: ResizeMode;
+  resize: FitMode;
   /** Things that are allowed but probably not meant (e.g. a negative prompt without CFG). */
   warnings: string[];
 }
@@ -255,7 +245,7 @@ export function resolveGenerateOptions(o: GenerateOptions, model: ModelInfo, ran
   }
   const seed = resolveSeed(o.seed, random);
   const resize = o.resize ?? 'crop';
-  if (!RESIZE_MODES.includes(resize)) bad('resize', `must be one of ${RESIZE_MODES.join(', ')}, got ${show(resize)}`);
+  if (!FIT_MODES.includes(resize)) bad('resize', `must be one of ${FIT_MODES.join(', ')}, got ${show(resize)}`);
   let clipSkip: number | null = null;
   if (o.clipSkip !== undefined && o.clipSkip !== 0) {
     const layers = model.textEncoderLayers;

@@ -41,7 +41,7 @@ import type { AutoencoderKL } from '../autoencoders/autoencoder_kl.js';
 import { schedulerFromConfig, type Scheduler } from '../schedulers/index.js';
 import { TorchGenerator } from '../random/torch_randn.js';
 import type { RGBImage } from '../image/rgb_image.js';
-import { fitImage } from '../image/image_fit.js';
+import { fitImage, type FitMode } from '../image/image_fit.js';
 import { informativeInit } from './informative_init.js';
 import { postprocess, preprocess, preprocessControlImage } from './image_processor.js';
 import {
@@ -52,7 +52,6 @@ import {
   type HostTensor,
   type ModelInfo,
   type PipelineDefaults,
-  type ResizeMode,
   type StepTrace,
 } from './generation_options.js';
 import { loadPipelineComponents, type PipelineComponents, type PipelineLoadOptions } from './pipeline_loading.js';
@@ -109,7 +108,7 @@ export class StableDiffusionPipeline {
     this.vaeScaleFactor = vae.spatialScaleFactor;
     // Throws here, at construction, for a scheduler config/override that cannot be built.
     this.info = modelInfoFromConfigs({
-      unet: unetConfig ?? { mid_block_type: unet.config.midBlockType, in_channels: unet.config.inChannels },
+      unet: unetConfig ?? { mid_block_type: unet.config.mid_block_type, in_channels: unet.config.in_channels },
       scheduler: schedulerConfig,
       schedulerOverride,
       vae: { block_out_channels: new Array<number>(Math.log2(this.vaeScaleFactor) + 1).fill(0) },
@@ -401,7 +400,7 @@ export class StableDiffusionPipeline {
     const per = parts[0]!.length;
     const data = new Float32Array(per * parts.length);
     parts.forEach((p, i) => data.set(p, i * per));
-    const C = this.unet.config.inChannels;
+    const C = this.unet.config.in_channels;
     return { data, shape: [parts.length, C, images[0]!.height / this.vaeScaleFactor, images[0]!.width / this.vaeScaleFactor] };
   }
 
@@ -429,7 +428,7 @@ export class StableDiffusionPipeline {
   }
 
   /** An image brought to width × height by `mode`, as diffusers' image processor resizes (unchanged when it has that size). */
-  private fit(img: RGBImage, width: number, height: number, mode: ResizeMode): RGBImage {
+  private fit(img: RGBImage, width: number, height: number, mode: FitMode): RGBImage {
     return img.width === width && img.height === height ? img : fitImage(img, width, height, mode);
   }
 
@@ -451,12 +450,12 @@ const plainStage: StageRunner = (_stage, fn) => fn();
 
 /** The ControlNet must mirror the UNet's encoder: one residual per UNet skip, same channels, same text width. */
 function checkControlNetFits(cn: ControlNetModel, unet: UNet2DConditionModel): void {
-  const c = cn.config, u = unet.config;
+  const c = cn.resolvedConfig, u = unet.resolvedConfig;
   const problems: string[] = [];
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
   if (c.inChannels !== u.inChannels) problems.push(`in_channels ${c.inChannels} vs the UNet's ${u.inChannels}`);
   if (!same(c.blockOutChannels, u.blockOutChannels)) problems.push(`block_out_channels ${JSON.stringify(c.blockOutChannels)} vs ${JSON.stringify(u.blockOutChannels)}`);
-  if (u.layersPerBlock.some((l) => l !== c.layersPerBlock)) problems.push(`layers_per_block ${c.layersPerBlock} vs ${JSON.stringify(u.layersPerBlock)}`);
-  if (u.crossAttentionDim.some((d) => d !== c.crossAttentionDim)) problems.push(`cross_attention_dim ${c.crossAttentionDim} vs ${JSON.stringify(u.crossAttentionDim)}`);
+  if (u.layersPerBlock.some((l) => l !== cn.config.layers_per_block)) problems.push(`layers_per_block ${cn.config.layers_per_block} vs ${JSON.stringify(u.layersPerBlock)}`);
+  if (u.crossAttentionDim.some((d) => d !== cn.config.cross_attention_dim)) problems.push(`cross_attention_dim ${cn.config.cross_attention_dim} vs ${JSON.stringify(u.crossAttentionDim)}`);
   if (problems.length) throw new UnsupportedError(`ControlNetModel does not fit this UNet: ${problems.join('; ')}`);
 }
