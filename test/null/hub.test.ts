@@ -67,6 +67,10 @@ const tiny: FakeRepo & { files: FakeFile[] } = {
   ],
 };
 
+const C3 = 'c'.repeat(39) + '3';
+const tsv = bytes(20_000, 11);
+const prompts: FakeRepo = { id: 'acme/prompts', type: 'dataset', commit: C3, files: [{ path: 'README.md', content: Buffer.from('# prompts\n') }, { path: 'data/prompts.tsv', content: tsv, lfs: true }] };
+
 let hub: FakeHub;
 let cacheDir: string;
 const tmpRoots: string[] = [];
@@ -81,6 +85,7 @@ beforeAll(async () => {
     tiny,
     { id: 'acme/private', commit: C2, token: 'hf_secret', files: [{ path: 'config.json', content: Buffer.from('{}') }, { path: 'w.safetensors', content: files.secret, lfs: true }] },
     { id: 'acme/gated', commit: C2, token: 'hf_right', gated: true, files: [{ path: 'config.json', content: Buffer.from('{}') }] },
+    prompts,
   ]);
 });
 afterAll(async () => {
@@ -494,12 +499,6 @@ describe('listRepoFiles', () => {
 });
 
 describe('dataset repos', () => {
-  const C3 = 'c'.repeat(39) + '3';
-  const tsv = bytes(20_000, 11);
-  beforeAll(() => {
-    hub.repos.push({ id: 'acme/prompts', type: 'dataset', commit: C3, files: [{ path: 'README.md', content: Buffer.from('# prompts\n') }, { path: 'data/prompts.tsv', content: tsv, lfs: true }] });
-  });
-
   it('lists and downloads through /api/datasets/ and /datasets/…/resolve/ into datasets--org--name', async () => {
     const opts = { endpoint: hub.url, cacheDir, repoType: 'dataset' as const };
     expect(await listRepoFiles('acme/prompts', opts)).toEqual(['README.md', 'data/prompts.tsv']);
@@ -663,6 +662,11 @@ describe('fewstep download', () => {
       tmpRoots.push(other);
       r = await run(['download', 'acme/tiny-sd', '-q', '--cache-dir', other, '--include', 'README.md']);
       expect(r.stdout).toBe(`${join(other, 'models--acme--tiny-sd', 'snapshots', C1)}\n`);
+      r = await run(['download', 'acme/tiny-sd@v2', '-q', '--include', 'README.md']);
+      expect(r.stdout).toBe(`${snap(C2)}\n`);
+      r = await run(['download', 'acme/prompts', '-q', '--repo-type', 'dataset', '--include', '*.tsv']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe(`${join(cacheDir, 'datasets--acme--prompts', 'snapshots', C3)}\n`);
       r = await run(['download', 'acme/nope']);
       expect(r.code).toBe(1);
       expect(r.stderr).toBe(`fewstep download: Repository acme/nope not found on ${hub.url}\n`);

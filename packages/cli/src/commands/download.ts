@@ -1,11 +1,11 @@
-import { createProgressPrinter, snapshotDownload } from '@fewstep/weights-tools';
+import { createProgressPrinter, parseRepoSpec, snapshotDownload, type RepoType } from '@fewstep/weights-tools';
 import { UsageError } from '../args.js';
 import type { Command } from '../command.js';
 
 export const download: Command = {
   name: 'download',
   summary: 'Download a Hugging Face repo into the HF cache and print its snapshot folder',
-  usage: 'fewstep download <org/name> [--revision R] [--include glob]... [--exclude glob]... [--cache-dir D] [--quiet]',
+  usage: 'fewstep download <org/name[@revision]> [--revision R] [--repo-type model|dataset] [--include glob]... [--exclude glob]... [--cache-dir D] [--quiet]',
   description:
     'Downloads the files of a hub repo into the standard Hugging Face cache (shared with Python:\n' +
     '$HF_HUB_CACHE, default ~/.cache/huggingface/hub), resuming interrupted files, and prints the\n' +
@@ -14,7 +14,8 @@ export const download: Command = {
     'pattern without / matches a name at any depth (*.json), a folder pattern selects its contents.\n' +
     'Env: HF_TOKEN (or $HF_HOME/token), HF_ENDPOINT, HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE=1.',
   flags: {
-    revision: { type: 'string', help: 'Branch, tag or commit', default: 'main' },
+    revision: { type: 'string', help: 'Branch, tag or commit (an @revision on the repo id wins)', default: 'main' },
+    'repo-type': { type: 'string', choices: ['model', 'dataset'], default: 'model', help: 'Kind of repo (datasets are cached as datasets--org--name)' },
     include: { type: 'string', multiple: true, help: 'Only files matching this glob (repeatable)' },
     exclude: { type: 'string', multiple: true, help: 'Skip files matching this glob (repeatable)' },
     'cache-dir': { type: 'string', help: 'Cache folder instead of $HF_HUB_CACHE' },
@@ -25,8 +26,10 @@ export const download: Command = {
     if (positionals.length !== 1) throw new UsageError(`expected one repo id (org/name), got ${positionals.length}`);
     const printer = createProgressPrinter(io.stderr, { isTTY: io.isTTY, quiet: Boolean(flags['quiet']) });
     try {
-      const dir = await snapshotDownload(positionals[0]!, {
-        revision: flags['revision'] as string,
+      const { repoId, revision } = parseRepoSpec(positionals[0]!, flags['revision'] as string);
+      const dir = await snapshotDownload(repoId, {
+        revision,
+        repoType: flags['repo-type'] as RepoType,
         allowPatterns: (flags['include'] as string[] | undefined) ?? undefined,
         ignorePatterns: (flags['exclude'] as string[] | undefined) ?? undefined,
         cacheDir: flags['cache-dir'] as string | undefined,
