@@ -18,7 +18,7 @@ const UNET_DIR = join(CASE, 'unet');
 const cnConfig = async () => JSON.parse(await nodeFiles.readText(join(CN_DIR, 'config.json'))) as ControlNetConfig;
 
 /** models.md §2.3: the inferred config of IDKiro/sdxs-512-dreamshaper-sketch (DreamShaper-SDXS encoder + a cross-attention mid block). */
-const SKETCH: ControlNetConfig = {
+const SKETCH: Partial<ControlNetConfig> = {
   down_block_types: ['DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'],
   block_out_channels: [320, 640, 1280],
   layers_per_block: 1,
@@ -65,7 +65,7 @@ describe('ControlNetModel structure', () => {
   });
 
   it('rejects unsupported configs naming the key', () => {
-    const bad: [ControlNetConfig, string][] = [
+    const bad: [Partial<ControlNetConfig>, string][] = [
       [{ ...SKETCH, global_pool_conditions: true }, 'global_pool_conditions'],
       [{ ...SKETCH, class_embed_type: 'timestep' }, 'class_embed_type'],
       [{ ...SKETCH, addition_embed_type: 'text_time' }, 'addition_embed_type'],
@@ -171,7 +171,7 @@ describe('ControlNetModel golden controlnet_sketch', () => {
 
   it('mid_block_type UNetMidBlock2D (random weights): forward gives the residual shapes, scale multiplies', async () => {
     const d = await gpuDevice();
-    const cfg: ControlNetConfig = { block_out_channels: [16, 32], down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'], layers_per_block: 2, cross_attention_dim: 24, norm_num_groups: 8, attention_head_dim: 4, mid_block_type: 'UNetMidBlock2D', conditioning_embedding_out_channels: [8, 16] };
+    const cfg: Partial<ControlNetConfig> = { block_out_channels: [16, 32], down_block_types: ['CrossAttnDownBlock2D', 'DownBlock2D'], layers_per_block: 2, cross_attention_dim: 24, norm_num_groups: 8, attention_head_dim: 4, mid_block_type: 'UNetMidBlock2D', conditioning_embedding_out_channels: [8, 16] };
     const cn = await ControlNetModel.random(cfg, d, { seed: 3 });
     try {
       expect(cn.mid_block.resnets.length).toBe(1);

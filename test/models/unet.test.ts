@@ -7,11 +7,11 @@ import { nodeFiles } from '@fewstep/tensor/node';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { expectClose, randArray, type Tol } from '../helpers/compare';
 import { componentDir, goldenRoot, openGolden } from './golden';
-import { RandomSource, SD15, SD21_BASE, SDXS_09, SDXS_DREAMSHAPER, UNet2DConditionModel, resolveUNetConfig, type UNet2DConditionConfig } from '@fewstep/models';
+import { RandomSource, SD15, SD21_BASE, SDXS_09, SDXS_DREAMSHAPER, UNet2DConditionModel, resolveUNetConfig, unet2DConditionConfig, type UNet2DConditionConfig } from '@fewstep/models';
 
 afterAll(closeDevice);
 
-const goldenConfig = async (name: string) => JSON.parse(await nodeFiles.readText(join(goldenRoot, name, 'config.json'))) as UNet2DConditionConfig;
+const goldenConfig = async (name: string) => JSON.parse(await nodeFiles.readText(join(goldenRoot, name, 'config.json'))) as Record<string, unknown>;
 
 describe('UNet2DConditionModel structure', () => {
   it('parameter counts of the real configs match diffusers (models.md §1.2, §2.1, §4)', () => {
@@ -58,6 +58,19 @@ describe('UNet2DConditionModel structure', () => {
     for (const [cfg, key] of bad) expect(() => UNet2DConditionModel.describe(cfg), key).toThrow(key);
   });
 
+  it('config convention: config = config.json keys with diffusers defaults (extras kept, frozen); resolvedConfig per block', async () => {
+    const json = await goldenConfig('unet_sdxs');
+    const c = unet2DConditionConfig(json);
+    expect(c._class_name).toBe(json['_class_name']);
+    expect(c.mid_block_type).toBeNull();
+    expect(unet2DConditionConfig({}).up_block_types).toEqual(['UpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'CrossAttnUpBlock2D']);
+    expect(unet2DConditionConfig({}).sample_size).toBeNull();
+    expect(Object.isFrozen(c)).toBe(true);
+    const r = resolveUNetConfig({ layers_per_block: 1, cross_attention_dim: 768 });
+    expect([r.layersPerBlock, r.crossAttentionDim, r.timeEmbedDim]).toEqual([[1, 1, 1, 1], [768, 768, 768, 768], 1280]);
+    expect(SD15.in_channels).toBe(4);
+  });
+
   it('RandomSource is deterministic per (seed, key) and uses fan-in ranges', async () => {
     const shapes = UNet2DConditionModel.describe(SDXS_09);
     const a = new RandomSource(shapes, 1), b = new RandomSource(shapes, 1), c = new RandomSource(shapes, 2);
@@ -79,6 +92,8 @@ async function runGolden(d: Device, name: string, dtype: 'f32' | 'f16', tolFor: 
   const [dir, cleanup] = componentDir(name, 'diffusion_pytorch_model.safetensors');
   const model = await UNet2DConditionModel.fromFolder(nodeFiles, dir, d, { dtype });
   cleanup();
+  expect(model.config).toEqual(unet2DConditionConfig(JSON.parse(await nodeFiles.readText(join(goldenRoot, name, 'config.json')))));
+  expect(model.resolvedConfig).toEqual(resolveUNetConfig(model.config));
   const load = async (k: string) => Tensor.from(d, (await g.io.read(k, 'f32')) as Float32Array, g.io.info(k).shape, 'f32');
   const report: string[] = [];
   try {

@@ -13,7 +13,6 @@ import {
   loraTransform,
   resolveControlNetConfig,
   type Component,
-  type ControlNetConfig,
   type LoraAdapter,
 } from '@fewstep/models';
 import { UsageError } from '../args.js';
@@ -55,11 +54,11 @@ function signature(className: string, cfg: Record<string, unknown>, method: Meth
       };
     }
     case 'ControlNetModel': {
-      const r = resolveControlNetConfig(cfg as ControlNetConfig);
-      const c = r.inChannels, ctx = r.crossAttentionDim, cc = r.conditioningChannels;
+      const r = resolveControlNetConfig(cfg);
+      const c = r.inChannels, ctx = r.crossAttentionDim[0]!, cc = r.conditioningChannels;
       const f = 2 ** (r.conditioningEmbeddingOutChannels.length - 1);
       // One residual per UNet skip: conv_in, layers_per_block per block, a downsampler after every block but the last.
-      const n = 1 + r.blockOutChannels.length * r.layersPerBlock + r.blockOutChannels.length - 1;
+      const n = 1 + r.layersPerBlock.reduce((a, b) => a + b, 0) + r.blockOutChannels.length - 1;
       return {
         what: 'ControlNetModel',
         inputs: [
@@ -137,7 +136,7 @@ async function readInputs(path: string, sig: ReturnType<typeof signature>, cfg: 
       const b = batch('sample')!, cond = out.get('controlnet_cond')!, sample = out.get('sample')!;
       if (cond.shape[0] !== b && cond.shape[0] !== 1) throw new Error(`${path}: controlnet_cond has batch ${cond.shape[0]} but sample has ${b}`);
       // The conditioning embedding's stride-2 convs (padding 1) take n to ⌈n/2⌉; they must land on the sample's size.
-      const steps = resolveControlNetConfig(cfg as ControlNetConfig).conditioningEmbeddingOutChannels.length - 1;
+      const steps = resolveControlNetConfig(cfg).conditioningEmbeddingOutChannels.length - 1;
       const down = (v: number) => Array.from({ length: steps }).reduce<number>((a) => Math.ceil(a / 2), v);
       const [h, w] = [sample.shape[2]!, sample.shape[3]!];
       if (down(cond.shape[2]!) !== h || down(cond.shape[3]!) !== w) {

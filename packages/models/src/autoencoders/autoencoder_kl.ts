@@ -12,74 +12,68 @@ import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weig
 import { loadFromFolder, loadFromSource, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 import { Decoder, Encoder, type VaeCoderConfig } from './vae.js';
 import type { NoiseGenerator, Vae } from './autoencoder.js';
+import { unsupportedConfig, withDefaults, type ConfigInput } from '../modeling/config.js';
+import { ConfigError } from '../errors.js';
 
-/** config.json of an AutoencoderKL; keys verbatim, diffusers defaults. */
+/** config.json of an AutoencoderKL, every key diffusers takes (`model.config`: defaults applied). */
 export interface AutoencoderKLConfig {
-  in_channels?: number | undefined;
-  out_channels?: number | undefined;
-  down_block_types?: string[] | undefined;
-  up_block_types?: string[] | undefined;
-  block_out_channels?: number[] | undefined;
-  layers_per_block?: number | undefined;
-  act_fn?: string | undefined;
-  latent_channels?: number | undefined;
-  norm_num_groups?: number | undefined;
-  sample_size?: number | number[] | undefined;
-  scaling_factor?: number | undefined;
-  force_upcast?: boolean | undefined;
-  /** Newer diffusers keys; only their defaults are supported. */
-  use_quant_conv?: boolean | undefined;
-  use_post_quant_conv?: boolean | undefined;
-  mid_block_add_attention?: boolean | undefined;
-  [extra: string]: unknown;
+  in_channels: number;
+  out_channels: number;
+  down_block_types: string[];
+  up_block_types: string[];
+  block_out_channels: number[];
+  layers_per_block: number;
+  act_fn: string;
+  latent_channels: number;
+  norm_num_groups: number;
+  sample_size: number | number[];
+  scaling_factor: number;
+  force_upcast: boolean;
+  /** Keys of later diffusers versions (defaults: true); use_quant_conv / use_post_quant_conv false are not supported. */
+  use_quant_conv: boolean;
+  use_post_quant_conv: boolean;
+  mid_block_add_attention: boolean;
+  [key: string]: unknown;
 }
 
-export interface ResolvedAutoencoderKLConfig {
-  inChannels: number;
-  outChannels: number;
-  downBlockTypes: string[];
-  upBlockTypes: string[];
-  blockOutChannels: number[];
-  layersPerBlock: number;
-  latentChannels: number;
-  normNumGroups: number;
-  scalingFactor: number;
-  forceUpcast: boolean;
-  midBlockAddAttention: boolean;
-}
+/** diffusers' `AutoencoderKL.__init__` defaults (v0.25.1, plus the later keys' defaults). */
+export const AUTOENCODER_KL_DEFAULTS: AutoencoderKLConfig = {
+  in_channels: 3,
+  out_channels: 3,
+  down_block_types: ['DownEncoderBlock2D'],
+  up_block_types: ['UpDecoderBlock2D'],
+  block_out_channels: [64],
+  layers_per_block: 1,
+  act_fn: 'silu',
+  latent_channels: 4,
+  norm_num_groups: 32,
+  sample_size: 32,
+  scaling_factor: 0.18215,
+  force_upcast: true,
+  use_quant_conv: true,
+  use_post_quant_conv: true,
+  mid_block_add_attention: true,
+};
 
-export function resolveAutoencoderKLConfig(c: AutoencoderKLConfig): ResolvedAutoencoderKLConfig {
-  const unsupported = (key: string, why: string): never => {
-    throw new Error(`AutoencoderKL: config ${key} = ${JSON.stringify(c[key])} is not supported by fewstep (${why})`);
-  };
-  if (!['silu', 'swish'].includes(c.act_fn ?? 'silu')) unsupported('act_fn', 'only "silu" is supported');
+/** A config.json object → `model.config`: diffusers' defaults for the keys it leaves out, checked. */
+export function autoencoderKLConfig(raw: ConfigInput<AutoencoderKLConfig>): Readonly<AutoencoderKLConfig> {
+  const c = withDefaults(AUTOENCODER_KL_DEFAULTS, raw);
+  const unsupported = (key: string, why: string): never => unsupportedConfig('AutoencoderKL', c, key, why);
+  if (!['silu', 'swish'].includes(c.act_fn)) unsupported('act_fn', 'only "silu" is supported');
   if (c.use_quant_conv === false) unsupported('use_quant_conv', 'only true is supported');
   if (c.use_post_quant_conv === false) unsupported('use_post_quant_conv', 'only true is supported');
-  const r: ResolvedAutoencoderKLConfig = {
-    inChannels: c.in_channels ?? 3,
-    outChannels: c.out_channels ?? 3,
-    downBlockTypes: c.down_block_types ?? ['DownEncoderBlock2D'],
-    upBlockTypes: c.up_block_types ?? ['UpDecoderBlock2D'],
-    blockOutChannels: c.block_out_channels ?? [64],
-    layersPerBlock: c.layers_per_block ?? 1,
-    latentChannels: c.latent_channels ?? 4,
-    normNumGroups: c.norm_num_groups ?? 32,
-    scalingFactor: c.scaling_factor ?? 0.18215,
-    forceUpcast: c.force_upcast ?? true,
-    midBlockAddAttention: c.mid_block_add_attention ?? true,
-  };
-  const n = r.blockOutChannels.length;
-  if (r.downBlockTypes.length !== n || r.upBlockTypes.length !== n) {
-    throw new Error(`AutoencoderKL: down_block_types (${r.downBlockTypes.length}), up_block_types (${r.upBlockTypes.length}) and block_out_channels (${n}) must have the same length`);
+  const n = c.block_out_channels.length;
+  if (c.down_block_types.length !== n || c.up_block_types.length !== n) {
+    throw new ConfigError(`AutoencoderKL: down_block_types (${c.down_block_types.length}), up_block_types (${c.up_block_types.length}) and block_out_channels (${n}) must have the same length`);
   }
-  return r;
+  return c;
 }
 
-function coderConfigs(r: ResolvedAutoencoderKLConfig): { encoder: VaeCoderConfig; decoder: VaeCoderConfig } {
-  const common = { blockOutChannels: r.blockOutChannels, layersPerBlock: r.layersPerBlock, normNumGroups: r.normNumGroups, midBlockAddAttention: r.midBlockAddAttention };
+function coderConfigs(c: Readonly<AutoencoderKLConfig>): { encoder: VaeCoderConfig; decoder: VaeCoderConfig } {
+  const common = { blockOutChannels: c.block_out_channels, layersPerBlock: c.layers_per_block, normNumGroups: c.norm_num_groups, midBlockAddAttention: c.mid_block_add_attention };
   return {
-    encoder: { ...common, inChannels: r.inChannels, outChannels: r.latentChannels, blockTypes: r.downBlockTypes, doubleZ: true },
-    decoder: { ...common, inChannels: r.latentChannels, outChannels: r.outChannels, blockTypes: r.upBlockTypes },
+    encoder: { ...common, inChannels: c.in_channels, outChannels: c.latent_channels, blockTypes: c.down_block_types, doubleZ: true },
+    decoder: { ...common, inChannels: c.latent_channels, outChannels: c.out_channels, blockTypes: c.up_block_types },
   };
 }
 
@@ -92,7 +86,8 @@ export class AutoencoderKL implements Vae {
   readonly className = 'AutoencoderKL';
 
   private constructor(
-    readonly config: ResolvedAutoencoderKLConfig,
+    /** config.json's keys with diffusers' defaults (see modeling/config.ts). */
+    readonly config: Readonly<AutoencoderKLConfig>,
     readonly encoder: Encoder | null,
     readonly decoder: Decoder,
     readonly quant_conv: Conv2d | null,
@@ -105,11 +100,11 @@ export class AutoencoderKL implements Vae {
    * The one walk: builds every module from the scope (a loading scope's tensors are filled by `materialize`).
    * With `decoderOnly`, the encoder and quant_conv are not built (their keys stay unused).
    */
-  static build(w: WeightScope, config: AutoencoderKLConfig, opts: { decoderOnly?: boolean | undefined } = {}): AutoencoderKL {
-    const r = resolveAutoencoderKLConfig(config);
+  static build(w: WeightScope, config: ConfigInput<AutoencoderKLConfig>, opts: { decoderOnly?: boolean | undefined } = {}): AutoencoderKL {
+    const r = autoencoderKLConfig(config);
     const first = w.loaded.length;
     const cc = coderConfigs(r);
-    const L = r.latentChannels;
+    const L = r.latent_channels;
     const encoder = opts.decoderOnly ? null : Encoder.build(w.pp('encoder'), cc.encoder);
     const decoder = Decoder.build(w.pp('decoder'), cc.decoder);
     const quant = opts.decoderOnly ? null : Conv2d.build(w.pp('quant_conv'), 2 * L, 2 * L, { kernel: 1 });
@@ -121,38 +116,38 @@ export class AutoencoderKL implements Vae {
    * Builds from a loading scope (keys relative to it), checks that every key was used (not with
    * `decoderOnly`, which leaves the encoder's keys unused), then reads the weights.
    */
-  static load(w: WeightScope, config: AutoencoderKLConfig, opts: { decoderOnly?: boolean | undefined } = {}): Promise<AutoencoderKL> {
+  static load(w: WeightScope, config: ConfigInput<AutoencoderKLConfig>, opts: { decoderOnly?: boolean | undefined } = {}): Promise<AutoencoderKL> {
     return loadModel(w, opts.decoderOnly ? null : 'AutoencoderKL', (s) => AutoencoderKL.build(s, config, opts));
   }
 
   /** Every parameter key → shape the config implies (diffusers state-dict names): `build` with a recording scope. */
-  static describe(config: AutoencoderKLConfig): Map<string, number[]> {
+  static describe(config: ConfigInput<AutoencoderKLConfig>): Map<string, number[]> {
     return recordParameters((w) => AutoencoderKL.build(w, config));
   }
 
   /** Number of parameters the config implies (SD's VAE: 83,653,863). */
-  static parameterCount(config: AutoencoderKLConfig): number {
+  static parameterCount(config: ConfigInput<AutoencoderKLConfig>): number {
     return countParameters(AutoencoderKL.describe(config));
   }
 
   /** Loads a diffusers `vae/` folder (config.json + safetensors). */
   static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<AutoencoderKL> {
-    return loadFromFolder<AutoencoderKLConfig, AutoencoderKL>(io, dir, opts.variant, (src, config) => AutoencoderKL.fromSource(src, config, device, opts));
+    return loadFromFolder<Record<string, unknown>, AutoencoderKL>(io, dir, opts.variant, (src, config) => AutoencoderKL.fromSource(src, config, device, opts));
   }
 
   /** Loads from any TensorSource holding exactly this model's keys. */
-  static async fromSource(src: TensorSource, config: AutoencoderKLConfig, device: Device, opts: FromSourceOptions = {}): Promise<AutoencoderKL> {
+  static async fromSource(src: TensorSource, config: ConfigInput<AutoencoderKLConfig>, device: Device, opts: FromSourceOptions = {}): Promise<AutoencoderKL> {
     return loadFromSource('AutoencoderKL', src, device, opts, (w) => AutoencoderKL.build(w, config));
   }
 
   /** An AutoencoderKL with deterministic random weights (benchmarks, memory tests). */
-  static random(config: AutoencoderKLConfig, device: Device, opts: RandomWeightsOptions = {}): Promise<AutoencoderKL> {
+  static random(config: ConfigInput<AutoencoderKLConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<AutoencoderKL> {
     return AutoencoderKL.fromSource(new RandomSource(AutoencoderKL.describe(config), opts.seed ?? 0), config, device, opts);
   }
 
   /** z [B, latent_channels, h, w] (already divided by scaling_factor) → image [B, out, 8h, 8w] in [-1, 1], unclamped. */
   decode(z: Tensor): Tensor {
-    this.check('decode', 'z', z, this.config.latentChannels);
+    this.check('decode', 'z', z, this.config.latent_channels);
     return z.device.scope(() => this.decoder.forward(this.post_quant_conv.forward(this.toModelDType(z))));
   }
 
@@ -162,9 +157,9 @@ export class AutoencoderKL implements Vae {
    */
   async encode(x: Tensor): Promise<LatentDistribution> {
     if (!this.encoder || !this.quant_conv) throw new Error('AutoencoderKL: this model was loaded decoder-only');
-    this.check('encode', 'sample', x, this.config.inChannels);
+    this.check('encode', 'sample', x, this.config.in_channels);
     const enc = this.encoder, quant = this.quant_conv;
-    const L = this.config.latentChannels;
+    const L = this.config.latent_channels;
     const { mean, logvar } = x.device.scope(() => {
       const moments = quant.forward(enc.forward(this.toModelDType(x)));
       return { mean: slice(moments, 1, 0, L), logvar: slice(moments, 1, L, 2 * L) };
@@ -201,16 +196,16 @@ export class AutoencoderKL implements Vae {
 
   /** `config.scaling_factor` (0.18215 for SD's VAE). */
   get scalingFactor(): number {
-    return this.config.scalingFactor;
+    return this.config.scaling_factor;
   }
 
   /** Image pixels per latent pixel along each side: 2^(len(block_out_channels) − 1) = 8 for SD's VAE. */
   get spatialScaleFactor(): number {
-    return 2 ** (this.config.blockOutChannels.length - 1);
+    return 2 ** (this.config.block_out_channels.length - 1);
   }
 
   get latentChannels(): number {
-    return this.config.latentChannels;
+    return this.config.latent_channels;
   }
 
   private check(method: string, name: string, x: Tensor, channels: number): void {

@@ -12,6 +12,8 @@ import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weig
 import { DecoderTiny, EncoderTiny } from './vae_tiny.js';
 import { detectTaesdPart, taesdKeyMap, type TaesdPart } from './taesd_original_keys.js';
 import type { NoiseGenerator, Vae } from './autoencoder.js';
+import type { ConfigInput } from '../modeling/config.js';
+import { ConfigError } from '../errors.js';
 
 /** `config.json` of an AutoencoderTiny; missing keys take diffusers' defaults. */
 export interface AutoencoderTinyConfig {
@@ -28,6 +30,7 @@ export interface AutoencoderTinyConfig {
   latent_shift: number;
   force_upcast: boolean;
   scaling_factor: number;
+  [key: string]: unknown;
 }
 
 export const AUTOENCODER_TINY_DEFAULTS: AutoencoderTinyConfig = {
@@ -46,23 +49,27 @@ export const AUTOENCODER_TINY_DEFAULTS: AutoencoderTinyConfig = {
   scaling_factor: 1.0,
 };
 
-export function autoencoderTinyConfig(raw: Record<string, unknown>, where = 'config.json'): AutoencoderTinyConfig {
-  const cfg: Record<string, unknown> = { ...AUTOENCODER_TINY_DEFAULTS };
+/** A config.json object → `model.config`: diffusers' defaults for the keys it leaves out (null too), types checked, other keys kept. */
+export function autoencoderTinyConfig(raw: ConfigInput<AutoencoderTinyConfig>, where = 'config.json'): Readonly<AutoencoderTinyConfig> {
+  const cfg: Record<string, unknown> = { ...raw };
   for (const [k, def] of Object.entries(AUTOENCODER_TINY_DEFAULTS)) {
     const v = raw[k];
-    if (v === undefined || v === null) continue;
+    if (v === undefined || v === null) {
+      cfg[k] = Array.isArray(def) ? [...def] : def;
+      continue;
+    }
     const ok = Array.isArray(def) ? Array.isArray(v) && v.every((x) => Number.isInteger(x) && x >= 0) : typeof v === typeof def;
-    if (!ok) throw new Error(`${where}: "${k}" must be ${Array.isArray(def) ? 'a list of integers' : `a ${typeof def}`}, got ${JSON.stringify(v)}`);
-    cfg[k] = v;
+    if (!ok) throw new ConfigError(`${where}: "${k}" must be ${Array.isArray(def) ? 'a list of integers' : `a ${typeof def}`}, got ${JSON.stringify(v)}`);
   }
-  return cfg as unknown as AutoencoderTinyConfig;
+  return Object.freeze(cfg as AutoencoderTinyConfig);
 }
 
 export class AutoencoderTiny implements Vae {
   readonly className = 'AutoencoderTiny';
 
   private constructor(
-    readonly config: AutoencoderTinyConfig,
+    /** config.json's keys with diffusers' defaults (see modeling/config.ts). */
+    readonly config: Readonly<AutoencoderTinyConfig>,
     readonly encoder: EncoderTiny,
     readonly decoder: DecoderTiny,
     private readonly weights: readonly Tensor[],
@@ -70,8 +77,8 @@ export class AutoencoderTiny implements Vae {
   ) {}
 
   /** The one walk: builds every module from the scope (a loading scope's tensors are filled by `materialize`). */
-  static build(w: WeightScope, config: AutoencoderTinyConfig | Record<string, unknown>): AutoencoderTiny {
-    const cfg = autoencoderTinyConfig(config as Record<string, unknown>);
+  static build(w: WeightScope, config: ConfigInput<AutoencoderTinyConfig>): AutoencoderTiny {
+    const cfg = autoencoderTinyConfig(config);
     const first = w.loaded.length;
     const encoder = EncoderTiny.build(w.pp('encoder'), {
       inChannels: cfg.in_channels,
@@ -92,27 +99,27 @@ export class AutoencoderTiny implements Vae {
   }
 
   /** Builds from a loading scope (keys relative to it), checks that every key was used, then reads the weights. */
-  static load(w: WeightScope, config: AutoencoderTinyConfig | Record<string, unknown>): Promise<AutoencoderTiny> {
+  static load(w: WeightScope, config: ConfigInput<AutoencoderTinyConfig>): Promise<AutoencoderTiny> {
     return loadModel(w, 'AutoencoderTiny', (s) => AutoencoderTiny.build(s, config));
   }
 
   /** Every parameter key → shape the config implies (diffusers state-dict names): `build` with a recording scope. */
-  static describe(config: AutoencoderTinyConfig | Record<string, unknown>): Map<string, number[]> {
+  static describe(config: ConfigInput<AutoencoderTinyConfig>): Map<string, number[]> {
     return recordParameters((w) => AutoencoderTiny.build(w, config));
   }
 
   /** Number of parameters the config implies (TAESD: 2,445,063). */
-  static parameterCount(config: AutoencoderTinyConfig | Record<string, unknown>): number {
+  static parameterCount(config: ConfigInput<AutoencoderTinyConfig>): number {
     return countParameters(AutoencoderTiny.describe(config));
   }
 
   /** Loads from any TensorSource holding exactly this model's keys (diffusers names). */
-  static async fromSource(src: TensorSource, config: AutoencoderTinyConfig | Record<string, unknown>, device: Device, opts: FromSourceOptions = {}): Promise<AutoencoderTiny> {
+  static async fromSource(src: TensorSource, config: ConfigInput<AutoencoderTinyConfig>, device: Device, opts: FromSourceOptions = {}): Promise<AutoencoderTiny> {
     return loadFromSource('AutoencoderTiny', src, device, opts, (w) => AutoencoderTiny.build(w, config));
   }
 
   /** An AutoencoderTiny with deterministic random weights (benchmarks, memory tests). */
-  static random(config: AutoencoderTinyConfig | Record<string, unknown>, device: Device, opts: RandomWeightsOptions = {}): Promise<AutoencoderTiny> {
+  static random(config: ConfigInput<AutoencoderTinyConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<AutoencoderTiny> {
     return AutoencoderTiny.fromSource(new RandomSource(AutoencoderTiny.describe(config), opts.seed ?? 0), config, device, opts);
   }
 
@@ -161,7 +168,7 @@ export class AutoencoderTiny implements Vae {
     io: FileSource,
     paths: readonly string[],
     device: Device,
-    opts: FromSourceOptions & { config?: AutoencoderTinyConfig | Record<string, unknown> | undefined } = {},
+    opts: FromSourceOptions & { config?: ConfigInput<AutoencoderTinyConfig> | undefined } = {},
   ): Promise<AutoencoderTiny> {
     const sources: SafetensorsSource[] = [];
     try {

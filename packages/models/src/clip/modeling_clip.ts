@@ -6,13 +6,15 @@
  * SD1.x uses the OpenAI ViT-L/14 tower (hidden_act "quick_gelu"); SD2.x / SD-Turbo / SDXS-512 use the
  * OpenCLIP ViT-H/14 tower (hidden_act "gelu", exact erf). Both are this class with a different config.
  */
-import { Tensor, type DType, type Device, type FileSource } from '@fewstep/tensor';
+import { ShapeError, Tensor, UnsupportedError, type Device, type FileSource } from '@fewstep/tensor';
 import { add, attention, embedding, unary, type UnaryOp } from '@fewstep/kernels';
 import { loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 import { Linear } from '../layers/linear.js';
 import { LayerNorm } from '../layers/norm.js';
 import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
 import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
+import type { ConfigInput } from '../modeling/config.js';
+import { ConfigError } from '../errors.js';
 
 /** `config.json` of a transformers CLIPTextModel; missing keys take CLIPTextConfig's defaults (4.36). */
 export interface CLIPTextConfig {
@@ -28,6 +30,7 @@ export interface CLIPTextConfig {
   pad_token_id: number;
   bos_token_id: number;
   eos_token_id: number;
+  [key: string]: unknown;
 }
 
 export const CLIP_TEXT_DEFAULTS: CLIPTextConfig = {
@@ -57,22 +60,24 @@ const ACTIVATIONS: Record<string, UnaryOp> = {
   swish: 'silu',
 };
 
-/** Reads a CLIPTextConfig from a config.json object, filling defaults and checking what we rely on. */
-export function clipTextConfig(raw: Record<string, unknown>, where = 'config.json'): CLIPTextConfig {
-  // A full CLIPConfig (model_type "clip") nests the text tower's settings under text_config.
+/**
+ * A config.json object → `model.config`: CLIPTextConfig's defaults for the keys it leaves out (null too), the
+ * keys fewstep relies on checked, other keys kept. A full CLIPConfig (model_type "clip") gives its text_config.
+ */
+export function clipTextConfig(raw: ConfigInput<CLIPTextConfig>, where = 'config.json'): Readonly<CLIPTextConfig> {
   const src = raw['model_type'] === 'clip' && raw['text_config'] && typeof raw['text_config'] === 'object' ? (raw['text_config'] as Record<string, unknown>) : raw;
-  const cfg = { ...CLIP_TEXT_DEFAULTS } as CLIPTextConfig & Record<string, unknown>;
-  for (const k of Object.keys(CLIP_TEXT_DEFAULTS) as (keyof CLIPTextConfig)[]) {
+  const cfg: Record<string, unknown> = { ...src };
+  for (const [k, def] of Object.entries(CLIP_TEXT_DEFAULTS)) {
     const v = src[k];
-    if (v === undefined || v === null) continue;
-    if (typeof v !== typeof CLIP_TEXT_DEFAULTS[k]) throw new Error(`${where}: "${k}" must be a ${typeof CLIP_TEXT_DEFAULTS[k]}, got ${JSON.stringify(v)}`);
-    (cfg as Record<string, unknown>)[k] = v;
+    if (v === undefined || v === null) cfg[k] = def;
+    else if (typeof v !== typeof def) throw new ConfigError(`${where}: "${k}" must be a ${typeof def}, got ${JSON.stringify(v)}`);
   }
-  if (!ACTIVATIONS[cfg.hidden_act]) throw new Error(`${where}: hidden_act "${cfg.hidden_act}" is not supported (supported: ${Object.keys(ACTIVATIONS).join(', ')})`);
-  if (cfg.hidden_size % cfg.num_attention_heads) {
-    throw new Error(`${where}: hidden_size ${cfg.hidden_size} is not divisible by num_attention_heads ${cfg.num_attention_heads}`);
+  const c = cfg as CLIPTextConfig;
+  if (!ACTIVATIONS[c.hidden_act]) throw new UnsupportedError(`${where}: hidden_act "${c.hidden_act}" is not supported (supported: ${Object.keys(ACTIVATIONS).join(', ')})`);
+  if (c.hidden_size % c.num_attention_heads) {
+    throw new ConfigError(`${where}: hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`);
   }
-  return cfg;
+  return Object.freeze(c);
 }
 
 /** nn.Embedding: weight [num, dim]. */
@@ -210,28 +215,34 @@ export interface CLIPTextOutput {
 }
 
 export class CLIPTextModel {
-  private constructor(readonly config: CLIPTextConfig, readonly text_model: CLIPTextTransformer, private readonly weights: readonly Tensor[], readonly dtype: DType) {}
+  private constructor(
+    /** config.json's keys with transformers' defaults (see modeling/config.ts). */
+    readonly config: Readonly<CLIPTextConfig>,
+    readonly text_model: CLIPTextTransformer,
+    private readonly weights: readonly Tensor[],
+    readonly dtype: 'f32' | 'f16',
+  ) {}
 
   /** The one walk (keys start with `text_model.`): builds every module from the scope (a loading scope's tensors are filled by `materialize`). */
-  static build(w: WeightScope, config: CLIPTextConfig | Record<string, unknown>): CLIPTextModel {
-    const cfg = clipTextConfig(config as Record<string, unknown>);
+  static build(w: WeightScope, config: ConfigInput<CLIPTextConfig>): CLIPTextModel {
+    const cfg = clipTextConfig(config);
     const first = w.loaded.length;
     const tm = CLIPTextTransformer.build(w.pp('text_model'), cfg);
     return new CLIPTextModel(cfg, tm, w.loaded.slice(first), w.dtype);
   }
 
   /** Builds from a loading scope, checks that every key was used, then reads the weights. */
-  static load(w: WeightScope, config: CLIPTextConfig | Record<string, unknown>): Promise<CLIPTextModel> {
+  static load(w: WeightScope, config: ConfigInput<CLIPTextConfig>): Promise<CLIPTextModel> {
     return loadModel(w, 'CLIPTextModel', (s) => CLIPTextModel.build(s, config));
   }
 
   /** Every parameter key → shape the config implies (transformers state-dict names): `build` with a recording scope. */
-  static describe(config: CLIPTextConfig | Record<string, unknown>): Map<string, number[]> {
+  static describe(config: ConfigInput<CLIPTextConfig>): Map<string, number[]> {
     return recordParameters((w) => CLIPTextModel.build(w, config));
   }
 
   /** Number of parameters the config implies. */
-  static parameterCount(config: CLIPTextConfig | Record<string, unknown>): number {
+  static parameterCount(config: ConfigInput<CLIPTextConfig>): number {
     return countParameters(CLIPTextModel.describe(config));
   }
 
@@ -247,12 +258,12 @@ export class CLIPTextModel {
   }
 
   /** Loads from any TensorSource holding exactly this model's keys. */
-  static async fromSource(src: TensorSource, config: CLIPTextConfig | Record<string, unknown>, device: Device, opts: FromSourceOptions = {}): Promise<CLIPTextModel> {
+  static async fromSource(src: TensorSource, config: ConfigInput<CLIPTextConfig>, device: Device, opts: FromSourceOptions = {}): Promise<CLIPTextModel> {
     return loadFromSource('CLIPTextModel', src, device, opts, (w) => CLIPTextModel.build(w, config));
   }
 
   /** A text encoder with deterministic random weights (benchmarks, memory tests). */
-  static random(config: CLIPTextConfig | Record<string, unknown>, device: Device, opts: RandomWeightsOptions = {}): Promise<CLIPTextModel> {
+  static random(config: ConfigInput<CLIPTextConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<CLIPTextModel> {
     return CLIPTextModel.fromSource(new RandomSource(CLIPTextModel.describe(config), opts.seed ?? 0), config, device, opts);
   }
 

@@ -1,13 +1,14 @@
 /**
  * The real configs of the models fewstep targets (models.md §1.2, §1.5, §2.1, §4), for random-weight
- * full-size benchmarks and structure tests. Weights and configs of real runs come from their folders.
+ * full-size benchmarks and structure tests, each as the model's `config` would hold it (defaults applied).
+ * Weights and configs of real runs come from their folders. Exported from `@fewstep/models/testing`.
  */
-import type { UNet2DConditionConfig } from '../unets/unet_2d_condition.js';
-import type { CLIPTextConfig } from '../clip/modeling_clip.js';
-import type { AutoencoderKLConfig } from '../autoencoders/autoencoder_kl.js';
-import { AUTOENCODER_TINY_DEFAULTS, type AutoencoderTinyConfig } from '../autoencoders/autoencoder_tiny.js';
+import { unet2DConditionConfig, type UNet2DConditionConfig } from '../unets/unet_2d_condition.js';
+import { clipTextConfig, type CLIPTextConfig } from '../clip/modeling_clip.js';
+import { autoencoderKLConfig, type AutoencoderKLConfig } from '../autoencoders/autoencoder_kl.js';
+import { autoencoderTinyConfig, type AutoencoderTinyConfig } from '../autoencoders/autoencoder_tiny.js';
 
-const common: UNet2DConditionConfig = {
+const common: Partial<UNet2DConditionConfig> = {
   act_fn: 'silu',
   addition_embed_type: null,
   addition_embed_type_num_heads: 64,
@@ -50,7 +51,7 @@ const common: UNet2DConditionConfig = {
 };
 
 /** IDKiro/sdxs-512-0.9 (models.md §1.2). */
-export const SDXS_09: UNet2DConditionConfig = {
+export const SDXS_09: Readonly<UNet2DConditionConfig> = unet2DConditionConfig({
   ...common,
   attention_head_dim: [8, 8, 8],
   block_out_channels: [320, 640, 1280],
@@ -61,10 +62,10 @@ export const SDXS_09: UNet2DConditionConfig = {
   mid_block_type: null,
   only_cross_attention: [true, false, false],
   use_linear_projection: true,
-};
+});
 
 /** IDKiro/sdxs-512-dreamshaper (models.md §2.1). */
-export const SDXS_DREAMSHAPER: UNet2DConditionConfig = {
+export const SDXS_DREAMSHAPER: Readonly<UNet2DConditionConfig> = unet2DConditionConfig({
   ...common,
   attention_head_dim: 8,
   block_out_channels: [320, 640, 1280],
@@ -75,10 +76,10 @@ export const SDXS_DREAMSHAPER: UNet2DConditionConfig = {
   mid_block_type: null,
   only_cross_attention: false,
   use_linear_projection: false,
-};
+});
 
 /** runwayml/stable-diffusion-v1-5 (models.md §4.3). */
-export const SD15: UNet2DConditionConfig = {
+export const SD15: Readonly<UNet2DConditionConfig> = unet2DConditionConfig({
   ...common,
   attention_head_dim: 8,
   block_out_channels: [320, 640, 1280, 1280],
@@ -89,31 +90,31 @@ export const SD15: UNet2DConditionConfig = {
   mid_block_type: 'UNetMidBlock2DCrossAttn',
   only_cross_attention: false,
   use_linear_projection: false,
-};
+});
 
 /** stabilityai/stable-diffusion-2-1-base (models.md §4.2). */
-export const SD21_BASE: UNet2DConditionConfig = {
+export const SD21_BASE: Readonly<UNet2DConditionConfig> = unet2DConditionConfig({
   ...SD15,
   attention_head_dim: [5, 10, 20, 20],
   cross_attention_dim: 1024,
   use_linear_projection: true,
-};
+});
 
 const clipBase = { vocab_size: 49408, max_position_embeddings: 77, layer_norm_eps: 1e-5, pad_token_id: 1, bos_token_id: 0, eos_token_id: 2 };
 
 /** SD2.x / SD-Turbo / SDXS-512-0.9 text encoder (OpenCLIP ViT-H/14 text tower as CLIPTextModel). */
-export const CLIP_TEXT_SD2: CLIPTextConfig = { ...clipBase, hidden_size: 1024, intermediate_size: 4096, projection_dim: 512, num_hidden_layers: 23, num_attention_heads: 16, hidden_act: 'gelu' };
+export const CLIP_TEXT_SD2: Readonly<CLIPTextConfig> = clipTextConfig({ ...clipBase, hidden_size: 1024, intermediate_size: 4096, projection_dim: 512, num_hidden_layers: 23, num_attention_heads: 16, hidden_act: 'gelu' });
 
 /** SD1.x / DreamShaper text encoder (openai CLIP ViT-L/14 text tower). */
-export const CLIP_TEXT_SD15: CLIPTextConfig = { ...clipBase, hidden_size: 768, intermediate_size: 3072, projection_dim: 768, num_hidden_layers: 12, num_attention_heads: 12, hidden_act: 'quick_gelu' };
+export const CLIP_TEXT_SD15: Readonly<CLIPTextConfig> = clipTextConfig({ ...clipBase, hidden_size: 768, intermediate_size: 3072, projection_dim: 768, num_hidden_layers: 12, num_attention_heads: 12, hidden_act: 'quick_gelu' });
 
 /** TAESD (madebyollin/taesd, SDXS `vae/`): diffusers' AutoencoderTiny defaults. */
-export const TAESD: AutoencoderTinyConfig = { ...AUTOENCODER_TINY_DEFAULTS };
+export const TAESD: Readonly<AutoencoderTinyConfig> = autoencoderTinyConfig({});
 
 export const KNOWN_UNETS = { 'sdxs-512-0.9': SDXS_09, 'sdxs-512-dreamshaper': SDXS_DREAMSHAPER, sd15: SD15, 'sd21-base': SD21_BASE } as const;
 
 /** The SD VAE (SD1.x/2.x, SDXS `vae_large/`): diffusers' AutoencoderKL with SD's four stages. */
-export const SD_VAE: AutoencoderKLConfig = {
+export const SD_VAE: Readonly<AutoencoderKLConfig> = autoencoderKLConfig({
   in_channels: 3,
   out_channels: 3,
   down_block_types: ['DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D', 'DownEncoderBlock2D'],
@@ -125,4 +126,4 @@ export const SD_VAE: AutoencoderKLConfig = {
   norm_num_groups: 32,
   sample_size: 512,
   scaling_factor: 0.18215,
-};
+});
