@@ -153,6 +153,18 @@ describe('cancellation', () => {
     await expect(StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles, signal: ctl.signal, onProgress })).rejects.toBeInstanceOf(AbortError);
     expect(loaded).toEqual(['tokenizer', 'text_encoder', 'unet']);
     expect(d.pool.stats.inUse).toBe(before);
+    // Aborted while the UNet's weights upload: stops at the next upload, the partial UNet is freed too.
+    const mid = new AbortController();
+    const started: string[] = [];
+    const onStart = (e: ProgressEvent) => {
+      if (e.type === 'load' && e.status === 'start') {
+        started.push(e.component);
+        if (e.component === 'unet') mid.abort();
+      }
+    };
+    await expect(StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles, signal: mid.signal, onProgress: onStart })).rejects.toBeInstanceOf(AbortError);
+    expect(started).toEqual(['tokenizer', 'text_encoder', 'unet']);
+    expect(d.pool.stats.inUse).toBe(before);
   });
 
   it('the seed generator is torch-exact whatever was aborted before', async () => {

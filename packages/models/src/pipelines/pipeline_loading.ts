@@ -13,6 +13,7 @@ import { UNet2DConditionModel, type UNet2DConditionConfig } from '../unets/unet_
 import { ControlNetModel } from '../controlnets/controlnet.js';
 import { AutoencoderTiny } from '../autoencoders/autoencoder_tiny.js';
 import { AutoencoderKL } from '../autoencoders/autoencoder_kl.js';
+import type { Vae } from '../autoencoders/autoencoder.js';
 import { WeightScope, disposeAll, type TensorSource, type WeightTransform } from '../modeling/weights.js';
 import { openComponentWeights, readConfig } from '../modeling/component.js';
 import { componentInfo } from '../modeling/registry.js';
@@ -157,6 +158,14 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
     return m;
   };
   try {
+    // Under the signal each weight upload checks it, so an abort stops inside a component too.
+    return await device.withSignal(signal, () => loadAll());
+  } catch (e) {
+    for (const m of owned) m.dispose();
+    throw e;
+  }
+
+  async function loadAll() {
     const sub = (name: string) => io.join(dir, name);
     const tokenizer = await step('tokenizer', () => CLIPTokenizer.fromFolder(io, sub('tokenizer')));
     const textEncoder = await step('text_encoder', () => loadWithTransform(io, sub('text_encoder'), 'text_encoder', opts, (w, cfg) => CLIPTextModel.load(w, cfg)));
@@ -181,9 +190,6 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
     const controlnet = opts.controlnet !== undefined ? await step('controlnet', () => loadControlNet(opts, req)) : undefined;
     throwIfAborted(signal, 'loading');
     return { tokenizer, textEncoder, unet, vae, schedulerConfig: configs.scheduler, unetConfig: configs.unet, controlnet };
-  } catch (e) {
-    for (const m of owned) m.dispose();
-    throw e;
   }
 }
 

@@ -36,8 +36,7 @@ import type { CLIPTokenizer } from '../clip/tokenization_clip.js';
 import type { CLIPTextModel } from '../clip/modeling_clip.js';
 import type { UNet2DConditionModel, UNetForwardOptions } from '../unets/unet_2d_condition.js';
 import type { ControlNetModel } from '../controlnets/controlnet.js';
-import { AutoencoderTiny } from '../autoencoders/autoencoder_tiny.js';
-import type { AutoencoderKL } from '../autoencoders/autoencoder_kl.js';
+import type { NoiseGenerator, Vae } from '../autoencoders/autoencoder.js';
 import { schedulerFromConfig, type Scheduler } from '../schedulers/index.js';
 import { TorchGenerator } from '../random/torch_randn.js';
 import type { RGBImage } from '../image/rgb_image.js';
@@ -97,7 +96,7 @@ export class StableDiffusionPipeline {
     readonly tokenizer: CLIPTokenizer,
     readonly textEncoder: CLIPTextModel,
     readonly unet: UNet2DConditionModel,
-    readonly vae: AutoencoderTiny | AutoencoderKL,
+    readonly vae: Vae,
     readonly schedulerConfig: Record<string, unknown>,
     readonly schedulerOverride: string | Record<string, unknown> | undefined,
     unetConfig: Record<string, unknown> | undefined,
@@ -206,25 +205,28 @@ export class StableDiffusionPipeline {
     };
     const generator = new TorchGenerator(plan.seed);
     const scheduler = this.createScheduler();
-    const context = await this.encodePrompt(plan, stage);
-    try {
-      const { latents, timesteps } = await this.prepareLatents(plan, scheduler, generator, stage);
-      const tLoop = now();
-      const final = await this.denoise(plan, { latents, timesteps, context, scheduler, generator }, stage, opts.onStep);
-      timings['denoise'] = now() - tLoop;
-      const decoded = await stage('decode', () => this.decode(final, plan.latentShape));
-      timings['total'] = now() - tStart;
-      return {
-        images: decoded.images,
-        latents: { data: final, shape: [...plan.latentShape] },
-        timings,
-        seed: plan.seed.toString(),
-        imageFloat: { data: decoded.float, shape: [plan.images, plan.height, plan.width, 3] },
-        plan,
-      };
-    } finally {
-      context.dispose();
-    }
+    // Under the signal every GPU dispatch checks it: an abort stops at the next dispatch boundary.
+    return this.device.withSignal(signal, async () => {
+      const context = await this.encodePrompt(plan, stage);
+      try {
+        const { latents, timesteps } = await this.prepareLatents(plan, scheduler, generator, stage);
+        const tLoop = now();
+        const final = await this.denoise(plan, { latents, timesteps, context, scheduler, generator }, stage, opts.onStep);
+        timings['denoise'] = now() - tLoop;
+        const decoded = await stage('decode', () => this.decode(final, plan.latentShape));
+        timings['total'] = now() - tStart;
+        return {
+          images: decoded.images,
+          latents: { data: final, shape: [...plan.latentShape] },
+          timings,
+          seed: plan.seed.toString(),
+          imageFloat: { data: decoded.float, shape: [plan.images, plan.height, plan.width, 3] },
+          plan,
+        };
+      } finally {
+        context.dispose();
+      }
+    });
   }
 
   /**
@@ -280,7 +282,7 @@ export class StableDiffusionPipeline {
     const fitted = (img: RGBImage) => this.fit(img, plan.width, plan.height, plan.resize);
     if (init.kind === 'image') {
       timesteps = timesteps.slice(plan.steps - plan.denoisingSteps);
-      const one = await stage('encode_image', () => this.encodeImage(fitted(init.image), randn));
+      const one = await stage('encode_image', () => this.encodeImage(fitted(init.image), gen));
       const rep = new Float32Array(one.length * plan.images);
       for (let b = 0; b < plan.images; b++) rep.set(one, b * one.length);
       return { latents: scheduler.addNoise(rep, randn(plan.latentShape), timesteps[0]!), timesteps };
@@ -383,48 +385,32 @@ export class StableDiffusionPipeline {
     return { images: pp.images, float: pp.float };
   }
 
-  /** img2img: image → init latents [1, C, h, w] × scaling_factor (KL samples with `randn`, as diffusers' latent_dist.sample(generator)). */
-  private async encodeImage(img: RGBImage, randn: (shape: readonly number[]) => Float32Array): Promise<Float32Array> {
-    return this.encodeLatents(img, (mean, std, shape) => {
-      const eps = randn(shape);
-      const lat = new Float32Array(mean.length);
-      for (let i = 0; i < lat.length; i++) lat[i] = f(mean[i]! + f(std[i]! * eps[i]!));
-      return lat;
-    });
+  /**
+   * One image → its latents × scaling_factor [1, C, h, w] (diffusers `retrieve_latents`): AutoencoderKL samples
+   * `mean + std·randn` from `generator` (img2img: the seed's generator, its first draw); AutoencoderTiny is
+   * deterministic.
+   */
+  private async encodeImage(img: RGBImage, generator: NoiseGenerator): Promise<Float32Array> {
+    const device = this.device;
+    const { data, shape } = preprocess(img);
+    const lat = await device.scope(async () => (await this.vae.encodeLatents(Tensor.from(device, data, shape, 'f32'), generator)).readF32());
+    const sf = this.scalingFactor;
+    return sf === 1 ? lat : lat.map((v) => f(sf * v));
   }
 
-  /** Informative-init references: each image's latent MEAN × scaling_factor (what `fewstep run <vae> --method encode` writes), [N, C, h, w]. */
+  /**
+   * Informative-init references: each image's latent MEAN (a generator of zeros: mean + std·0) × scaling_factor,
+   * as `fewstep run <vae> --method encode` writes them; [N, C, h, w].
+   */
   private async encodeReference(images: RGBImage[]): Promise<HostTensor> {
+    const zeros: NoiseGenerator = { randn: (shape) => new Float32Array(shape.reduce((a, b) => a * b, 1)) };
     const parts: Float32Array[] = [];
-    for (const img of images) parts.push(await this.encodeLatents(img, (mean) => mean));
+    for (const img of images) parts.push(await this.encodeImage(img, zeros));
     const per = parts[0]!.length;
     const data = new Float32Array(per * parts.length);
     parts.forEach((p, i) => data.set(p, i * per));
-    const C = this.unet.config.in_channels;
-    return { data, shape: [parts.length, C, images[0]!.height / this.vaeScaleFactor, images[0]!.width / this.vaeScaleFactor] };
-  }
-
-  /** VAE-encodes one image and scales by scaling_factor; `sample` turns AutoencoderKL's (mean, std) into latents. */
-  private async encodeLatents(img: RGBImage, sample: (mean: Float32Array, std: Float32Array, shape: readonly number[]) => Float32Array): Promise<Float32Array> {
-    const device = this.device;
-    const { data, shape } = preprocess(img);
-    const sf = this.scalingFactor;
-    const vae = this.vae;
-    let lat: Float32Array;
-    if (vae instanceof AutoencoderTiny) {
-      lat = await device.scope(async () => vae.encode(Tensor.from(device, data, shape, vae.dtype === 'f16' ? 'f16' : 'f32')).readF32());
-    } else {
-      lat = await device.scope(async () => {
-        const dist = await vae.encode(Tensor.from(device, data, shape, 'f32'));
-        try {
-          return sample(await dist.mean.readF32(), await dist.std.readF32(), [...dist.mean.shape]);
-        } finally {
-          dist.mean.dispose();
-          dist.std.dispose();
-        }
-      });
-    }
-    return sf === 1 ? lat : lat.map((v) => f(sf * v));
+    const sf = this.vaeScaleFactor;
+    return { data, shape: [parts.length, this.vae.latentChannels, images[0]!.height / sf, images[0]!.width / sf] };
   }
 
   /** An image brought to width × height by `mode`, as diffusers' image processor resizes (unchanged when it has that size). */
