@@ -256,11 +256,14 @@ export function createStageReporter(io: CliIO, quiet: boolean, prefix = ''): Sta
     drawn = false;
   };
   const describe = (e: ProgressEvent) => {
+    if (e.type === 'load') return `load ${e.component}`;
+    if (e.type !== 'stage') return '';
     const label = STAGE_LABEL[e.stage] ?? e.stage;
     return e.stage === 'denoise' && e.step !== undefined ? `${label} step ${e.step + 1}/${e.steps ?? '?'}` : label;
   };
   return {
     onProgress(e) {
+      if (e.type === 'download' || e.status !== 'end') return;
       const text = `${prefix}${describe(e)} ${fmtMs(e.ms)}`;
       if (io.isTTY) {
         io.stderr(`\r\x1b[K${text}`);
@@ -560,13 +563,15 @@ export const generate: Command = {
         width,
         height,
         batchSize: perPrompt,
-        latents,
-        initImage,
-        strength: initImage ? (strength ?? 0.8) : undefined,
-        // The pipeline wants UNet-space latents: VAE latents × scaling_factor (0.18215 for SD's VAE, 1 for TAESD).
-        informativeInit: reference ? { reference: { shape: reference.shape, data: reference.data.map((x) => Math.fround(x * pipe.scalingFactor)) } } : undefined,
-        controlImage,
-        controlScale: controlImage ? (controlScale ?? 1) : undefined,
+        init: latents
+          ? { kind: 'latents', latents }
+          : initImage
+            ? { kind: 'image', image: initImage, strength: strength ?? 0.8 }
+            : reference
+              ? // The pipeline wants UNet-space latents: VAE latents × scaling_factor (0.18215 for SD's VAE, 1 for TAESD).
+                { kind: 'informative', reference: { latents: { shape: reference.shape, data: reference.data.map((x) => Math.fround(x * pipe.scalingFactor)) } } }
+              : { kind: 'noise' },
+        control: controlImage ? { image: controlImage, scale: controlScale ?? 1 } : undefined,
       });
       reporter.finish();
       const images = res.images;
