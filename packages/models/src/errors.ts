@@ -15,7 +15,8 @@ export class ConfigError extends FewstepError {
 
 /**
  * Weights that do not fit the model: a missing tensor, a tensor of the wrong shape, keys the model does not
- * use. `file` names the weight file(s), `tensor` the key at fault when there is one.
+ * use, a LoRA that does not fit. The message names the file and the tensor; `file` and `tensor` hold them when
+ * the check knows them.
  */
 export class WeightsError extends FewstepError {
   constructor(message: string, readonly file?: string | undefined, readonly tensor?: string | undefined) {
@@ -23,7 +24,7 @@ export class WeightsError extends FewstepError {
   }
 }
 
-/** A folder that is not a diffusers/transformers component: no config.json, no class name, no weights. */
+/** A folder that is not a diffusers/transformers component (no config.json, no class name, no weights); `dir` names it when known. */
 export class ModelFolderError extends FewstepError {
   constructor(message: string, readonly dir?: string | undefined) {
     super('not_a_model', message);

@@ -4,7 +4,7 @@
  * Encoder → quant_conv and returns the diagonal Gaussian's mean and std (logvar clamped to
  * [-30, 20]). Dividing latents by `scaling_factor` is the pipeline's job.
  */
-import { InvalidArgumentError, ShapeError, Tensor, type Device, type FileSource } from '@fewstep/tensor';
+import { InvalidArgumentError, ShapeError, Tensor, UnsupportedError, type Device, type FileSource } from '@fewstep/tensor';
 import { cast, slice } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
 import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
@@ -156,7 +156,7 @@ export class AutoencoderKL implements Vae {
    * (async: std = exp(logvar / 2) of the clamped logvar is computed on the CPU — it is latent-sized.)
    */
   async encode(x: Tensor): Promise<LatentDistribution> {
-    if (!this.encoder || !this.quant_conv) throw new Error('AutoencoderKL: this model was loaded decoder-only');
+    if (!this.encoder || !this.quant_conv) throw new UnsupportedError('AutoencoderKL: this model was loaded decoder-only');
     this.check('encode', 'sample', x, this.config.in_channels);
     const enc = this.encoder, quant = this.quant_conv;
     const L = this.config.latent_channels;

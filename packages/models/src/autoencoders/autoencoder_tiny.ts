@@ -14,6 +14,7 @@ import { detectTaesdPart, taesdKeyMap, type TaesdPart } from './taesd_original_k
 import type { NoiseGenerator, Vae } from './autoencoder.js';
 import type { ConfigInput } from '../modeling/config.js';
 import { ConfigError } from '../errors.js';
+import { ModelFolderError, WeightsError } from '../errors.js';
 
 /** `config.json` of an AutoencoderTiny; missing keys take diffusers' defaults. */
 export interface AutoencoderTinyConfig {
@@ -178,15 +179,15 @@ export class AutoencoderTiny implements Vae {
         const src = await SafetensorsSource.open(io, [p]);
         sources.push(src);
         const part = detectTaesdPart(src.keys());
-        if (!part) throw new Error(`${p}: not an original TAESD encoder or decoder state dict (keys like "1.conv.0.weight" expected, got "${src.keys()[0] ?? 'no tensors'}")`);
+        if (!part) throw new WeightsError(`${p}: not an original TAESD encoder or decoder state dict (keys like "1.conv.0.weight" expected, got "${src.keys()[0] ?? 'no tensors'}")`);
         for (const h of part === 'both' ? (['encoder', 'decoder'] as const) : [part]) {
-          if (halves.has(h)) throw new Error(`${p}: holds the TAESD ${h}, already given by ${halves.get(h)}`);
+          if (halves.has(h)) throw new WeightsError(`${p}: holds the TAESD ${h}, already given by ${halves.get(h)}`);
           halves.set(h, p);
         }
         for (const [d, k] of taesdKeyMap(src.keys(), part, p)) entries.push([d, src, k]);
       }
       const missing = (['encoder', 'decoder'] as const).filter((h) => !halves.has(h));
-      if (missing.length) throw new Error(`${paths.join(', ')}: no TAESD ${missing.join(' or ')} weights (AutoencoderTiny needs both taesd_encoder and taesd_decoder)`);
+      if (missing.length) throw new WeightsError(`${paths.join(', ')}: no TAESD ${missing.join(' or ')} weights (AutoencoderTiny needs both taesd_encoder and taesd_decoder)`);
       const src = new RenamedSource(paths.join(', '), entries);
       return await AutoencoderTiny.fromSource(src, opts.config ?? AUTOENCODER_TINY_DEFAULTS, device, opts);
     } finally {
@@ -272,8 +273,8 @@ export async function findOriginalTaesdFiles(io: FileSource, dir: string): Promi
     if (!parts.has(m[2]!) || m[3] === 'safetensors') parts.set(m[2]!, n);
   }
   if (!found.size) return undefined;
-  if (found.size > 1) throw new Error(`${dir}: original TAESD files of several models (${[...found.keys()].join(', ')}); load one pair with AutoencoderTiny.fromOriginalFiles`);
+  if (found.size > 1) throw new ModelFolderError(`${dir}: original TAESD files of several models (${[...found.keys()].join(', ')}); load one pair with AutoencoderTiny.fromOriginalFiles`, dir);
   const [prefix, parts] = [...found][0]!;
-  for (const h of ['encoder', 'decoder']) if (!parts.has(h)) throw new Error(`${dir}: has ${[...parts.values()].join(', ')} but no ${prefix}_${h} file (AutoencoderTiny needs both halves)`);
+  for (const h of ['encoder', 'decoder']) if (!parts.has(h)) throw new ModelFolderError(`${dir}: has ${[...parts.values()].join(', ')} but no ${prefix}_${h} file (AutoencoderTiny needs both halves)`, dir);
   return [io.join(dir, parts.get('encoder')!), io.join(dir, parts.get('decoder')!)];
 }

@@ -6,15 +6,16 @@
  * applied inside diffusers' DecoderTiny.forward), so every decoder index is one lower in diffusers.
  * This file is the one place that mapping lives.
  */
+import { WeightsError } from '../errors.js';
 
 export type TaesdPart = 'encoder' | 'decoder';
 
 /** Original key ("3.conv.0.weight", or "decoder.3.conv.0.weight" from a whole TAESD module) → diffusers key. */
 export function taesdDiffusersKey(part: TaesdPart, originalKey: string): string {
   const m = /^(?:(?:encoder|decoder)\.)?(\d+)\.(.+)$/.exec(originalKey);
-  if (!m) throw new Error(`"${originalKey}" is not an original TAESD ${part} key (expected "<layer index>.<name>")`);
+  if (!m) throw new WeightsError(`"${originalKey}" is not an original TAESD ${part} key (expected "<layer index>.<name>")`);
   const i = Number(m[1]) - (part === 'decoder' ? 1 : 0);
-  if (i < 0) throw new Error(`"${originalKey}": layer 0 of the original TAESD decoder is the parameter-free Clamp and holds no weights`);
+  if (i < 0) throw new WeightsError(`"${originalKey}": layer 0 of the original TAESD decoder is the parameter-free Clamp and holds no weights`);
   return `${part}.layers.${i}.${m[2]}`;
 }
 
@@ -38,7 +39,7 @@ export function detectTaesdPart(keys: Iterable<string>): TaesdPart | 'both' | un
 export function taesdKeyMap(keys: Iterable<string>, part?: TaesdPart | 'both', what = 'state dict'): Map<string, string> {
   const ks = [...keys];
   const p = part ?? detectTaesdPart(ks);
-  if (!p) throw new Error(`${what}: keys ${ks.slice(0, 3).map((k) => `"${k}"`).join(', ')}${ks.length > 3 ? ', …' : ''} are not original TAESD keys ("<layer index>.<name>")`);
+  if (!p) throw new WeightsError(`${what}: keys ${ks.slice(0, 3).map((k) => `"${k}"`).join(', ')}${ks.length > 3 ? ', …' : ''} are not original TAESD keys ("<layer index>.<name>")`);
   const out = new Map<string, string>();
   for (const k of ks) {
     const half: TaesdPart = p === 'both' ? (k.startsWith('encoder.') ? 'encoder' : k.startsWith('decoder.') ? 'decoder' : fail(what, k)) : p;
@@ -47,7 +48,7 @@ export function taesdKeyMap(keys: Iterable<string>, part?: TaesdPart | 'both', w
     try {
       d = taesdDiffusersKey(half, k);
     } catch (e) {
-      throw new Error(`${what}: ${(e as Error).message}`);
+      throw new WeightsError(`${what}: ${(e as Error).message}`);
     }
     out.set(d, k);
   }
@@ -55,5 +56,5 @@ export function taesdKeyMap(keys: Iterable<string>, part?: TaesdPart | 'both', w
 }
 
 function fail(what: string, key: string): never {
-  throw new Error(`${what}: key "${key}" does not fit an original TAESD encoder/decoder state dict`);
+  throw new WeightsError(`${what}: key "${key}" does not fit an original TAESD encoder/decoder state dict`);
 }

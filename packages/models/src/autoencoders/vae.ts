@@ -3,7 +3,7 @@
  * `Decoder` (latent → image). Resnets without time embedding, eps 1e-6, SiLU; a UNetMidBlock2D
  * with single-head spatial attention between the down/up paths.
  */
-import type { Tensor } from '@fewstep/tensor';
+import { UnsupportedError, type Tensor } from '@fewstep/tensor';
 import { Conv2d } from '../layers/conv2d.js';
 import { GroupNorm } from '../layers/norm.js';
 import { DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D, type BlockConfig, type MidBlock2DConfig } from '../unets/unet_2d_blocks.js';
@@ -41,7 +41,7 @@ function midConfig(cfg: VaeCoderConfig): MidBlock2DConfig {
 function encoderBlocks(cfg: VaeCoderConfig): BlockConfig[] {
   let out = cfg.blockOutChannels[0]!;
   return cfg.blockTypes.map((type, i) => {
-    if (type !== 'DownEncoderBlock2D') throw new Error(`Encoder: down_block_types entry ${JSON.stringify(type)} is not supported (only "DownEncoderBlock2D")`);
+    if (type !== 'DownEncoderBlock2D') throw new UnsupportedError(`Encoder: down_block_types entry ${JSON.stringify(type)} is not supported (only "DownEncoderBlock2D")`);
     const inCh = out;
     out = cfg.blockOutChannels[i]!;
     return {
@@ -61,7 +61,7 @@ function decoderBlocks(cfg: VaeCoderConfig): BlockConfig[] {
   const rev = [...cfg.blockOutChannels].reverse();
   let out = rev[0]!;
   return cfg.blockTypes.map((type, i) => {
-    if (type !== 'UpDecoderBlock2D') throw new Error(`Decoder: up_block_types entry ${JSON.stringify(type)} is not supported (only "UpDecoderBlock2D")`);
+    if (type !== 'UpDecoderBlock2D') throw new UnsupportedError(`Decoder: up_block_types entry ${JSON.stringify(type)} is not supported (only "UpDecoderBlock2D")`);
     const prev = out;
     out = rev[i]!;
     return {

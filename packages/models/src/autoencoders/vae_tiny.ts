@@ -3,17 +3,18 @@
  * `AutoencoderTinyBlock` (models/unet_2d_blocks.py): the TAESD conv stacks. `layers[i]` is the
  * checkpoint's `layers.<i>`; parameterless layers (activations, upsamples) keep their index.
  */
-import type { Tensor } from '@fewstep/tensor';
+import { UnsupportedError, type Tensor } from '@fewstep/tensor';
 import { add, relu, unary, upsampleNearest2x, type UnaryOp } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
 import type { WeightScope } from '../modeling/weights.js';
+import { ConfigError } from '../errors.js';
 
 /** diffusers `get_activation` names → our unary kernels ("mish" has no kernel). */
 const ACTIVATIONS: Record<string, UnaryOp> = { relu: 'relu', silu: 'silu', swish: 'silu', gelu: 'gelu' };
 
 export function tinyActivation(name: string, where: string): UnaryOp {
   const op = ACTIVATIONS[name];
-  if (!op) throw new Error(`${where}: act_fn "${name}" is not supported (supported: ${Object.keys(ACTIVATIONS).join(', ')})`);
+  if (!op) throw new UnsupportedError(`${where}: act_fn "${name}" is not supported (supported: ${Object.keys(ACTIVATIONS).join(', ')})`);
   return op;
 }
 
@@ -32,7 +33,7 @@ export class TinyActivation implements TinyLayer {
 /** nn.Upsample(scale_factor=f), mode nearest (the only mode in v0.25.1); f must be a power of 2 (≥ 2). */
 export class TinyUpsampleNearest implements TinyLayer {
   constructor(readonly factor: number) {
-    if (!(factor >= 2) || !Number.isInteger(Math.log2(factor))) throw new Error(`DecoderTiny: upsampling_scaling_factor ${factor} is not supported (powers of 2 only)`);
+    if (!(factor >= 2) || !Number.isInteger(Math.log2(factor))) throw new UnsupportedError(`DecoderTiny: upsampling_scaling_factor ${factor} is not supported (powers of 2 only)`);
   }
   forward(x: Tensor): Tensor {
     let y = upsampleNearest2x(x);
@@ -106,7 +107,7 @@ export class EncoderTiny {
 
   static build(w: WeightScope, cfg: EncoderTinyConfig): EncoderTiny {
     if (cfg.numBlocks.length !== cfg.blockOutChannels.length) {
-      throw new Error(`EncoderTiny: num_encoder_blocks (${cfg.numBlocks.length}) and encoder_block_out_channels (${cfg.blockOutChannels.length}) differ in length`);
+      throw new ConfigError(`EncoderTiny: num_encoder_blocks (${cfg.numBlocks.length}) and encoder_block_out_channels (${cfg.blockOutChannels.length}) differ in length`);
     }
     const act = tinyActivation(cfg.actFn, 'EncoderTiny');
     const lw = w.pp('layers');
@@ -145,7 +146,7 @@ export class DecoderTiny {
 
   static build(w: WeightScope, cfg: DecoderTinyConfig): DecoderTiny {
     if (cfg.numBlocks.length !== cfg.blockOutChannels.length) {
-      throw new Error(`DecoderTiny: num_decoder_blocks (${cfg.numBlocks.length}) and decoder_block_out_channels (${cfg.blockOutChannels.length}) differ in length`);
+      throw new ConfigError(`DecoderTiny: num_decoder_blocks (${cfg.numBlocks.length}) and decoder_block_out_channels (${cfg.blockOutChannels.length}) differ in length`);
     }
     const act = tinyActivation(cfg.actFn, 'DecoderTiny');
     const lw = w.pp('layers');

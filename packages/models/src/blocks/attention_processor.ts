@@ -3,7 +3,7 @@
  * projections, multi-head scaled dot-product attention, to_out[0]. Optionally (VAE mid block) a
  * GroupNorm in front, a residual connection and an output rescale, on NCHW input.
  */
-import type { Tensor } from '@fewstep/tensor';
+import { InvalidArgumentError, type Tensor } from '@fewstep/tensor';
 import { add, attention, permute, scale } from '@fewstep/kernels';
 import { GroupNorm } from '../layers/norm.js';
 import { Linear } from '../layers/linear.js';
@@ -72,7 +72,7 @@ export class Attention {
    * Applies the residual connection / rescale when configured.
    */
   forward(x: Tensor, context?: Tensor): Tensor {
-    if (this.group_norm) throw new Error('Attention: this block normalises spatial input; call forwardSpatial');
+    if (this.group_norm) throw new InvalidArgumentError('Attention: this block normalises spatial input; call forwardSpatial');
     return x.device.scope(() => this.finish(this.attend(x, context ?? x), x));
   }
 

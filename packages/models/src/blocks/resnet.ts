@@ -2,7 +2,7 @@
  * diffusers `resnet.py`: `ResnetBlock2D` with the default `time_embedding_norm` ("default": the
  * projected time embedding is added after conv1), pre-norm, SiLU.
  */
-import type { Tensor } from '@fewstep/tensor';
+import { InvalidArgumentError, type Tensor } from '@fewstep/tensor';
 import { add, binary, scale } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
 import { GroupNorm } from '../layers/norm.js';
@@ -52,7 +52,7 @@ export class ResnetBlock2D {
     return x.device.scope(() => {
       let h = this.conv1.forward(this.norm1.forward(x, true));
       if (this.time_emb_proj) {
-        if (!tembAct) throw new Error('ResnetBlock2D: this block has time_emb_proj but no time embedding was given');
+        if (!tembAct) throw new InvalidArgumentError('ResnetBlock2D: this block has time_emb_proj but no time embedding was given');
         const t = this.time_emb_proj.forward(tembAct);
         h = add(h, t.reshape([t.shape[0]!, t.shape[1]!, 1, 1]));
       }

@@ -2,7 +2,7 @@
  * diffusers `upsampling.py`: `Upsample2D` with `use_conv=True` — nearest ×2 (or nearest to an
  * explicit `outputSize`, which the UNet passes when skip shapes are odd) then a 3×3 conv.
  */
-import type { Tensor } from '@fewstep/tensor';
+import { UnsupportedError, type Tensor } from '@fewstep/tensor';
 import { slice, upsampleNearest2x } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
 import type { WeightScope } from '../modeling/weights.js';
@@ -30,7 +30,7 @@ export function resizeNearest(x: Tensor, size?: readonly [number, number]): Tens
   if (!size || (size[0] === 2 * h && size[1] === 2 * w)) return upsampleNearest2x(x);
   const [oh, ow] = size;
   if ((oh !== 2 * h && oh !== 2 * h - 1) || (ow !== 2 * w && ow !== 2 * w - 1)) {
-    throw new Error(`Upsample2D: nearest resize of ${h}×${w} to ${oh}×${ow} is not supported (only to 2× or 2× − 1)`);
+    throw new UnsupportedError(`Upsample2D: nearest resize of ${h}×${w} to ${oh}×${ow} is not supported (only to 2× or 2× − 1)`);
   }
   return x.device.scope(() => {
     let y = upsampleNearest2x(x);

@@ -6,7 +6,7 @@
  * SD1.x uses the OpenAI ViT-L/14 tower (hidden_act "quick_gelu"); SD2.x / SD-Turbo / SDXS-512 use the
  * OpenCLIP ViT-H/14 tower (hidden_act "gelu", exact erf). Both are this class with a different config.
  */
-import { ShapeError, Tensor, UnsupportedError, type Device, type FileSource } from '@fewstep/tensor';
+import { InvalidArgumentError, ShapeError, Tensor, UnsupportedError, type Device, type FileSource } from '@fewstep/tensor';
 import { add, attention, embedding, unary, type UnaryOp } from '@fewstep/kernels';
 import { loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 import { Linear } from '../layers/linear.js';
@@ -324,7 +324,7 @@ export class CLIPTextModel {
       if (opts.attentionMask) {
         const m = opts.attentionMask;
         if (m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== L) {
-          throw new Error(`CLIPTextModel: attention_mask has shape [${m.shape.join(', ')}], expected [${B}, ${L}] like input_ids`);
+          throw new ShapeError(`CLIPTextModel: attention_mask has shape [${m.shape.join(', ')}], expected [${B}, ${L}] like input_ids`);
         }
         keyMask = m;
       }
@@ -338,7 +338,7 @@ export class CLIPTextModel {
         penultimateHiddenState: hiddenStates[Math.max(0, hiddenStates.length - 2)]!,
       };
       if (eos) {
-        if (eos.length !== B || eos.some((p) => !Number.isInteger(p) || p < 0 || p >= L)) throw new Error(`CLIPTextModel: eos positions ${JSON.stringify(eos)} do not fit input_ids [${B}, ${L}]`);
+        if (eos.length !== B || eos.some((p) => !Number.isInteger(p) || p < 0 || p >= L)) throw new InvalidArgumentError(`CLIPTextModel: eos positions ${JSON.stringify(eos)} do not fit input_ids [${B}, ${L}]`);
         // Gather rows b·L + eos[b] of last_hidden_state [B·L, D] with the embedding kernel.
         const rows = Tensor.from(dev, eos.map((p, b) => b * L + p), [1, B], 'i32');
         out.poolerOutput = embedding(rows, lastHiddenState.reshape([B * L, D])).reshape([B, D]);
@@ -353,11 +353,11 @@ export class CLIPTextModel {
   }
 
   private checkIds(ids: Tensor): void {
-    if (ids.dtype !== 'i32') throw new Error(`CLIPTextModel: input_ids must be i32, got ${ids.dtype}`);
-    if (ids.rank !== 2) throw new Error(`CLIPTextModel: input_ids must be [batch, length], got [${ids.shape.join(', ')}]`);
+    if (ids.dtype !== 'i32') throw new ShapeError(`CLIPTextModel: input_ids must be i32, got ${ids.dtype}`);
+    if (ids.rank !== 2) throw new ShapeError(`CLIPTextModel: input_ids must be [batch, length], got [${ids.shape.join(', ')}]`);
     const L = ids.shape[1]!;
     if (L < 1 || L > this.config.max_position_embeddings) {
-      throw new Error(`CLIPTextModel: input_ids length ${L} must be between 1 and max_position_embeddings (${this.config.max_position_embeddings})`);
+      throw new ShapeError(`CLIPTextModel: input_ids length ${L} must be between 1 and max_position_embeddings (${this.config.max_position_embeddings})`);
     }
   }
 

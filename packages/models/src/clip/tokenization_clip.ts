@@ -10,7 +10,8 @@
  *     around CJK ideographs, NFC, lower-case per whitespace-separated word);
  *  3. the CLIP regex splits it into words, each word is UTF-8 → byte symbols → BPE.
  */
-import type { FileSource } from '@fewstep/tensor';
+import { FileFormatError, InvalidArgumentError, type FileSource } from '@fewstep/tensor';
+import { ConfigError, ModelFolderError } from '../errors.js';
 
 export interface CLIPTokenizerContents {
   /** vocab.json: its text or the parsed object. */
@@ -72,13 +73,13 @@ export class CLIPTokenizer {
   constructor(contents: CLIPTokenizerContents) {
     const names = contents.names ?? {};
     const vocab = typeof contents.vocab === 'string' ? parseJson(contents.vocab, names.vocab ?? 'vocab.json') : contents.vocab;
-    if (!vocab || typeof vocab !== 'object' || Array.isArray(vocab)) throw new Error(`${names.vocab ?? 'vocab.json'}: expected a JSON object of token → id`);
+    if (!vocab || typeof vocab !== 'object' || Array.isArray(vocab)) throw new FileFormatError(names.vocab ?? 'vocab.json', `expected a JSON object of token → id`);
     const enc = new Map<string, number>();
     for (const [tok, id] of Object.entries(vocab)) {
-      if (!Number.isInteger(id)) throw new Error(`${names.vocab ?? 'vocab.json'}: id of ${JSON.stringify(tok)} is not an integer`);
+      if (!Number.isInteger(id)) throw new FileFormatError(names.vocab ?? 'vocab.json', `id of ${JSON.stringify(tok)} is not an integer`);
       enc.set(tok, id as number);
     }
-    if (enc.size === 0) throw new Error(`${names.vocab ?? 'vocab.json'}: empty vocabulary`);
+    if (enc.size === 0) throw new FileFormatError(names.vocab ?? 'vocab.json', `empty vocabulary`);
 
     // Same slicing as HF: strip, split on '\n', drop the header line, cap the count.
     const lines = contents.merges.trim().split('\n').slice(1, MAX_MERGES + 1);
@@ -86,7 +87,7 @@ export class CLIPTokenizer {
     lines.forEach((line, rank) => {
       const parts = line.split(/\s+/).filter((p) => p !== '');
       if (parts.length === 0) return; // a blank line takes a rank but can never match, as in HF
-      if (parts.length !== 2) throw new Error(`${names.merges ?? 'merges.txt'}: line ${rank + 2} is not a pair: ${JSON.stringify(line)}`);
+      if (parts.length !== 2) throw new FileFormatError(names.merges ?? 'merges.txt', `line ${rank + 2} is not a pair: ${JSON.stringify(line)}`);
       const key = pairKey(parts[0]!, parts[1]!);
       // A repeated pair keeps its last rank, as building a dict from zip() does.
       this.ranks.set(key, rank);
@@ -139,7 +140,7 @@ export class CLIPTokenizer {
     this.decoder = dec;
 
     this.unkTokenId = this.tokenToId(this.unkToken, -1);
-    if (this.unkTokenId < 0) throw new Error(`tokenizer: unk token ${JSON.stringify(this.unkToken)} is not in the vocabulary`);
+    if (this.unkTokenId < 0) throw new ConfigError(`tokenizer: unk token ${JSON.stringify(this.unkToken)} is not in the vocabulary`);
     this.bosTokenId = this.tokenToId(this.bosToken);
     this.eosTokenId = this.tokenToId(this.eosToken);
     this.padTokenId = this.tokenToId(this.padToken);
@@ -162,7 +163,7 @@ export class CLIPTokenizer {
     const missing = [];
     if (!(await files.exists(vocabPath))) missing.push('vocab.json');
     if (!(await files.exists(mergesPath))) missing.push('merges.txt');
-    if (missing.length) throw new Error(`${dir}: not a CLIP tokenizer folder (missing ${missing.join(' and ')})`);
+    if (missing.length) throw new ModelFolderError(`${dir}: not a CLIP tokenizer folder (missing ${missing.join(' and ')})`, dir);
     const cfgDir = opts.configDir ?? base;
     const cfgPath = files.join(cfgDir, 'tokenizer_config.json');
     const mapPath = files.join(cfgDir, 'special_tokens_map.json');
@@ -205,7 +206,7 @@ export class CLIPTokenizer {
    * BOS + ids + EOS fit, then padded with the pad token on the right.
    */
   encode(text: string, maxLength = this.modelMaxLength): CLIPEncoding {
-    if (!Number.isInteger(maxLength) || maxLength < 2) throw new Error(`tokenizer: maxLength must be an integer ≥ 2, got ${maxLength}`);
+    if (!Number.isInteger(maxLength) || maxLength < 2) throw new InvalidArgumentError(`tokenizer: maxLength must be an integer ≥ 2, got ${maxLength}`);
     const ids = this.convertTokensToIds(this.tokenize(text)).slice(0, maxLength - 2);
     const inputIds = [this.bosTokenId, ...ids, this.eosTokenId];
     const attentionMask = inputIds.map(() => 1);
@@ -398,14 +399,14 @@ function parseJson(text: string, name: string): unknown {
   try {
     return JSON.parse(text);
   } catch (e) {
-    throw new Error(`${name}: invalid JSON (${(e as Error).message})`);
+    throw new FileFormatError(name, `invalid JSON (${(e as Error).message})`);
   }
 }
 
 function asObject(v: string | Record<string, unknown> | undefined, name: string): Record<string, unknown> {
   if (v === undefined) return {};
   const o = typeof v === 'string' ? parseJson(v, name) : v;
-  if (!o || typeof o !== 'object' || Array.isArray(o)) throw new Error(`${name}: expected a JSON object`);
+  if (!o || typeof o !== 'object' || Array.isArray(o)) throw new FileFormatError(name, `expected a JSON object`);
   return o as Record<string, unknown>;
 }
 

@@ -18,8 +18,9 @@
  * Any of them may be a safetensors file or a PyTorch `.bin`/`.pt`/`.pth` checkpoint (whitelist unpickler).
  * Browser-safe: all IO through `FileSource`.
  */
-import { openTensorFile, shapeStr, type FileSource, type TensorFile } from '@fewstep/tensor';
+import { FileFormatError, InvalidArgumentError, UnsupportedError, openTensorFile, shapeStr, type FileSource, type TensorFile } from '@fewstep/tensor';
 import type { WeightTransform } from '../modeling/weights.js';
+import { ConfigError, ModelFolderError, WeightsError } from '../errors.js';
 
 export type LoraComponent = 'unet' | 'text_encoder' | 'text_encoder_2';
 export type LoraFormat = 'kohya' | 'diffusers' | 'peft';
@@ -121,7 +122,7 @@ export class LoraAdapter {
    */
   assertAllApplied(component?: LoraComponent): void {
     const left = this.unapplied(component);
-    if (left.length) throw new Error(unmatchedMessage(this.name, left));
+    if (left.length) throw new WeightsError(unmatchedMessage(this.name, left));
   }
 
   /**
@@ -141,7 +142,7 @@ export class LoraAdapter {
       const real = t.flat ? mods.get(t.module) : mods.has(t.module) ? t.module : undefined;
       if (real === undefined) missing.push(t);
     }
-    if (missing.length) throw new Error(unmatchedMessage(this.name, missing));
+    if (missing.length) throw new WeightsError(unmatchedMessage(this.name, missing));
   }
 }
 
@@ -163,7 +164,7 @@ function fuseDelta(name: string, t: LoraTarget, key: string, w: Float32Array, sh
   const deltaShape = [O, ...t.downShape.slice(1)];
   const fits = shape[0] === O && numel(shape) === O * K && (shape.length !== deltaShape.length || shape.every((d, i) => d === deltaShape[i]));
   if (!fits) {
-    throw new Error(
+    throw new WeightsError(
       `${name}: LoRA "${t.sourceKey}" (up ${shapeStr(t.upShape)} @ down ${shapeStr(t.downShape)} → ${shapeStr(deltaShape)}) does not fit "${key}" of shape ${shapeStr(shape)}`,
     );
   }
@@ -228,7 +229,7 @@ const dirname = (p: string) => {
  */
 export async function loadLora(io: FileSource, pathOrDir: string, opts: LoadLoraOptions = {}): Promise<LoraAdapter> {
   const userScale = opts.scale ?? 1;
-  if (!Number.isFinite(userScale)) throw new Error(`${pathOrDir}: LoRA scale must be a finite number, got ${userScale}`);
+  if (!Number.isFinite(userScale)) throw new InvalidArgumentError(`${pathOrDir}: LoRA scale must be a finite number, got ${userScale}`);
   const p = pathOrDir.replace(/[/\\]+$/, '') || pathOrDir;
   if (await io.exists(io.join(p, 'adapter_config.json'))) return loadPeftFolder(io, p, userScale);
   if (!/\.(safetensors|bin|pt|pth|ckpt)$/i.test(p)) {
@@ -239,14 +240,14 @@ export async function loadLora(io: FileSource, pathOrDir: string, opts: LoadLora
     } catch {
       names = null;
     }
-    if (names) throw new Error(`${p}: not a LoRA adapter folder (no adapter_config.json)`);
+    if (names) throw new ModelFolderError(`${p}: not a LoRA adapter folder (no adapter_config.json)`);
   }
   const file = await openTensorFile(io, p);
   try {
     const keys = [...file.tensors.keys()];
     if (keys.some((k) => k.startsWith('base_model.model.'))) {
       const cfgPath = io.join(dirname(p), 'adapter_config.json');
-      if (!(await io.exists(cfgPath))) throw new Error(`${p}: peft adapter keys (base_model.model.…) but no adapter_config.json beside it (needed for lora_alpha and r)`);
+      if (!(await io.exists(cfgPath))) throw new ModelFolderError(`${p}: peft adapter keys (base_model.model.…) but no adapter_config.json beside it (needed for lora_alpha and r)`);
       const cfg = await readPeftConfig(io, cfgPath);
       return await peftFromFile(file, cfg, p, userScale);
     }
@@ -276,9 +277,9 @@ function makeTarget(
   upKey: string,
 ): Omit<LoraTarget, 'alpha' | 'scale'> {
   const r = downShape[0]!;
-  if (downShape.length !== 2 && downShape.length !== 4) throw new Error(`${name}: LoRA "${downKey}" has shape ${shapeStr(downShape)}; expected [r, in] or [r, C, kh, kw]`);
+  if (downShape.length !== 2 && downShape.length !== 4) throw new WeightsError(`${name}: LoRA "${downKey}" has shape ${shapeStr(downShape)}; expected [r, in] or [r, C, kh, kw]`);
   if (upShape.length !== downShape.length || upShape[1] !== r || upShape.slice(2).some((d) => d !== 1)) {
-    throw new Error(
+    throw new WeightsError(
       `${name}: LoRA "${sourceKey}" rank mismatch: "${downKey}" is ${shapeStr(downShape)} (rank ${r}) but "${upKey}" is ${shapeStr(upShape)}` +
         ` (expected [out, ${r}${downShape.length === 4 ? ', 1, 1' : ''}])`,
     );
@@ -306,10 +307,10 @@ async function kohyaFromFile(file: TensorFile, name: string, userScale: number):
   const targets = new Map<string, LoraTarget>();
   for (const [prefix, parts] of groups) {
     const dk = parts.get('lora_down.weight'), uk = parts.get('lora_up.weight');
-    if (!dk || !uk) throw new Error(`${name}: LoRA "${prefix}" has ${dk ? 'lora_down' : 'lora_up'} but no ${dk ? 'lora_up' : 'lora_down'}.weight`);
+    if (!dk || !uk) throw new WeightsError(`${name}: LoRA "${prefix}" has ${dk ? 'lora_down' : 'lora_up'} but no ${dk ? 'lora_up' : 'lora_down'}.weight`);
     const m = /^lora_(unet|te\d?)_(.+)$/.exec(prefix)!;
     const component = KOHYA_COMPONENT[m[1]!];
-    if (!component) throw new Error(`${name}: LoRA "${prefix}": unknown kohya component "lora_${m[1]}"`);
+    if (!component) throw new WeightsError(`${name}: LoRA "${prefix}": unknown kohya component "lora_${m[1]}"`);
     const t = makeTarget(name, component, m[2]!, true, prefix, await readF32(file, dk), file.info(dk).shape, await readF32(file, uk), file.info(uk).shape, dk, uk);
     const ak = parts.get('alpha');
     const alpha = ak ? (await readF32(file, ak))[0]! : null;
@@ -320,7 +321,7 @@ async function kohyaFromFile(file: TensorFile, name: string, userScale: number):
 
 function unsupportedKeys(name: string, bad: string[], fmt: string): Error {
   const shown = bad.slice(0, 5).map((k) => `"${k}"`).join(', ');
-  return new Error(`${name}: ${bad.length} tensor(s) are not ${fmt} LoRA weights (LoCon/LoHa/DoRA and other variants are not supported): ${shown}${bad.length > 5 ? ', …' : ''}`);
+  return new UnsupportedError(`${name}: ${bad.length} tensor(s) are not ${fmt} LoRA weights (LoCon/LoHa/DoRA and other variants are not supported): ${shown}${bad.length > 5 ? ', …' : ''}`);
 }
 
 // ------------------------------------------------------------------------------------------ diffusers
@@ -361,10 +362,10 @@ async function diffusersFromFile(file: TensorFile, name: string, userScale: numb
     else g.up = k;
   }
   if (bad.length) throw unsupportedKeys(name, bad, 'diffusers');
-  if (!groups.size) throw new Error(`${name}: no LoRA weights found (expected kohya lora_unet_… / diffusers unet.….lora.down.weight / peft keys)`);
+  if (!groups.size) throw new WeightsError(`${name}: no LoRA weights found (expected kohya lora_unet_… / diffusers unet.….lora.down.weight / peft keys)`);
   const targets = new Map<string, LoraTarget>();
   for (const [id, g] of groups) {
-    if (!g.down || !g.up) throw new Error(`${name}: LoRA "${id}" has ${g.down ? 'a down' : 'an up'} weight but no ${g.down ? 'up' : 'down'} weight`);
+    if (!g.down || !g.up) throw new WeightsError(`${name}: LoRA "${id}" has ${g.down ? 'a down' : 'an up'} weight but no ${g.down ? 'up' : 'down'} weight`);
     const t = makeTarget(name, g.component, g.module, false, id, await readF32(file, g.down), file.info(g.down).shape, await readF32(file, g.up), file.info(g.up).shape, g.down, g.up);
     // network_alphas are saved next to the module (`unet.<module>.alpha`) or, for attention processors, beside the wrapped projection.
     const ak = alphas.get(id) ?? alphas.get(`${id}.lora`) ?? alphas.get(`${id}.lora_linear_layer`);
@@ -392,10 +393,10 @@ async function readPeftConfig(io: FileSource, path: string): Promise<PeftConfig>
   try {
     c = JSON.parse(await io.readText(path)) as Record<string, unknown>;
   } catch (e) {
-    throw new Error(`${path}: invalid JSON (${(e as Error).message})`);
+    throw new FileFormatError(path, `invalid JSON (${(e as Error).message})`);
   }
   const fail = (m: string): never => {
-    throw new Error(`${path}: ${m}`);
+    throw new ConfigError(`${path}: ${m}`);
   };
   if (c['peft_type'] !== undefined && c['peft_type'] !== 'LORA') fail(`peft_type "${String(c['peft_type'])}" is not supported (only LORA)`);
   if (c['use_dora']) fail('use_dora (DoRA) is not supported');
@@ -443,7 +444,7 @@ async function loadPeftFolder(io: FileSource, dir: string, userScale: number): P
       break;
     }
   }
-  if (!weights) throw new Error(`${dir}: peft adapter folder has no adapter_model.safetensors or adapter_model.bin`);
+  if (!weights) throw new ModelFolderError(`${dir}: peft adapter folder has no adapter_model.safetensors or adapter_model.bin`, dir);
   const file = await openTensorFile(io, weights);
   try {
     return await peftFromFile(file, cfg, dir, userScale);
@@ -467,15 +468,15 @@ async function peftFromFile(file: TensorFile, cfg: PeftConfig, name: string, use
   if (bad.length) throw unsupportedKeys(name, bad, 'peft');
   const targets = new Map<string, LoraTarget>();
   for (const [module, g] of groups) {
-    if (!g.A || !g.B) throw new Error(`${name}: LoRA "${module}" has lora_${g.A ? 'A' : 'B'} but no lora_${g.A ? 'B' : 'A'}.weight`);
-    if (!isTarget(cfg, module)) throw new Error(`${name}: LoRA "${module}" is not among target_modules of ${cfg.path} (${JSON.stringify(cfg.target_modules)})`);
+    if (!g.A || !g.B) throw new WeightsError(`${name}: LoRA "${module}" has lora_${g.A ? 'A' : 'B'} but no lora_${g.A ? 'B' : 'A'}.weight`);
+    if (!isTarget(cfg, module)) throw new WeightsError(`${name}: LoRA "${module}" is not among target_modules of ${cfg.path} (${JSON.stringify(cfg.target_modules)})`);
     const t = makeTarget(name, cfg.component, module, false, module, await readF32(file, g.A), file.info(g.A).shape, await readF32(file, g.B), file.info(g.B).shape, g.A, g.B);
     const r = pattern(cfg.rank_pattern, module) ?? cfg.r;
-    if (t.rank !== r) throw new Error(`${name}: LoRA "${module}" rank mismatch: "${g.A}" is ${shapeStr(t.downShape)} (rank ${t.rank}) but ${cfg.path} says r = ${r}`);
+    if (t.rank !== r) throw new WeightsError(`${name}: LoRA "${module}" rank mismatch: "${g.A}" is ${shapeStr(t.downShape)} (rank ${t.rank}) but ${cfg.path} says r = ${r}`);
     const alpha = pattern(cfg.alpha_pattern, module) ?? cfg.lora_alpha;
     const scale = cfg.use_rslora ? alpha / Math.sqrt(r) : alpha / r;
     targets.set(`${cfg.component}.${module}`, { ...t, alpha, scale: userScale * scale });
   }
-  if (!targets.size) throw new Error(`${name}: peft adapter holds no LoRA weights`);
+  if (!targets.size) throw new WeightsError(`${name}: peft adapter holds no LoRA weights`);
   return new LoraAdapter(name, 'peft', targets, userScale);
 }

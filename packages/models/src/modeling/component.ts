@@ -4,21 +4,23 @@
  * `variant`, or, without any safetensors, `diffusion_pytorch_model.bin` / `pytorch_model.bin`), read
  * through the FileSource seam.
  */
-import type { Device, FileSource } from '@fewstep/tensor';
+import { FileFormatError, type Device, type FileSource } from '@fewstep/tensor';
+import { ModelFolderError } from '../errors.js';
 import { SafetensorsSource, WeightScope, loadModel, type TensorSource, type WeightTransform } from './weights.js';
 import { selectWeightFiles } from './weight_files.js';
 
 export async function readConfig(io: FileSource, dir: string): Promise<Record<string, unknown>> {
   const path = io.join(dir, 'config.json');
-  if (!(await io.exists(path))) throw new Error(`${dir}: no config.json (not a diffusers/transformers component folder)`);
+  if (!(await io.exists(path))) throw new ModelFolderError(`${dir}: no config.json (not a diffusers/transformers component folder)`, dir);
   const text = await io.readText(path);
+  let v: unknown;
   try {
-    const v = JSON.parse(text);
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not a JSON object');
-    return v as Record<string, unknown>;
+    v = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${path}: invalid JSON (${(e as Error).message})`);
+    throw new FileFormatError(path, `invalid JSON (${(e as Error).message})`);
   }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FileFormatError(path, 'invalid JSON (not a JSON object)');
+  return v as Record<string, unknown>;
 }
 
 /**

@@ -2,7 +2,7 @@
  * Component class registry: reads a folder's config.json, picks the model class it names
  * (diffusers `_class_name`, or transformers `architectures[0]`) and loads it.
  */
-import type { Device, FileSource } from '@fewstep/tensor';
+import { UnsupportedError, type Device, type FileSource } from '@fewstep/tensor';
 import { readConfig } from './component.js';
 import { CLIPTextModel } from '../clip/modeling_clip.js';
 import { AutoencoderTiny, findOriginalTaesdFiles } from '../autoencoders/autoencoder_tiny.js';
@@ -10,6 +10,7 @@ import { AutoencoderKL } from '../autoencoders/autoencoder_kl.js';
 import type { Vae } from '../autoencoders/autoencoder.js';
 import { UNet2DConditionModel } from '../unets/unet_2d_condition.js';
 import { ControlNetModel } from '../controlnets/controlnet.js';
+import { ModelFolderError } from '../errors.js';
 
 export interface LoadComponentOptions {
   dtype?: 'f32' | 'f16' | undefined;
@@ -45,7 +46,7 @@ export async function componentInfo(io: FileSource, dir: string): Promise<Compon
   const config = await readConfig(io, dir);
   const cls = config['_class_name'] ?? (Array.isArray(config['architectures']) ? config['architectures'][0] : undefined);
   if (typeof cls !== 'string' || !cls) {
-    throw new Error(`${io.join(dir, 'config.json')}: no "_class_name" (diffusers) or "architectures" (transformers) entry, so the model class is unknown`);
+    throw new ModelFolderError(`${io.join(dir, 'config.json')}: no "_class_name" (diffusers) or "architectures" (transformers) entry, so the model class is unknown`, dir);
   }
   return { className: cls, config };
 }
@@ -58,13 +59,13 @@ export async function loadVae(io: FileSource, dir: string, device: Device, opts:
   const { className } = await componentInfo(io, dir);
   if (className === 'AutoencoderTiny') return AutoencoderTiny.fromFolder(io, dir, device, opts);
   if (className === 'AutoencoderKL') return AutoencoderKL.fromFolder(io, dir, device, opts);
-  throw new Error(`${dir}: VAE class "${className}" is not supported (AutoencoderTiny, AutoencoderKL)`);
+  throw new UnsupportedError(`${dir}: VAE class "${className}" is not supported (AutoencoderTiny, AutoencoderKL)`);
 }
 
 /** Loads the component in `dir` as the class its config.json names; unknown classes are one clear error. */
 export async function loadComponent(io: FileSource, dir: string, device: Device, opts: LoadComponentOptions = {}): Promise<Component> {
   const { className } = await componentInfo(io, dir);
   const load = Object.hasOwn(LOADERS, className) ? LOADERS[className] : undefined;
-  if (!load) throw new Error(`${dir}: component class "${className}" is not supported (supported: ${COMPONENT_CLASSES.join(', ')})`);
+  if (!load) throw new UnsupportedError(`${dir}: component class "${className}" is not supported (supported: ${COMPONENT_CLASSES.join(', ')})`);
   return load(io, dir, device, opts);
 }

@@ -16,6 +16,7 @@
  * - Smaller tensors draw one element at a time with `normal_distribution<double>`, which produces a
  *   pair and caches the sine half in the generator for the next element (also across calls).
  */
+import { InvalidArgumentError } from '@fewstep/tensor';
 
 const N = 624;
 const M = 397;
@@ -61,7 +62,7 @@ export class MT19937 {
 
 function toU64(seed: bigint | number): bigint {
   if (typeof seed === 'number') {
-    if (!Number.isSafeInteger(seed)) throw new Error(`TorchGenerator: seed ${seed} is not a safe integer; pass a bigint`);
+    if (!Number.isSafeInteger(seed)) throw new InvalidArgumentError(`TorchGenerator: seed ${seed} is not a safe integer; pass a bigint`);
     seed = BigInt(seed);
   }
   // torch keeps the seed as uint64 (negative Python ints wrap).
@@ -127,7 +128,7 @@ export class TorchGenerator {
   randn(shape: readonly number[], dtype: RandnDType = 'f32'): Float32Array | Float64Array {
     let n = 1;
     for (const d of shape) {
-      if (!Number.isSafeInteger(d) || d < 0) throw new Error(`randn: bad shape ${JSON.stringify(shape)}`);
+      if (!Number.isSafeInteger(d) || d < 0) throw new InvalidArgumentError(`randn: bad shape ${JSON.stringify(shape)}`);
       n *= d;
     }
     const out = dtype === 'f32' ? new Float32Array(n) : new Float64Array(n);

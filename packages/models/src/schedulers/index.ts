@@ -1,9 +1,11 @@
+import { UnsupportedError } from '@fewstep/tensor';
 import type { Scheduler } from './scheduler.js';
 import { EulerDiscreteScheduler } from './scheduling_euler_discrete.js';
 import { DDIMScheduler } from './scheduling_ddim.js';
 import { DDPMScheduler } from './scheduling_ddpm.js';
 import { LCMScheduler } from './scheduling_lcm.js';
 import { DEISMultistepScheduler } from './scheduling_deis_multistep.js';
+import { ConfigError } from '../errors.js';
 
 export {
   type Scheduler, type StepOptions, type StepOutput, type NoiseSource, type BetaSchedule, type BetaConfig,
@@ -36,10 +38,10 @@ export const SCHEDULER_CLASSES = Object.keys(CLASSES) as SchedulerClassName[];
 export function schedulerFromConfig(config: Record<string, unknown>, override?: string | Record<string, unknown>): Scheduler {
   const extra = typeof override === 'string' ? { _class_name: override } : (override ?? {});
   const name = (extra['_class_name'] ?? config['_class_name']) as string | undefined;
-  if (!name) throw new Error(`schedulerFromConfig: no _class_name in the config and no class override`);
+  if (!name) throw new ConfigError(`schedulerFromConfig: no _class_name in the config and no class override`);
   const Cls = CLASSES[name];
   if (!Cls) {
-    throw new Error(
+    throw new UnsupportedError(
       `schedulerFromConfig: ${name} is not implemented; pass a class override (one of ${SCHEDULER_CLASSES.join(', ')})`,
     );
   }

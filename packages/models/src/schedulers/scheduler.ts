@@ -5,7 +5,9 @@
  * results match diffusers bit for bit in almost every element.
  */
 
+import { InvalidArgumentError, ShapeError, UnsupportedError } from '@fewstep/tensor';
 import { fmaf } from '../random/torch_randn.js';
+import { ConfigError } from '../errors.js';
 
 export const f = Math.fround;
 
@@ -66,7 +68,7 @@ export function resolveConfig<T extends object>(className: string, defaults: T, 
       if (k.startsWith('_') || useDefaults.has(k) || !(k in defaults) || v === null || v === undefined) continue;
       const d = dflt[k];
       if (d !== null && typeof d !== typeof v && !(Array.isArray(v) && d === null)) {
-        throw new Error(`${className}: config key "${k}" should be ${typeof d}, got ${JSON.stringify(v)}`);
+        throw new ConfigError(`${className}: config key "${k}" should be ${typeof d}, got ${JSON.stringify(v)}`);
       }
       out[k] = v;
     }
@@ -76,7 +78,7 @@ export function resolveConfig<T extends object>(className: string, defaults: T, 
 
 export function oneOf<T extends string>(className: string, key: string, v: string, allowed: readonly T[]): T {
   if (!(allowed as readonly string[]).includes(v)) {
-    throw new Error(`${className}: ${key} "${v}" is not supported (supported: ${allowed.join(', ')})`);
+    throw new UnsupportedError(`${className}: ${key} "${v}" is not supported (supported: ${allowed.join(', ')})`);
   }
   return v as T;
 }
@@ -139,7 +141,7 @@ export function makeBetas(className: string, c: BetaConfig): Float32Array {
     const x = torchLinspaceF32(-6, 6, c.num_train_timesteps);
     betas = new Float32Array(x.length);
     for (let i = 0; i < x.length; i++) betas[i] = f(f(f(1 / (1 + Math.exp(-x[i]!))) * f(c.beta_end - c.beta_start)) + c.beta_start);
-  } else throw new Error(`${className}: beta_schedule "${c.beta_schedule}" is not implemented`);
+  } else throw new UnsupportedError(`${className}: beta_schedule "${c.beta_schedule}" is not implemented`);
   if (c.rescale_betas_zero_snr) betas = rescaleZeroTerminalSnr(betas);
   return betas;
 }
@@ -222,14 +224,14 @@ export function karrasSigmasF32(alphasCumprod: Float32Array): Float32Array {
 /** Pulls the next noise tensor, checking its size. */
 export function takeNoise(className: string, opts: StepOptions | undefined, n: number): Float32Array {
   const src = opts?.noise;
-  if (!src) throw new Error(`${className}.step: this step injects noise; pass opts.noise (a tensor or a generator callback)`);
+  if (!src) throw new InvalidArgumentError(`${className}.step: this step injects noise; pass opts.noise (a tensor or a generator callback)`);
   const z = typeof src === 'function' ? src() : src;
-  if (z.length !== n) throw new Error(`${className}.step: noise has ${z.length} elements, expected ${n}`);
+  if (z.length !== n) throw new ShapeError(`${className}.step: noise has ${z.length} elements, expected ${n}`);
   return z;
 }
 
 export function checkSameLength(className: string, a: Float32Array, b: Float32Array, what: string): void {
-  if (a.length !== b.length) throw new Error(`${className}: ${what} lengths differ (${a.length} vs ${b.length})`);
+  if (a.length !== b.length) throw new ShapeError(`${className}: ${what} lengths differ (${a.length} vs ${b.length})`);
 }
 
 /**
@@ -241,7 +243,7 @@ export function indexOfTimestep(className: string, timesteps: readonly number[],
   for (let i = 0; i < timesteps.length; i++) if (timesteps[i] === t) hits.push(i);
   if (hits.length === 0) {
     if (fallbackLast) return timesteps.length - 1;
-    throw new Error(`${className}: timestep ${t} is not in the schedule [${timesteps.join(', ')}]`);
+    throw new InvalidArgumentError(`${className}: timestep ${t} is not in the schedule [${timesteps.join(', ')}]`);
   }
   return hits.length > 1 ? hits[1]! : hits[0]!;
 }

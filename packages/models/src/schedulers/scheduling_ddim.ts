@@ -1,4 +1,5 @@
 // DDIMScheduler (diffusers v0.25.1 scheduling_ddim.py), float32-exact on CPU.
+import { InvalidArgumentError, UnsupportedError } from '@fewstep/tensor';
 import {
   type Scheduler, type StepOptions, type StepOutput, f, resolveConfig, oneOf, makeBetas, alphasCumprodOf,
   npLinspace, npArange, roundHalfEven, takeNoise, checkSameLength, axpby,
@@ -25,15 +26,15 @@ export type DDIMConfig = typeof DDIM_DEFAULTS;
 
 /** Integer timestep tables shared by DDIM and DDPM (int64 in diffusers). */
 export function integerTimesteps(className: string, spacing: string, T: number, n: number, stepsOffset: number): number[] {
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${className}: num_inference_steps must be a positive integer, got ${n}`);
-  if (n > T) throw new Error(`${className}: num_inference_steps ${n} > num_train_timesteps ${T}`);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${className}: num_inference_steps must be a positive integer, got ${n}`);
+  if (n > T) throw new InvalidArgumentError(`${className}: num_inference_steps ${n} > num_train_timesteps ${T}`);
   if (spacing === 'linspace') return npLinspace(0, T - 1, n).map(roundHalfEven).reverse();
   if (spacing === 'leading') {
     const ratio = Math.floor(T / n);
     return Array.from({ length: n }, (_, i) => i * ratio + stepsOffset).reverse();
   }
   if (spacing === 'trailing') return npArange(T, 0, -T / n).map((v) => roundHalfEven(v) - 1);
-  throw new Error(`${className}: timestep_spacing "${spacing}" is not supported (linspace, leading, trailing)`);
+  throw new UnsupportedError(`${className}: timestep_spacing "${spacing}" is not supported (linspace, leading, trailing)`);
 }
 
 export interface DDIMStepOptions extends StepOptions {
@@ -55,7 +56,7 @@ export class DDIMScheduler implements Scheduler {
     const c = (this.config = resolveConfig(this.className, DDIM_DEFAULTS, config));
     oneOf(this.className, 'prediction_type', c.prediction_type, ['epsilon', 'sample', 'v_prediction']);
     oneOf(this.className, 'timestep_spacing', c.timestep_spacing, ['linspace', 'leading', 'trailing']);
-    if (c.thresholding) throw new Error(`${this.className}: thresholding is not supported`);
+    if (c.thresholding) throw new UnsupportedError(`${this.className}: thresholding is not supported`);
     this.betas = makeBetas(this.className, c);
     this.alphasCumprod = alphasCumprodOf(this.betas);
     this.finalAlphaCumprod = c.set_alpha_to_one ? 1 : this.alphasCumprod[0]!;
@@ -73,13 +74,13 @@ export class DDIMScheduler implements Scheduler {
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, opts?: DDIMStepOptions): StepOutput {
-    if (this.numInferenceSteps === null) throw new Error(`${this.className}: call setTimesteps first`);
+    if (this.numInferenceSteps === null) throw new InvalidArgumentError(`${this.className}: call setTimesteps first`);
     checkSameLength(this.className, modelOutput, sample, 'model output and sample');
     const c = this.config;
     const eta = opts?.eta ?? 0;
     const prevT = t - Math.floor(c.num_train_timesteps / this.numInferenceSteps);
     const aT = this.alphasCumprod[t]!;
-    if (aT === undefined) throw new Error(`${this.className}: timestep ${t} is out of range`);
+    if (aT === undefined) throw new InvalidArgumentError(`${this.className}: timestep ${t} is out of range`);
     const aPrev = prevT >= 0 ? this.alphasCumprod[prevT]! : this.finalAlphaCumprod;
     const bT = f(1 - aT);
     const sqA = f(Math.sqrt(aT)), sqB = f(Math.sqrt(bT));
@@ -124,6 +125,6 @@ export class DDIMScheduler implements Scheduler {
 export function ddpmStyleAddNoise(className: string, ac: Float32Array, original: Float32Array, noise: Float32Array, t: number): Float32Array {
   checkSameLength(className, original, noise, 'sample and noise');
   const a = ac[t];
-  if (a === undefined || !Number.isInteger(t)) throw new Error(`${className}.addNoise: timestep ${t} is out of range`);
+  if (a === undefined || !Number.isInteger(t)) throw new InvalidArgumentError(`${className}.addNoise: timestep ${t} is out of range`);
   return axpby(f(Math.sqrt(a)), original, f(Math.sqrt(f(1 - a))), noise);
 }

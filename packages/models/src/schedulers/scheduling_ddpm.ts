@@ -1,4 +1,5 @@
 // DDPMScheduler (diffusers v0.25.1 scheduling_ddpm.py), float32-exact on CPU.
+import { InvalidArgumentError, UnsupportedError } from '@fewstep/tensor';
 import {
   type Scheduler, type StepOptions, type StepOutput, f, resolveConfig, oneOf, makeBetas, alphasCumprodOf,
   takeNoise, checkSameLength,
@@ -38,7 +39,7 @@ export class DDPMScheduler implements Scheduler {
     oneOf(this.className, 'prediction_type', c.prediction_type, ['epsilon', 'sample', 'v_prediction']);
     oneOf(this.className, 'variance_type', c.variance_type, ['fixed_small', 'fixed_small_log', 'fixed_large']);
     oneOf(this.className, 'timestep_spacing', c.timestep_spacing, ['linspace', 'leading', 'trailing']);
-    if (c.thresholding) throw new Error(`${this.className}: thresholding is not supported`);
+    if (c.thresholding) throw new UnsupportedError(`${this.className}: thresholding is not supported`);
     this.betas = makeBetas(this.className, c);
     this.alphasCumprod = alphasCumprodOf(this.betas);
     this.timesteps = Array.from({ length: c.num_train_timesteps }, (_, i) => c.num_train_timesteps - 1 - i);
@@ -75,7 +76,7 @@ export class DDPMScheduler implements Scheduler {
     const c = this.config;
     const prevT = this.previousTimestep(t);
     const aT = this.alphasCumprod[t];
-    if (aT === undefined || !Number.isInteger(t)) throw new Error(`${this.className}: timestep ${t} is out of range`);
+    if (aT === undefined || !Number.isInteger(t)) throw new InvalidArgumentError(`${this.className}: timestep ${t} is out of range`);
     const aPrev = prevT >= 0 ? this.alphasCumprod[prevT]! : 1;
     const bT = f(1 - aT);
     const bPrev = f(1 - aPrev);

@@ -1,5 +1,6 @@
 // DEISMultistepScheduler (diffusers v0.25.1 scheduling_deis_multistep.py), float32-exact on CPU.
 // Only algorithm_type "deis" with the "logrho" solver exists in v0.25.1 (other names are remapped).
+import { InvalidArgumentError, UnsupportedError } from '@fewstep/tensor';
 import {
   type Scheduler, type StepOutput, f, resolveConfig, oneOf, makeBetas, alphasCumprodOf,
   npLinspace, npArange, npInterpIndex, roundHalfEven, karrasSigmasF32, indexOfTimestep, checkSameLength,
@@ -56,9 +57,9 @@ export class DEISMultistepScheduler implements Scheduler {
     oneOf(this.className, 'solver_type', c.solver_type, ['logrho']);
     oneOf(this.className, 'prediction_type', c.prediction_type, ['epsilon', 'sample', 'v_prediction']);
     oneOf(this.className, 'timestep_spacing', c.timestep_spacing, ['linspace', 'leading', 'trailing']);
-    if (![1, 2, 3].includes(c.solver_order)) throw new Error(`${this.className}: solver_order ${c.solver_order} is not supported (1, 2, 3)`);
-    if (c.thresholding) throw new Error(`${this.className}: thresholding is not supported`);
-    if (c.use_karras_sigmas) throw new Error(`${this.className}: use_karras_sigmas is not supported`);
+    if (![1, 2, 3].includes(c.solver_order)) throw new UnsupportedError(`${this.className}: solver_order ${c.solver_order} is not supported (1, 2, 3)`);
+    if (c.thresholding) throw new UnsupportedError(`${this.className}: thresholding is not supported`);
+    if (c.use_karras_sigmas) throw new UnsupportedError(`${this.className}: use_karras_sigmas is not supported`);
     this.config = c;
     this.betas = makeBetas(this.className, c);
     this.alphasCumprod = alphasCumprodOf(this.betas);
@@ -70,7 +71,7 @@ export class DEISMultistepScheduler implements Scheduler {
   setTimesteps(n: number): void {
     const c = this.config;
     const T = c.num_train_timesteps;
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${this.className}: num_inference_steps must be a positive integer, got ${n}`);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${this.className}: num_inference_steps must be a positive integer, got ${n}`);
     let ts: number[];
     if (c.timestep_spacing === 'linspace') {
       ts = npLinspace(0, T - 1, n + 1).map(roundHalfEven).reverse().slice(0, n);
@@ -161,7 +162,7 @@ export class DEISMultistepScheduler implements Scheduler {
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array): StepOutput {
-    if (this.numInferenceSteps === null) throw new Error(`${this.className}: call setTimesteps first`);
+    if (this.numInferenceSteps === null) throw new InvalidArgumentError(`${this.className}: call setTimesteps first`);
     checkSameLength(this.className, modelOutput, sample, 'model output and sample');
     const c = this.config;
     if (this.stepIndex === null) this.stepIndex = indexOfTimestep(this.className, this.timesteps, t, true);

@@ -1,4 +1,5 @@
 // EulerDiscreteScheduler (diffusers v0.25.1 scheduling_euler_discrete.py), float32-exact on CPU.
+import { InvalidArgumentError, UnsupportedError } from '@fewstep/tensor';
 import {
   type Scheduler, type StepOptions, type StepOutput, f, resolveConfig, oneOf, makeBetas, alphasCumprodOf,
   npLinspace, npArange, npInterpIndex, roundHalfEven, karrasSigmasF32, indexOfTimestep, checkSameLength,
@@ -46,7 +47,7 @@ export class EulerDiscreteScheduler implements Scheduler {
     oneOf(this.className, 'timestep_spacing', c.timestep_spacing, ['linspace', 'leading', 'trailing']);
     oneOf(this.className, 'interpolation_type', c.interpolation_type, ['linear']);
     oneOf(this.className, 'timestep_type', c.timestep_type, ['discrete', 'continuous']);
-    if (c.use_karras_sigmas) throw new Error(`${this.className}: use_karras_sigmas is not supported`);
+    if (c.use_karras_sigmas) throw new UnsupportedError(`${this.className}: use_karras_sigmas is not supported`);
     this.betas = makeBetas(this.className, c);
     this.alphasCumprod = alphasCumprodOf(this.betas);
     // Close to 0 without being 0 so the first sigma is finite (diffusers does the same).
@@ -71,7 +72,7 @@ export class EulerDiscreteScheduler implements Scheduler {
   setTimesteps(n: number): void {
     const c = this.config;
     const T = c.num_train_timesteps;
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${this.className}: num_inference_steps must be a positive integer, got ${n}`);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${this.className}: num_inference_steps must be a positive integer, got ${n}`);
     this.numInferenceSteps = n;
     let ts: number[];
     if (c.timestep_spacing === 'linspace') {
@@ -106,10 +107,10 @@ export class EulerDiscreteScheduler implements Scheduler {
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, opts?: EulerStepOptions): StepOutput {
-    if (this.numInferenceSteps === null) throw new Error(`${this.className}: call setTimesteps first`);
+    if (this.numInferenceSteps === null) throw new InvalidArgumentError(`${this.className}: call setTimesteps first`);
     checkSameLength(this.className, modelOutput, sample, 'model output and sample');
     const i = this.ensureStepIndex(t);
-    if (i + 1 >= this.sigmas.length) throw new Error(`${this.className}: step called past the end of the schedule`);
+    if (i + 1 >= this.sigmas.length) throw new InvalidArgumentError(`${this.className}: step called past the end of the schedule`);
     const sigma = this.sigmas[i]!;
     const sChurn = opts?.sChurn ?? 0, sTmin = opts?.sTmin ?? 0, sTmax = opts?.sTmax ?? Infinity, sNoise = opts?.sNoise ?? 1;
     const gamma = sTmin <= sigma && sigma <= sTmax ? Math.min(sChurn / (this.sigmas.length - 1), 2 ** 0.5 - 1) : 0;
@@ -120,7 +121,7 @@ export class EulerDiscreteScheduler implements Scheduler {
     const sigmaHat = f(sigma * f(gamma + 1));
     let x = sample;
     if (gamma > 0) {
-      if (!noise || noise.length !== sample.length) throw new Error(`${this.className}.step: s_churn > 0 needs opts.noise of ${sample.length} elements`);
+      if (!noise || noise.length !== sample.length) throw new InvalidArgumentError(`${this.className}.step: s_churn > 0 needs opts.noise of ${sample.length} elements`);
       const k = f(Math.sqrt(f(f(sigmaHat * sigmaHat) - f(sigma * sigma))));
       x = sample.map((v, j) => f(v + f(f(noise[j]! * f(sNoise)) * k)));
     }
@@ -150,7 +151,7 @@ export class EulerDiscreteScheduler implements Scheduler {
   addNoise(original: Float32Array, noise: Float32Array, t: number): Float32Array {
     checkSameLength(this.className, original, noise, 'sample and noise');
     const idx = this.timesteps.indexOf(t);
-    if (idx < 0) throw new Error(`${this.className}.addNoise: timestep ${t} is not in the schedule`);
+    if (idx < 0) throw new InvalidArgumentError(`${this.className}.addNoise: timestep ${t} is not in the schedule`);
     const sigma = this.sigmas[idx]!;
     return original.map((x, j) => f(x + f(noise[j]! * sigma)));
   }

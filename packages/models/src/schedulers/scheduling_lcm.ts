@@ -1,4 +1,5 @@
 // LCMScheduler (diffusers v0.25.1 scheduling_lcm.py), float32-exact on CPU.
+import { InvalidArgumentError, UnsupportedError } from '@fewstep/tensor';
 import {
   type Scheduler, type StepOptions, type StepOutput, f, resolveConfig, oneOf, makeBetas, alphasCumprodOf,
   takeNoise, checkSameLength, indexOfTimestep, npLinspace,
@@ -40,7 +41,7 @@ export class LCMScheduler implements Scheduler {
   constructor(config?: Record<string, unknown>) {
     const c = (this.config = resolveConfig(this.className, LCM_DEFAULTS, config));
     oneOf(this.className, 'prediction_type', c.prediction_type, ['epsilon', 'sample', 'v_prediction']);
-    if (c.thresholding) throw new Error(`${this.className}: thresholding is not supported`);
+    if (c.thresholding) throw new UnsupportedError(`${this.className}: thresholding is not supported`);
     this.betas = makeBetas(this.className, c);
     this.alphasCumprod = alphasCumprodOf(this.betas);
     this.finalAlphaCumprod = c.set_alpha_to_one ? 1 : this.alphasCumprod[0]!;
@@ -55,10 +56,10 @@ export class LCMScheduler implements Scheduler {
     const c = this.config;
     const T = c.num_train_timesteps;
     const orig = originalInferenceSteps ?? c.original_inference_steps;
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${this.className}: num_inference_steps must be a positive integer, got ${n}`);
-    if (orig > T) throw new Error(`${this.className}: original_inference_steps ${orig} > num_train_timesteps ${T}`);
-    if (n > T) throw new Error(`${this.className}: num_inference_steps ${n} > num_train_timesteps ${T}`);
-    if (n > orig) throw new Error(`${this.className}: num_inference_steps ${n} > original_inference_steps ${orig}`);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${this.className}: num_inference_steps must be a positive integer, got ${n}`);
+    if (orig > T) throw new InvalidArgumentError(`${this.className}: original_inference_steps ${orig} > num_train_timesteps ${T}`);
+    if (n > T) throw new InvalidArgumentError(`${this.className}: num_inference_steps ${n} > num_train_timesteps ${T}`);
+    if (n > orig) throw new InvalidArgumentError(`${this.className}: num_inference_steps ${n} > original_inference_steps ${orig}`);
     const k = Math.floor(T / orig);
     const origin = Array.from({ length: orig }, (_, i) => (i + 1) * k - 1).reverse();
     const idx = npLinspace(0, origin.length, n, false).map(Math.floor);
@@ -82,14 +83,14 @@ export class LCMScheduler implements Scheduler {
   }
 
   step(modelOutput: Float32Array, t: number, sample: Float32Array, opts?: StepOptions): StepOutput {
-    if (this.numInferenceSteps === null) throw new Error(`${this.className}: call setTimesteps first`);
+    if (this.numInferenceSteps === null) throw new InvalidArgumentError(`${this.className}: call setTimesteps first`);
     checkSameLength(this.className, modelOutput, sample, 'model output and sample');
     const c = this.config;
     if (this.stepIndex === null) this.stepIndex = indexOfTimestep(this.className, this.timesteps, t);
     const i = this.stepIndex;
     const prevT = i + 1 < this.timesteps.length ? this.timesteps[i + 1]! : t;
     const aT = this.alphasCumprod[t];
-    if (aT === undefined || !Number.isInteger(t)) throw new Error(`${this.className}: timestep ${t} is out of range`);
+    if (aT === undefined || !Number.isInteger(t)) throw new InvalidArgumentError(`${this.className}: timestep ${t} is out of range`);
     const aPrev = prevT >= 0 ? this.alphasCumprod[prevT]! : this.finalAlphaCumprod;
     const bT = f(1 - aT);
     const bPrev = f(1 - aPrev);

@@ -4,7 +4,7 @@
  *   VAE:  DownEncoderBlock2D, UNetMidBlock2D, UpDecoderBlock2D.
  * Down blocks return their output and the skip tensors; up blocks consume skips from the end.
  */
-import type { Tensor } from '@fewstep/tensor';
+import { InvalidArgumentError, UnsupportedError, type Tensor } from '@fewstep/tensor';
 import { concat } from '@fewstep/kernels';
 import { ResnetBlock2D } from '../blocks/resnet.js';
 import { Transformer2DModel, type Transformer2DModelConfig } from '../blocks/transformer_2d.js';
@@ -12,6 +12,7 @@ import { Attention } from '../blocks/attention_processor.js';
 import { Downsample2D } from '../blocks/downsampling.js';
 import { Upsample2D } from '../blocks/upsampling.js';
 import type { WeightScope } from '../modeling/weights.js';
+import { ConfigError } from '../errors.js';
 
 /** One config shape for every block (diffusers `get_down_block` / `get_up_block` arguments). */
 export interface BlockConfig {
@@ -40,13 +41,13 @@ export interface BlockConfig {
 function layersOf(cfg: BlockConfig): number[] {
   const t = cfg.transformerLayersPerBlock ?? 1;
   if (typeof t === 'number') return new Array<number>(cfg.numLayers).fill(t);
-  if (t.length !== cfg.numLayers) throw new Error(`transformer_layers_per_block ${JSON.stringify(t)} does not give one depth per layer (${cfg.numLayers})`);
+  if (t.length !== cfg.numLayers) throw new ConfigError(`transformer_layers_per_block ${JSON.stringify(t)} does not give one depth per layer (${cfg.numLayers})`);
   return t;
 }
 
 function transformerConfig(cfg: BlockConfig, channels: number, numLayers: number, onlyCrossAttention: boolean): Transformer2DModelConfig {
   const heads = cfg.numAttentionHeads!;
-  if (channels % heads) throw new Error(`${channels} channels are not divisible by ${heads} attention heads`);
+  if (channels % heads) throw new ConfigError(`${channels} channels are not divisible by ${heads} attention heads`);
   return {
     numAttentionHeads: heads,
     attentionHeadDim: channels / heads,
@@ -171,7 +172,7 @@ class UpBlockBase {
    * the end; empty for the VAE decoder); `upsampleSize` forces the upsampler's output size.
    */
   forward(x: Tensor, skips: readonly Tensor[], tembAct?: Tensor, context?: Tensor, upsampleSize?: readonly [number, number]): Tensor {
-    if (skips.length && skips.length !== this.resnets.length) throw new Error(`up block: got ${skips.length} skip tensors for ${this.resnets.length} resnets`);
+    if (skips.length && skips.length !== this.resnets.length) throw new InvalidArgumentError(`up block: got ${skips.length} skip tensors for ${this.resnets.length} resnets`);
     return x.device.scope(() => {
       let h = x;
       this.resnets.forEach((resnet, i) => {
@@ -291,7 +292,7 @@ export class UNetMidBlock2D {
 }
 
 function requireContext(context: Tensor | undefined): Tensor {
-  if (!context) throw new Error('cross-attention block called without encoder_hidden_states');
+  if (!context) throw new InvalidArgumentError('cross-attention block called without encoder_hidden_states');
   return context;
 }
 
@@ -307,12 +308,12 @@ export const UP_BLOCK_TYPES = ['CrossAttnUpBlock2D', 'UpBlock2D'] as const;
 export function getDownBlock(type: string, w: WeightScope, cfg: BlockConfig): UNetDownBlock {
   if (type === 'CrossAttnDownBlock2D') return CrossAttnDownBlock2D.build(w, cfg);
   if (type === 'DownBlock2D') return DownBlock2D.build(w, cfg);
-  throw new Error(`${type} does not exist (supported down_block_types: ${DOWN_BLOCK_TYPES.join(', ')})`);
+  throw new UnsupportedError(`${type} does not exist (supported down_block_types: ${DOWN_BLOCK_TYPES.join(', ')})`);
 }
 
 /** diffusers `get_up_block` for the UNet block types fewstep supports. */
 export function getUpBlock(type: string, w: WeightScope, cfg: BlockConfig): UNetUpBlock {
   if (type === 'CrossAttnUpBlock2D') return CrossAttnUpBlock2D.build(w, cfg);
   if (type === 'UpBlock2D') return UpBlock2D.build(w, cfg);
-  throw new Error(`${type} does not exist (supported up_block_types: ${UP_BLOCK_TYPES.join(', ')})`);
+  throw new UnsupportedError(`${type} does not exist (supported up_block_types: ${UP_BLOCK_TYPES.join(', ')})`);
 }
