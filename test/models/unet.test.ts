@@ -7,7 +7,8 @@ import { nodeFiles } from '@fewstep/tensor/node';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { expectClose, randArray, type Tol } from '../helpers/compare';
 import { componentDir, goldenRoot, openGolden } from './golden';
-import { RandomSource, SD15, SD21_BASE, SDXS_09, SDXS_DREAMSHAPER, UNet2DConditionModel, resolveUNetConfig, unet2DConditionConfig, type UNet2DConditionConfig } from '@fewstep/models';
+import { UNet2DConditionModel, resolveUNetConfig, unet2DConditionConfig, type UNet2DConditionConfig } from '@fewstep/models';
+import { RandomSource, SD15, SD21_BASE, SDXS_09, SDXS_DREAMSHAPER } from '@fewstep/models/testing';
 
 afterAll(closeDevice);
 

@@ -1,7 +1,8 @@
 // CLIPTokenizer against transformers 4.36.2's slow CLIPTokenizer (no-ftfy path), SD1.5 and SD2 configs.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { CLIPTokenizer, basicClean, preTokenize } from '@fewstep/models';
+import { CLIPTokenizer } from '@fewstep/models';
+import { basicClean, preTokenize } from '@fewstep/models/testing';
 import { nodeFiles } from '@fewstep/tensor/node';
 
 const FIX = new URL('../fixtures/', import.meta.url).pathname;

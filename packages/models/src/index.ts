@@ -1,33 +1,103 @@
-export * from './modeling/weights.js';
-export * from './modeling/component.js';
-export * from './modeling/weight_files.js';
-export * from './layers/linear.js';
-export * from './layers/conv2d.js';
-export * from './layers/norm.js';
-export * from './clip/tokenization_clip.js';
-export * from './clip/modeling_clip.js';
-export * from './autoencoders/vae_tiny.js';
-export * from './autoencoders/autoencoder_tiny.js';
-export * from './modeling/registry.js';
-export * from './schedulers/index.js';
-export * from './random/torch_randn.js';
-export * from './modeling/random_weights.js';
-export * from './blocks/embeddings.js';
-export * from './blocks/resnet.js';
-export * from './blocks/downsampling.js';
-export * from './blocks/upsampling.js';
-export * from './blocks/attention_processor.js';
-export * from './blocks/attention.js';
-export * from './blocks/transformer_2d.js';
-export * from './unets/unet_2d_blocks.js';
-export * from './unets/unet_2d_condition.js';
-export * from './controlnets/controlnet.js';
-export * from './autoencoders/vae.js';
-export * from './autoencoders/autoencoder_kl.js';
-export * from './autoencoders/autoencoder.js';
-export * from './modeling/known_configs.js';
-export * from './loaders/lora.js';
-export * from './autoencoders/taesd_original_keys.js';
+/**
+ * @fewstep/models: diffusers / transformers models on WebGPU, loaded from Hugging Face weights by key name and
+ * exact to diffusers 0.25.1 / transformers 4.36. Configs follow one convention (modeling/config.ts):
+ * `model.config` is config.json's keys with the defaults applied; UNet and ControlNet add `resolvedConfig`.
+ * Test and benchmark helpers (deterministic random weights, the configs of full-size models) are in
+ * `@fewstep/models/testing`.
+ */
+
+// ---- Components: load a diffusers/transformers folder by the class its config.json names.
+export { COMPONENT_CLASSES, componentInfo, loadComponent, loadVae, type Component, type ComponentInfo, type LoadComponentOptions } from './modeling/registry.js';
+export { findWeightFiles, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from './modeling/component.js';
+export { selectWeightFiles, type WeightFileOptions, type WeightFileSelection } from './modeling/weight_files.js';
+export type { ConfigInput } from './modeling/config.js';
+export type { RandomWeightsOptions } from './modeling/random_weights.js';
+
+// ---- Weights by name: tensor sources, the scope a model's one walk (`build`) loads or records through.
+export {
+  RenamedSource,
+  SafetensorsSource,
+  TensorFileSource,
+  WeightScope,
+  countParameters,
+  type TensorSource,
+  type WeightDType,
+  type WeightTransform,
+} from './modeling/weights.js';
+
+// ---- Errors (besides @fewstep/tensor's UnsupportedError, ShapeError, InvalidArgumentError, FileFormatError).
+export { ConfigError, ModelFolderError, WeightsError } from './errors.js';
+
+// ---- Text: the CLIP tokenizer and text encoder (transformers).
+export { CLIPTokenizer, type AddedTokenSpec, type CLIPEncoding, type CLIPTokenizerContents, type CLIPTokenizerFromFolderOptions } from './clip/tokenization_clip.js';
+export { CLIPTextModel, CLIP_TEXT_DEFAULTS, clipTextConfig, type CLIPTextConfig, type CLIPTextForwardOptions, type CLIPTextOutput } from './clip/modeling_clip.js';
+
+// ---- UNet2DConditionModel and ControlNetModel (which shares the UNet's encoder half).
+export {
+  UNET_2D_CONDITION_DEFAULTS,
+  UNet2DConditionModel,
+  resolveUNetConfig,
+  unet2DConditionConfig,
+  type ResolvedUNetConfig,
+  type UNet2DConditionConfig,
+  type UNetForwardOptions,
+} from './unets/unet_2d_condition.js';
+export type { PerBlock, ResolvedUNetEncoderConfig, Timestep, UNetEncoderConfig } from './unets/unet_encoder.js';
+export {
+  CONTROLNET_DEFAULTS,
+  ControlNetModel,
+  controlNetConfig,
+  resolveControlNetConfig,
+  type ControlNetConfig,
+  type ControlNetForwardOptions,
+  type ControlNetOutput,
+  type ResolvedControlNetConfig,
+} from './controlnets/controlnet.js';
+
+// ---- VAEs: AutoencoderTiny (TAESD, also from madebyollin's original files) and AutoencoderKL, both a `Vae`.
+export type { NoiseGenerator, Vae } from './autoencoders/autoencoder.js';
+export { AUTOENCODER_TINY_DEFAULTS, AutoencoderTiny, autoencoderTinyConfig, findOriginalTaesdFiles, type AutoencoderTinyConfig } from './autoencoders/autoencoder_tiny.js';
+export { AUTOENCODER_KL_DEFAULTS, AutoencoderKL, autoencoderKLConfig, type AutoencoderKLConfig, type LatentDistribution } from './autoencoders/autoencoder_kl.js';
+export { detectTaesdPart, taesdDiffusersKey, taesdKeyMap, type TaesdPart } from './autoencoders/taesd_original_keys.js';
+
+// ---- Schedulers (diffusers' step arithmetic, float32 as torch).
+export {
+  DDIMScheduler,
+  DDPMScheduler,
+  DEISMultistepScheduler,
+  EulerDiscreteScheduler,
+  LCMScheduler,
+  SCHEDULER_CLASSES,
+  schedulerFromConfig,
+  type DDIMConfig,
+  type DDIMStepOptions,
+  type DDPMConfig,
+  type DEISConfig,
+  type EulerDiscreteConfig,
+  type EulerStepOptions,
+  type LCMConfig,
+  type NoiseSource,
+  type Scheduler,
+  type SchedulerClassName,
+  type StepOptions,
+  type StepOutput,
+} from './schedulers/index.js';
+
+// ---- LoRA (kohya, diffusers, PEFT), fused into the weights as they load.
+export {
+  LoraAdapter,
+  combineTransforms,
+  loadLora,
+  loraTransform,
+  parseLoraSpec,
+  type LoadLoraOptions,
+  type LoraComponent,
+  type LoraFormat,
+  type LoraTarget,
+} from './loaders/lora.js';
+
+// ---- torch.randn, bit for bit (torch.Generator("cpu").manual_seed(n)).
+export { TorchGenerator, torchRandn, type RandnDType } from './random/torch_randn.js';
 
 // ---- Pipelines: text-to-image, image-to-image, ControlNet; the request rules; the progress stream.
 export { StableDiffusionPipeline, Pipeline, type FromComponentsOptions, type GenerateResult } from './pipelines/pipeline_stable_diffusion.js';

@@ -6,9 +6,9 @@
  */
 import { Tensor, type DType, type Device } from '@fewstep/tensor';
 import {
-  AutoencoderTiny, CLIPTextModel, CLIP_TEXT_SD2, RandomSource, SDXS_09, TAESD, UNet2DConditionModel,
-  WeightScope,
+  AutoencoderTiny, CLIPTextModel, UNet2DConditionModel, WeightScope,
 } from '@fewstep/models';
+import { CLIP_TEXT_SD2, RandomSource, SDXS_09, TAESD } from '@fewstep/models/testing';
 
 export interface ModelRow {
   component: string;

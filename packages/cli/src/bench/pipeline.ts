@@ -13,9 +13,9 @@ import { nodeFiles } from '@fewstep/tensor/node';
 import { writeSafetensorsFile } from '../safetensors_file.js';
 import { concat, slice } from '@fewstep/kernels';
 import {
-  AutoencoderKL, AutoencoderTiny, CLIPTextModel, CLIP_TEXT_SD15, CLIP_TEXT_SD2, RandomSource, SDXS_09, SDXS_DREAMSHAPER, SD15, SD_VAE, TAESD,
-  SafetensorsSource, UNet2DConditionModel, WeightScope, type CLIPTextConfig, type UNet2DConditionConfig,
+  AutoencoderKL, AutoencoderTiny, CLIPTextModel, SafetensorsSource, UNet2DConditionModel, WeightScope, type CLIPTextConfig, type UNet2DConditionConfig,
 } from '@fewstep/models';
+import { CLIP_TEXT_SD15, CLIP_TEXT_SD2, RandomSource, SDXS_09, SDXS_DREAMSHAPER, SD15, SD_VAE, TAESD } from '@fewstep/models/testing';
 
 export interface PipelineConfig {
   text: CLIPTextConfig;
