@@ -83,8 +83,9 @@ describe('AutoencoderKL goldens', () => {
     console.log(`vae_kl f32\n  ${report.join('\n  ')}`);
   });
 
-  it('loads legacy attention key names (query/key/value/proj_attn)', async () => {
+  it('legacy attention key names (query/key/value/proj_attn) load as to_q/to_k/to_v/to_out.0: same decode as diffusers', async () => {
     const d = await gpuDevice();
+    const g = await openGolden('vae_kl');
     const f = await SafetensorsFile.open(nodeFiles, join(goldenRoot, 'vae_kl', 'model.safetensors'));
     const legacy: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
     const rename: Record<string, string> = { to_q: 'query', to_k: 'key', to_v: 'value', 'to_out.0': 'proj_attn' };
@@ -93,13 +94,25 @@ describe('AutoencoderKL goldens', () => {
       legacy[nk] = { dtype: 'F32', shape: info.shape, data: (await f.read(k, 'f32')) as Float32Array };
     }
     await f.close();
-    expect(Object.keys(legacy).some((k) => k.includes('proj_attn'))).toBe(true);
+    expect(Object.keys(legacy).filter((k) => /\.(query|key|value|proj_attn)\.weight$/.test(k)).length).toBe(8);
     const bytes = encodeSafetensors(legacy);
     const mem: FileSource = { ...nodeFiles, open: async () => new MemoryFile('legacy.safetensors', bytes) };
     const src = await SafetensorsSource.open(mem, ['legacy.safetensors']);
     const cfg = JSON.parse(await nodeFiles.readText(join(goldenRoot, 'vae_kl', 'config.json'))) as AutoencoderKLConfig;
     const model = await AutoencoderKL.fromSource(src, cfg, d);
-    expect(model.decoder.mid_block.attentions[0]).toBeTruthy();
-    model.dispose();
+    try {
+      // The decoder's mid-block attention runs on every decode: a projection loaded under the wrong name
+      // (query as key, value as proj_attn, …) changes the image.
+      const key = 'out.decoded_16x16';
+      const z = Tensor.from(d, (await g.io.read('in.latent_16x16', 'f32')) as Float32Array, g.io.info('in.latent_16x16').shape, 'f32');
+      const y = model.decode(z);
+      z.dispose();
+      const got = await y.readF32();
+      y.dispose();
+      expectClose(got, (await g.io.read(key, 'f32')) as Float32Array, g.caseJson.outputs[key]!.suggested, `vae_kl legacy keys ${key}`);
+    } finally {
+      model.dispose();
+      await g.io.close();
+    }
   });
 });
