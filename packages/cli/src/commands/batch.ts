@@ -1,9 +1,8 @@
 import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { encodePng } from '@fewstep/models';
+import { encodePng, pngTextChunks } from '@fewstep/models';
 import { UsageError } from '../args.js';
 import type { Command } from '../command.js';
-import { pngTextChunks } from '../png_metadata.js';
 import {
   MODEL_FLAGS,
   VERSION,

@@ -18,7 +18,7 @@ import { createProgressPrinter, listRepoFiles, parseRepoSpec, snapshotDownload, 
 import { UsageError, type FlagSpec } from '../args.js';
 import type { CliIO, Command } from '../command.js';
 import { resolveModel, type ResolvedModel, type VaeChoice, type WeightDType } from '@fewstep/weights-tools';
-import { pngTextChunks, type GenerationInfo } from '../png_metadata.js';
+import { pngTextChunks, type GenerationInfo } from '@fewstep/models';
 import { writeAtomic } from '../write_atomic.js';
 import { checkLoras, looksLikeRepo, parseLoraSpec, resolveLoraSource, type LoraSpec } from '../lora_source.js';
 

@@ -1,7 +1,7 @@
 /**
- * Generation parameters stored in the PNGs fewstep writes: a "parameters" text chunk in the format
- * AUTOMATIC1111's web UI writes (and most image viewers / civitai read), and the same data as JSON in
- * a "fewstep" chunk.
+ * Generation parameters stored in the PNGs fewstep writes (the CLI and the web page): a "parameters" text
+ * chunk in the format AUTOMATIC1111's web UI writes (and most image viewers / civitai read), and the same
+ * data as JSON in a "fewstep" chunk. Pass `pngTextChunks(info)` to `encodePng`. Browser-safe.
  *
  *   a photo of a cat
  *   Negative prompt: blurry            (only when there is one)
