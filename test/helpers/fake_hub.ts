@@ -54,6 +54,8 @@ export class FakeHub {
   slow = new Map<string, { chunk: number; delayMs: number }>();
   /** File paths whose body the client closed before it was all sent (in order). */
   closedEarly: string[] = [];
+  /** Answer as huggingface.co does for browsers (pages on another origin): CORS headers on every response, preflights. */
+  cors = false;
   private hub = http.createServer((q, r) => this.handle('hub', q, r));
   private cdn = http.createServer((q, r) => this.handle('cdn', q, r));
 
@@ -98,6 +100,15 @@ export class FakeHub {
   private handle(server: 'hub' | 'cdn', req: IncomingMessage, res: ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://x');
     this.requests.push({ server, method: req.method ?? '', path: decodeURIComponent(url.pathname), headers: req.headers });
+    if (this.cors) {
+      res.setHeader('access-control-allow-origin', '*');
+      res.setHeader('access-control-expose-headers', 'etag, content-length, content-range, x-repo-commit, x-linked-etag, x-linked-size, x-error-code');
+      if (req.method === 'OPTIONS') {
+        res.writeHead(204, { 'access-control-allow-methods': 'GET, HEAD', 'access-control-allow-headers': 'authorization, range', 'access-control-max-age': '600' });
+        res.end();
+        return;
+      }
+    }
     const fail = (status: number, code?: string) => {
       if (code) res.setHeader('X-Error-Code', code);
       res.writeHead(status, { 'content-type': 'application/json' });
