@@ -88,7 +88,7 @@ export interface PipelineComponents {
   tokenizer: CLIPTokenizer;
   textEncoder: CLIPTextModel;
   unet: UNet2DConditionModel;
-  vae: AutoencoderTiny | AutoencoderKL;
+  vae: Vae;
   /** scheduler_config.json (any class; `opts.scheduler` may override the class). */
   schedulerConfig: Record<string, unknown>;
   /** The UNet's config.json, for `sample_size` (default width/height) and model detection. */
