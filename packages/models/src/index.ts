@@ -30,7 +30,31 @@ export { ConfigError, ModelFolderError, WeightsError } from './errors.js';
 
 // ---- Text: the CLIP tokenizer and text encoder (transformers).
 export { CLIPTokenizer, type AddedTokenSpec, type CLIPEncoding, type CLIPTokenizerContents, type CLIPTokenizerFromFolderOptions } from './clip/tokenization_clip.js';
-export { CLIPTextModel, CLIP_TEXT_DEFAULTS, clipTextConfig, type CLIPTextConfig, type CLIPTextForwardOptions, type CLIPTextOutput } from './clip/modeling_clip.js';
+export {
+  CLIPTextModel,
+  CLIPTextModelWithProjection,
+  type CLIPTextForwardOptions,
+  type CLIPTextModelWithProjectionOutput,
+  type CLIPTextOutput,
+} from './clip/modeling_clip.js';
+export {
+  CLIP_DEFAULTS,
+  CLIP_TEXT_DEFAULTS,
+  CLIP_VISION_DEFAULTS,
+  clipConfig,
+  clipTextConfig,
+  clipVisionConfig,
+  type CLIPConfig,
+  type CLIPEncoderConfig,
+  type CLIPTextConfig,
+  type CLIPVisionConfig,
+} from './clip/configuration_clip.js';
+
+// ---- CLIP: the vision tower, CLIPModel (both towers, projections, logit_scale), CLIP score (torchmetrics).
+export { CLIPVisionModelWithProjection, type CLIPVisionModelWithProjectionOutput, type CLIPVisionOutput } from './clip/modeling_clip_vision.js';
+export { CLIPModel, type CLIPModelInputs, type CLIPModelOutput } from './clip/modeling_clip_model.js';
+export { clipLogits, clipScore, l2NormalizeRows, type EmbeddingRows } from './clip/clip_score.js';
+export { CLIPScorer, type CLIPScoreTokens, type CLIPScorerOptions } from './clip/clip_scorer.js';
 
 // ---- UNet2DConditionModel and ControlNetModel (which shares the UNet's encoder half).
 export {

@@ -8,6 +8,7 @@ export { recordParameters } from './modeling/weights.js';
 export {
   CLIP_TEXT_SD15,
   CLIP_TEXT_SD2,
+  CLIP_VIT_L14,
   KNOWN_UNETS,
   SD15,
   SD21_BASE,

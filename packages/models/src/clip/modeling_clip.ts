@@ -1,12 +1,16 @@
 /**
- * transformers `CLIPTextModel` (v4.36.2 `models/clip/modeling_clip.py`): token + position embeddings,
- * pre-LayerNorm encoder layers with a causal self-attention mask (plus an optional key padding mask),
- * and `final_layer_norm`. Property paths are the checkpoint keys under `text_model.`.
+ * transformers CLIP (v4.36.2 `models/clip/modeling_clip.py`), the parts both towers share and the text tower.
  *
- * SD1.x uses the OpenAI ViT-L/14 tower (hidden_act "quick_gelu"); SD2.x / SD-Turbo / SDXS-512 use the
- * OpenCLIP ViT-H/14 tower (hidden_act "gelu", exact erf). Both are this class with a different config.
+ * Shared: `CLIPEncoderLayer` (pre-LayerNorm self-attention + MLP) and `CLIPEncoder` (its stack). The text
+ * tower runs it with a causal mask (plus an optional key padding mask), the vision tower
+ * (modeling_clip_vision.ts) without any mask.
+ *
+ * Text: token + position embeddings, the encoder, `final_layer_norm`, and the pooled output (last_hidden_state
+ * at each row's EOS token). `CLIPTextModel` (keys under `text_model.`) and `CLIPTextModelWithProjection` (plus
+ * `text_projection`, SDXL's text_encoder_2 class). SD1.x uses the OpenAI ViT-L/14 tower (hidden_act
+ * "quick_gelu"); SD2.x / SD-Turbo / SDXS-512 the OpenCLIP ViT-H/14 one ("gelu", exact erf).
  */
-import { InvalidArgumentError, ShapeError, Tensor, UnsupportedError, type Device, type FileSource } from '@fewstep/tensor';
+import { InvalidArgumentError, ShapeError, Tensor, type Device, type FileSource } from '@fewstep/tensor';
 import { add, attention, embedding, unary, type UnaryOp } from '@fewstep/kernels';
 import { loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 import { Linear } from '../layers/linear.js';
@@ -14,71 +18,10 @@ import { LayerNorm } from '../layers/norm.js';
 import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
 import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
 import type { ConfigInput } from '../modeling/config.js';
-import { ConfigError } from '../errors.js';
+import { CLIP_ACTIVATIONS, clipTextConfig, type CLIPEncoderConfig, type CLIPTextConfig } from './configuration_clip.js';
 
-/** `config.json` of a transformers CLIPTextModel; missing keys take CLIPTextConfig's defaults (4.36). */
-export interface CLIPTextConfig {
-  vocab_size: number;
-  hidden_size: number;
-  intermediate_size: number;
-  projection_dim: number;
-  num_hidden_layers: number;
-  num_attention_heads: number;
-  max_position_embeddings: number;
-  hidden_act: string;
-  layer_norm_eps: number;
-  pad_token_id: number;
-  bos_token_id: number;
-  eos_token_id: number;
-  [key: string]: unknown;
-}
-
-export const CLIP_TEXT_DEFAULTS: CLIPTextConfig = {
-  vocab_size: 49408,
-  hidden_size: 512,
-  intermediate_size: 2048,
-  projection_dim: 512,
-  num_hidden_layers: 12,
-  num_attention_heads: 8,
-  max_position_embeddings: 77,
-  hidden_act: 'quick_gelu',
-  layer_norm_eps: 1e-5,
-  pad_token_id: 1,
-  bos_token_id: 49406,
-  eos_token_id: 49407,
-};
-
-/** transformers ACT2FN names → our unary kernels. */
-const ACTIVATIONS: Record<string, UnaryOp> = {
-  gelu: 'gelu',
-  quick_gelu: 'quick_gelu',
-  gelu_new: 'gelu_tanh',
-  gelu_pytorch_tanh: 'gelu_tanh',
-  gelu_fast: 'gelu_tanh',
-  relu: 'relu',
-  silu: 'silu',
-  swish: 'silu',
-};
-
-/**
- * A config.json object → `model.config`: CLIPTextConfig's defaults for the keys it leaves out (null too), the
- * keys fewstep relies on checked, other keys kept. A full CLIPConfig (model_type "clip") gives its text_config.
- */
-export function clipTextConfig(raw: ConfigInput<CLIPTextConfig>, where = 'config.json'): Readonly<CLIPTextConfig> {
-  const src = raw['model_type'] === 'clip' && raw['text_config'] && typeof raw['text_config'] === 'object' ? (raw['text_config'] as Record<string, unknown>) : raw;
-  const cfg: Record<string, unknown> = { ...src };
-  for (const [k, def] of Object.entries(CLIP_TEXT_DEFAULTS)) {
-    const v = src[k];
-    if (v === undefined || v === null) cfg[k] = def;
-    else if (typeof v !== typeof def) throw new ConfigError(`${where}: "${k}" must be a ${typeof def}, got ${JSON.stringify(v)}`);
-  }
-  const c = cfg as CLIPTextConfig;
-  if (!ACTIVATIONS[c.hidden_act]) throw new UnsupportedError(`${where}: hidden_act "${c.hidden_act}" is not supported (supported: ${Object.keys(ACTIVATIONS).join(', ')})`);
-  if (c.hidden_size % c.num_attention_heads) {
-    throw new ConfigError(`${where}: hidden_size ${c.hidden_size} is not divisible by num_attention_heads ${c.num_attention_heads}`);
-  }
-  return Object.freeze(c);
-}
+// The text config's names stay importable from here (they lived in this file first).
+export { CLIP_TEXT_DEFAULTS, clipTextConfig, type CLIPTextConfig } from './configuration_clip.js';
 
 /** nn.Embedding: weight [num, dim]. */
 export class EmbeddingTable {
@@ -88,24 +31,20 @@ export class EmbeddingTable {
   }
 }
 
-export class CLIPTextEmbeddings {
-  private constructor(readonly token_embedding: EmbeddingTable, readonly position_embedding: EmbeddingTable) {}
+/**
+ * Older checkpoints carry the `embeddings.position_ids` buffer (non-persistent since transformers 4.31):
+ * arange(P), [1, P] or [P]. Not a parameter: consumed, shape-checked, never loaded.
+ */
+export function skipPositionIds(w: WeightScope, positions: number): void {
+  if (!w.has('position_ids')) return;
+  w.skip('position_ids', w.shape('position_ids').length === 2 ? [1, positions] : [positions]);
+}
 
-  static build(w: WeightScope, cfg: CLIPTextConfig): CLIPTextEmbeddings {
-    const tok = EmbeddingTable.build(w.pp('token_embedding'), cfg.vocab_size, cfg.hidden_size);
-    const pos = EmbeddingTable.build(w.pp('position_embedding'), cfg.max_position_embeddings, cfg.hidden_size);
-    // Older checkpoints carry the (non-persistent since 4.31) position_ids buffer: arange(P). Not a parameter: skip it.
-    if (w.has('position_ids')) {
-      const shape = w.shape('position_ids');
-      w.skip('position_ids', shape.length === 2 ? [1, cfg.max_position_embeddings] : [cfg.max_position_embeddings]);
-    }
-    return new CLIPTextEmbeddings(tok, pos);
-  }
-
-  /** ids i32 [B, L] → token_embedding(ids) + position_embedding(arange(L)): [B, L, D]. */
-  forward(inputIds: Tensor): Tensor {
-    return embedding(inputIds, this.token_embedding.weight, this.position_embedding.weight);
-  }
+/** What the encoder masks: the text tower is causal (plus a key padding mask), the vision tower neither. */
+export interface CLIPAttentionMask {
+  causal: boolean;
+  /** [B, L], 1 keep / 0 padding (transformers' attention_mask, f32 or the model dtype). */
+  keyMask?: Tensor | undefined;
 }
 
 export class CLIPAttention {
@@ -118,7 +57,7 @@ export class CLIPAttention {
     readonly scale: number,
   ) {}
 
-  static build(w: WeightScope, cfg: CLIPTextConfig): CLIPAttention {
+  static build(w: WeightScope, cfg: CLIPEncoderConfig): CLIPAttention {
     const D = cfg.hidden_size;
     return new CLIPAttention(
       Linear.build(w.pp('q_proj'), D, D),
@@ -130,10 +69,10 @@ export class CLIPAttention {
     );
   }
 
-  /** Causal self-attention on x [B, L, D]; `keyMask` [B, L] (1 keep / 0 pad) as transformers' attention_mask. */
-  forward(x: Tensor, keyMask?: Tensor): Tensor {
+  /** Self-attention on x [B, L, D] under `mask`. */
+  forward(x: Tensor, mask: CLIPAttentionMask): Tensor {
     const q = this.q_proj.forward(x), k = this.k_proj.forward(x), v = this.v_proj.forward(x);
-    const o = attention(q, k, v, this.heads, { scale: this.scale, causal: true, keyMask });
+    const o = attention(q, k, v, this.heads, { scale: this.scale, causal: mask.causal, keyMask: mask.keyMask });
     return this.out_proj.forward(o);
   }
 }
@@ -141,11 +80,11 @@ export class CLIPAttention {
 export class CLIPMLP {
   private constructor(readonly fc1: Linear, readonly fc2: Linear, readonly act: UnaryOp) {}
 
-  static build(w: WeightScope, cfg: CLIPTextConfig): CLIPMLP {
+  static build(w: WeightScope, cfg: CLIPEncoderConfig): CLIPMLP {
     return new CLIPMLP(
       Linear.build(w.pp('fc1'), cfg.hidden_size, cfg.intermediate_size),
       Linear.build(w.pp('fc2'), cfg.intermediate_size, cfg.hidden_size),
-      ACTIVATIONS[cfg.hidden_act]!,
+      CLIP_ACTIVATIONS[cfg.hidden_act]!,
     );
   }
 
@@ -157,7 +96,7 @@ export class CLIPMLP {
 export class CLIPEncoderLayer {
   private constructor(readonly self_attn: CLIPAttention, readonly layer_norm1: LayerNorm, readonly mlp: CLIPMLP, readonly layer_norm2: LayerNorm) {}
 
-  static build(w: WeightScope, cfg: CLIPTextConfig): CLIPEncoderLayer {
+  static build(w: WeightScope, cfg: CLIPEncoderConfig): CLIPEncoderLayer {
     return new CLIPEncoderLayer(
       CLIPAttention.build(w.pp('self_attn'), cfg),
       LayerNorm.build(w.pp('layer_norm1'), cfg.hidden_size, cfg.layer_norm_eps),
@@ -166,9 +105,9 @@ export class CLIPEncoderLayer {
     );
   }
 
-  forward(x: Tensor, keyMask?: Tensor): Tensor {
+  forward(x: Tensor, mask: CLIPAttentionMask): Tensor {
     return x.device.scope(() => {
-      const h = add(x, this.self_attn.forward(this.layer_norm1.forward(x), keyMask));
+      const h = add(x, this.self_attn.forward(this.layer_norm1.forward(x), mask));
       return add(h, this.mlp.forward(this.layer_norm2.forward(h)));
     });
   }
@@ -177,22 +116,44 @@ export class CLIPEncoderLayer {
 export class CLIPEncoder {
   private constructor(readonly layers: CLIPEncoderLayer[]) {}
 
-  static build(w: WeightScope, cfg: CLIPTextConfig): CLIPEncoder {
+  static build(w: WeightScope, cfg: CLIPEncoderConfig): CLIPEncoder {
     const layers: CLIPEncoderLayer[] = [];
     for (let i = 0; i < cfg.num_hidden_layers; i++) layers.push(CLIPEncoderLayer.build(w.pp('layers').pp(i), cfg));
     return new CLIPEncoder(layers);
   }
+
+  /** transformers' hidden_states: [x, output of layer 0, …, output of the last layer]. */
+  hiddenStates(x: Tensor, mask: CLIPAttentionMask): Tensor[] {
+    const out = [x];
+    for (const layer of this.layers) out.push(layer.forward(out[out.length - 1]!, mask));
+    return out;
+  }
+
+  /** The last layer's output only; each layer's input (but `x`) is freed as soon as the next one is computed. */
+  forward(x: Tensor, mask: CLIPAttentionMask): Tensor {
+    let h = x;
+    for (const layer of this.layers) {
+      const next = layer.forward(h, mask);
+      if (h !== x) h.dispose();
+      h = next;
+    }
+    return h;
+  }
 }
 
-export class CLIPTextTransformer {
-  private constructor(readonly embeddings: CLIPTextEmbeddings, readonly encoder: CLIPEncoder, readonly final_layer_norm: LayerNorm) {}
+export class CLIPTextEmbeddings {
+  private constructor(readonly token_embedding: EmbeddingTable, readonly position_embedding: EmbeddingTable) {}
 
-  static build(w: WeightScope, cfg: CLIPTextConfig): CLIPTextTransformer {
-    return new CLIPTextTransformer(
-      CLIPTextEmbeddings.build(w.pp('embeddings'), cfg),
-      CLIPEncoder.build(w.pp('encoder'), cfg),
-      LayerNorm.build(w.pp('final_layer_norm'), cfg.hidden_size, cfg.layer_norm_eps),
-    );
+  static build(w: WeightScope, cfg: CLIPTextConfig): CLIPTextEmbeddings {
+    const tok = EmbeddingTable.build(w.pp('token_embedding'), cfg.vocab_size, cfg.hidden_size);
+    const pos = EmbeddingTable.build(w.pp('position_embedding'), cfg.max_position_embeddings, cfg.hidden_size);
+    skipPositionIds(w, cfg.max_position_embeddings);
+    return new CLIPTextEmbeddings(tok, pos);
+  }
+
+  /** ids i32 [B, L] → token_embedding(ids) + position_embedding(arange(L)): [B, L, D]. */
+  forward(inputIds: Tensor): Tensor {
+    return embedding(inputIds, this.token_embedding.weight, this.position_embedding.weight);
   }
 }
 
@@ -212,6 +173,108 @@ export interface CLIPTextOutput {
   penultimateHiddenState: Tensor;
   /** last_hidden_state at each row's EOS position: [B, D] (absent when `pooler: false`). */
   poolerOutput?: Tensor | undefined;
+}
+
+/** transformers' CLIPTextTransformer (`text_model.`): embeddings, causal encoder, final_layer_norm, EOS pooling. */
+export class CLIPTextTransformer {
+  private constructor(
+    readonly embeddings: CLIPTextEmbeddings,
+    readonly encoder: CLIPEncoder,
+    readonly final_layer_norm: LayerNorm,
+    readonly config: Readonly<CLIPTextConfig>,
+  ) {}
+
+  static build(w: WeightScope, cfg: Readonly<CLIPTextConfig>): CLIPTextTransformer {
+    return new CLIPTextTransformer(
+      CLIPTextEmbeddings.build(w.pp('embeddings'), cfg),
+      CLIPEncoder.build(w.pp('encoder'), cfg),
+      LayerNorm.build(w.pp('final_layer_norm'), cfg.hidden_size, cfg.layer_norm_eps),
+      cfg,
+    );
+  }
+
+  /**
+   * EOS position of each row, as transformers 4.36 pools: with the legacy eos_token_id 2 (configs
+   * saved before the fix) the argmax of the ids (49407 is the largest id); otherwise the first
+   * position holding eos_token_id (0 when there is none, like torch's argmax of an all-zero row).
+   */
+  eosPositions(ids: ArrayLike<number>, batch: number, len: number): number[] {
+    const out: number[] = [];
+    for (let b = 0; b < batch; b++) {
+      let best = 0;
+      if (this.config.eos_token_id === 2) {
+        for (let l = 1; l < len; l++) if (ids[b * len + l]! > ids[b * len + best]!) best = l;
+      } else {
+        for (let l = 0; l < len; l++) if (ids[b * len + l] === this.config.eos_token_id) { best = l; break; }
+      }
+      out.push(best);
+    }
+    return out;
+  }
+
+  checkIds(ids: Tensor, what = 'CLIPTextModel'): void {
+    if (ids.dtype !== 'i32') throw new ShapeError(`${what}: input_ids must be i32, got ${ids.dtype}`, 'input_ids');
+    if (ids.rank !== 2) throw new ShapeError(`${what}: input_ids must be [batch, length], got [${ids.shape.join(', ')}]`, 'input_ids');
+    const L = ids.shape[1]!;
+    if (L < 1 || L > this.config.max_position_embeddings) {
+      throw new ShapeError(`${what}: input_ids length ${L} must be between 1 and max_position_embeddings (${this.config.max_position_embeddings})`, 'input_ids');
+    }
+  }
+
+  /**
+   * inputIds i32 [B, L] (L ≤ max_position_embeddings). Reads the ids back once for the pooler's EOS positions
+   * (skip with `pooler: false`) and an i32 attention mask once to convert it; everything else stays on the GPU.
+   */
+  async run(inputIds: Tensor, opts: CLIPTextForwardOptions = {}, what = 'CLIPTextModel'): Promise<CLIPTextOutput> {
+    let eos: number[] | undefined;
+    if (opts.pooler !== false) {
+      this.checkIds(inputIds, what);
+      eos = this.eosPositions(await inputIds.read(), inputIds.shape[0]!, inputIds.shape[1]!);
+    }
+    const m = opts.attentionMask;
+    if (m && m.dtype === 'i32') {
+      // The attention kernel takes an f32 (or model-dtype) mask; transformers' masks are integer.
+      const f = Tensor.from(m.device, Float32Array.from(await m.read()), m.shape, 'f32');
+      try {
+        return this.forward(inputIds, eos, f, what);
+      } finally {
+        f.dispose();
+      }
+    }
+    return this.forward(inputIds, eos, m, what);
+  }
+
+  /** Synchronous forward; `eos` (one position per row) gives the pooled output, as `run` computes it. */
+  forward(inputIds: Tensor, eos: readonly number[] | undefined, attentionMask: Tensor | undefined, what = 'CLIPTextModel'): CLIPTextOutput {
+    this.checkIds(inputIds, what);
+    const [B, L] = inputIds.shape as [number, number];
+    const D = this.config.hidden_size;
+    const dev = inputIds.device;
+    if (attentionMask) {
+      const m = attentionMask;
+      if (m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== L) {
+        throw new ShapeError(`${what}: attention_mask has shape [${m.shape.join(', ')}], expected [${B}, ${L}] like input_ids`, 'attention_mask');
+      }
+    }
+    if (eos && (eos.length !== B || eos.some((p) => !Number.isInteger(p) || p < 0 || p >= L))) {
+      throw new InvalidArgumentError(`${what}: eos positions ${JSON.stringify(eos)} do not fit input_ids [${B}, ${L}]`, 'eos');
+    }
+    return dev.scope(() => {
+      const hiddenStates = this.encoder.hiddenStates(this.embeddings.forward(inputIds), { causal: true, keyMask: attentionMask });
+      const lastHiddenState = this.final_layer_norm.forward(hiddenStates[hiddenStates.length - 1]!);
+      const out: CLIPTextOutput = {
+        lastHiddenState,
+        hiddenStates,
+        penultimateHiddenState: hiddenStates[Math.max(0, hiddenStates.length - 2)]!,
+      };
+      if (eos) {
+        // Gather rows b·L + eos[b] of last_hidden_state [B·L, D] with the embedding kernel.
+        const rows = Tensor.from(dev, eos.map((p, b) => b * L + p), [1, B], 'i32');
+        out.poolerOutput = embedding(rows, lastHiddenState.reshape([B * L, D])).reshape([B, D]);
+      }
+      return out;
+    });
+  }
 }
 
 export class CLIPTextModel {
@@ -271,80 +334,22 @@ export class CLIPTextModel {
     return this.text_model.final_layer_norm.weight.device;
   }
 
-  /**
-   * EOS position of each row, as transformers 4.36 pools: with the legacy eos_token_id 2 (configs
-   * saved before the fix) the argmax of the ids (49407 is the largest id); otherwise the first
-   * position holding eos_token_id (0 when there is none, like torch's argmax of an all-zero row).
-   */
+  /** See CLIPTextTransformer.eosPositions. */
   eosPositions(ids: ArrayLike<number>, batch: number, len: number): number[] {
-    const out: number[] = [];
-    for (let b = 0; b < batch; b++) {
-      let best = 0;
-      if (this.config.eos_token_id === 2) {
-        for (let l = 1; l < len; l++) if (ids[b * len + l]! > ids[b * len + best]!) best = l;
-      } else {
-        for (let l = 0; l < len; l++) if (ids[b * len + l] === this.config.eos_token_id) { best = l; break; }
-      }
-      out.push(best);
-    }
-    return out;
+    return this.text_model.eosPositions(ids, batch, len);
   }
 
   /**
    * inputIds i32 [B, L] (L ≤ max_position_embeddings). Reads the ids back once for the pooler's EOS
    * positions (skip with `pooler: false`); everything else stays on the GPU.
    */
-  async forward(inputIds: Tensor, opts: CLIPTextForwardOptions = {}): Promise<CLIPTextOutput> {
-    let eos: number[] | undefined;
-    if (opts.pooler !== false) {
-      this.checkIds(inputIds);
-      eos = this.eosPositions(await inputIds.read(), inputIds.shape[0]!, inputIds.shape[1]!);
-    }
-    const m = opts.attentionMask;
-    if (m && m.dtype === 'i32') {
-      // The attention kernel takes an f32 (or model-dtype) mask; transformers' masks are integer.
-      const f = Tensor.from(m.device, Float32Array.from(await m.read()), m.shape, 'f32');
-      try {
-        return this.forwardWithEos(inputIds, eos, { attentionMask: f });
-      } finally {
-        f.dispose();
-      }
-    }
-    return this.forwardWithEos(inputIds, eos, opts);
+  forward(inputIds: Tensor, opts: CLIPTextForwardOptions = {}): Promise<CLIPTextOutput> {
+    return this.text_model.run(inputIds, opts);
   }
 
   /** Synchronous forward; `eos` (one position per row) gives the pooled output, as `forward` computes it. */
   forwardWithEos(inputIds: Tensor, eos: readonly number[] | undefined, opts: Omit<CLIPTextForwardOptions, 'pooler'> = {}): CLIPTextOutput {
-    this.checkIds(inputIds);
-    const [B, L] = inputIds.shape as [number, number];
-    const D = this.config.hidden_size;
-    const dev = inputIds.device;
-    return dev.scope(() => {
-      let keyMask: Tensor | undefined;
-      if (opts.attentionMask) {
-        const m = opts.attentionMask;
-        if (m.rank !== 2 || m.shape[0] !== B || m.shape[1] !== L) {
-          throw new ShapeError(`CLIPTextModel: attention_mask has shape [${m.shape.join(', ')}], expected [${B}, ${L}] like input_ids`);
-        }
-        keyMask = m;
-      }
-      const tm = this.text_model;
-      const hiddenStates: Tensor[] = [tm.embeddings.forward(inputIds)];
-      for (const layer of tm.encoder.layers) hiddenStates.push(layer.forward(hiddenStates[hiddenStates.length - 1]!, keyMask));
-      const lastHiddenState = tm.final_layer_norm.forward(hiddenStates[hiddenStates.length - 1]!);
-      const out: CLIPTextOutput = {
-        lastHiddenState,
-        hiddenStates,
-        penultimateHiddenState: hiddenStates[Math.max(0, hiddenStates.length - 2)]!,
-      };
-      if (eos) {
-        if (eos.length !== B || eos.some((p) => !Number.isInteger(p) || p < 0 || p >= L)) throw new InvalidArgumentError(`CLIPTextModel: eos positions ${JSON.stringify(eos)} do not fit input_ids [${B}, ${L}]`);
-        // Gather rows b·L + eos[b] of last_hidden_state [B·L, D] with the embedding kernel.
-        const rows = Tensor.from(dev, eos.map((p, b) => b * L + p), [1, B], 'i32');
-        out.poolerOutput = embedding(rows, lastHiddenState.reshape([B * L, D])).reshape([B, D]);
-      }
-      return out;
-    });
+    return this.text_model.forward(inputIds, eos, opts.attentionMask);
   }
 
   /** final_layer_norm(x): diffusers' clip_skip path applies it to hidden_states[-(clip_skip + 1)]. */
@@ -352,13 +357,77 @@ export class CLIPTextModel {
     return this.text_model.final_layer_norm.forward(x);
   }
 
-  private checkIds(ids: Tensor): void {
-    if (ids.dtype !== 'i32') throw new ShapeError(`CLIPTextModel: input_ids must be i32, got ${ids.dtype}`);
-    if (ids.rank !== 2) throw new ShapeError(`CLIPTextModel: input_ids must be [batch, length], got [${ids.shape.join(', ')}]`);
-    const L = ids.shape[1]!;
-    if (L < 1 || L > this.config.max_position_embeddings) {
-      throw new ShapeError(`CLIPTextModel: input_ids length ${L} must be between 1 and max_position_embeddings (${this.config.max_position_embeddings})`);
+  dispose(): void {
+    disposeAll(this.weights);
+  }
+}
+
+export interface CLIPTextModelWithProjectionOutput extends CLIPTextOutput {
+  /** text_projection(pooler_output): [B, projection_dim], not normalised (transformers' `text_embeds`). */
+  textEmbeds: Tensor;
+  poolerOutput: Tensor;
+}
+
+/**
+ * transformers `CLIPTextModelWithProjection`: the text tower (`text_model.`) and `text_projection`
+ * (Linear hidden_size → projection_dim, no bias). SDXL's `text_encoder_2` is this class.
+ */
+export class CLIPTextModelWithProjection {
+  private constructor(
+    readonly config: Readonly<CLIPTextConfig>,
+    readonly text_model: CLIPTextTransformer,
+    readonly text_projection: Linear,
+    private readonly weights: readonly Tensor[],
+    readonly dtype: 'f32' | 'f16',
+  ) {}
+
+  static build(w: WeightScope, config: ConfigInput<CLIPTextConfig>): CLIPTextModelWithProjection {
+    const cfg = clipTextConfig(config);
+    const first = w.loaded.length;
+    const tm = CLIPTextTransformer.build(w.pp('text_model'), cfg);
+    const proj = Linear.build(w.pp('text_projection'), cfg.hidden_size, cfg.projection_dim, false);
+    return new CLIPTextModelWithProjection(cfg, tm, proj, w.loaded.slice(first), w.dtype);
+  }
+
+  static load(w: WeightScope, config: ConfigInput<CLIPTextConfig>): Promise<CLIPTextModelWithProjection> {
+    return loadModel(w, 'CLIPTextModelWithProjection', (s) => CLIPTextModelWithProjection.build(s, config));
+  }
+
+  static describe(config: ConfigInput<CLIPTextConfig>): Map<string, number[]> {
+    return recordParameters((w) => CLIPTextModelWithProjection.build(w, config));
+  }
+
+  static parameterCount(config: ConfigInput<CLIPTextConfig>): number {
+    return countParameters(CLIPTextModelWithProjection.describe(config));
+  }
+
+  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<CLIPTextModelWithProjection> {
+    const cfg = clipTextConfig(await readConfig(io, dir), io.join(dir, 'config.json'));
+    const src = await openComponentWeights(io, dir, opts.variant);
+    try {
+      return await CLIPTextModelWithProjection.fromSource(src, cfg, device, opts);
+    } finally {
+      await src.close();
     }
+  }
+
+  static fromSource(src: TensorSource, config: ConfigInput<CLIPTextConfig>, device: Device, opts: FromSourceOptions = {}): Promise<CLIPTextModelWithProjection> {
+    return loadFromSource('CLIPTextModelWithProjection', src, device, opts, (w) => CLIPTextModelWithProjection.build(w, config));
+  }
+
+  static random(config: ConfigInput<CLIPTextConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<CLIPTextModelWithProjection> {
+    return CLIPTextModelWithProjection.fromSource(new RandomSource(CLIPTextModelWithProjection.describe(config), opts.seed ?? 0), config, device, opts);
+  }
+
+  get device(): Device {
+    return this.text_projection.weight.device;
+  }
+
+  /** input_ids i32 [B, L], optional attention_mask [B, L] → the text tower's outputs and `textEmbeds`. */
+  async forward(inputIds: Tensor, opts: Omit<CLIPTextForwardOptions, 'pooler'> = {}): Promise<CLIPTextModelWithProjectionOutput> {
+    const out = await this.text_model.run(inputIds, { attentionMask: opts.attentionMask }, 'CLIPTextModelWithProjection');
+    const pooled = out.poolerOutput!;
+    return { ...out, poolerOutput: pooled, textEmbeds: inputIds.device.scope(() => this.text_projection.forward(pooled)) };
   }
 
   dispose(): void {

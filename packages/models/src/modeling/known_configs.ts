@@ -4,7 +4,7 @@
  * Weights and configs of real runs come from their folders. Exported from `@fewstep/models/testing`.
  */
 import { unet2DConditionConfig, type UNet2DConditionConfig } from '../unets/unet_2d_condition.js';
-import { clipTextConfig, type CLIPTextConfig } from '../clip/modeling_clip.js';
+import { clipConfig, clipTextConfig, type CLIPConfig, type CLIPTextConfig } from '../clip/configuration_clip.js';
 import { autoencoderKLConfig, type AutoencoderKLConfig } from '../autoencoders/autoencoder_kl.js';
 import { autoencoderTinyConfig, type AutoencoderTinyConfig } from '../autoencoders/autoencoder_tiny.js';
 
@@ -107,6 +107,23 @@ export const CLIP_TEXT_SD2: Readonly<CLIPTextConfig> = clipTextConfig({ ...clipB
 
 /** SD1.x / DreamShaper text encoder (openai CLIP ViT-L/14 text tower). */
 export const CLIP_TEXT_SD15: Readonly<CLIPTextConfig> = clipTextConfig({ ...clipBase, hidden_size: 768, intermediate_size: 3072, projection_dim: 768, num_hidden_layers: 12, num_attention_heads: 12, hidden_act: 'quick_gelu' });
+
+/**
+ * openai/clip-vit-large-patch14 as a CLIPModel (the CLIP score model; 427,616,513 parameters): the ViT-L/14 text
+ * tower of SD1.x (12 × 768, legacy eos_token_id 2) and a 24 × 1024 vision tower on 224² images in 14² patches,
+ * both projected to 768. The keys its config.json sets that fewstep reads (the rest are transformers' defaults).
+ */
+export const CLIP_VIT_L14: Readonly<CLIPConfig> = clipConfig({
+  architectures: ['CLIPModel'],
+  model_type: 'clip',
+  projection_dim: 768,
+  logit_scale_init_value: 2.6592,
+  text_config: { ...clipBase, hidden_size: 768, intermediate_size: 3072, projection_dim: 768, num_hidden_layers: 12, num_attention_heads: 12, hidden_act: 'quick_gelu', model_type: 'clip_text_model' },
+  vision_config: {
+    hidden_size: 1024, intermediate_size: 4096, projection_dim: 768, num_hidden_layers: 24, num_attention_heads: 16,
+    image_size: 224, patch_size: 14, num_channels: 3, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5, model_type: 'clip_vision_model',
+  },
+});
 
 /** TAESD (madebyollin/taesd, SDXS `vae/`): diffusers' AutoencoderTiny defaults. */
 export const TAESD: Readonly<AutoencoderTinyConfig> = autoencoderTinyConfig({});

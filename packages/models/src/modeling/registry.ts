@@ -4,7 +4,9 @@
  */
 import { UnsupportedError, type Device, type FileSource } from '@fewstep/tensor';
 import { readConfig } from './component.js';
-import { CLIPTextModel } from '../clip/modeling_clip.js';
+import { CLIPTextModel, CLIPTextModelWithProjection } from '../clip/modeling_clip.js';
+import { CLIPVisionModelWithProjection } from '../clip/modeling_clip_vision.js';
+import { CLIPModel } from '../clip/modeling_clip_model.js';
 import { AutoencoderTiny, findOriginalTaesdFiles } from '../autoencoders/autoencoder_tiny.js';
 import { AutoencoderKL } from '../autoencoders/autoencoder_kl.js';
 import type { Vae } from '../autoencoders/autoencoder.js';
@@ -19,7 +21,15 @@ export interface LoadComponentOptions {
 }
 
 /** Anything loadComponent returns: a model with its weights on the GPU. */
-export type Component = UNet2DConditionModel | ControlNetModel | CLIPTextModel | AutoencoderTiny | AutoencoderKL;
+export type Component =
+  | UNet2DConditionModel
+  | ControlNetModel
+  | CLIPTextModel
+  | CLIPTextModelWithProjection
+  | CLIPVisionModelWithProjection
+  | CLIPModel
+  | AutoencoderTiny
+  | AutoencoderKL;
 
 type Loader = (io: FileSource, dir: string, device: Device, opts: LoadComponentOptions) => Promise<Component>;
 
@@ -27,6 +37,9 @@ const LOADERS: Record<string, Loader> = {
   UNet2DConditionModel: (io, dir, device, opts) => UNet2DConditionModel.fromFolder(io, dir, device, opts),
   ControlNetModel: (io, dir, device, opts) => ControlNetModel.fromFolder(io, dir, device, opts),
   CLIPTextModel: (io, dir, device, opts) => CLIPTextModel.fromFolder(io, dir, device, opts),
+  CLIPTextModelWithProjection: (io, dir, device, opts) => CLIPTextModelWithProjection.fromFolder(io, dir, device, opts),
+  CLIPVisionModelWithProjection: (io, dir, device, opts) => CLIPVisionModelWithProjection.fromFolder(io, dir, device, opts),
+  CLIPModel: (io, dir, device, opts) => CLIPModel.fromFolder(io, dir, device, opts),
   AutoencoderTiny: (io, dir, device, opts) => AutoencoderTiny.fromFolder(io, dir, device, opts),
   AutoencoderKL: (io, dir, device, opts) => AutoencoderKL.fromFolder(io, dir, device, opts),
 };

@@ -1,0 +1,198 @@
+/**
+ * transformers `CLIPModel` (v4.36.2 `models/clip/modeling_clip.py`): the text tower (`text_model.`, causal), the
+ * vision tower (`vision_model.`), `text_projection` and `visual_projection` (no bias, both to the top-level
+ * projection_dim) and the scalar `logit_scale`. The towers are modeling_clip.ts's and modeling_clip_vision.ts's
+ * (one CLIPEncoderLayer for both); the keys are the checkpoint's, e.g. openai/clip-vit-large-patch14's
+ * `model.safetensors` loads as is.
+ *
+ * `getTextFeatures` / `getImageFeatures` are transformers' get_text_features / get_image_features (projected, not
+ * normalised, on the GPU in the model dtype). `forward` is CLIPModel.forward: the embeddings normalised, the
+ * logits `exp(logit_scale) · text · imageᵀ` — that tail is a few KB and runs on the CPU in float32 (clip_score.ts),
+ * its outputs come back as f32 tensors.
+ */
+import { Tensor, f32ArrayToF16, type Device, type FileSource, type TensorData } from '@fewstep/tensor';
+import { loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
+import { Linear } from '../layers/linear.js';
+import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
+import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
+import type { ConfigInput } from '../modeling/config.js';
+import { clipConfig, type CLIPConfig } from './configuration_clip.js';
+import { CLIPTextTransformer } from './modeling_clip.js';
+import { CLIPVisionTransformer } from './modeling_clip_vision.js';
+import { clipLogits, l2NormalizeRows } from './clip_score.js';
+
+/** CLIPModel.forward's inputs (transformers' argument names in camelCase). */
+export interface CLIPModelInputs {
+  /** i32 [Bt, L], L ≤ text max_position_embeddings. */
+  inputIds: Tensor;
+  /** float [Bi, num_channels, image_size, image_size] (the image processor's pixel_values). */
+  pixelValues: Tensor;
+  /** [Bt, L]: 1 real token, 0 padding (i32, f32 or the model dtype). */
+  attentionMask?: Tensor | undefined;
+}
+
+/** CLIPModel.forward's outputs (transformers' CLIPOutput). */
+export interface CLIPModelOutput {
+  /** exp(logit_scale) · image_embeds · text_embedsᵀ: [Bi, Bt], f32. */
+  logitsPerImage: Tensor;
+  /** Its transpose: [Bt, Bi], f32. */
+  logitsPerText: Tensor;
+  /** text_projection(text pooler_output), L2-normalised: [Bt, projection_dim], f32. */
+  textEmbeds: Tensor;
+  /** visual_projection(vision pooler_output), L2-normalised: [Bi, projection_dim], f32. */
+  imageEmbeds: Tensor;
+  /** The text tower's last_hidden_state at each row's EOS token: [Bt, text hidden_size], model dtype. */
+  textPoolerOutput: Tensor;
+  /** post_layernorm of the vision tower's class token: [Bi, vision hidden_size], model dtype. */
+  visionPoolerOutput: Tensor;
+}
+
+export class CLIPModel {
+  private scale: number | undefined;
+
+  private constructor(
+    /** config.json's keys with transformers' defaults; `text_config` / `vision_config` resolved likewise. */
+    readonly config: Readonly<CLIPConfig>,
+    readonly text_model: CLIPTextTransformer,
+    readonly vision_model: CLIPVisionTransformer,
+    readonly visual_projection: Linear,
+    readonly text_projection: Linear,
+    /** The learned temperature, a 0-dim tensor; the logits use exp(logit_scale). */
+    readonly logit_scale: Tensor,
+    private readonly weights: readonly Tensor[],
+    readonly dtype: 'f32' | 'f16',
+  ) {}
+
+  /** The one walk: `text_model.*`, `vision_model.*`, `visual_projection.weight`, `text_projection.weight`, `logit_scale`. */
+  static build(w: WeightScope, config: ConfigInput<CLIPConfig>): CLIPModel {
+    const cfg = clipConfig(config);
+    const { text_config: tc, vision_config: vc, projection_dim: P } = cfg;
+    const first = w.loaded.length;
+    const text = CLIPTextTransformer.build(w.pp('text_model'), tc);
+    const vision = CLIPVisionTransformer.build(w.pp('vision_model'), vc);
+    const visual = Linear.build(w.pp('visual_projection'), vc.hidden_size, P, false);
+    const textProj = Linear.build(w.pp('text_projection'), tc.hidden_size, P, false);
+    const scale = w.get('logit_scale', []);
+    return new CLIPModel(cfg, text, vision, visual, textProj, scale, w.loaded.slice(first), w.dtype);
+  }
+
+  /** Builds from a loading scope, checks that every key was used, then reads the weights. */
+  static load(w: WeightScope, config: ConfigInput<CLIPConfig>): Promise<CLIPModel> {
+    return loadModel(w, 'CLIPModel', (s) => CLIPModel.build(s, config));
+  }
+
+  /** Every parameter key → shape the config implies (transformers' state-dict names, no weights needed). */
+  static describe(config: ConfigInput<CLIPConfig>): Map<string, number[]> {
+    return recordParameters((w) => CLIPModel.build(w, config));
+  }
+
+  /** Number of parameters the config implies (openai/clip-vit-large-patch14: 427,616,513). */
+  static parameterCount(config: ConfigInput<CLIPConfig>): number {
+    return countParameters(CLIPModel.describe(config));
+  }
+
+  /** Loads a transformers CLIPModel folder (config.json with text_config and vision_config + weights). */
+  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<CLIPModel> {
+    const cfg = clipConfig(await readConfig(io, dir), io.join(dir, 'config.json'));
+    const src = await openComponentWeights(io, dir, opts.variant);
+    try {
+      return await CLIPModel.fromSource(src, cfg, device, opts);
+    } finally {
+      await src.close();
+    }
+  }
+
+  /** Loads from any TensorSource holding exactly this model's keys. */
+  static fromSource(src: TensorSource, config: ConfigInput<CLIPConfig>, device: Device, opts: FromSourceOptions = {}): Promise<CLIPModel> {
+    return loadFromSource('CLIPModel', src, device, opts, (w) => CLIPModel.build(w, config));
+  }
+
+  /** Deterministic random weights (`CLIPModel.randomSource`): benchmarks, memory tests. */
+  static random(config: ConfigInput<CLIPConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<CLIPModel> {
+    return CLIPModel.fromSource(CLIPModel.randomSource(config, opts.seed ?? 0), config, device, opts);
+  }
+
+  /**
+   * RandomSource's weights for every parameter but the scalar `logit_scale`, which gets the config's
+   * logit_scale_init_value (transformers' init; RandomSource has no fan-in for a 0-dim tensor).
+   */
+  static randomSource(config: ConfigInput<CLIPConfig>, seed = 0): TensorSource {
+    const cfg = clipConfig(config);
+    const shapes = CLIPModel.describe(cfg);
+    shapes.delete('logit_scale');
+    const random = new RandomSource(shapes, seed);
+    const init = Float32Array.of(cfg.logit_scale_init_value);
+    return {
+      name: random.name,
+      keys: () => [...random.keys(), 'logit_scale'],
+      has: (k) => k === 'logit_scale' || random.has(k),
+      shape: (k) => (k === 'logit_scale' ? [] : random.shape(k)),
+      read: async (k, dtype): Promise<TensorData> => (k !== 'logit_scale' ? random.read(k, dtype) : dtype === 'f16' ? f32ArrayToF16(init) : init.slice()),
+    };
+  }
+
+  get device(): Device {
+    return this.logit_scale.device;
+  }
+
+  /** transformers' get_text_features: text_projection(pooled EOS token), [B, projection_dim], model dtype, not normalised. */
+  async getTextFeatures(inputIds: Tensor, attentionMask?: Tensor): Promise<Tensor> {
+    return (await this.textForward(inputIds, attentionMask)).textFeatures;
+  }
+
+  /** transformers' get_image_features: visual_projection(pooled class token), [B, projection_dim], model dtype, not normalised. */
+  getImageFeatures(pixelValues: Tensor): Tensor {
+    return this.imageForward(pixelValues).imageFeatures;
+  }
+
+  /** exp(logit_scale) in float32 (read once from the GPU, then cached). */
+  async logitScale(): Promise<number> {
+    this.scale ??= Math.fround(Math.exp((await this.logit_scale.readF32())[0]!));
+    return this.scale;
+  }
+
+  /** CLIPModel.forward: both towers, the normalised embeddings and the logits. */
+  async forward(inputs: CLIPModelInputs): Promise<CLIPModelOutput> {
+    const dev = inputs.inputIds.device;
+    this.vision_model.checkPixels(inputs.pixelValues, 'CLIPModel');
+    this.text_model.checkIds(inputs.inputIds, 'CLIPModel');
+    const scale = await this.logitScale();
+    return dev.scope(async () => {
+      const text = await this.textForward(inputs.inputIds, inputs.attentionMask);
+      const image = this.imageForward(inputs.pixelValues);
+      const P = this.config.projection_dim;
+      const [bt, bi] = [inputs.inputIds.shape[0]!, inputs.pixelValues.shape[0]!];
+      const textEmbeds = l2NormalizeRows({ data: await text.textFeatures.readF32(), shape: [bt, P] }, 'text_embeds');
+      const imageEmbeds = l2NormalizeRows({ data: await image.imageFeatures.readF32(), shape: [bi, P] }, 'image_embeds');
+      const logits = clipLogits({ data: imageEmbeds, shape: [bi, P] }, { data: textEmbeds, shape: [bt, P] }, scale);
+      return {
+        logitsPerImage: Tensor.from(dev, logits.logitsPerImage, [bi, bt]),
+        logitsPerText: Tensor.from(dev, logits.logitsPerText, [bt, bi]),
+        textEmbeds: Tensor.from(dev, textEmbeds, [bt, P]),
+        imageEmbeds: Tensor.from(dev, imageEmbeds, [bi, P]),
+        textPoolerOutput: text.poolerOutput,
+        visionPoolerOutput: image.poolerOutput,
+      };
+    });
+  }
+
+  private async textForward(inputIds: Tensor, attentionMask: Tensor | undefined): Promise<{ poolerOutput: Tensor; textFeatures: Tensor }> {
+    return inputIds.device.scope(async () => {
+      const out = await this.text_model.run(inputIds, { attentionMask }, 'CLIPModel');
+      const poolerOutput = out.poolerOutput!;
+      return { poolerOutput, textFeatures: this.text_projection.forward(poolerOutput) };
+    });
+  }
+
+  private imageForward(pixelValues: Tensor): { poolerOutput: Tensor; imageFeatures: Tensor } {
+    return pixelValues.device.scope(() => {
+      const { poolerOutput } = this.vision_model.forward(pixelValues, 'CLIPModel');
+      return { poolerOutput, imageFeatures: this.visual_projection.forward(poolerOutput) };
+    });
+  }
+
+  dispose(): void {
+    disposeAll(this.weights);
+  }
+}
+
