@@ -60,6 +60,51 @@ describe('fewstep run', () => {
     }
   });
 
+  it('CLIPModel: input_ids, attention_mask (I64), pixel_values → embeds, poolers, logits, clip_score (golden clip_score)', async () => {
+    const g = await openGolden('clip_score');
+    const [dir, cleanup] = componentDir('clip_score');
+    try {
+      const inputs = await writeInputs(g.io, { input_ids: 'in.input_ids', attention_mask: 'in.attention_mask', pixel_values: 'in.pixel_values' }, 'clipm_in.safetensors');
+      const outPath = join(work, 'clipm_out.safetensors');
+      const { io, out, err } = captureIO();
+      expect(await main(['run', dir, '--inputs', inputs, '--out', outPath], io), err.join('')).toBe(0);
+      expect(out.join('')).toContain('image_embeds [3, 24], text_embeds [3, 24], vision_pooler_output [3, 48], text_pooler_output [3, 32], logits_per_image [3, 3], logits_per_text [3, 3], clip_score [3] (CLIPModel, f32');
+      const res = await SafetensorsFile.open(nodeFiles, outPath);
+      for (const name of ['image_embeds', 'text_embeds', 'vision_pooler_output', 'text_pooler_output', 'logits_per_image', 'clip_score']) {
+        const ref = `out.${name}`;
+        expect(res.info(name).dtype).toBe('F32');
+        expectClose((await res.read(name, 'f32')) as Float32Array, (await g.io.read(ref, 'f32')) as Float32Array, g.caseJson.outputs[ref]!.suggested, `run clip ${name}`);
+      }
+      await res.close();
+
+      // Images and texts in different numbers: the logits, no clip_score (it pairs image i with text i).
+      const two = join(work, 'clipm_two.safetensors');
+      const ids = g.io.info('in.input_ids');
+      writeFileSync(two, encodeSafetensors({
+        input_ids: { dtype: 'I64', shape: [2, 77], data: (await g.io.readBytes('in.input_ids')).subarray(0, 2 * 77 * 8) },
+        pixel_values: { dtype: 'F32', shape: g.io.info('in.pixel_values').shape, data: await g.io.readBytes('in.pixel_values') },
+      }));
+      expect(ids.shape).toEqual([3, 77]);
+      const { io: io2, out: out2, err: err2 } = captureIO();
+      expect(await main(['run', dir, '--inputs', two, '--out', join(work, 'clipm_two_out.safetensors')], io2), err2.join('')).toBe(0);
+      expect(out2.join('')).toContain('logits_per_image [3, 2], logits_per_text [2, 3] (CLIPModel');
+      expect(out2.join('')).not.toContain('clip_score');
+
+      // pixel_values of the wrong size: one line naming the tensor and the expected shape, exit 1.
+      const bad = join(work, 'clipm_bad.safetensors');
+      writeFileSync(bad, encodeSafetensors({
+        input_ids: { dtype: 'I64', shape: ids.shape, data: await g.io.readBytes('in.input_ids') },
+        pixel_values: { dtype: 'F32', shape: [1, 3, 256, 256], data: new Uint8Array(3 * 256 * 256 * 4) },
+      }));
+      const { io: io3, err: err3 } = captureIO();
+      expect(await main(['run', dir, '--inputs', bad, '--out', join(work, 'never.safetensors')], io3)).toBe(1);
+      expect(err3.join('')).toBe(`fewstep run: ${bad}: input "pixel_values" has shape [1, 3, 256, 256], but CLIPModel expects [batch, 3, 224, 224] (the image processor's pixel_values)\n`);
+    } finally {
+      cleanup();
+      await g.io.close();
+    }
+  });
+
   it('AutoencoderTiny --method decode: z → sample; --method encode: sample → latents', async () => {
     const g = await openGolden('taesd');
     const [dir, cleanup] = componentDir('taesd', 'diffusion_pytorch_model.safetensors');

@@ -77,7 +77,7 @@ describe('fewstep run errors', () => {
     expect(await runCli([missing, '--inputs', z, '--out', outPath])).toEqual({ code: 1, stdout: '', stderr: `fewstep run: ${missing}: no config.json (not a diffusers/transformers component folder)\n` });
     const odd = component('odd', { _class_name: 'VQModel' });
     expect((await runCli([odd, '--inputs', z, '--out', outPath])).stderr).toBe(
-      'fewstep run: component class "VQModel" is not supported by run (supported: UNet2DConditionModel, ControlNetModel, CLIPTextModel, AutoencoderTiny, AutoencoderKL)\n',
+      'fewstep run: component class "VQModel" is not supported by run (supported: UNet2DConditionModel, ControlNetModel, CLIPTextModel, CLIPTextModelWithProjection, CLIPVisionModelWithProjection, CLIPModel, AutoencoderTiny, AutoencoderKL)\n',
     );
     const none = component('none', { foo: 1 });
     expect((await runCli([none, '--inputs', z, '--out', outPath])).stderr).toBe(
@@ -171,14 +171,14 @@ describe('component registry', () => {
   it('names the class from _class_name or architectures[0]', async () => {
     expect((await componentInfo(nodeFiles, taesd)).className).toBe('AutoencoderTiny');
     expect((await componentInfo(nodeFiles, clip)).className).toBe('CLIPTextModel');
-    expect(COMPONENT_CLASSES).toEqual(['UNet2DConditionModel', 'ControlNetModel', 'CLIPTextModel', 'AutoencoderTiny', 'AutoencoderKL']);
+    expect(COMPONENT_CLASSES).toEqual(['UNet2DConditionModel', 'ControlNetModel', 'CLIPTextModel', 'CLIPTextModelWithProjection', 'CLIPVisionModelWithProjection', 'CLIPModel', 'AutoencoderTiny', 'AutoencoderKL']);
     expect((await componentInfo(nodeFiles, controlnet)).className).toBe('ControlNetModel');
   });
 
   it('an unknown class names itself and the folder', async () => {
-    const dir = component('proj', { architectures: ['CLIPTextModelWithProjection'] });
+    const dir = component('proj', { architectures: ['T5EncoderModel'] });
     await expect(loadComponent(nodeFiles, dir, null as unknown as Device)).rejects.toThrow(
-      `${dir}: component class "CLIPTextModelWithProjection" is not supported (supported: UNet2DConditionModel, ControlNetModel, CLIPTextModel, AutoencoderTiny, AutoencoderKL)`,
+      `${dir}: component class "T5EncoderModel" is not supported (supported: UNet2DConditionModel, ControlNetModel, CLIPTextModel, CLIPTextModelWithProjection, CLIPVisionModelWithProjection, CLIPModel, AutoencoderTiny, AutoencoderKL)`,
     );
   });
 });
