@@ -35,7 +35,7 @@ mkdirSync(emptyDir);
 
 beforeAll(async () => {
   writeFileSync(sketch, await encodePng({ width: 64, height: 64, data: new Uint8Array(64 * 64 * 3).fill(255) }));
-  writeFileSync(odd, await encodePng({ width: 60, height: 64, data: new Uint8Array(60 * 64 * 3) }));
+  writeFileSync(odd, await encodePng({ width: 3, height: 5, data: new Uint8Array(3 * 5 * 3) }));
 });
 
 async function expectGenError(args: string[], message: string, code = 2) {
@@ -54,19 +54,20 @@ describe('fewstep generate --controlnet: flag errors (exit 2, one line, no file)
     [['--control-image', () => sketch], '--control-image needs --controlnet <id|dir>'],
     [['--control-scale', '0.5'], '--control-scale needs --controlnet <id|dir>'],
     [['--invert-control'], '--invert-control needs --controlnet <id|dir>'],
-    [['--controlnet', () => cn], '--controlnet needs --control-image <file.png>'],
-    [['--controlnet', () => cn, '--control-image', () => sketch, '--control-scale', '-1'], '--control-scale must be 0 or more, got -1'],
+    [['--controlnet', () => cn], '--controlnet needs --control-image <image>'],
+    [['--controlnet', () => cn, '--control-image', () => sketch, '--control-scale', '-1'], '--control-scale must be a finite number ≥ 0, got -1'],
     [['--controlnet', () => cn, '--control-image', () => sketch, '--control-scale', 'strong'], '--control-scale must be a number, got "strong"'],
     [['--controlnet', () => cn, '--control-image', () => sketch, '--invert-control=maybe'], '--invert-control takes no value'],
-    [['--controlnet', () => cn, '--control-image', () => sketch, '--init-image', () => sketch], '--controlnet with --init-image (ControlNet image-to-image) is not supported'],
+    [['--controlnet', () => cn, '--control-image', () => sketch, '--init-image', () => sketch], '--controlnet: a control image with an init image (ControlNet image-to-image) is not supported'],
     [['--controlnet', () => join(work, 'nope'), '--control-image', () => sketch], () => `--controlnet ${join(work, 'nope')}: folder not found`],
     [['--controlnet', () => emptyDir, '--control-image', () => sketch], () => `--controlnet ${emptyDir}: not a ControlNet folder (no config.json)`],
     [['--controlnet', () => sketch, '--control-image', () => sketch], () => `--controlnet ${sketch}: is a file; give the ControlNet folder (config.json + weights) or a hub repo id`],
+    [['--controlnet', () => join(model, 'unet'), '--control-image', () => sketch], () => `--controlnet ${join(model, 'unet')}: config.json names "UNet2DConditionModel", not a ControlNetModel`],
     [['--controlnet', () => cn, '--control-image', () => join(work, 'missing.png')], () => `--control-image ${join(work, 'missing.png')}: file not found`],
-    [['--controlnet', () => cn, '--control-image', () => emptyDir], () => `--control-image ${emptyDir}: is a folder, not a PNG file`],
-    [['--controlnet', () => cn, '--control-image', () => notPng], () => `--control-image ${notPng}: not a readable PNG (not a PNG file)`],
-    [['--controlnet', () => cn, '--control-image', () => sketch, '--width', '128'], () => `--control-image ${sketch} is 64x64, but --width/--height ask for 128x64; resize the image or leave out --width/--height`],
-    [['--controlnet', () => cn, '--control-image', () => odd], () => `--control-image ${odd} is 60x64; sizes must be multiples of 8 (crop or resize it)`],
+    [['--controlnet', () => cn, '--control-image', () => emptyDir], () => `--control-image ${emptyDir}: is a folder, not an image file`],
+    [['--controlnet', () => cn, '--control-image', () => notPng], () => `--control-image ${notPng}: not a PNG, JPEG or WebP image`],
+    // Another size than the output is fit (--resize), not refused; too small to give even one latent pixel is.
+    [['--controlnet', () => cn, '--control-image', () => odd], () => `--control-image ${odd}: is 3×5, smaller than 8×8; pass width and height to scale it up`],
   ] as [(string | (() => string))[], string | (() => string)][])('%#: %j', async (args, message) => {
     const v = (x: string | (() => string)) => (typeof x === 'function' ? x() : x);
     await expectGenError(args.map(v), v(message));

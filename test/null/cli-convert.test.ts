@@ -153,7 +153,7 @@ describe('fewstep convert', () => {
     const out = join(dir, 'o.safetensors');
     writeFileSync(out, 'precious');
     const c = capture();
-    expect(await main(['convert', join(G, 'diffusion_pytorch_model.bin'), out], c.io)).toBe(1);
+    expect(await main(['convert', join(G, 'diffusion_pytorch_model.bin'), out], c.io)).toBe(2); // a usage error: the output flag's file exists
     expect(c.err).toEqual([`fewstep convert: ${out} already exists (pass --force to overwrite)\n`]);
     expect(readFileSync(out, 'utf8')).toBe('precious');
     expect(await main(['convert', join(G, 'diffusion_pytorch_model.bin'), out, '--force'], capture().io)).toBe(0);

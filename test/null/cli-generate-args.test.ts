@@ -9,9 +9,14 @@ import { encodeSafetensors } from '@fewstep/tensor';
 import { encodePng } from '@fewstep/models';
 import { main } from '../../packages/cli/src/main';
 import type { CliIO } from '../../packages/cli/src/command';
-import { imageFileName, schedulerName, slugify } from '../../packages/cli/src/commands/generate';
+import { imageFileName, slugify } from '../../packages/cli/src/generation/outputs';
+import { schedulerName } from '../../packages/cli/src/generation/flags';
 import { parseLoraSpec } from '../../packages/cli/src/lora_source';
-import { contactSheet, filterRows, parsePromptsTsv, readResults, type ResultLine } from '../../packages/cli/src/commands/batch';
+import { filterRows } from '../../packages/cli/src/commands/batch';
+import { parsePromptsTsv } from '../../packages/cli/src/prompts';
+import { readResults, type ResultLine } from '../../packages/cli/src/eval/results';
+import { runReportHtml } from '../../packages/cli/src/eval/report_html';
+import { summarize } from '../../packages/cli/src/eval/summary';
 import { resolveModel, selectModelFiles } from '@fewstep/weights-tools';
 import { parametersText, pngTextChunks, type GenerationInfo } from '../../packages/cli/src/png_metadata';
 import { isolateHfEnv, startFakeHub, type FakeHub } from '../helpers/fake_hub';
@@ -34,7 +39,7 @@ afterAll(() => {
 
 async function cli(args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
   const out: string[] = [], err: string[] = [];
-  const io: CliIO = { stdout: (s) => void out.push(s), stderr: (s) => void err.push(s), isTTY: false };
+  const io: CliIO = { stdout: (s) => void out.push(s), stdoutBytes: async (b) => void out.push(`<${b.length} bytes>`), stderr: (s) => void err.push(s), isTTY: false };
   const code = await main(args, io);
   return { code, stderr: err.join(''), stdout: out.join('') };
 }
@@ -56,6 +61,12 @@ async function expectGenError(args: string[], message: string, code = 2) {
 const model = buildTinyModel(join(work, 'model'));
 const notPng = join(work, 'not-a-png.png');
 writeFileSync(notPng, 'hello, not a png');
+const photo = join(work, 'photo.png');
+const tiny = join(work, 'tiny.png');
+beforeAll(async () => {
+  writeFileSync(photo, await encodePng({ width: 64, height: 64, data: new Uint8Array(64 * 64 * 3).fill(128) }));
+  writeFileSync(tiny, await encodePng({ width: 3, height: 3, data: new Uint8Array(3 * 3 * 3) }));
+});
 const latents = (name: string, shape: number[], key = 'latents') => {
   const p = join(work, name);
   writeFileSync(p, encodeSafetensors({ [key]: { dtype: 'F32', shape, data: new Float32Array(shape.reduce((a, b) => a * b, 1)) } }));
@@ -65,38 +76,58 @@ const latents = (name: string, shape: number[], key = 'latents') => {
 describe('fewstep generate: flag errors (exit 2, one line, no file)', () => {
   const base = ['--model', model];
   it.each([
-    [['--out', png], 'give at least one prompt (put -- before a prompt that starts with "-")'],
-    [['cat'], 'give --out <file.png> or --out-dir <dir>'],
+    [['--out', png], 'give at least one prompt (an argument or -p; put -- before a prompt that starts with "-")'],
+    [['cat'], 'give -o/--out <file> (- for stdout) or --out-dir <dir>'],
     [['cat', '--out', png, '--out-dir', outDir], 'give either --out or --out-dir, not both'],
-    [['cat', '--out', png, '--width', '100'], '--width must be a positive multiple of 8, got 100'],
-    [['cat', '--out', png, '--height', '0'], '--height must be a positive multiple of 8, got 0'],
-    [['cat', '--out', png, '--width', '-64'], '--width must be a positive multiple of 8, got -64'],
-    [['cat', '--out', png, '--steps', '0'], '--steps must be at least 1, got 0'],
+    // Sizes, steps, guidance, batch, strength: resolveGenerateOptions' rules, checked against the model's configs.
+    [['cat', '--out', png, '--width', '100'], '--width must be a multiple of 8 from 8 to 4096, got 100'],
+    [['cat', '--out', png, '--height', '0'], '--height must be a multiple of 8 from 8 to 4096, got 0'],
+    [['cat', '--out', png, '--width', '-64'], '--width must be a multiple of 8 from 8 to 4096, got -64'],
+    [['cat', '--out', png, '-W', '100'], '--width must be a multiple of 8 from 8 to 4096, got 100'],
+    [['cat', '--out', png, '-H', '4104'], '--height must be a multiple of 8 from 8 to 4096, got 4104'],
+    [['cat', '--out', png, '--steps', '0'], '--steps must be an integer from 1 to 1000, got 0'],
     [['cat', '--out', png, '--steps', '1.5'], '--steps must be an integer, got "1.5"'],
     [['cat', '--out', png, '--guidance', 'high'], '--guidance must be a number, got "high"'],
-    [['cat', '--out', png, '--guidance', '-1'], '--guidance must be 0 or more, got -1'],
-    [['cat', '--out', png, '--batch', '0'], '--batch must be at least 1, got 0'],
-    [['cat', '--out', png, '--seed', '-3'], '--seed must be an integer from 0 to 9007199254740991, got -3'],
+    [['cat', '--out', png, '--guidance', '-1'], '--guidance must be a finite number ≥ 0, got -1'],
+    [['cat', '--out', png, '--cfg-scale', '-1'], '--guidance must be a finite number ≥ 0, got -1'],
+    [['cat', '--out', png, '--guidance', '2', '--cfg-scale', '3'], '--cfg-scale given twice (--guidance is the same flag)'],
+    [['cat', '--out', png, '--batch', '0'], '--batch must be an integer from 1 to 64, got 0'],
+    [['cat', '--out-dir', outDir, '--batch', '65'], '--batch must be an integer from 1 to 64, got 65'],
+    [['cat', 'dog', '-p', 'bird', '--out-dir', outDir, '--batch', '30'], '--batch: 3 prompts × --batch 30 = 90 images; at most 64 per call'],
+    [['cat', '--out', png, '--clip-skip', '40'], '--clip-skip must be an integer from 0 to 2, got 40'],
+    [['cat', '--out', png, '--seed', '-3'], '--seed must be an integer from 0 to 9007199254740991, or -1 for a random seed; got -3'],
+    [['cat', '--out', png, '-s', '-2'], '--seed must be an integer from 0 to 9007199254740991, or -1 for a random seed; got -2'],
     [['cat', '--out', png, '--dtype', 'f64'], '--dtype must be one of f32, f16, got "f64"'],
     [['cat', '--out', png, '--vae', 'huge'], '--vae must be one of tiny, large, got "huge"'],
+    [['cat', '--out', png, '--resize', 'squash'], '--resize must be one of crop, fit, stretch, got "squash"'],
     [['cat', '--out', png, '--scheduler', 'heun'], '--scheduler must be one of EulerDiscreteScheduler, DDIMScheduler, DDPMScheduler, LCMScheduler, DEISMultistepScheduler (or euler, ddim, ddpm, lcm, deis), got "heun"'],
     [['cat', '--out', png, '--frobnicate'], 'unknown flag --frobnicate (see `fewstep generate --help`)'],
     [['cat', 'dog', '--out', png], '--out takes one image, but 2 would be generated (2 prompts × --batch 1); use --out-dir'],
+    [['cat', '-p', 'dog', '-o', png], '--out takes one image, but 2 would be generated (2 prompts × --batch 1); use --out-dir'],
     [['cat', '--batch', '3', '--out', png], '--out takes one image, but 3 would be generated (1 prompt × --batch 3); use --out-dir'],
-    [['cat', '--out', join(outDir, 'x.jpg')], `--out must name a .png file, got "${join(outDir, 'x.jpg')}"`],
+    [['cat', '--out', join(outDir, 'x.gif')], `--out must name a .png, .jpg, .jpeg or .webp file (or - for a PNG on stdout), got "${join(outDir, 'x.gif')}"`],
+    [['cat', '--out', png, '--format', 'webp'], "--format is for --out-dir; the --out file's extension sets its format"],
+    [['cat', '--out-dir', outDir, '--format', 'gif'], '--format must be one of png, jpeg, webp, got "gif"'],
+    [['cat', '-o', '-', '--json'], '--json prints on stdout, which -o - uses for the PNG'],
     [['cat', '--out', join(work, 'nope', 'x.png')], `--out ${join(work, 'nope', 'x.png')}: folder ${join(work, 'nope')} does not exist`],
     [['cat', '--out', png, '--strength', '0.5'], '--strength needs --init-image'],
-    [['cat', '--out', png, '--init-image', notPng, '--strength', '1.5'], '--strength must be in (0, 1], got 1.5'],
-    [['cat', '--out', png, '--init-image', notPng, '--steps', '1'], '--strength 0.8 with --steps 1 runs no denoising step (⌊steps × strength⌋ must be at least 1; raise --steps or --strength)'],
+    [['cat', '--out', png, '--init-image', photo, '--strength', '1.5'], '--strength must be in (0, 1], got 1.5'],
+    [['cat', '--out', png, '--init-image', photo, '--steps', '1', '--strength', '0.5'], '--strength 0.5 with steps 1 runs no denoising step (⌊steps × strength⌋ must be at least 1): raise steps to 2 or strength to 1.'],
+    [['cat', '--out', png, '--init-image', tiny], `--init-image ${tiny}: is 3×3, smaller than 8×8; pass width and height to scale it up`],
     [['cat', '--out', png, '--init-image', join(work, 'missing.png')], `--init-image ${join(work, 'missing.png')}: file not found`],
-    [['cat', '--out', png, '--init-image', notPng], `--init-image ${notPng}: not a readable PNG (not a PNG file)`],
+    [['cat', '--out', png, '--init-image', notPng], `--init-image ${notPng}: not a PNG, JPEG or WebP image`],
     [['cat', '--out', png, '--init-image', notPng, '--latents', notPng], '--init-image and --latents cannot be used together'],
-    [['cat', '--out', png, '--init', 'latent-mean'], '--init latent-mean needs --init-latents <file.safetensors> (reference latents for the mean and std)'],
+    [['cat', '--out', png, '--init', 'latent-mean'], '--init latent-mean needs --init-latents <file.safetensors> or --init-images <a.png> <b.jpg>... (reference latents or images for the mean and std)'],
     [['cat', '--out', png, '--init', 'latent-mean', '--init-latents', notPng, '--latents', notPng], '--init latent-mean replaces the initial noise; it cannot be combined with --latents or --init-image'],
-    [['cat', '--out', png, '--init-latents', notPng], '--init-latents only applies with --init latent-mean'],
+    [['cat', '--out', png, '--init-images', photo, photo, '--init-image', photo], '--init latent-mean replaces the initial noise; it cannot be combined with --latents or --init-image'],
+    [['cat', '--out', png, '--init', 'noise', '--init-latents', notPng], '--init-latents sets the informative init; it cannot be combined with --init noise'],
+    [['cat', '--out', png, '--init-latents', notPng, '--init-images', photo, photo], 'give either --init-latents or --init-images, not both'],
+    [['cat', '--out', png, '--init-images', photo], "--init-images needs at least 2 images (their latents' mean and std), got 1"],
+    [['cat', '--out', png, '--init-images'], '--init-images needs at least one value'],
+    [['cat', '--out', png, '--init-images', photo, notPng], `--init-images ${notPng}: not a PNG, JPEG or WebP image`],
     [['cat', '--out', png, '--init', 'mean'], '--init must be one of noise, latent-mean, got "mean"'],
-    [['cat', '--out', png, '--init', 'latent-mean', '--init-latents', latents('one.safetensors', [1, 4, 8, 8])], `--init-latents ${join(work, 'one.safetensors')}: "latents" holds 1 latent(s); the informative init needs at least 2 (their mean and std)`],
-    [['cat', '--out', png, '--init', 'latent-mean', '--init-latents', latents('ref.safetensors', [3, 4, 8, 8]), '--width', '128'], `--init-latents ${join(work, 'ref.safetensors')}: "latents" is 8 wide (64 px) but --width is 128`],
+    [['cat', '--out', png, '--init', 'latent-mean', '--init-latents', latents('one.safetensors', [1, 4, 8, 8])], `--init-latents ${join(work, 'one.safetensors')}: holds 1 latent; the informative init needs at least 2 (their mean and std)`],
+    [['cat', '--out', png, '--init-latents', latents('ref.safetensors', [3, 4, 8, 8]), '--width', '128'], '--width 128 does not match --init-latents (8 × 8 = 64)'],
     [['cat', '--out', png, '--latents', join(work, 'none.safetensors')], `--latents ${join(work, 'none.safetensors')}: file not found`],
     [['cat', '--out', png, '--lora', join(work, 'missing.safetensors')], `--lora ${join(work, 'missing.safetensors')}: no such file or folder (nor a hub repo id org/name)`],
     [['cat', '--out-dir', notPng], `--out-dir ${notPng}: is not a folder`],
@@ -109,18 +140,18 @@ describe('fewstep generate: flag errors (exit 2, one line, no file)', () => {
     const named = latents('named.safetensors', [1, 4, 8, 8], 'noise');
     await expectGenError([...base, 'cat', '--out', png, '--latents', named], `--latents ${named}: no tensor named "latents" (found: noise)`);
     const b2 = latents('b2.safetensors', [2, 4, 8, 8]);
-    await expectGenError([...base, 'cat', '--out', png, '--latents', b2], `--latents ${b2}: "latents" has batch 2 but 1 image will be generated`);
+    await expectGenError([...base, 'cat', '--out', png, '--latents', b2], `--latents ${b2}: shape [2, 4, 8, 8] must be [1, 4, height/8, width/8] (1 prompt × --batch 1)`);
     const l8 = latents('l8.safetensors', [1, 4, 8, 8]);
-    await expectGenError([...base, 'cat', '--out', png, '--latents', l8, '--width', '128'], `--latents ${l8}: "latents" is 8 wide (64 px) but --width is 128`);
+    await expectGenError([...base, 'cat', '--out', png, '--latents', l8, '--width', '128'], '--width 128 does not match --latents (8 × 8 = 64)');
     const r3 = latents('r3.safetensors', [4, 8, 8]);
-    await expectGenError([...base, 'cat', '--out', png, '--latents', r3], `--latents ${r3}: "latents" has shape [4, 8, 8]; expected [batch, channels, height/8, width/8]`);
+    await expectGenError([...base, 'cat', '--out', png, '--latents', r3], `--latents ${r3}: shape [4, 8, 8] must be [1, 4, height/8, width/8] (1 prompt × --batch 1)`);
   });
 
-  it('--init-image whose size is not a multiple of 8', async () => {
-    const odd = join(work, 'odd.png');
-    writeFileSync(odd, await encodePng({ width: 12, height: 8, data: new Uint8Array(12 * 8 * 3) }));
-    await expectGenError([...base, 'cat', '--out', png, '--init-image', odd], `--init-image ${odd} is 12x8; sizes must be multiples of 8 (crop or resize it)`);
-    await expectGenError([...base, 'cat', '--out', png, '--init-image', odd, '--width', '16'], `--init-image ${odd} is 12x8; the output keeps its size, so leave out --width/--height (or resize the image)`);
+  it('-o - refuses a terminal on stdout', async () => {
+    const err: string[] = [];
+    const io: CliIO = { stdout: () => {}, stdoutBytes: async () => {}, stdoutIsTTY: true, stderr: (s) => void err.push(s), isTTY: false };
+    expect(await main(['generate', 'cat', '--model', model, '-o', '-'], io)).toBe(2);
+    expect(err.join('')).toBe('fewstep generate: -o - writes PNG bytes to stdout, which is a terminal; redirect it (> image.png) or pipe it\n');
   });
 
   it.skipIf(process.getuid?.() === 0)('--out-dir that is not writable', async () => {
@@ -145,27 +176,31 @@ describe('fewstep generate: flag errors (exit 2, one line, no file)', () => {
   it('prompts may start with "-" after --', async () => {
     // Still a usage error (no --out) — but the prompt is accepted as a positional.
     const r = await cli(['generate', '--model', model, '--', '-a strange prompt']);
-    expect(r.stderr).toBe('fewstep generate: give --out <file.png> or --out-dir <dir>\n');
+    expect(r.stderr).toBe('fewstep generate: give -o/--out <file> (- for stdout) or --out-dir <dir>\n');
   });
 
   it('--help lists the flags', async () => {
     const r = await cli(['generate', '--help']);
     expect(r.code).toBe(0);
     for (const f of ['--out ', '--out-dir', '--seed', '--latents', '--init-image', '--lora', '--negative-prompt', '--json', '--quiet']) expect(r.stdout).toContain(f);
+    for (const f of ['-p, --prompt', '-n, --negative-prompt', '-s, --seed', '-W, --width', '-H, --height', '--guidance, --cfg-scale', '--clip-skip', '--init-images <image>...', '--format', '-o, --out']) expect(r.stdout).toContain(f);
+    expect(r.stdout).toContain('--resize <crop|fit|stretch>');
+    expect(r.stdout).toMatch(/--resize <crop\|fit\|stretch>\s+How init, control and reference images of another size are fit: crop = .*\(default: crop\)/);
   });
 });
 
 describe('fewstep batch: flag errors', () => {
   const bdir = join(work, 'batch-out');
   it.each([
-    [['--out-dir', bdir], '--prompts <file.tsv> is required'],
+    [['--out-dir', bdir], '--prompts <file> is required'],
     [['--prompts', sample], '--out-dir <dir> is required'],
     [['--prompts', join(work, 'no.tsv'), '--out-dir', bdir], `--prompts ${join(work, 'no.tsv')}: file not found`],
     [['--prompts', sample, '--out-dir', bdir, '--limit', '0'], '--limit must be at least 1, got 0'],
     [['--prompts', sample, '--out-dir', bdir, '--category', 'Robots'], '--category "Robots" matches no prompt (categories: Abstract, Animals, Artifacts, Arts, Food & Beverage, Illustrations, Indoor Scenes, People, Vehicles)'],
-    [['--prompts', sample, '--out-dir', bdir, 'stray'], 'unexpected argument "stray" (prompts come from --prompts <file.tsv>)'],
-    [['--prompts', sample, '--out-dir', bdir, '--steps', '0'], '--steps must be at least 1, got 0'],
-    [['--prompts', sample, '--out-dir', bdir, '--width', '65'], '--width must be a positive multiple of 8, got 65'],
+    [['--prompts', sample, '--out-dir', bdir, 'stray'], 'unexpected argument "stray" (prompts come from --prompts <file>)'],
+    [['--prompts', sample, '--out-dir', bdir, '--model', model, '--steps', '0'], '--steps must be an integer from 1 to 1000, got 0'],
+    [['--prompts', sample, '--out-dir', bdir, '--model', model, '--width', '65'], '--width must be a multiple of 8 from 8 to 4096, got 65'],
+    [['--prompts', join(work, 'prompts.xlsx'), '--out-dir', bdir], `--prompts ${join(work, 'prompts.xlsx')}: unknown prompt-list format ".xlsx"; use .tsv, .tab, .csv, .parquet, .pq, .jsonl, .ndjson, .txt`],
   ])('%j', async (args, message) => {
     const r = await cli(['batch', ...(args as string[])]);
     expect(r.stderr).toBe(`fewstep batch: ${message}\n`);
@@ -177,7 +212,7 @@ describe('fewstep batch: flag errors', () => {
     const bad = join(work, 'bad.tsv');
     writeFileSync(bad, 'Text\tCategory\nhello\tX\n');
     const r = await cli(['batch', '--prompts', bad, '--out-dir', bdir]);
-    expect(r.stderr).toBe(`fewstep batch: --prompts ${bad}: no "Prompt" column in the header line (expected Prompt<TAB>Category<TAB>Challenge<TAB>Note)\n`);
+    expect(r.stderr).toBe(`fewstep batch: --prompts ${bad}: no "Prompt" column (header columns: "Text", "Category"); expected Prompt and optionally Category, Challenge, Note\n`);
     expect(r.code).toBe(2);
   });
 });
@@ -231,13 +266,13 @@ describe('helpers', () => {
     expect((await readResults(join(work, 'none.jsonl'))).results.size).toBe(0);
   });
 
-  it('contact sheet: grouped by category, escaped, relative links', () => {
+  it('report.html contact sheet: grouped by category, escaped, relative links', () => {
     const rs: ResultLine[] = [
       { prompt: 'a <b>bold</b> & "quoted" prompt', category: 'Food & Beverage', challenge: 'Writing & Symbols', row: 2, seed: 2, file: '0002-a-b.png', seconds: 1.5 },
       { prompt: 'bond', category: 'Abstract', challenge: 'Basic', row: 0, seed: 0, file: '0000-bond.png', seconds: 1 },
       { prompt: "it's", category: 'Abstract', challenge: 'Basic', row: 1, seed: 1, file: '0001-it-s.png', seconds: 1 },
     ];
-    const html = contactSheet(rs, 'T <x>', 'sub');
+    const html = runReportHtml(summarize(rs, null), rs, 'T <x>', 'sub');
     expect(html).not.toContain('<b>bold');
     expect(html).toContain('a &lt;b&gt;bold&lt;/b&gt; &amp; &quot;quoted&quot; prompt');
     expect(html).toContain('it&#39;s');
@@ -389,6 +424,42 @@ describe('model files from the fake hub', () => {
       );
     } finally {
       for (const k of ['HF_ENDPOINT', 'HF_HUB_OFFLINE']) {
+        if (env[k] === undefined) delete process.env[k];
+        else process.env[k] = env[k];
+      }
+    }
+  });
+});
+
+describe('fail before loading: a request that cannot work downloads no weights', () => {
+  let hub: FakeHub;
+  beforeAll(async () => {
+    hub = await startFakeHub([{ id: 'org/tiny-sdxs', commit: 'c'.repeat(40), files: tinyModelHubFiles() }]);
+  });
+  afterAll(() => hub.close());
+
+  it.each([
+    [['--init-image', () => photo, '--steps', '1', '--strength', '0.5'], '--strength 0.5 with steps 1 runs no denoising step (⌊steps × strength⌋ must be at least 1): raise steps to 2 or strength to 1.'],
+    [['--clip-skip', '5'], '--clip-skip must be an integer from 0 to 2, got 5'],
+    [['-W', '516'], '--width must be a multiple of 8 from 8 to 4096, got 516'],
+  ] as [(string | (() => string))[], string][])('%#: only the config files are fetched from the hub', async (args, message) => {
+    const env = { ...process.env };
+    process.env['HF_ENDPOINT'] = hub.url;
+    process.env['HF_HUB_CACHE'] = mkdtempSync(join(work, 'early-cache-'));
+    delete process.env['HF_HUB_OFFLINE'];
+    hub.requests = [];
+    try {
+      const r = await cli(['generate', 'x', '--model', 'org/tiny-sdxs', '--out', png, ...args.map((a) => (typeof a === 'function' ? a() : a))]);
+      expect(r.code).toBe(2);
+      const lines = r.stderr.trimEnd().split('\n');
+      expect(lines.pop()).toBe(`fewstep generate: ${message}`);
+      for (const l of lines) expect(l).toMatch(/^downloaded [\w/]+\.json \(/);
+      expect(existsSync(png)).toBe(false);
+      const files = hub.requests.filter((r) => r.path.includes('/resolve/')).map((r) => r.path.split('/resolve/')[1]!.replace(/^[^/]+\//, ''));
+      expect([...new Set(files)].sort()).toEqual(['model_index.json', 'scheduler/scheduler_config.json', 'text_encoder/config.json', 'unet/config.json', 'vae/config.json']);
+      expect(hub.requests.filter((r) => r.server === 'cdn')).toEqual([]); // no LFS (weight) transfer at all
+    } finally {
+      for (const k of ['HF_ENDPOINT', 'HF_HUB_CACHE', 'HF_HUB_OFFLINE']) {
         if (env[k] === undefined) delete process.env[k];
         else process.env[k] = env[k];
       }

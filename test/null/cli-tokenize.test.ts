@@ -67,10 +67,10 @@ describe('fewstep tokenize', () => {
     );
   });
 
-  it('missing tokenizer folder: one line naming the path, exit 1', async () => {
+  it('missing tokenizer folder: one line naming the path, exit 2 (a bad --tokenizer)', async () => {
     const missing = join(empty, 'nope');
     const r = await run(['tokenize', '--tokenizer', missing, 'a cat']);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stdout).toBe('');
     expect(r.stderr).toBe(`fewstep tokenize: ${missing}: tokenizer folder not found\n`);
   });

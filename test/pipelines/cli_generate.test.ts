@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeSafetensors } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
+import sharp from 'sharp';
 import { StableDiffusionPipeline, TorchGenerator, decodePng } from '@fewstep/models';
+import { decodeImage } from '../../packages/cli/src/generation/image_inputs';
 import { main } from '../../packages/cli/src/main';
 import type { CliIO } from '../../packages/cli/src/command';
 import { isolateHfEnv, startFakeHub, type FakeHub } from '../helpers/fake_hub';
@@ -49,11 +51,11 @@ function loraFile(): Uint8Array {
   return encodeSafetensors(t);
 }
 
-async function cli(args: string[], isTTY = false): Promise<{ code: number; stderr: string; stdout: string }> {
-  const out: string[] = [], err: string[] = [];
-  const io: CliIO = { stdout: (s) => void out.push(s), stderr: (s) => void err.push(s), isTTY };
+async function cli(args: string[], isTTY = false, extra: Partial<CliIO> = {}): Promise<{ code: number; stderr: string; stdout: string; bytes: Uint8Array[] }> {
+  const out: string[] = [], err: string[] = [], bytes: Uint8Array[] = [];
+  const io: CliIO = { stdout: (s) => void out.push(s), stdoutBytes: async (b) => void bytes.push(b), stderr: (s) => void err.push(s), isTTY, ...extra };
   const code = await main(args, io);
-  return { code, stderr: err.join(''), stdout: out.join('') };
+  return { code, stderr: err.join(''), stdout: out.join(''), bytes };
 }
 
 const readPng = async (p: string) => decodePng(new Uint8Array(readFileSync(p)), p);
@@ -66,7 +68,7 @@ describe('fewstep generate', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(`${out}\nseed 7, 1 step, guidance 0, 64x64, ${/, ([\d.]+) s\n$/.exec(r.stdout)![1]} s\n`);
     // Non-TTY progress: one line per stage, then the timings.
-    for (const line of ['load model ', 'tokenize ', 'text encoder ', 'denoise step 1/1 ', 'decode ', 'timings: tokenize ']) expect(r.stderr).toContain(line);
+    for (const line of ['load unet ', 'loaded ', 'tokenize ', 'text encoder ', 'denoise step 1/1 ', 'decode ', 'timings: tokenize ']) expect(r.stderr).toContain(line);
     const img = await readPng(out);
     expect([img.width, img.height, img.data.length]).toEqual([64, 64, 64 * 64 * 3]);
     expect(img.text['parameters']).toBe(
@@ -135,6 +137,8 @@ describe('fewstep generate', () => {
     expect(r1.code, r1.stderr).toBe(0);
     expect(r1.stderr).toContain('downloaded unet/diffusion_pytorch_model.safetensors');
     const fetched = hub.requests.filter((q) => q.method === 'GET' && q.path.includes('/resolve/')).map((q) => q.path);
+    // The configs first (the request is checked against them), then the weights: model_index.json once.
+    expect(fetched.filter((p) => p.endsWith('/model_index.json')).length).toBe(1);
     expect(fetched.some((p) => p.endsWith('.bin') || p.endsWith('README.md') || p.includes('vae_large'))).toBe(false);
 
     process.env['HF_HUB_OFFLINE'] = '1';
@@ -222,20 +226,124 @@ describe('fewstep generate', () => {
     const out = join(work, 'i2i.png');
     const r = await cli(['generate', 'a photo of a dog', '--model', model, '--out', out, '--seed', '3', '--init-image', join(work, 'one.png'), '--strength', '1', '--steps', '2']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toContain('encode init image');
+    expect(r.stderr).toContain('encode image ');
     const img = await readPng(out);
     expect([img.width, img.height]).toEqual([64, 64]);
     expect(JSON.parse(img.text['fewstep']!)).toMatchObject({ strength: 1, steps: 2 });
   });
 });
 
+describe('fewstep generate: images in and out, stdout, status line, cancellation', () => {
+  const photo = join(work, 'photo.jpg');
+  beforeAll(async () => {
+    // An 84×68 JPEG (not a multiple of 8): the output becomes 80×64, the image fit by --resize (crop).
+    const g = new TorchGenerator(5).randn([84 * 68 * 3], 'f32') as Float32Array;
+    await sharp(Buffer.from(g.map((v) => Math.max(0, Math.min(255, 128 + 60 * v)))), { raw: { width: 84, height: 68, channels: 3 } }).jpeg().toFile(photo);
+  });
+
+  it('--init-image JPEG of another size, --out .webp: fit by --resize, the parameters in EXIF and XMP', async () => {
+    const out = join(work, 'i2i.webp');
+    const r = await cli(['generate', 'a photo of a dog', '--model', model, '--out', out, '-s', '3', '--init-image', photo, '--steps', '2']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.split('\n')[0]).toBe(out);
+    const meta = await sharp(out).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['webp', 80, 64]);
+    const xmp = meta.xmp!.toString('utf8');
+    expect(xmp).toContain('a photo of a dog\nSteps: 2, Sampler: EulerDiscreteScheduler, CFG scale: 0, Seed: 3, Size: 80x64');
+    expect(xmp).toContain('fewstep:parameters>{&quot;prompt&quot;:&quot;a photo of a dog&quot;');
+    expect(meta.exif!.toString('latin1')).toContain('Steps: 2, Sampler: EulerDiscreteScheduler, CFG scale: 0, Seed: 3, Size: 80x64');
+    // 64×64 from the same image: --resize stretch and the default crop give other pixels.
+    const stretched = join(work, 'i2i-stretch.png');
+    const r2 = await cli(['generate', 'a photo of a dog', '--model', model, '--out', stretched, '-s', '3', '--init-image', photo, '--steps', '2', '--resize', 'stretch', ...SIZE]);
+    expect(r2.code, r2.stderr).toBe(0);
+    const a = await readPng(stretched);
+    expect([a.width, a.height]).toEqual([64, 64]);
+    expect(JSON.parse(a.text['fewstep']!)).toMatchObject({ resize: 'stretch', initImage: photo });
+    const cropped = join(work, 'i2i-crop.png');
+    expect((await cli(['generate', 'a photo of a dog', '--model', model, '--out', cropped, '-s', '3', '--init-image', photo, '--steps', '2', ...SIZE])).code).toBe(0);
+    expect(Buffer.from((await readPng(cropped)).data).equals(Buffer.from(a.data))).toBe(false);
+  });
+
+  it('--out-dir --format jpeg; -o - writes exactly one PNG to stdout and nothing else', async () => {
+    const dir = join(work, 'jpegs');
+    const r = await cli(['generate', 'a cat', '-p', 'a dog', '--model', model, '--out-dir', dir, '--format', 'jpeg', '--seed', '7', ...SIZE]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(dir).sort()).toEqual(['0000-a-cat.jpg', '0001-a-dog.jpg']);
+    expect((await sharp(join(dir, '0000-a-cat.jpg')).metadata()).format).toBe('jpeg');
+
+    const s = await cli(['generate', 'a photo of a cat', '--model', model, '-o', '-', '--seed', '7', ...SIZE]);
+    expect(s.code, s.stderr).toBe(0);
+    expect(s.stdout).toBe('');
+    expect(s.bytes.length).toBe(1);
+    const img = await decodePng(s.bytes[0]!, 'stdout');
+    expect(Buffer.from(img.data).equals(Buffer.from((await readPng(join(work, 'one.png'))).data))).toBe(true);
+    expect(s.stderr).toMatch(/seed 7, 1 step, guidance 0, 64x64, [\d.]+ s\n$/);
+  });
+
+  it('--init-images a.png b.jpg: the informative init from reference images, as the pipeline does it', async () => {
+    const a = join(work, 'one.png');
+    const out = join(work, 'yoso-images.png');
+    const r = await cli(['generate', 'a cat', '--model', model, '--out', out, '--init-images', a, photo, '--scheduler', 'lcm', '--steps', '1', '--seed', '8', ...SIZE]);
+    expect(r.code, r.stderr).toBe(0);
+    const got = await readPng(out);
+    expect(JSON.parse(got.text['fewstep']!)).toMatchObject({ init: 'latent-mean', initImages: [a, photo] });
+    const images = [await decodeImage(new Uint8Array(readFileSync(a)), a), await decodeImage(new Uint8Array(readFileSync(photo)), photo)];
+    const device = await gpuDevice();
+    const pipe = await StableDiffusionPipeline.fromPretrained(model, { device, io: nodeFiles, scheduler: 'LCMScheduler' });
+    try {
+      const ref = await pipe.generate({ prompt: 'a cat', seed: 8, steps: 1, width: 64, height: 64, init: { kind: 'informative', reference: { images } } });
+      expect(Buffer.from(got.data).equals(Buffer.from(ref.images[0]!.data))).toBe(true);
+    } finally {
+      pipe.dispose();
+    }
+  });
+
+  it('on a terminal: a status line with the running stage and its time, no stage lines', async () => {
+    const out = join(work, 'tty.png');
+    const r = await cli(['generate', 'a photo of a cat', '--model', model, '--out', out, '--seed', '7', ...SIZE], true, { columns: 100 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/\r\x1b\[Kload unet \d+\.\d s/);
+    expect(r.stderr).toMatch(/\r\x1b\[Kdenoise step 1\/1 \d+\.\d s/);
+    expect(r.stderr).not.toMatch(/^denoise step 1\/1 [\d.]+ ms$/m);
+    expect(r.stderr).toContain('timings: tokenize ');
+  });
+
+  it.each([
+    ['during the generation', 'text encoder '],
+    ['while loading', 'load text_encoder '],
+  ])('Ctrl-C %s: exit 130, one line "cancelled", no output file, no temporary file', async (_, trigger) => {
+    const dir = join(work, 'cancelled'), out = join(work, 'cancelled.png');
+    for (const target of [['--out-dir', dir, '--batch', '2'], ['--out', out]]) {
+      const controller = new AbortController();
+      const err: string[] = [];
+      const io: CliIO = {
+        stdout: () => {},
+        stderr: (s) => {
+          err.push(s);
+          if (s.startsWith(trigger)) controller.abort();
+        },
+        isTTY: false,
+        signal: controller.signal,
+      };
+      const code = await main(['generate', 'a cat', '--model', model, ...target, '--seed', '1', ...SIZE], io);
+      expect(code, err.join('')).toBe(130);
+      expect(err.at(-1)).toBe('fewstep generate: cancelled\n');
+      expect(err.filter((l) => l.includes('cancelled')).length).toBe(1);
+      expect(existsSync(dir)).toBe(false);
+      expect(existsSync(out)).toBe(false);
+      noPartials(work);
+    }
+  });
+});
+
 describe('fewstep batch', () => {
   it('3 TSV rows with --limit, resumed: the second run only makes the third', async () => {
     const dir = join(work, 'batch');
-    const base = ['batch', '--prompts', sample, '--out-dir', dir, '--model', model, '--category', 'Food & Beverage', '--seed', '100', ...SIZE];
+    const head = ['batch', '--prompts', sample, '--out-dir', dir, '--model', model, '--category', 'Food & Beverage', '--seed', '100'];
+    const base = [...head, ...SIZE];
     const r1 = await cli([...base, '--limit', '2']);
     expect(r1.code, r1.stderr).toBe(0);
-    expect(r1.stdout).toBe(`${join(dir, 'index.html')}\n`);
+    expect(r1.stdout).toBe(`${join(dir, 'report.html')}\n`);
     const pngs = () => readdirSync(dir).filter((n) => n.endsWith('.png')).sort();
     expect(pngs()).toEqual(['0006-a-bowl-of-pho.png', '0007-a-cup-of-boba.png']);
     const lines = () => readFileSync(join(dir, 'results.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -253,7 +361,11 @@ describe('fewstep batch', () => {
     expect(r2.stderr).toContain('[3/3] 0008-a-picture-of-some-food-in-the-plate.png');
     expect(pngs()).toEqual(['0006-a-bowl-of-pho.png', '0007-a-cup-of-boba.png', '0008-a-picture-of-some-food-in-the-plate.png']);
     expect(lines().length).toBe(3);
-    const html = readFileSync(join(dir, 'index.html'), 'utf8');
+    const html = readFileSync(join(dir, 'report.html'), 'utf8');
+    expect(JSON.parse(readFileSync(join(dir, 'summary.json'), 'utf8')).overall.count).toBe(3);
+    expect(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8'))).toMatchObject({ model, steps: 1, guidance: 0, width: 64, height: 64, seed: 100, scheduler: 'EulerDiscreteScheduler' });
+    // Progress: one line per image with the time left.
+    expect(r2.stderr).toMatch(/\[3\/3\] 0008-a-picture-of-some-food-in-the-plate\.png \([\d.]+ s\)\n/);
     expect(html).toContain('Food &amp; Beverage <small>(3)</small>');
     for (const n of pngs()) expect(html).toContain(`src="${n}"`);
 
@@ -263,6 +375,11 @@ describe('fewstep batch', () => {
     expect(r3.stderr).toContain('nothing to do: all 3 prompts are done');
     expect(r3.stderr).not.toContain('loaded');
     expect(lines().length).toBe(3);
+
+    // Other settings into the same run folder: refused before anything is loaded.
+    const r5 = await cli([...head, '--width', '128', '--height', '128', '--limit', '3']);
+    expect(r5.code).toBe(2);
+    expect(r5.stderr).toBe(`fewstep batch: --out-dir ${dir} holds a run with other settings (width: 64 there, 128 now; height: 64 there, 128 now); use another folder\n`);
 
     // A PNG deleted by hand is made again (same seed → same pixels).
     const before = readFileSync(join(dir, '0007-a-cup-of-boba.png'));

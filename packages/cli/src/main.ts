@@ -1,13 +1,10 @@
 import { UsageError, formatHelp, parseArgs } from './args.js';
+import { bindProcessSignals, isCancellation } from './cancel.js';
 import type { CliIO, Command } from './command.js';
+import { commands } from './commands/index.js';
+import { VERSION } from './version.js';
 
-const VERSION = '0.1.0';
-
-// The command table loads every command's dependencies (models, kernels, ...): `--version` must not wait
-// for that (scripts/bench-startup.mjs), so it is imported on first use.
-const loadCommands = async (): Promise<Command[]> => (await import('./commands/index.js')).commands;
-
-function topHelp(commands: Command[]): string {
+function topHelp(): string {
   const w = Math.max(...commands.map((c) => c.name.length)) + 2;
   return (
     `fewstep ${VERSION} — one- and few-step diffusion on WebGPU, in TypeScript\n\n` +
@@ -17,23 +14,36 @@ function topHelp(commands: Command[]): string {
   );
 }
 
-/** Entry point; returns the process exit code. Errors print as one line (FEWSTEP_DEBUG=1 shows stacks). */
-export async function main(argv: string[], io: CliIO = defaultIO()): Promise<number> {
+/**
+ * Entry point; returns the process exit code: 0 success, 1 error, 2 usage error, 130 cancelled (io.signal,
+ * or Ctrl-C / SIGTERM with the default IO). Errors print as one line (FEWSTEP_DEBUG=1 shows stacks).
+ */
+export async function main(argv: string[], io?: CliIO): Promise<number> {
+  if (io) return run(argv, io);
+  const signals = bindProcessSignals();
+  try {
+    return await run(argv, defaultIO(signals.signal));
+  } finally {
+    signals.release();
+  }
+}
+
+async function run(argv: string[], io: CliIO): Promise<number> {
   const [name, ...rest] = argv;
   if (name === '--version' || name === '-V') {
     io.stdout(`${VERSION}\n`);
     return 0;
   }
-  const commands = await loadCommands();
   if (!name || name === '--help' || name === '-h' || name === 'help') {
-    io.stdout(topHelp(commands));
+    io.stdout(topHelp());
     return 0;
   }
-  const cmd: Command | undefined = commands.find((c) => c.name === name);
-  if (!cmd) {
+  const entry = commands.find((c) => c.name === name);
+  if (!entry) {
     io.stderr(`fewstep: unknown command "${name}" (commands: ${commands.map((c) => c.name).join(', ')})\n`);
     return 2;
   }
+  const cmd: Command = await entry.load();
   if (rest.includes('--help') && !rest.slice(0, rest.indexOf('--help')).includes('--')) {
     io.stdout(formatHelp(cmd.usage, cmd.description, cmd.flags));
     return 0;
@@ -42,18 +52,26 @@ export async function main(argv: string[], io: CliIO = defaultIO()): Promise<num
     const parsed = parseArgs(cmd.name, rest, cmd.flags);
     return await cmd.run(parsed, io);
   } catch (e) {
-    const err = e as Error;
+    const err = e instanceof Error ? e : new Error(String(e));
     if (process.env['FEWSTEP_DEBUG']) io.stderr(`${err.stack}\n`);
+    if (await isCancellation(e, io.signal)) {
+      io.stderr(`fewstep ${cmd.name}: cancelled\n`);
+      return 130;
+    }
     io.stderr(`fewstep ${cmd.name}: ${err.message.split('\n')[0]}\n`);
     for (const line of err.message.split('\n').slice(1)) io.stderr(`  ${line}\n`);
     return err instanceof UsageError ? 2 : 1;
   }
 }
 
-function defaultIO(): CliIO {
+function defaultIO(signal: AbortSignal): CliIO {
   return {
     stdout: (s) => void process.stdout.write(s),
     stderr: (s) => void process.stderr.write(s),
+    stdoutBytes: (bytes) => new Promise<void>((resolve, reject) => void process.stdout.write(bytes, (e) => (e ? reject(e) : resolve()))),
     isTTY: Boolean(process.stderr.isTTY),
+    stdoutIsTTY: Boolean(process.stdout.isTTY),
+    columns: process.stderr.columns,
+    signal,
   };
 }

@@ -1,11 +1,12 @@
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { ST_DTYPE_BYTES, numel, safetensorsHeader, type TensorHeaderEntry } from '@fewstep/tensor';
+import { ST_DTYPE_BYTES, ShapeError, numel, safetensorsHeader, type TensorHeaderEntry } from '@fewstep/tensor';
 
 /**
  * Writes a safetensors file one tensor at a time (never the whole file in memory): header first, then
  * `data(i)` for each entry in order, each checked against its dtype × shape. The bytes go to a temporary
- * file beside `path`, fsynced and renamed at the end, so a failure never leaves a partial file.
+ * file beside `path`, fsynced and renamed at the end, so a failure or an abort (`signal`, checked before each
+ * tensor) never leaves a partial file.
  * Returns the file's size in bytes.
  */
 export async function writeSafetensorsFile(
@@ -13,6 +14,7 @@ export async function writeSafetensorsFile(
   entries: readonly TensorHeaderEntry[],
   data: (i: number) => Promise<Uint8Array>,
   metadata?: Record<string, string>,
+  signal?: AbortSignal,
 ): Promise<number> {
   const header = safetensorsHeader(entries, metadata);
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}-${Date.now()}.tmp`);
@@ -29,9 +31,10 @@ export async function writeSafetensorsFile(
     };
     await write(header.bytes);
     for (const [i, e] of entries.entries()) {
+      signal?.throwIfAborted();
       const bytes = await data(i);
       const want = numel(e.shape) * ST_DTYPE_BYTES[e.dtype];
-      if (bytes.byteLength !== want) throw new Error(`${path}: tensor "${e.name}" gave ${bytes.byteLength} bytes, expected ${want}`);
+      if (bytes.byteLength !== want) throw new ShapeError(`${path}: tensor "${e.name}" gave ${bytes.byteLength} bytes, expected ${want}`);
       await write(bytes);
     }
     await fh.sync();

@@ -1,63 +1,21 @@
-import { appendFile, mkdir, readFile, stat } from 'node:fs/promises';
+// fewstep batch: a prompt list → one image per prompt in a run folder (run.json, results.jsonl, summary.json,
+// report.html; see eval/results.ts), resumable. The model is checked and loaded once, as generate does it.
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { encodePng, pngTextChunks } from '@fewstep/models';
+import { FewstepError } from '@fewstep/tensor';
+import { resolveGenerateOptions, type GenerationPlan } from '@fewstep/models';
 import { UsageError } from '../args.js';
 import type { Command } from '../command.js';
-import {
-  MODEL_FLAGS,
-  VERSION,
-  checkOutDir,
-  checkSeed,
-  commonOptions,
-  createStageReporter,
-  generationInfo,
-  imageFileName,
-  loadModel,
-  type LoadedModel,
-} from './generate.js';
+import { readPrompts, type PromptRow } from '../prompts/index.js';
+import { RESULTS_FILE, REPORT_FILE, appendResults, readResults, readRunSettings, settingsKey, writeRunSettings, type ResultLine, type RunSettings } from '../eval/results.js';
+import { writeRunReport } from '../eval/run_folder.js';
+import { VERSION } from '../version.js';
 import { writeAtomic } from '../write_atomic.js';
-
-export interface PromptRow {
-  /** 0-based index of the data row in the file (header excluded); fixes the seed and file name. */
-  row: number;
-  prompt: string;
-  category: string;
-  challenge: string;
-  note: string;
-}
-
-/** A field wholly in double quotes (as spreadsheets write them) is unquoted; anything else is literal. */
-function unquote(s: string): string {
-  return s.length >= 2 && s.startsWith('"') && s.endsWith('"') ? s.slice(1, -1).replace(/""/g, '"') : s;
-}
-
-/**
- * Parses a PartiPrompts-style TSV: a header row naming the columns (Prompt is required; Category,
- * Challenge and Note are optional, any order, any case), then one prompt per line.
- */
-export function parsePromptsTsv(text: string, name: string): PromptRow[] {
-  const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
-  let h = 0;
-  while (h < lines.length && lines[h]!.trim() === '') h++;
-  if (h === lines.length) throw new UsageError(`--prompts ${name}: the file is empty`);
-  const header = lines[h]!.split('\t').map((c) => unquote(c.trim()).toLowerCase());
-  const col = (k: string) => header.indexOf(k);
-  const pi = col('prompt');
-  if (pi < 0) throw new UsageError(`--prompts ${name}: no "Prompt" column in the header line (expected Prompt<TAB>Category<TAB>Challenge<TAB>Note)`);
-  const ci = col('category'), xi = col('challenge'), ni = col('note');
-  const rows: PromptRow[] = [];
-  let row = 0;
-  for (let i = h + 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    if (line.trim() === '') continue;
-    const f = line.split('\t').map(unquote);
-    const get = (k: number) => (k >= 0 ? (f[k] ?? '').trim() : '');
-    const prompt = get(pi);
-    if (prompt) rows.push({ row, prompt, category: get(ci), challenge: get(xi), note: get(ni) });
-    row++;
-  }
-  return rows;
-}
+import { checkLoras } from '../lora_source.js';
+import { MODEL_FLAGS, QUIET_FLAG, SAMPLING_FLAGS, modelOptions, requestError, samplingOptions, seedOption } from '../generation/flags.js';
+import { YOSO_NOTE, loadModel, planModel } from '../generation/model.js';
+import { OUTPUT_FORMATS, checkOutDir, encodeImage, generationInfo, imageFileName, type OutputFormat } from '../generation/outputs.js';
+import { createProgressUI, eta, fmtDuration } from '../generation/progress.js';
 
 /** Keeps the rows whose category / challenge is one of the given ones (case-insensitive). */
 export function filterRows(rows: PromptRow[], field: 'category' | 'challenge', wanted: string[] | undefined): PromptRow[] {
@@ -72,250 +30,209 @@ export function filterRows(rows: PromptRow[], field: 'category' | 'challenge', w
   return rows.filter((r) => want.has(r[field].toLowerCase()));
 }
 
-export interface ResultLine {
-  prompt: string;
-  category: string;
-  challenge: string;
-  row: number;
-  seed: number;
-  file: string;
-  seconds: number;
-  [k: string]: unknown;
-}
-
-/** Reads results.jsonl (the last line per file wins); unreadable lines are skipped. */
-export async function readResults(path: string): Promise<{ results: Map<string, ResultLine>; endsWithNewline: boolean; bad: number }> {
-  const results = new Map<string, ResultLine>();
-  let text: string;
+/** readPrompts with its errors (missing file, unknown format, no Prompt column, …) as one UsageError line naming --prompts. */
+async function readPromptsFlag(path: string): Promise<PromptRow[]> {
   try {
-    text = await readFile(path, 'utf8');
-  } catch {
-    return { results, endsWithNewline: true, bad: 0 };
+    return await readPrompts(path);
+  } catch (e) {
+    if (e instanceof FewstepError) throw new UsageError(`--prompts ${e.message}`);
+    throw e;
   }
-  let bad = 0;
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      const r = JSON.parse(line) as ResultLine;
-      if (typeof r.file === 'string' && typeof r.prompt === 'string') results.set(r.file, r);
-      else bad++;
-    } catch {
-      bad++;
-    }
-  }
-  return { results, endsWithNewline: text === '' || text.endsWith('\n'), bad };
 }
 
-const esc = (s: string) => s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+/** The run's settings without undefined entries (run.json round-trips them exactly, so settingsKey compares). */
+const defined = <T extends Record<string, unknown>>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 
-/** The contact sheet: images grouped by category (in row order), text escaped, links relative. */
-export function contactSheet(results: ResultLine[], title: string, subtitle: string): string {
-  const sorted = [...results].sort((a, b) => a.row - b.row || a.file.localeCompare(b.file));
-  const groups = new Map<string, ResultLine[]>();
-  for (const r of sorted) {
-    const k = r.category || 'Uncategorized';
-    if (!groups.has(k)) groups.set(k, []);
-    groups.get(k)!.push(r);
-  }
-  const slug = (s: string) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') || 'x';
-  const nav = [...groups].map(([k, rs]) => `<a href="#${esc(slug(k))}">${esc(k)} (${rs.length})</a>`).join(' · ');
-  const sections = [...groups]
-    .map(([k, rs]) => {
-      const figs = rs
-        .map((r) => {
-          const href = esc(encodeURIComponent(r.file));
-          const meta = [r.challenge, `seed ${r.seed}`, `${Number(r.seconds).toFixed(2)} s`].filter(Boolean).map(esc).join(' · ');
-          return `<figure><a href="${href}"><img src="${href}" alt="${esc(r.prompt)}" loading="lazy"></a><figcaption>${esc(r.prompt)}<br><small>${meta}</small></figcaption></figure>`;
-        })
-        .join('\n');
-      return `<h2 id="${esc(slug(k))}">${esc(k)} <small>(${rs.length})</small></h2>\n<div class="grid">\n${figs}\n</div>`;
-    })
-    .join('\n');
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${esc(title)}</title>
-<style>
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; background: #fafafa; color: #222; }
-h1 { font-size: 1.4em; margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-.sub { color: #666; } nav { margin: 0.8em 0; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 14px; }
-figure { margin: 0; background: #fff; padding: 6px; border: 1px solid #e4e4e4; border-radius: 4px; }
-img { width: 100%; height: auto; display: block; image-rendering: auto; }
-figcaption { margin-top: 4px; font-size: 12px; } small { color: #777; }
-</style>
-</head>
-<body>
-<h1>${esc(title)}</h1>
-<p class="sub">${esc(subtitle)}</p>
-<nav>${nav}</nav>
-${sections}
-</body>
-</html>
-`;
+/** "steps: 1 vs 2; width: 512 vs 256" — what differs between the run.json in the folder and this run. */
+function settingsDiff(a: RunSettings, b: RunSettings): string {
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => k !== 'clip_model' && k !== 'shard' && JSON.stringify(a[k]) !== JSON.stringify(b[k]));
+  return keys.map((k) => `${k}: ${JSON.stringify(a[k]) ?? 'none'} there, ${JSON.stringify(b[k]) ?? 'none'} now`).join('; ');
 }
 
-async function fileExists(p: string): Promise<boolean> {
-  return Boolean((await stat(p).catch(() => undefined))?.isFile());
-}
+const exists = async (p: string) => Boolean((await stat(p).catch(() => undefined))?.isFile());
+
+/** Prompts generated per pipeline call; one today (each image has its own seed), the loop is shaped for more. */
+const PROMPTS_PER_CALL = 1;
 
 export const batch: Command = {
   name: 'batch',
-  summary: 'Generate one image per prompt of a PartiPrompts-style TSV, resumable, with an HTML contact sheet',
   usage:
-    'fewstep batch --prompts <file.tsv> --out-dir <dir> [--category C]... [--challenge X]... [--limit N] [--seed BASE]\n' +
-    '       [--model <id|dir>] [--steps N] [--guidance G] [--width W --height H] [--dtype f32|f16] [--vae tiny|large] [--quiet]',
+    'fewstep batch --prompts <file.tsv|.csv|.parquet|.jsonl|.txt> --out-dir <dir> [--category C]... [--challenge X]... [--limit N] [-s BASE]\n' +
+    '       [--format png|jpeg|webp] [--model <id|dir>] [--steps N] [--guidance G] [-W W -H H] [-n <negative prompt>] [--clip-skip N]\n' +
+    '       [--dtype f32|f16] [--vae tiny|large] [--scheduler Name] [--lora <file|repo>[:scale]]... [--quiet]',
   description:
-    'Reads a tab-separated prompt list with a header line (Prompt, Category, Challenge, Note; the format of\n' +
-    "PartiPrompts' PartiPrompts.tsv), loads the model once and writes one PNG per prompt into --out-dir, named\n" +
-    '<row>-<prompt>.png (row = data line of the file, from 0), with seed = --seed + row. Each finished image is\n' +
-    'appended to results.jsonl (prompt, category, challenge, seed, file, seconds); index.html is a contact sheet\n' +
-    'grouped by category. Running again resumes: prompts whose PNG and results line exist are skipped.\n' +
-    '--category / --challenge keep matching rows (repeatable, case-insensitive); --limit N keeps the first N.',
+    'Reads a prompt list — PartiPrompts\' TSV (Prompt, Category, Challenge, Note; any case, any order), or the same columns\n' +
+    'as CSV, parquet or JSONL, or TXT with one prompt per line — loads the model once and writes one image per prompt into\n' +
+    '--out-dir, named <row>-<prompt>.png (row = data row of the file, from 0), with seed = --seed + row. The folder is a run:\n' +
+    'run.json (the settings; a folder holding a run with other settings is refused), results.jsonl (one line per finished\n' +
+    'image: prompt, category, challenge, seed, file, seconds, …), summary.json (per category and challenge) and report.html\n' +
+    '(charts and a contact sheet grouped by category). Running again resumes: prompts whose image and results line exist are\n' +
+    'skipped. --category / --challenge keep matching rows (repeatable, case-insensitive); --limit N keeps the first N.\n' +
+    'Progress: one line per image with the time left (a status line on a terminal). Ctrl-C stops after cleaning up (exit 130);\n' +
+    'the images made so far stay, and the next run resumes.',
   flags: {
-    prompts: { type: 'string', help: 'TSV file with a Prompt column (and Category, Challenge, Note)' },
-    'out-dir': { type: 'string', help: 'Output folder (PNGs, results.jsonl, index.html)' },
-    category: { type: 'string', multiple: true, help: 'Only prompts of this category (repeatable)' },
-    challenge: { type: 'string', multiple: true, help: 'Only prompts of this challenge (repeatable)' },
-    limit: { type: 'int', help: 'At most N prompts (after the filters)' },
-    seed: { type: 'int', default: 0, help: 'Base seed: a prompt gets seed + its row index' },
+    prompts: { type: 'string', arg: 'file', help: 'Prompt list: .tsv, .csv, .parquet, .jsonl or .txt with a Prompt column (and Category, Challenge, Note)' },
+    'out-dir': { type: 'string', arg: 'dir', help: 'The run folder (images, run.json, results.jsonl, summary.json, report.html)' },
+    format: { type: 'string', choices: OUTPUT_FORMATS, default: 'png', help: 'Image file format' },
+    category: { type: 'string', multiple: true, help: 'Only prompts of this category' },
+    challenge: { type: 'string', multiple: true, help: 'Only prompts of this challenge' },
+    limit: { type: 'int', arg: 'N', help: 'At most N prompts (after the filters)' },
+    seed: { type: 'int', short: 's', default: 0, arg: 'BASE', help: 'Base seed: a prompt gets seed + its row index (-1: a random base, printed)' },
     ...MODEL_FLAGS,
+    ...SAMPLING_FLAGS,
+    ...QUIET_FLAG,
   },
   async run({ flags, positionals }, io) {
-    if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}" (prompts come from --prompts <file.tsv>)`);
+    const { signal } = io;
+    if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}" (prompts come from --prompts <file>)`);
     const promptsPath = flags['prompts'] as string | undefined, outDir = flags['out-dir'] as string | undefined;
-    if (promptsPath === undefined) throw new UsageError('--prompts <file.tsv> is required');
+    if (promptsPath === undefined) throw new UsageError('--prompts <file> is required');
     if (outDir === undefined) throw new UsageError('--out-dir <dir> is required');
-    const opts = commonOptions(flags);
-    const base = checkSeed(flags['seed'])!;
+    const model = modelOptions(flags);
+    const sampling = samplingOptions(flags);
+    const quiet = Boolean(flags['quiet']);
+    const format = flags['format'] as OutputFormat;
+    const randomBase = flags['seed'] === -1;
+    const base = randomBase ? Math.floor(Math.random() * 2 ** 32) : seedOption(flags['seed'])!;
     const limit = flags['limit'] as number | undefined;
     if (limit !== undefined && limit < 1) throw new UsageError(`--limit must be at least 1, got ${limit}`);
-    let text: string;
-    try {
-      text = await readFile(promptsPath, 'utf8');
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new UsageError(`--prompts ${promptsPath}: ${code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? (e as Error).message})`}`);
-    }
-    let rows = parsePromptsTsv(text, promptsPath);
+    let rows = await readPromptsFlag(promptsPath);
     rows = filterRows(rows, 'category', flags['category'] as string[] | undefined);
     rows = filterRows(rows, 'challenge', flags['challenge'] as string[] | undefined);
     if (limit !== undefined) rows = rows.slice(0, limit);
     if (rows.length === 0) throw new UsageError(`--prompts ${promptsPath}: no prompts to generate`);
     if (!Number.isSafeInteger(base + rows[rows.length - 1]!.row)) throw new UsageError(`--seed ${base} is too large`);
     await checkOutDir(outDir);
-    await mkdir(outDir, { recursive: true });
+    await checkLoras(model.loras);
 
-    const resultsPath = join(outDir, 'results.jsonl');
-    const prev = await readResults(resultsPath);
-    const log = (s: string) => {
-      if (!opts.quiet) io.stderr(`${s}\n`);
-    };
-    if (prev.bad) log(`note: skipped ${prev.bad} unreadable line${prev.bad === 1 ? '' : 's'} of ${resultsPath}`);
-    const todo: PromptRow[] = [];
-    for (const r of rows) {
-      const file = imageFileName(r.row, r.prompt);
-      const done = prev.results.get(file);
-      if (done && done.prompt === r.prompt && (await fileExists(join(outDir, file)))) continue;
-      todo.push(r);
-    }
-    const skipped = rows.length - todo.length;
-    if (skipped) log(`resuming: ${skipped} of ${rows.length} prompt${rows.length === 1 ? '' : 's'} already done`);
-
-    const all = new Map(prev.results);
-    const writeIndex = async (loaded?: LoadedModel) => {
-      const shown: ResultLine[] = [];
-      for (const r of all.values()) if (await fileExists(join(outDir, r.file))) shown.push(r);
-      const first = shown[0];
-      const subtitle = [
-        `${shown.length} image${shown.length === 1 ? '' : 's'}`,
-        `model ${(first?.['model'] as string | undefined) ?? opts.model}`,
-        first ? `${first['steps']} step${first['steps'] === 1 ? '' : 's'}, guidance ${first['guidance']}, ${first['width']}x${first['height']}` : '',
-        loaded ? `on ${loaded.device.adapter.name}` : '',
-        `fewstep ${VERSION}`,
-      ]
-        .filter(Boolean)
-        .join(' · ');
-      await writeAtomic(join(outDir, 'index.html'), contactSheet(shown, `fewstep batch: ${promptsPath.split(/[\\/]/).pop()}`, subtitle));
-    };
-
-    if (todo.length === 0) {
-      await writeIndex();
-      io.stdout(`${join(outDir, 'index.html')}\n`);
-      log(`nothing to do: all ${rows.length} prompts are done`);
-      return 0;
-    }
-
-    const reporter = createStageReporter(io.isTTY ? io : { ...io, stderr: () => {} }, opts.quiet);
-    const loadStart = performance.now();
-    const loaded = await loadModel(opts, io, reporter);
-    reporter.finish();
-    log(`loaded ${opts.model} in ${((performance.now() - loadStart) / 1000).toFixed(2)} s`);
-    let needsNewline = !prev.endsWithNewline;
-    let made = 0;
-    const t0 = performance.now();
+    const ui = createProgressUI(io, { quiet, stageLines: false });
     try {
-      const { pipe } = loaded;
-      const steps = opts.steps ?? pipe.defaults.steps;
-      const guidance = opts.guidance ?? pipe.defaults.guidance;
-      const width = opts.width ?? pipe.defaults.width;
-      const height = opts.height ?? pipe.defaults.height;
-      for (const [k, r] of todo.entries()) {
-        const file = imageFileName(r.row, r.prompt);
-        const seed = base + r.row;
-        const start = performance.now();
-        const tag = `[${skipped + k + 1}/${rows.length}]`;
-        const stepReporter = createStageReporter(io.isTTY ? io : { ...io, stderr: () => {} }, opts.quiet, `${tag} `);
-        loaded.reporter = stepReporter;
-        const res = await pipe.generate({
-          prompt: r.prompt,
-          negativePrompt: opts.negativePrompt ?? '',
-          seed,
-          steps,
-          guidance,
-          width,
-          height,
-          batchSize: 1,
-        });
-        stepReporter.finish();
-        const img = res.images[0]!;
-        const info = generationInfo(opts, loaded, { prompt: r.prompt, steps, guidance, seed, width: img.width, height: img.height, batchIndex: 0, batchSize: 1 });
-        await writeAtomic(join(outDir, file), await encodePng(img, pngTextChunks(info)));
-        const seconds = (performance.now() - start) / 1000;
-        const line: ResultLine = {
-          prompt: r.prompt,
-          category: r.category,
-          challenge: r.challenge,
-          row: r.row,
-          seed,
-          file,
-          seconds: Math.round(seconds * 1000) / 1000,
-          steps,
-          guidance,
-          width: img.width,
-          height: img.height,
-          model: opts.model,
-          scheduler: loaded.sampler,
-          dtype: opts.dtype,
-          vae: opts.vae,
-          timings: res.timings,
-        };
-        await appendFile(resultsPath, (needsNewline ? '\n' : '') + JSON.stringify(line) + '\n');
-        needsNewline = false;
-        all.set(file, line);
-        made++;
-        log(`${tag} ${file} (${seconds.toFixed(2)} s)`);
+      // ---- the model's configs and one request checked against them: before any weights or files
+      const plan = await planModel(model, {}, { ui, signal });
+      const request = {
+        prompt: rows[0]!.prompt,
+        negativePrompt: sampling.negativePrompt,
+        steps: sampling.steps,
+        guidance: sampling.guidance,
+        width: sampling.width,
+        height: sampling.height,
+        clipSkip: sampling.clipSkip,
+        batchSize: 1,
+      };
+      let checked: GenerationPlan;
+      try {
+        checked = resolveGenerateOptions({ ...request, seed: base }, plan.info);
+      } catch (e) {
+        throw requestError(e, {}, request);
       }
+      const settings: RunSettings = defined({
+        model: model.model,
+        revision: model.revision,
+        steps: checked.steps,
+        guidance: checked.guidance,
+        width: checked.width,
+        height: checked.height,
+        dtype: model.dtype,
+        vae: model.vae,
+        scheduler: plan.info.scheduler,
+        loras: model.loras.length ? model.loras.map((l) => `${l.source}:${l.scale}`) : undefined,
+        negative_prompt: sampling.negativePrompt,
+        clip_skip: checked.clipSkip ?? undefined,
+        seed: base,
+        prompts: promptsPath,
+      });
+      const previous = await readRunSettings(outDir);
+      if (previous && settingsKey(previous) !== settingsKey(settings)) {
+        throw new UsageError(`--out-dir ${outDir} holds a run with other settings (${settingsDiff(previous, settings)}); use another folder`);
+      }
+      if (plan.yoso) ui.note(YOSO_NOTE);
+      for (const w of checked.warnings) ui.note(`note: ${w}`);
+      if (randomBase) ui.note(`seed ${base} (random base; pass --seed ${base} to repeat)`);
+      await mkdir(outDir, { recursive: true });
+      if (!previous) await writeRunSettings(outDir, settings);
+
+      // ---- what is left to do
+      const resultsPath = join(outDir, RESULTS_FILE);
+      const prev = await readResults(resultsPath);
+      if (prev.bad) ui.note(`note: skipped ${prev.bad} unreadable line${prev.bad === 1 ? '' : 's'} of ${resultsPath}`);
+      const todo: PromptRow[] = [];
+      for (const r of rows) {
+        const file = imageFileName(r.row, r.prompt, format);
+        const done = prev.results.get(file);
+        if (done && done.prompt === r.prompt && (await exists(join(outDir, file)))) continue;
+        todo.push(r);
+      }
+      const skipped = rows.length - todo.length;
+      if (skipped) ui.note(`resuming: ${skipped} of ${rows.length} prompt${rows.length === 1 ? '' : 's'} already done`);
+      const report = join(outDir, REPORT_FILE);
+      if (todo.length === 0) {
+        await writeRunReport(outDir, [`fewstep ${VERSION}`]);
+        io.stdout(`${report}\n`);
+        ui.note(`nothing to do: all ${rows.length} prompts are done`);
+        return 0;
+      }
+
+      // ---- load once, then the prompts
+      const tLoad = performance.now();
+      const loaded = await loadModel(plan, { ui, signal });
+      ui.note(`loaded ${model.model} in ${((performance.now() - tLoad) / 1000).toFixed(2)} s`);
+      let repairTail = !prev.endsWithNewline;
+      const times: number[] = [];
+      const t0 = performance.now();
+      try {
+        for (let k = 0; k < todo.length; k += PROMPTS_PER_CALL) {
+          const chunk = todo.slice(k, k + PROMPTS_PER_CALL);
+          const left = eta(times, todo.length - k);
+          ui.prefix = `[${skipped + k + 1}/${rows.length}${left !== null ? `, ETA ${fmtDuration(left)}` : ''}] `;
+          const start = performance.now();
+          // One seed per call (the pipeline has one generator): with more prompts per call this becomes a seed per image.
+          const seed = base + chunk[0]!.row;
+          const res = await loaded.pipe.generate({ ...request, prompt: chunk.map((r) => r.prompt), seed, signal });
+          const seconds = (performance.now() - start) / 1000 / chunk.length;
+          const lines: ResultLine[] = [];
+          for (const [i, r] of chunk.entries()) {
+            const img = res.images[i]!;
+            const file = imageFileName(r.row, r.prompt, format);
+            const info = generationInfo(model, loaded.sampler, sampling.negativePrompt, { prompt: r.prompt, steps: res.plan.steps, guidance: res.plan.guidance, seed, width: img.width, height: img.height, batchIndex: 0, batchSize: 1 });
+            await writeAtomic(join(outDir, file), await encodeImage(img, format, info), signal);
+            lines.push({
+              prompt: r.prompt,
+              category: r.category,
+              challenge: r.challenge,
+              row: r.row,
+              seed,
+              file,
+              seconds: Math.round(seconds * 1000) / 1000,
+              steps: res.plan.steps,
+              guidance: res.plan.guidance,
+              width: img.width,
+              height: img.height,
+              model: model.model,
+              scheduler: loaded.sampler,
+              dtype: model.dtype,
+              vae: model.vae,
+              timings: res.timings,
+            });
+            times.push(seconds);
+          }
+          await appendResults(resultsPath, lines, repairTail);
+          repairTail = false;
+          const done = skipped + k + chunk.length;
+          const after = eta(times, todo.length - k - chunk.length);
+          for (const l of lines) ui.note(`[${done}/${rows.length}] ${l.file} (${l.seconds.toFixed(2)} s${after !== null && done < rows.length ? `, ${fmtDuration(after)} left` : ''})`);
+        }
+      } finally {
+        ui.finish();
+        const adapter = loaded.device.adapter.name;
+        loaded.dispose();
+        await writeRunReport(outDir, [`on ${adapter}`, `fewstep ${VERSION}`]);
+      }
+      const secs = (performance.now() - t0) / 1000;
+      io.stdout(`${report}\n`);
+      ui.note(`${times.length} image${times.length === 1 ? '' : 's'} in ${secs.toFixed(2)} s (${(secs / Math.max(1, times.length)).toFixed(2)} s each)${skipped ? `, ${skipped} skipped` : ''}`);
+      return 0;
     } finally {
-      loaded.dispose();
-      await writeIndex(loaded);
+      ui.finish();
     }
-    const secs = (performance.now() - t0) / 1000;
-    io.stdout(`${join(outDir, 'index.html')}\n`);
-    log(`${made} image${made === 1 ? '' : 's'} in ${secs.toFixed(2)} s (${(secs / Math.max(1, made)).toFixed(2)} s each)${skipped ? `, ${skipped} skipped` : ''}`);
-    return 0;
   },
 };
-

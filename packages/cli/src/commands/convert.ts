@@ -11,7 +11,6 @@ const FLOATS: readonly StDType[] = ['F64', 'F32', 'F16', 'BF16'];
 
 export const convert: Command = {
   name: 'convert',
-  summary: 'Convert a PyTorch checkpoint (.bin/.pth/.pt) to safetensors without running any pickle code',
   usage: 'fewstep convert <in.bin|.pth|.pt|.safetensors> <out.safetensors> [--taesd-keys] [--dtype f16|f32] [--force]',
   description:
     'Reads the checkpoint with the whitelist unpickler (only tensors, storages and dicts; a pickle naming any other global, e.g. ' +
@@ -31,8 +30,8 @@ export const convert: Command = {
     if (!output.endsWith('.safetensors')) throw new UsageError(`output ${output} must end in .safetensors`);
     if (resolve(input) === resolve(output)) throw new UsageError('input and output are the same file');
     const existing = await stat(output).catch(() => undefined);
-    if (existing?.isDirectory()) throw new Error(`${output} is a folder`);
-    if (existing && !flags['force']) throw new Error(`${output} already exists (pass --force to overwrite)`);
+    if (existing?.isDirectory()) throw new UsageError(`${output} is a folder`);
+    if (existing && !flags['force']) throw new UsageError(`${output} already exists (pass --force to overwrite)`);
 
     // Opening parses and vets the whole pickle: a refused or corrupt checkpoint fails here, before any output exists.
     const f = await openTensorFile(nodeFiles, input);
@@ -49,7 +48,7 @@ export const convert: Command = {
       const size = await writeSafetensorsFile(output, plan, async (i) => {
         const t = plan[i]!;
         return t.dtype === t.src ? f.readBytes(t.key) : asBytes(await f.read(t.key, t.dtype === 'F16' ? 'f16' : 'f32'));
-      }, { format: 'pt' });
+      }, { format: 'pt' }, io.signal);
       const params = plan.reduce((s, t) => s + numel(t.shape), 0);
       const mib = size / 2 ** 20;
       io.stdout(`${output}: ${plan.length} tensors, ${params.toLocaleString('en-US')} parameters, ${mib.toFixed(2)} MiB${flags['taesd-keys'] ? ', TAESD keys renamed to diffusers' : ''}${target ? `, floats as ${target}` : ''}\n`);

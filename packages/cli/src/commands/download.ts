@@ -4,7 +4,6 @@ import type { Command } from '../command.js';
 
 export const download: Command = {
   name: 'download',
-  summary: 'Download a Hugging Face repo into the HF cache and print its snapshot folder',
   usage: 'fewstep download <org/name[@revision]> [--revision R] [--repo-type model|dataset] [--include glob]... [--exclude glob]... [--cache-dir D] [--quiet]',
   description:
     'Downloads the files of a hub repo into the standard Hugging Face cache (shared with Python:\n' +
@@ -35,6 +34,7 @@ export const download: Command = {
         cacheDir: flags['cache-dir'] as string | undefined,
         refresh: Boolean(flags['refresh']),
         onProgress: printer.onProgress,
+        signal: io.signal,
       });
       printer.finish();
       io.stdout(`${dir}\n`);

@@ -1,12 +1,16 @@
-// The command table: one import per subcommand file.
-import type { Command } from '../command.js';
-import { generate } from './generate.js';
-import { batch } from './batch.js';
-import { inspect } from './inspect.js';
-import { convert } from './convert.js';
-import { tokenize } from './tokenize.js';
-import { bench } from './bench.js';
-import { download } from './download.js';
-import { run } from './run.js';
+// The command table: names and one-line summaries, and a loader per command. `fewstep --help` prints this
+// table without importing any command (each one pulls in its own dependencies: models, kernels, sharp, ...).
+import type { Command, CommandEntry } from '../command.js';
 
-export const commands: Command[] = [generate, batch, inspect, convert, tokenize, bench, run, download];
+const entry = (name: string, summary: string, load: () => Promise<Command>): CommandEntry => ({ name, summary, load });
+
+export const commands: readonly CommandEntry[] = [
+  entry('generate', 'Generate images from prompts (SDXS-512-0.9 by default, or any diffusers SD 1.x/2.x folder or repo)', async () => (await import('./generate.js')).generate),
+  entry('batch', 'Generate one image per prompt of a prompt list (PartiPrompts TSV, CSV, parquet, JSONL, TXT), resumable, with a report', async () => (await import('./batch.js')).batch),
+  entry('inspect', 'List the tensors of a safetensors file or PyTorch checkpoint (dtype, shape, parameter count)', async () => (await import('./inspect.js')).inspect),
+  entry('convert', 'Convert a PyTorch checkpoint (.bin/.pth/.pt) to safetensors without running any pickle code', async () => (await import('./convert.js')).convert),
+  entry('tokenize', 'Show the CLIP token ids of prompts (as the text encoder sees them)', async () => (await import('./tokenize.js')).tokenize),
+  entry('bench', 'Benchmarks: `bench kernels` (every kernel at SDXS-512 shapes), `bench models` / `bench pipeline` (full size, random weights)', async () => (await import('./bench.js')).bench),
+  entry('run', 'Run one model component (UNet, ControlNet, text encoder, VAE) on tensors from a safetensors file', async () => (await import('./run.js')).run),
+  entry('download', 'Download a Hugging Face repo into the HF cache and print its snapshot folder', async () => (await import('./download.js')).download),
+];

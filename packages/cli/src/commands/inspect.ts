@@ -15,7 +15,6 @@ function layout(t: TorchTensorInfo): string {
 
 export const inspect: Command = {
   name: 'inspect',
-  summary: 'List the tensors of a safetensors file or PyTorch checkpoint (dtype, shape, parameter count)',
   usage: 'fewstep inspect <file.safetensors|.bin|.pth|.pt> [--json]',
   description:
     'Validates the file and prints every tensor, its dtype and shape, and the total parameter count. safetensors: the header ' +
@@ -59,10 +58,10 @@ export const inspect: Command = {
         io.stdout(JSON.stringify(out, null, 2) + '\n');
         return 0;
       }
-      const w = Math.max(4, ...tensors.map((t) => t.name.length));
+      const w = tensors.reduce((m, t) => Math.max(m, t.name.length), 4); // no spread: a file may hold 200k tensors
       if (torch) {
         const shapes = tensors.map((t) => `[${t.shape.join(', ')}]`);
-        const sw = Math.max(5, ...shapes.map((s) => s.length));
+        const sw = shapes.reduce((m, s) => Math.max(m, s.length), 5);
         io.stdout(`${'name'.padEnd(w)}  dtype  ${'shape'.padEnd(sw)}  storage\n`);
         tensors.forEach((t, i) => {
           const l = layout(tinfo(t));

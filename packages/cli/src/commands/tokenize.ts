@@ -5,7 +5,6 @@ import type { Command } from '../command.js';
 
 export const tokenize: Command = {
   name: 'tokenize',
-  summary: 'Show the CLIP token ids of prompts (as the text encoder sees them)',
   usage: 'fewstep tokenize --tokenizer <dir> [--json] [--] <prompt>...',
   description:
     'Tokenizes each prompt with a CLIP tokenizer folder (vocab.json, merges.txt and optional\n' +
@@ -20,7 +19,7 @@ export const tokenize: Command = {
     const dir = args.flags['tokenizer'] as string | undefined;
     if (dir === undefined) throw new UsageError('--tokenizer <dir> is required');
     if (args.positionals.length === 0) throw new UsageError('give at least one prompt (put -- before a prompt that starts with "-")');
-    if (!(await nodeFiles.exists(dir))) throw new Error(`${dir}: tokenizer folder not found`);
+    if (!(await nodeFiles.exists(dir))) throw new UsageError(`${dir}: tokenizer folder not found`);
     const tok = await CLIPTokenizer.fromFolder(nodeFiles, dir);
 
     const encoded = args.positionals.map((prompt) => ({ prompt, tokens: tok.tokenize(prompt), ...tok.encode(prompt) }));

@@ -7,6 +7,7 @@
  */
 import { appendFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { FileFormatError } from '@fewstep/tensor';
 import { writeAtomic } from '../write_atomic.js';
 
 export interface ResultLine {
@@ -61,7 +62,7 @@ export async function readRunSettings(dir: string): Promise<RunSettings | null> 
     return JSON.parse(await readFile(join(dir, RUN_FILE), 'utf8')) as RunSettings;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new Error(`${join(dir, RUN_FILE)}: not readable JSON (${(e as Error).message})`);
+    throw new FileFormatError(join(dir, RUN_FILE), `not readable JSON (${(e as Error).message})`);
   }
 }
 
