@@ -208,6 +208,38 @@ describe('CLIPModel parameters (no weights)', () => {
   });
 });
 
+describe('CLIP random weights (benchmarks)', () => {
+  it('CLIPModel.random: logit_scale = logit_scale_init_value, class_embedding in ±1/sqrt(D), a finite forward', async () => {
+    const d = await gpuDevice();
+    const cfg = readJson(join(caseDir, 'config.json'));
+    const src = CLIPModel.randomSource(cfg, 7);
+    expect(src.shape('logit_scale')).toEqual([]);
+    expect([...((await src.read('logit_scale', 'f32')) as Float32Array)]).toEqual([Math.fround(2.6592)]);
+    const cls = (await src.read('vision_model.embeddings.class_embedding', 'f32')) as Float32Array;
+    expect(cls.length).toBe(48);
+    expect(Math.max(...cls.map(Math.abs))).toBeLessThanOrEqual(1 / Math.sqrt(48));
+    const m = await CLIPModel.random(cfg, d, { seed: 7 });
+    const v = await CLIPVisionModelWithProjection.random(cfg['vision_config'] as Record<string, unknown>, d);
+    const px = Tensor.from(d, new Float32Array(3 * 224 * 224).map((_, i) => Math.sin(i)), [1, 3, 224, 224]);
+    const ids = Tensor.from(d, [49406, 320, 49407], [1, 3], 'i32');
+    try {
+      expect(await m.logitScale()).toBe(Math.fround(Math.exp(Math.fround(2.6592))));
+      const o = await m.forward({ inputIds: ids, pixelValues: px });
+      for (const t of Object.values(o)) expect((await t.readF32()).every(Number.isFinite)).toBe(true);
+      for (const t of Object.values(o)) t.dispose();
+      const vo = v.forward(px);
+      expect(vo.imageEmbeds.shape).toEqual([1, 24]);
+      expect((await vo.imageEmbeds.readF32()).every(Number.isFinite)).toBe(true);
+      for (const t of Object.values(vo)) t.dispose();
+    } finally {
+      px.dispose();
+      ids.dispose();
+      m.dispose();
+      v.dispose();
+    }
+  });
+});
+
 /** openai/clip-vit-large-patch14's preprocessor_config.json. */
 const PREPROCESSOR_L14 = {
   crop_size: 224, do_center_crop: true, do_normalize: true, do_resize: true, feature_extractor_type: 'CLIPFeatureExtractor',

@@ -10,15 +10,15 @@
  * logits `exp(logit_scale) · text · imageᵀ` — that tail is a few KB and runs on the CPU in float32 (clip_score.ts),
  * its outputs come back as f32 tensors.
  */
-import { Tensor, f32ArrayToF16, type Device, type FileSource, type TensorData } from '@fewstep/tensor';
+import { Tensor, type Device, type FileSource } from '@fewstep/tensor';
 import { loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 import { Linear } from '../layers/linear.js';
 import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
-import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
+import type { RandomWeightsOptions } from '../modeling/random_weights.js';
 import type { ConfigInput } from '../modeling/config.js';
 import { clipConfig, type CLIPConfig } from './configuration_clip.js';
 import { CLIPTextTransformer } from './modeling_clip.js';
-import { CLIPVisionTransformer } from './modeling_clip_vision.js';
+import { CLIPVisionTransformer, clipRandomSource } from './modeling_clip_vision.js';
 import { clipLogits, l2NormalizeRows } from './clip_score.js';
 
 /** CLIPModel.forward's inputs (transformers' argument names in camelCase). */
@@ -112,23 +112,10 @@ export class CLIPModel {
     return CLIPModel.fromSource(CLIPModel.randomSource(config, opts.seed ?? 0), config, device, opts);
   }
 
-  /**
-   * RandomSource's weights for every parameter but the scalar `logit_scale`, which gets the config's
-   * logit_scale_init_value (transformers' init; RandomSource has no fan-in for a 0-dim tensor).
-   */
+  /** The weights `random` loads: clipRandomSource (RandomSource; logit_scale = the config's logit_scale_init_value). */
   static randomSource(config: ConfigInput<CLIPConfig>, seed = 0): TensorSource {
     const cfg = clipConfig(config);
-    const shapes = CLIPModel.describe(cfg);
-    shapes.delete('logit_scale');
-    const random = new RandomSource(shapes, seed);
-    const init = Float32Array.of(cfg.logit_scale_init_value);
-    return {
-      name: random.name,
-      keys: () => [...random.keys(), 'logit_scale'],
-      has: (k) => k === 'logit_scale' || random.has(k),
-      shape: (k) => (k === 'logit_scale' ? [] : random.shape(k)),
-      read: async (k, dtype): Promise<TensorData> => (k !== 'logit_scale' ? random.read(k, dtype) : dtype === 'f16' ? f32ArrayToF16(init) : init.slice()),
-    };
+    return clipRandomSource(CLIPModel.describe(cfg), seed, { logit_scale: cfg.logit_scale_init_value });
   }
 
   get device(): Device {

@@ -5,7 +5,7 @@
  * mask, and `post_layernorm` on the class token (the pooled output). `CLIPVisionModelWithProjection` adds
  * `visual_projection`. Property paths are the checkpoint keys under `vision_model.`.
  */
-import { ShapeError, Tensor, type Device, type FileSource } from '@fewstep/tensor';
+import { ShapeError, Tensor, f32ArrayToF16, type Device, type FileSource, type TensorData } from '@fewstep/tensor';
 import { add, cast, concat, permute, slice } from '@fewstep/kernels';
 import { loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 import { Conv2d } from '../layers/conv2d.js';
@@ -16,6 +16,32 @@ import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weig
 import type { ConfigInput } from '../modeling/config.js';
 import { clipVisionConfig, type CLIPVisionConfig } from './configuration_clip.js';
 import { CLIPEncoder, EmbeddingTable, skipPositionIds } from './modeling_clip.js';
+
+/**
+ * Deterministic random weights for a CLIP parameter map (RandomSource), with the two kinds of parameter that have
+ * no fan-in to size them: `class_embedding` ([D]) is drawn as a [1, D] row, uniform in ±1/sqrt(D) (transformers
+ * initialises it normal with std D^-0.5), and each 0-dim tensor named in `scalars` (`logit_scale`) holds its
+ * given value (its init value).
+ */
+export function clipRandomSource(shapes: ReadonlyMap<string, readonly number[]>, seed = 0, scalars: Readonly<Record<string, number>> = {}): TensorSource {
+  const inner = new Map<string, readonly number[]>();
+  for (const [k, sh] of shapes) {
+    if (Object.hasOwn(scalars, k)) continue;
+    inner.set(k, /(^|\.)class_embedding$/.test(k) ? [1, ...sh] : sh);
+  }
+  const random = new RandomSource(inner, seed);
+  return {
+    name: random.name,
+    keys: () => [...shapes.keys()],
+    has: (k) => shapes.has(k),
+    shape: (k) => (shapes.has(k) ? [...shapes.get(k)!] : random.shape(k)),
+    read: async (k, dtype): Promise<TensorData> => {
+      if (!Object.hasOwn(scalars, k)) return random.read(k, dtype);
+      const v = Float32Array.of(scalars[k]!);
+      return dtype === 'f16' ? f32ArrayToF16(v) : v;
+    },
+  };
+}
 
 /** Patches per side: the stride-`patch_size` convolution's output size (floor, as torch's Conv2d). */
 export const clipGridSize = (cfg: Pick<CLIPVisionConfig, 'image_size' | 'patch_size'>): number => Math.floor(cfg.image_size / cfg.patch_size);
@@ -159,7 +185,7 @@ export class CLIPVisionModelWithProjection {
   }
 
   static random(config: ConfigInput<CLIPVisionConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<CLIPVisionModelWithProjection> {
-    return CLIPVisionModelWithProjection.fromSource(new RandomSource(CLIPVisionModelWithProjection.describe(config), opts.seed ?? 0), config, device, opts);
+    return CLIPVisionModelWithProjection.fromSource(clipRandomSource(CLIPVisionModelWithProjection.describe(config), opts.seed ?? 0), config, device, opts);
   }
 
   get device(): Device {
