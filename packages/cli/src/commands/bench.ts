@@ -4,7 +4,7 @@ import { defaultDawnOptions, nodeGPU } from '@fewstep/tensor/node';
 import { UsageError } from '../args.js';
 import type { Command } from '../command.js';
 import { benchKernels, type KernelRow } from '../bench/kernels.js';
-import { benchModels, type ModelRow } from '../bench/models.js';
+import { MODEL_COMPONENTS, benchModels, type ModelRow } from '../bench/models.js';
 import { PIPELINE_CONFIGS, benchPipelineWithPeaks } from '../bench/pipeline.js';
 import { embeddingCases, kernelCases } from '../bench/kernel_cases.js';
 import { caseNameFilter, defaultAnchorsDir, defaultOrtCache, ensureOrt, loadAnchorCases, mergePeer, runOrtPeer, type PeerEp, type PeerFields, type PeerResult } from '../bench/peer_ort.js';
@@ -17,7 +17,7 @@ export const bench: Command = {
   summary: 'Benchmarks: `bench kernels` (every kernel at SDXS-512 shapes), `bench models` / `bench pipeline` (full size, random weights)',
   usage: 'fewstep bench kernels [--json] [--dtype f32|f16|both] [--filter <regex>] [--reps N]\n' +
     '       [--peer ort [--peer-ep webgpu|cpu] [--anchors <dir>] [--ort-cache <dir>] [--plot <file.svg>]]\n' +
-    '       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder]\n' +
+    '       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder,clip]\n' +
     '       fewstep bench pipeline [--json] [--dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile] [--sequential]',
   description:
     'Times each kernel at the shapes SDXS-512 uses (case names match shared/anchors/ort-ops), after a warm-up run, ' +
@@ -37,7 +37,7 @@ export const bench: Command = {
     dtype: { type: 'string', choices: ['f32', 'f16', 'both'], help: 'Compute dtype(s) (kernels: both by default; models: f32)' },
     filter: { type: 'string', help: 'Only cases whose name or family matches this regex' },
     reps: { type: 'int', default: 5, help: 'Timed repetitions per case' },
-    only: { type: 'string', help: 'bench models: comma-separated components (text_encoder, unet, decoder)' },
+    only: { type: 'string', help: 'bench models: comma-separated components (text_encoder, unet, decoder, clip)' },
     config: { type: 'string', choices: Object.keys(PIPELINE_CONFIGS), default: 'sdxs-512-0.9', help: 'bench pipeline: which real config' },
     toggles: { type: 'string', help: 'Comma-separated Dawn device toggles to enable, e.g. disable_robustness (to measure their effect)' },
     sequential: { type: 'boolean', help: 'bench pipeline: one component on the device at a time, all cold (the low-memory floor)' },
@@ -154,7 +154,7 @@ const EXACT_TIMESTAMPS = 'disable-dawn-features=timestamp_quantization';
 
 async function runModels(flags: Record<string, unknown>, io: Parameters<Command['run']>[1]): Promise<number> {
   const only = flags['only'] === undefined ? undefined : String(flags['only']).split(',').map((x) => x.trim());
-  for (const o of only ?? []) if (!['text_encoder', 'unet', 'decoder'].includes(o)) throw new UsageError(`--only: unknown component "${o}" (text_encoder, unet, decoder)`);
+  for (const o of only ?? []) if (!(MODEL_COMPONENTS as readonly string[]).includes(o)) throw new UsageError(`--only: unknown component "${o}" (${MODEL_COMPONENTS.join(', ')})`);
   const device = await openDevice(flags);
   try {
     if (flags['dtype'] === 'both') throw new UsageError('--dtype both is for bench kernels; bench models takes f32 or f16');
@@ -164,7 +164,7 @@ async function runModels(flags: Record<string, unknown>, io: Parameters<Command[
     const rows = await benchModels(device, {
       dtype, only,
       onRow: (r: ModelRow) => {
-        const line = r.error ? `${r.component}: error: ${r.error}` : `${r.component}: load ${r.load_s}s, cold ${r.cold_s}s, warm ${r.warm_s}s, peak RSS ${r.peak_rss_mb} MB, peak GPU ${r.peak_gpu_mb} MB, output [${r.output_shape}] ${r.output_finite ? 'finite' : 'NOT FINITE'}`;
+        const line = r.error ? `${r.component}: error: ${r.error}` : `${r.component}: load ${r.load_s}s, cold ${r.cold_s}s, warm ${r.warm_s}s, peak RSS ${r.peak_rss_mb} MB, peak GPU ${r.peak_gpu_mb} MB, output [${r.output_shape}] ${r.output_finite ? 'finite' : 'NOT FINITE'}${r.stages ? ` (${r.stages.map((s) => `${s.stage}: cold ${s.cold_s}s, warm ${s.warm_s}s`).join('; ')})` : ''}`;
         (flags['json'] ? io.stderr : io.stdout)(line + '\n');
       },
     });
