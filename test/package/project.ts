@@ -131,7 +131,7 @@ export function writeConsumerProject(app: string, tarballDir: string, packed: Pa
   if (!typesNode?.version) throw new Error('package-lock.json has no node_modules/@types/node');
   const top = { name: 'fewstep-consumer', version: '1.0.0', dependencies: {} as Record<string, string>, devDependencies: { '@types/node': typesNode.version } };
   const packages: Record<string, LockEntry> = {};
-  const queue: { name: string; from: string; dev: boolean }[] = [];
+  const queue: { name: string; from: string; dev: boolean; optional?: boolean }[] = [];
 
   for (const p of packed) {
     const ws = workspaces.find((w) => w.pkg.name === p.name);
@@ -162,6 +162,7 @@ export function writeConsumerProject(app: string, tarballDir: string, packed: Pa
       const i = at.lastIndexOf('/node_modules/');
       at = i >= 0 ? at.slice(0, i) : '';
     }
+    if (!key && q.optional) continue; // an optional dependency the repo's lock does not hold (another platform's)
     if (!key) throw new Error(`${q.name} (needed by ${q.from || 'the consumer'}) is not in package-lock.json; run npm install`);
     const dest = `node_modules/${q.name}`;
     const prev = chosen.get(q.name);
@@ -176,6 +177,8 @@ export function writeConsumerProject(app: string, tarballDir: string, packed: Pa
     packages[dest] = q.dev ? { ...entry, dev: true } : entry;
     chosen.set(q.name, key);
     for (const d of Object.keys(entry.dependencies ?? {})) queue.push({ name: d, from: key, dev: q.dev });
+    // Optional ones too (sharp's prebuilt binaries: each platform's entry is in the lock; npm installs the matching one).
+    for (const d of Object.keys((entry['optionalDependencies'] as Record<string, string> | undefined) ?? {})) queue.push({ name: d, from: key, dev: q.dev, optional: true });
   }
 
   writeFileSync(join(app, 'package.json'), JSON.stringify({ ...top, private: true, type: 'module' }, null, 2) + '\n');
