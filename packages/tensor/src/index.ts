@@ -30,4 +30,6 @@ export { TorchCheckpointFile, type TorchTensorInfo, type TorchStorageInfo } from
 export { TorchCheckpointError } from './torch/errors.js';
 
 // Either format behind one face.
-export { openTensorFile, tensorFileFrom, tensorFileFormat, TORCH_EXTENSIONS, type TensorFile, type TensorFileInfo, type TensorFileFormat } from './tensor_file.js';
+export {
+  openTensorFile, tensorFileFrom, tensorFileFormat, TORCH_EXTENSIONS, TENSOR_FILE_LIMITS, type TensorFile, type TensorFileInfo, type TensorFileFormat, type TensorFileLimits,
+} from './tensor_file.js';

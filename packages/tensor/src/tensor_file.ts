@@ -6,6 +6,9 @@ import type { FileSource, RandomAccessFile } from './io.js';
 import type { StDType } from './safetensors/format.js';
 import { SafetensorsFile, type TargetDType, type TensorData } from './safetensors/read.js';
 import { TorchCheckpointFile } from './torch/checkpoint.js';
+import { TENSOR_FILE_LIMITS } from './tensor_file_limits.js';
+
+export { TENSOR_FILE_LIMITS, type TensorFileLimits } from './tensor_file_limits.js';
 
 export interface TensorFileInfo {
   name: string;
@@ -39,7 +42,10 @@ export function tensorFileFormat(path: string): TensorFileFormat | undefined {
   return undefined;
 }
 
-/** Opens a safetensors file or a PyTorch checkpoint: by extension, else by its first bytes (zip or pickle → PyTorch). */
+/**
+ * Opens a safetensors file or a PyTorch checkpoint: by extension, else by content (see `tensorFileFrom`).
+ * Reading is bounded by TENSOR_FILE_LIMITS: a hostile file gets one error, never unbounded memory or time.
+ */
 export async function openTensorFile(io: FileSource, path: string): Promise<TensorFile> {
   const file = await io.open(path);
   try {
@@ -50,11 +56,30 @@ export async function openTensorFile(io: FileSource, path: string): Promise<Tens
   }
 }
 
+/**
+ * Reads `file` as `format`, or, without one, by its content: a safetensors header first (its 8-byte length
+ * can start with any byte, 0x80 or "PK" included, so it is tried whenever that length fits the file), then a
+ * zip signature ("PK": torch.save's format), then a pickle's PROTO byte 0x80 (the legacy format, refused by
+ * name). Anything else gets the safetensors reader's error.
+ */
 export async function tensorFileFrom(file: RandomAccessFile, format?: TensorFileFormat): Promise<TensorFile> {
-  let f = format;
-  if (!f) {
-    const head = file.size >= 2 ? await file.read(0, 2) : new Uint8Array(0);
-    f = (head[0] === 0x50 && head[1] === 0x4b) || head[0] === 0x80 ? 'pytorch' : 'safetensors';
+  if (format) return format === 'pytorch' ? TorchCheckpointFile.fromFile(file) : SafetensorsFile.fromFile(file);
+  const head = await file.read(0, Math.min(file.size, 9));
+  const torchLike = (head[0] === 0x50 && head[1] === 0x4b) || head[0] === 0x80;
+  if (!torchLike || safetensorsLengthFits(head, file.size)) {
+    try {
+      return await SafetensorsFile.fromFile(file);
+    } catch (e) {
+      if (!torchLike) throw e;
+    }
   }
-  return f === 'pytorch' ? TorchCheckpointFile.fromFile(file) : SafetensorsFile.fromFile(file);
+  return TorchCheckpointFile.fromFile(file);
+}
+
+/** Whether the first bytes can start a safetensors file of `size` bytes: a header length that fits, then '{'. */
+function safetensorsLengthFits(head: Uint8Array, size: number): boolean {
+  if (head.length < 9 || head[8] !== 0x7b) return false;
+  const dv = new DataView(head.buffer, head.byteOffset, 8);
+  const n = dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32;
+  return n >= 2 && n <= TENSOR_FILE_LIMITS.safetensorsHeaderBytes && 8 + n <= size;
 }

@@ -2,10 +2,30 @@ import type { FileSource, RandomAccessFile } from '../io.js';
 import { f16BitsToF32, f32ToF16Bits, bf16BitsToF32 } from '../dtype.js';
 import { ST_DTYPE_BYTES, SafetensorsError, type StDType, type TensorInfo } from './format.js';
 import { numel } from '../tensor.js';
-import { UnsupportedError } from '../errors.js';
+import { ResourceLimitError, UnsupportedError } from '../errors.js';
+import { TENSOR_FILE_LIMITS as LIMITS, previewJson, quoteName } from '../tensor_file_limits.js';
 
-/** Largest JSON header we accept (the reference implementation's own limit is 100 MB). */
-const MAX_HEADER = 100_000_000;
+/** Where a JSON text first nests deeper than `max` (outside strings), or -1. A linear scan: no recursion, no parse. */
+function tooDeep(b: Uint8Array, max: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return i;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return -1;
+}
+
+/** Throws a ResourceLimitError naming `what` when one tensor of `bytes` would exceed TENSOR_FILE_LIMITS.tensorBytes. */
+export function checkTensorBytes(bytes: number, what: string): void {
+  if (bytes > LIMITS.tensorBytes) throw new ResourceLimitError(`${what}: ${bytes} bytes in memory is more than one tensor may take (TENSOR_FILE_LIMITS.tensorBytes = ${LIMITS.tensorBytes})`);
+}
 
 export type TargetDType = 'f32' | 'f16' | 'i32';
 /** f32 → Float32Array, f16 → Uint16Array of half bits, i32 → Int32Array. */
@@ -47,46 +67,55 @@ export class SafetensorsFile {
     const dv = new DataView(lenBytes.buffer, lenBytes.byteOffset, 8);
     const n = dv.getUint32(0, true) + dv.getUint32(4, true) * 2 ** 32;
     if (n === 0) fail('header length is 0');
-    if (n > MAX_HEADER) fail(`header length ${n} is larger than the ${MAX_HEADER}-byte limit (not a safetensors file?)`);
+    if (n > LIMITS.safetensorsHeaderBytes) fail(`header length ${n} is larger than the ${LIMITS.safetensorsHeaderBytes}-byte limit (not a safetensors file?)`);
     if (8 + n > file.size) fail(`header length ${n} runs past the end of the file (${file.size} bytes): truncated or not a safetensors file`);
     const headerBytes = await file.read(8, n);
+    // A valid header nests 3 deep; refuse deep nesting before parsing it (JSON.parse of 10^7 brackets takes seconds and GBs).
+    const deep = tooDeep(headerBytes, LIMITS.safetensorsHeaderDepth);
+    if (deep >= 0) fail(`header nests deeper than ${LIMITS.safetensorsHeaderDepth} levels at byte ${8 + deep}: not a safetensors header`);
     let header: unknown;
     try {
       header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(headerBytes));
     } catch (e) {
-      fail(`header is not valid JSON (${(e as Error).message})`);
+      fail(`header is not valid JSON (${(e as Error).message.slice(0, 200)})`);
     }
     if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('header is not a JSON object');
     const dataStart = 8 + n;
     const dataSize = file.size - dataStart;
     const tensors = new Map<string, TensorInfo>();
     let metadata: Record<string, string> = {};
+    let entries = 0;
+    let nameChars = 0;
     for (const [name, v] of Object.entries(header as Record<string, unknown>)) {
       if (name === '__metadata__') {
         if (typeof v !== 'object' || v === null || Array.isArray(v)) fail('__metadata__ is not an object');
-        for (const [k, s] of Object.entries(v as object)) if (typeof s !== 'string') fail(`__metadata__.${k} is not a string`);
+        for (const [k, s] of Object.entries(v as object)) if (typeof s !== 'string') fail(`__metadata__.${quoteName(k).slice(1, -1)} is not a string`);
         metadata = v as Record<string, string>;
         continue;
       }
+      const q = quoteName(name);
+      if (++entries > LIMITS.entries) throw new ResourceLimitError(`${file.name}: more than ${LIMITS.entries} tensors (TENSOR_FILE_LIMITS.entries)`);
+      if ((nameChars += name.length) > LIMITS.nameChars) throw new ResourceLimitError(`${file.name}: tensor names longer than ${LIMITS.nameChars} characters in all (TENSOR_FILE_LIMITS.nameChars)`);
       const e = v as { dtype?: unknown | undefined; shape?: unknown | undefined; data_offsets?: unknown | undefined };
-      if (typeof e !== 'object' || e === null) fail(`tensor "${name}": entry is not an object`);
-      if (typeof e.dtype !== 'string' || !(e.dtype in ST_DTYPE_BYTES)) fail(`tensor "${name}": unknown dtype ${JSON.stringify(e.dtype)}`);
+      if (typeof e !== 'object' || e === null) fail(`tensor ${q}: entry is not an object`);
+      if (typeof e.dtype !== 'string' || !Object.hasOwn(ST_DTYPE_BYTES, e.dtype)) fail(`tensor ${q}: unknown dtype ${previewJson(e.dtype)}`);
       const dtype = e.dtype as StDType;
-      if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor "${name}": shape ${JSON.stringify(e.shape)} is not a list of non-negative integers`);
+      if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor ${q}: shape ${previewJson(e.shape)} is not a list of non-negative integers`);
       const shape = e.shape as number[];
+      if (shape.length > LIMITS.rank) fail(`tensor ${q}: rank ${shape.length} is higher than ${LIMITS.rank} (TENSOR_FILE_LIMITS.rank)`);
       const off = e.data_offsets;
-      if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor "${name}": data_offsets ${JSON.stringify(off)} is not [begin, end]`);
+      if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`tensor ${q}: data_offsets ${previewJson(off)} is not [begin, end]`);
       const [b, en] = off as [number, number];
-      if (en < b) fail(`tensor "${name}": data_offsets [${b}, ${en}] end before they begin`);
+      if (en < b) fail(`tensor ${q}: data_offsets [${b}, ${en}] end before they begin`);
       const want = numel(shape) * ST_DTYPE_BYTES[dtype];
-      if (en - b !== want) fail(`tensor "${name}": ${dtype} ${JSON.stringify(shape)} needs ${want} bytes but data_offsets [${b}, ${en}] hold ${en - b}`);
-      if (en > dataSize) fail(`tensor "${name}": data_offsets [${b}, ${en}] run past the end of the data (${dataSize} bytes): file truncated?`);
+      if (en - b !== want) fail(`tensor ${q}: ${dtype} [${shape.join(',')}] needs ${want} bytes but data_offsets [${b}, ${en}] hold ${en - b}`);
+      if (en > dataSize) fail(`tensor ${q}: data_offsets [${b}, ${en}] run past the end of the data (${dataSize} bytes): file truncated?`);
       tensors.set(name, { name, dtype, shape, begin: dataStart + b, end: dataStart + en });
     }
     const sorted = [...tensors.values()].filter((t) => t.end > t.begin).sort((a, b) => a.begin - b.begin);
     for (let i = 1; i < sorted.length; i++) {
       const p = sorted[i - 1]!, c = sorted[i]!;
-      if (c.begin < p.end) fail(`tensors "${p.name}" and "${c.name}" overlap in the file`);
+      if (c.begin < p.end) fail(`tensors ${quoteName(p.name)} and ${quoteName(c.name)} overlap in the file`);
     }
     return new SafetensorsFile(file, tensors, metadata);
   }
@@ -97,13 +126,14 @@ export class SafetensorsFile {
 
   info(name: string): TensorInfo {
     const t = this.tensors.get(name);
-    if (!t) throw new SafetensorsError(this.file.name, `no tensor named "${name}"`);
+    if (!t) throw new SafetensorsError(this.file.name, `no tensor named ${quoteName(name)}`);
     return t;
   }
 
   /** Raw little-endian bytes of one tensor. */
   async readBytes(name: string): Promise<Uint8Array> {
     const t = this.info(name);
+    checkTensorBytes(t.end - t.begin, `${this.file.name}: tensor ${quoteName(name)}`);
     return this.file.read(t.begin, t.end - t.begin);
   }
 
@@ -111,7 +141,7 @@ export class SafetensorsFile {
   async read(name: string, target?: TargetDType): Promise<TensorData> {
     const t = this.info(name);
     const raw = await this.readBytes(name);
-    return convert(raw, t.dtype, target ?? (t.dtype.startsWith('F') || t.dtype === 'BF16' ? 'f32' : 'i32'), `${this.file.name}: tensor "${name}"`);
+    return convert(raw, t.dtype, target ?? (t.dtype.startsWith('F') || t.dtype === 'BF16' ? 'f32' : 'i32'), `${this.file.name}: tensor ${quoteName(name)}`);
   }
 
   async close(): Promise<void> {
@@ -127,6 +157,7 @@ function aligned(raw: Uint8Array, bytes: number): ArrayBuffer {
 /** Converts raw safetensors bytes of dtype `from` to a compute array of dtype `to`. */
 export function convert(raw: Uint8Array, from: StDType, to: TargetDType, what: string): TensorData {
   const n = raw.byteLength / ST_DTYPE_BYTES[from];
+  checkTensorBytes(n * (to === 'f16' ? 2 : 4), what);
   const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   if (to === 'i32') {
     const out = new Int32Array(n);
