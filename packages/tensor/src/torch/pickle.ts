@@ -5,8 +5,15 @@
  * and every other global, or an opcode that constructs arbitrary objects (INST, OBJ, NEWOBJ, EXT*, …),
  * stops the read with one error naming the file, the global or opcode and its byte offset — at the
  * opcode itself, before anything after it is looked at.
+ *
+ * Resources are bounded too (TENSOR_FILE_LIMITS): the values produced — a memo fetch of a container counting
+ * its whole size, so nested memo references cannot expand exponentially —, the work (opcodes and items
+ * moved or copied, so repeated OrderedDict(big list) cannot go quadratic) and the length of integers. No
+ * spread or recursion takes a size from the input.
  */
 import type { StDType } from '../safetensors/format.js';
+import { ResourceLimitError } from '../errors.js';
+import { TENSOR_FILE_LIMITS, type TensorFileLimits } from '../tensor_file_limits.js';
 import { TorchCheckpointError } from './errors.js';
 
 /** A Python tuple (immutable; distinct from a list). */
@@ -18,8 +25,15 @@ export class PyList {
 }
 /** dict or collections.OrderedDict; keys are primitives (or tuple objects, compared by identity). */
 export class PyDict {
-  readonly map = new Map<unknown, PyValue>();
+  private m: Map<unknown, PyValue> | undefined;
   constructor(readonly ordered: boolean) {}
+  /** Created on first use: a state dict pickle holds one empty OrderedDict (backward hooks) per tensor. */
+  get map(): Map<unknown, PyValue> {
+    return (this.m ??= new Map<unknown, PyValue>());
+  }
+  get size(): number {
+    return this.m?.size ?? 0;
+  }
 }
 /** A whitelisted global (`module name`), never resolved to anything callable. */
 export class PyGlobal {
@@ -83,10 +97,13 @@ export interface UnpickleContext {
   file: string;
   /** The record being read, e.g. `archive/data.pkl`. */
   entry: string;
+  /** Tighter limits than TENSOR_FILE_LIMITS (tests). */
+  limits?: Partial<Pick<TensorFileLimits, 'pickleNodes' | 'pickleWork' | 'pickleIntLength' | 'rank'>> | undefined;
 }
 
 /** Interprets a pickle as data. Returns the top-level value. */
 export function unpickle(bytes: Uint8Array, ctx: UnpickleContext): PyValue {
+  const LIMITS = { ...TENSOR_FILE_LIMITS, ...ctx.limits };
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const utf8 = new TextDecoder('utf-8', { fatal: true });
   const stack: Slot[] = [];
@@ -99,6 +116,40 @@ export function unpickle(bytes: Uint8Array, ctx: UnpickleContext): PyValue {
   const corrupt = (p: string): never => {
     throw new TorchCheckpointError(ctx.file, `${ctx.entry}: ${p} (${op || 'start'} at byte ${opAt}): corrupt pickle`);
   };
+  const tooMuch = (p: string): never => {
+    throw new ResourceLimitError(`${ctx.file}: ${ctx.entry}: ${p} (${op || 'start'} at byte ${opAt}): a hostile or broken pickle; nothing was executed`);
+  };
+  // Resource accounting. `weights` holds the size of each container as a tree (1 + its items' sizes, memo
+  // references counted in full); primitives, storages, tensors and globals weigh 1.
+  const weights = new WeakMap<object, number>();
+  const weight = (v: Slot): number => (typeof v === 'object' && v !== null ? weights.get(v) ?? 1 : 1);
+  let nodes = 0;
+  let work = 0;
+  const addNodes = (n: number) => {
+    if ((nodes += n) > LIMITS.pickleNodes) tooMuch(`more than ${LIMITS.pickleNodes} values (TENSOR_FILE_LIMITS.pickleNodes; memo references count in full)`);
+  };
+  const addWork = (n: number) => {
+    if ((work += n) > LIMITS.pickleWork) tooMuch(`more than ${LIMITS.pickleWork} units of work (TENSOR_FILE_LIMITS.pickleWork)`);
+  };
+  /** Pushes a value made by this opcode (a new primitive, or a container whose weight is already set). */
+  const push = (v: Slot) => {
+    addNodes(1);
+    stack.push(v);
+  };
+  /** Pushes a value fetched again (GET, DUP): it counts its whole size. */
+  const pushRef = (v: PyValue) => {
+    addNodes(weight(v));
+    stack.push(v);
+  };
+  /** A container of `items`, weighing 1 + theirs; each item is one unit of work. */
+  const container = <T extends PyTuple | PyList>(c: T): T => {
+    addWork(c.items.length);
+    let w = 1;
+    for (const x of c.items) w += weight(x);
+    weights.set(c, w);
+    return c;
+  };
+  const grow = (c: PyList | PyDict, w: number) => weights.set(c, weight(c) + w);
   const refuse = (p: string): never => {
     throw new TorchCheckpointError(ctx.file, `unsafe pickle refused: ${p} at byte ${opAt} of ${ctx.entry} is not allowed in a tensor checkpoint (only collections.OrderedDict, torch._utils._rebuild_tensor_v2 / _rebuild_parameter and torch.*Storage are); nothing was executed`, 'unsafe_pickle');
   };
@@ -144,15 +195,28 @@ export function unpickle(bytes: Uint8Array, ctx: UnpickleContext): PyValue {
   const popMark = (): PyValue[] => {
     const i = stack.lastIndexOf(MARK);
     if (i < 0) corrupt('no MARK on the stack');
-    const items = stack.splice(i) as PyValue[];
-    items.shift();
+    addWork(stack.length - i);
+    const items = stack.splice(i + 1) as PyValue[];
+    stack.pop();
     return items;
   };
   const dictOf = (v: PyValue): PyDict => (v instanceof PyDict ? v : corrupt(`SETITEM(S) on a ${describePy(v)}`));
   const listOf = (v: PyValue): PyList => (v instanceof PyList ? v : corrupt(`APPEND(S) on a ${describePy(v)}`));
+  /** Sets one key; the caller adds the weights (once per opcode, not per item). */
   const setKey = (d: PyDict, k: PyValue, v: PyValue) => {
     if (k instanceof PyList || k instanceof PyDict) corrupt('unhashable dict key');
     d.map.set(k, v);
+  };
+  /** `items` (flat key, value, key, value, …) into `d`; one unit of work per pair. */
+  const setItems = (d: PyDict, items: PyValue[], what: string) => {
+    if (items.length % 2) corrupt(`${what} with an odd number of items`);
+    addWork(items.length / 2);
+    let w = 0;
+    for (let i = 0; i < items.length; i += 2) {
+      setKey(d, items[i]!, items[i + 1]!);
+      w += weight(items[i]!) + weight(items[i + 1]!);
+    }
+    grow(d, w);
   };
   const global = (module: string, name: string): PyGlobal => {
     // The whole point: a global is checked the moment it is named, before any REDUCE could use it.
@@ -166,6 +230,7 @@ export function unpickle(bytes: Uint8Array, ctx: UnpickleContext): PyValue {
   };
   const intTuple = (v: PyValue, what: string): number[] => {
     if (!(v instanceof PyTuple)) return corrupt(`${what} is a ${describePy(v)}, not a tuple`);
+    if (v.items.length > LIMITS.rank) corrupt(`${what} has ${v.items.length} dimensions, more than ${LIMITS.rank} (TENSOR_FILE_LIMITS.rank)`);
     return v.items.map((x) => int(x, what));
   };
   const reduce = (fn: PyValue, args: PyValue): PyValue => {
@@ -175,14 +240,23 @@ export function unpickle(bytes: Uint8Array, ctx: UnpickleContext): PyValue {
     switch (`${fn.module} ${fn.name}`) {
       case 'collections OrderedDict': {
         const d = new PyDict(true);
+        weights.set(d, 1);
         if (a.length > 1) corrupt('OrderedDict() takes at most one argument');
         if (a.length === 1 && a[0] !== null) {
           const src = a[0]!;
-          const pairs = src instanceof PyList || src instanceof PyTuple ? src.items : src instanceof PyDict ? [...src.map].map(([k, v]) => new PyTuple([k as PyValue, v])) : corrupt(`OrderedDict(${describePy(src)})`);
-          for (const p of pairs) {
-            if (!(p instanceof PyTuple || p instanceof PyList) || p.items.length !== 2) corrupt('OrderedDict item is not a (key, value) pair');
-            setKey(d, (p as PyTuple).items[0]!, (p as PyTuple).items[1]!);
-          }
+          // A copy: one unit of work per item, so the same big list given to OrderedDict again and again is
+          // bounded; it weighs what its source does.
+          if (src instanceof PyDict) {
+            addWork(src.size);
+            for (const [k, v] of src.map) setKey(d, k as PyValue, v);
+          } else if (src instanceof PyList || src instanceof PyTuple) {
+            addWork(src.items.length);
+            for (const p of src.items) {
+              if (!(p instanceof PyTuple || p instanceof PyList) || p.items.length !== 2) return corrupt('OrderedDict item is not a (key, value) pair');
+              setKey(d, p.items[0]!, p.items[1]!);
+            }
+          } else corrupt(`OrderedDict(${describePy(src)})`);
+          weights.set(d, weight(src));
         }
         return d;
       }
@@ -214,6 +288,7 @@ export function unpickle(bytes: Uint8Array, ctx: UnpickleContext): PyValue {
     if (pid.items.length !== 5 || !(type instanceof PyGlobal) || typeof key !== 'string' || typeof location !== 'string') return corrupt('malformed storage persistent id');
     if (type.module !== 'torch' || !Object.hasOwn(STORAGE_DTYPES, type.name)) return refuse(`storage type ${type}`);
     const numel = int(n!, 'storage numel');
+    if (numel < 0) corrupt(`storage "${key.slice(0, 200)}" has a negative size ${numel}`);
     const dtype = STORAGE_DTYPES[type.name]!;
     const seen = storages.get(key);
     if (seen) {
@@ -226,6 +301,7 @@ export function unpickle(bytes: Uint8Array, ctx: UnpickleContext): PyValue {
   };
 
   while (true) {
+    addWork(1);
     opAt = pos;
     if (pos >= bytes.length) corrupt('ends without STOP (truncated)');
     const code = bytes[pos++]!;
@@ -241,104 +317,114 @@ export function unpickle(bytes: Uint8Array, ctx: UnpickleContext): PyValue {
         const v = pop();
         return v;
       }
-      case 0x28: stack.push(MARK); break;
+      case 0x28: push(MARK); break;
       case 0x30: pop(); break;
       case 0x31: popMark(); break;
-      case 0x32: stack.push(top()); break;
-      case 0x4e: stack.push(null); break;
-      case 0x88: stack.push(true); break;
-      case 0x89: stack.push(false); break;
-      case 0x4a: stack.push(i32()); break;
-      case 0x4b: stack.push(u8()); break;
-      case 0x4d: stack.push(u16()); break;
+      case 0x32: pushRef(top()); break;
+      case 0x4e: push(null); break;
+      case 0x88: push(true); break;
+      case 0x89: push(false); break;
+      case 0x4a: push(i32()); break;
+      case 0x4b: push(u8()); break;
+      case 0x4d: push(u16()); break;
       case 0x49: { // INT (text); "I01"/"I00" are True/False in protocol 0
         const s = line().trim();
-        if (s === '01') stack.push(true);
-        else if (s === '00') stack.push(false);
-        else stack.push(textInt(s, corrupt));
+        if (s === '01') push(true);
+        else if (s === '00') push(false);
+        else push(textInt(s, corrupt, tooMuch, LIMITS.pickleIntLength));
         break;
       }
-      case 0x4c: stack.push(textInt(line().trim().replace(/L$/, ''), corrupt)); break; // LONG (text)
-      case 0x8a: stack.push(longLE(take(u8()))); break; // LONG1
+      case 0x4c: push(textInt(line().trim().replace(/L$/, ''), corrupt, tooMuch, LIMITS.pickleIntLength)); break; // LONG (text)
+      case 0x8a: push(longLE(take(u8()))); break; // LONG1
       case 0x8b: { // LONG4
         const n = i32();
         if (n < 0) corrupt('negative LONG4 length');
-        stack.push(longLE(take(n)));
+        if (n > LIMITS.pickleIntLength) tooMuch(`a ${n}-byte integer is longer than ${LIMITS.pickleIntLength} bytes (TENSOR_FILE_LIMITS.pickleIntLength)`);
+        push(longLE(take(n)));
         break;
       }
-      case 0x47: need(8); stack.push(dv.getFloat64(pos, false)); pos += 8; break; // BINFLOAT (big-endian)
+      case 0x47: need(8); push(dv.getFloat64(pos, false)); pos += 8; break; // BINFLOAT (big-endian)
       case 0x46: { // FLOAT (text)
         const v = Number(line().trim());
         if (Number.isNaN(v)) corrupt('bad FLOAT');
-        stack.push(v);
+        push(v);
         break;
       }
-      case 0x58: stack.push(str(take(u32()))); break; // BINUNICODE
-      case 0x8c: stack.push(str(take(u8()))); break; // SHORT_BINUNICODE
-      case 0x8d: stack.push(str(take(u64()))); break; // BINUNICODE8
+      case 0x58: push(str(take(u32()))); break; // BINUNICODE
+      case 0x8c: push(str(take(u8()))); break; // SHORT_BINUNICODE
+      case 0x8d: push(str(take(u64()))); break; // BINUNICODE8
       case 0x54: { // BINSTRING (py2 str): latin-1, as python3's default encoding for them does
         const n = i32();
         if (n < 0) corrupt('negative BINSTRING length');
-        stack.push(latin1(take(n)));
+        push(latin1(take(n)));
         break;
       }
-      case 0x55: stack.push(latin1(take(u8()))); break; // SHORT_BINSTRING
-      case 0x42: stack.push(take(u32()).slice()); break; // BINBYTES
-      case 0x43: stack.push(take(u8()).slice()); break; // SHORT_BINBYTES
-      case 0x8e: stack.push(take(u64()).slice()); break; // BINBYTES8
-      case 0x29: stack.push(new PyTuple([])); break;
-      case 0x74: stack.push(new PyTuple(popMark())); break;
-      case 0x85: { const a = pop(); stack.push(new PyTuple([a])); break; }
-      case 0x86: { const b = pop(), a = pop(); stack.push(new PyTuple([a, b])); break; }
-      case 0x87: { const c = pop(), b = pop(), a = pop(); stack.push(new PyTuple([a, b, c])); break; }
-      case 0x5d: stack.push(new PyList([])); break;
-      case 0x6c: stack.push(new PyList(popMark())); break;
-      case 0x61: { const v = pop(); listOf(top()).items.push(v); break; }
-      case 0x65: { const items = popMark(); listOf(top()).items.push(...items); break; }
-      case 0x7d: stack.push(new PyDict(false)); break;
+      case 0x55: push(latin1(take(u8()))); break; // SHORT_BINSTRING
+      case 0x42: push(take(u32()).slice()); break; // BINBYTES
+      case 0x43: push(take(u8()).slice()); break; // SHORT_BINBYTES
+      case 0x8e: push(take(u64()).slice()); break; // BINBYTES8
+      case 0x29: push(container(new PyTuple([]))); break;
+      case 0x74: push(container(new PyTuple(popMark()))); break;
+      case 0x85: { const a = pop(); push(container(new PyTuple([a]))); break; }
+      case 0x86: { const b = pop(), a = pop(); push(container(new PyTuple([a, b]))); break; }
+      case 0x87: { const c = pop(), b = pop(), a = pop(); push(container(new PyTuple([a, b, c]))); break; }
+      case 0x5d: push(container(new PyList([]))); break;
+      case 0x6c: push(container(new PyList(popMark()))); break;
+      case 0x61: { const v = pop(); const l = listOf(top()); l.items.push(v); grow(l, weight(v)); break; }
+      case 0x65: { // APPENDS: one push per item (a spread of an input-sized array would overflow the stack)
+        const items = popMark();
+        const l = listOf(top());
+        let w = 0;
+        for (const v of items) {
+          l.items.push(v);
+          w += weight(v);
+        }
+        grow(l, w);
+        break;
+      }
+      case 0x7d: { const d = new PyDict(false); weights.set(d, 1); push(d); break; }
       case 0x64: { // DICT
         const items = popMark();
-        if (items.length % 2) corrupt('DICT with an odd number of items');
         const d = new PyDict(false);
-        for (let i = 0; i < items.length; i += 2) setKey(d, items[i]!, items[i + 1]!);
-        stack.push(d);
+        weights.set(d, 1);
+        setItems(d, items, 'DICT');
+        push(d);
         break;
       }
-      case 0x73: { const v = pop(), k = pop(); setKey(dictOf(top()), k, v); break; }
+      case 0x73: { const v = pop(), k = pop(), d = dictOf(top()); setKey(d, k, v); grow(d, weight(k) + weight(v)); break; }
       case 0x75: { // SETITEMS
         const items = popMark();
-        if (items.length % 2) corrupt('SETITEMS with an odd number of items');
-        const d = dictOf(top());
-        for (let i = 0; i < items.length; i += 2) setKey(d, items[i]!, items[i + 1]!);
+        setItems(dictOf(top()), items, 'SETITEMS');
         break;
       }
-      case 0x71: memo.set(u8(), top()); break; // BINPUT
-      case 0x72: memo.set(u32(), top()); break; // LONG_BINPUT
-      case 0x70: memo.set(textInt(line().trim(), corrupt) as number, top()); break; // PUT
-      case 0x94: memo.set(memo.size, top()); break; // MEMOIZE
+      // Each memo slot is one value (a pickle of nothing but PUTs would otherwise fill a Map for free).
+      case 0x71: addNodes(1); memo.set(u8(), top()); break; // BINPUT
+      case 0x72: addNodes(1); memo.set(u32(), top()); break; // LONG_BINPUT
+      case 0x70: addNodes(1); memo.set(textInt(line().trim(), corrupt, tooMuch, LIMITS.pickleIntLength) as number, top()); break; // PUT
+      case 0x94: addNodes(1); memo.set(memo.size, top()); break; // MEMOIZE
       case 0x68: case 0x6a: case 0x67: { // BINGET, LONG_BINGET, GET
-        const k = code === 0x68 ? u8() : code === 0x6a ? u32() : (textInt(line().trim(), corrupt) as number);
+        const k = code === 0x68 ? u8() : code === 0x6a ? u32() : (textInt(line().trim(), corrupt, tooMuch, LIMITS.pickleIntLength) as number);
         if (!memo.has(k)) corrupt(`memo key ${k} was never stored`);
-        stack.push(memo.get(k)!);
+        pushRef(memo.get(k)!);
         break;
       }
       case 0x63: { // GLOBAL "module\nname\n"
         const module = line(), name = line();
-        stack.push(global(module, name));
+        push(global(module, name));
         break;
       }
       case 0x93: { // STACK_GLOBAL: same whitelist, names from the stack
         const name = pop(), module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') corrupt('STACK_GLOBAL names are not strings');
-        stack.push(global(module as string, name as string));
+        push(global(module as string, name as string));
         break;
       }
       case 0x52: { // REDUCE
         const args = pop(), fn = pop();
-        stack.push(reduce(fn, args));
+        push(reduce(fn, args));
         break;
       }
-      case 0x51: stack.push(persistentLoad(pop())); break; // BINPERSID
+      case 0x51: push(persistentLoad(pop())); break; // BINPERSID
       case 0x62: { // BUILD: only the state of a dict (OrderedDict._metadata) or a tensor, which a state dict ignores
         const state = pop();
         const obj = top();
@@ -361,17 +447,19 @@ function latin1(b: Uint8Array): string {
   return s;
 }
 
-function textInt(s: string, corrupt: (p: string) => never): number | bigint {
+function textInt(s: string, corrupt: (p: string) => never, tooMuch: (p: string) => never, maxLength: number): number | bigint {
+  if (s.length > maxLength) tooMuch(`a ${s.length}-character integer is longer than ${maxLength} characters (TENSOR_FILE_LIMITS.pickleIntLength)`);
   if (!/^[-+]?\d+$/.test(s)) corrupt(`bad integer "${s.slice(0, 20)}"`);
   const b = BigInt(s);
   return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
 }
 
-/** Little-endian two's-complement integer (LONG1 / LONG4). */
+/** Little-endian two's-complement integer (LONG1 / LONG4), through one hex string (linear in its length). */
 function longLE(b: Uint8Array): number | bigint {
   if (b.length === 0) return 0;
-  let v = 0n;
-  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
+  let hex = '';
+  for (let i = b.length - 1; i >= 0; i--) hex += b[i]!.toString(16).padStart(2, '0');
+  let v = BigInt(`0x${hex}`);
   if (b[b.length - 1]! & 0x80) v -= 1n << BigInt(8 * b.length);
   return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
 }
