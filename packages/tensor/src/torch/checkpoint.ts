@@ -3,11 +3,18 @@
  * SafetensorsFile. Opening reads only the zip directory and `<folder>/data.pkl` (through the
  * whitelist unpickler); each `read` then fetches just the byte range of the one storage a tensor
  * views, honouring storage_offset and strides, so tensors stream one at a time.
+ *
+ * Opening also bounds what the file can cost (TENSOR_FILE_LIMITS): the pickle's size and work, the state
+ * dict's entries and name lengths, and the bytes its views materialize — a view may repeat storage elements
+ * only along broadcast (stride-0) dims, and all tensors together may not expand the file more than
+ * viewExpansionFactor × its size + viewExpansionBytes.
  */
 import type { FileSource, RandomAccessFile } from '../io.js';
 import { ST_DTYPE_BYTES, type StDType } from '../safetensors/format.js';
-import { convert, type TargetDType, type TensorData } from '../safetensors/read.js';
+import { checkTensorBytes, convert, type TargetDType, type TensorData } from '../safetensors/read.js';
 import { numel } from '../tensor.js';
+import { ResourceLimitError } from '../errors.js';
+import { TENSOR_FILE_LIMITS as LIMITS, quoteName } from '../tensor_file_limits.js';
 import { TorchCheckpointError } from './errors.js';
 import { PyDict, TensorRef, describePy, unpickle, type PyValue } from './pickle.js';
 import { ZipArchive, type ZipEntry } from './zip.js';
@@ -79,50 +86,76 @@ export class TorchCheckpointFile {
     const zip = await ZipArchive.read(file);
     const pkls = [...zip.entries.keys()].filter((n) => /^[^/]+\/data\.pkl$/.test(n));
     if (pkls.length === 0) fail('no <folder>/data.pkl record: a zip archive, but not a PyTorch checkpoint');
-    if (pkls.length > 1) fail(`several data.pkl records (${pkls.join(', ')}): not a single PyTorch checkpoint`);
+    if (pkls.length > 1) fail(`several data.pkl records (${pkls.slice(0, 4).join(', ')}${pkls.length > 4 ? ', …' : ''}): not a single PyTorch checkpoint`);
     const folder = pkls[0]!.slice(0, -'/data.pkl'.length);
     const entry = (name: string) => zip.entries.get(`${folder}/${name}`);
 
     let bigEndian = false;
     const bo = entry('byteorder');
     if (bo) {
+      if (bo.size > 64) fail(`${bo.name} is ${bo.size} bytes, expected "little" or "big"`);
       const v = new TextDecoder().decode(await zip.readAll(bo)).trim();
       if (v !== 'little' && v !== 'big') fail(`${bo.name} says "${v.slice(0, 20)}", expected "little" or "big"`);
       bigEndian = v === 'big';
     }
     const pklEntry = zip.entries.get(pkls[0]!)!;
-    if (pklEntry.size > 1 << 30) fail(`${pklEntry.name} is ${pklEntry.size} bytes: too large for a state dict pickle`);
+    if (pklEntry.size > LIMITS.pickleBytes) throw new ResourceLimitError(`${file.name}: ${pklEntry.name} is ${pklEntry.size} bytes, more than a state dict pickle may have (TENSOR_FILE_LIMITS.pickleBytes = ${LIMITS.pickleBytes})`);
     const root = unpickle(await zip.readAll(pklEntry), { file: file.name, entry: pklEntry.name });
     if (!(root instanceof PyDict)) fail(`the checkpoint holds a ${describePy(root)}, not a state dict (a dict of tensors)`);
 
     // Flatten nested dicts ("state_dict" → {...}) with dotted keys; tensors are kept, other leaves skipped.
+    // Memo references make the dicts a graph: a dict inside itself is refused, and every entry reached (again)
+    // counts against TENSOR_FILE_LIMITS.entries and nameChars, so shared dicts cannot multiply into millions.
     const found: [string, TensorRef][] = [];
     const skipped: string[] = [];
+    const onPath = new Set<PyDict>();
+    let entries = 0;
+    let nameChars = 0;
     const walk = (d: PyDict, prefix: string, depth: number) => {
+      if (onPath.has(d)) fail(`the state dict holds itself under ${quoteName(prefix.slice(0, -1))}: not a state dict`);
+      onPath.add(d);
       for (const [k, v] of d.map) {
-        const key = prefix + (typeof k === 'string' ? k : typeof k === 'number' || typeof k === 'bigint' ? String(k) : fail(`state dict key is a ${describePy(k as PyValue)}, not a string`));
+        if (++entries > LIMITS.entries) throw new ResourceLimitError(`${file.name}: the state dict has more than ${LIMITS.entries} entries (TENSOR_FILE_LIMITS.entries; nested dicts reached through the memo count each time)`);
+        const ks = typeof k === 'string' ? k : typeof k === 'number' || typeof k === 'bigint' ? String(k) : fail(`state dict key is a ${describePy(k as PyValue)}, not a string`);
+        if ((nameChars += prefix.length + ks.length) > LIMITS.nameChars) throw new ResourceLimitError(`${file.name}: the state dict's keys are longer than ${LIMITS.nameChars} characters in all (TENSOR_FILE_LIMITS.nameChars)`);
+        const key = prefix + ks;
         if (v instanceof TensorRef) found.push([key, v]);
-        else if (v instanceof PyDict && depth < 8) walk(v, `${key}.`, depth + 1);
+        else if (v instanceof PyDict && depth < LIMITS.stateDictDepth) walk(v, `${key}.`, depth + 1);
         else skipped.push(key);
       }
+      onPath.delete(d);
     };
     walk(root as PyDict, '', 0);
 
     const users = new Map<string, number>();
     for (const [, t] of found) users.set(t.storage.key, (users.get(t.storage.key) ?? 0) + 1);
     const tensors = new Map<string, TorchTensorInfo>();
+    const budget = LIMITS.viewExpansionFactor * file.size + LIMITS.viewExpansionBytes;
+    let materialized = 0;
     for (const [name, t] of found) {
-      if (tensors.has(name)) fail(`tensor "${name}" appears twice`);
+      const q = quoteName(name);
+      if (tensors.has(name)) fail(`tensor ${q} appears twice`);
       const s = t.storage;
       const recName = `${folder}/data/${s.key}`;
       const rec = zip.entries.get(recName);
-      if (!rec) fail(`tensor "${name}": its storage record ${recName} is missing (truncated or corrupt checkpoint)`);
+      if (!rec) fail(`tensor ${q}: its storage record ${quoteName(recName).slice(1, -1)} is missing (truncated or corrupt checkpoint)`);
       const es = ST_DTYPE_BYTES[s.dtype];
-      if (rec!.size < s.numel * es) fail(`tensor "${name}": storage ${recName} holds ${rec!.size} bytes but ${s.numel} ${s.storageType} elements need ${s.numel * es}`);
+      if (rec!.size < s.numel * es) fail(`tensor ${q}: storage ${recName} holds ${rec!.size} bytes but ${s.numel} ${s.storageType} elements need ${s.numel * es}`);
       const n = numel(t.shape);
       if (n > 0) {
+        const view = `size [${t.shape.join(',')}], stride [${t.stride.join(',')}] at offset ${t.storageOffset}`;
         const last = t.storageOffset + t.shape.reduce((acc, d, i) => acc + (d - 1) * t.stride[i]!, 0);
-        if (last >= s.numel) fail(`tensor "${name}": size ${JSON.stringify(t.shape)}, stride ${JSON.stringify(t.stride)} at offset ${t.storageOffset} reaches element ${last} of a ${s.numel}-element storage`);
+        if (last >= s.numel) fail(`tensor ${q}: ${view} reaches element ${last} of a ${s.numel}-element storage`);
+        // Storage elements may repeat only along broadcast (stride-0) dims: the other dims must fit in the storage.
+        let distinct = 1;
+        for (let i = 0; i < t.shape.length; i++) if (t.stride[i] !== 0) distinct *= t.shape[i]!;
+        if (distinct > s.numel - t.storageOffset) fail(`tensor ${q}: ${view} has ${distinct} elements outside broadcast (stride-0) dims but its storage holds ${s.numel - t.storageOffset} from that offset: an overlapping view`);
+        if ((materialized += n * es) > budget) {
+          throw new ResourceLimitError(
+            `${file.name}: tensor ${q}: ${s.dtype} [${t.shape.join(', ')}] (${n * es} bytes${n > distinct ? `, broadcast from ${distinct * es}` : ''}) takes the checkpoint's tensors past ${budget} bytes, ` +
+              `more than ${LIMITS.viewExpansionFactor}× its ${file.size} bytes + ${LIMITS.viewExpansionBytes} (TENSOR_FILE_LIMITS.viewExpansionFactor, viewExpansionBytes): its views repeat storage too often`,
+          );
+        }
       }
       tensors.set(name, {
         name,
@@ -144,7 +177,7 @@ export class TorchCheckpointFile {
 
   info(name: string): TorchTensorInfo {
     const t = this.tensors.get(name);
-    if (!t) throw new TorchCheckpointError(this.file.name, `no tensor named "${name}"`);
+    if (!t) throw new TorchCheckpointError(this.file.name, `no tensor named ${quoteName(name)}`);
     return t;
   }
 
@@ -154,6 +187,7 @@ export class TorchCheckpointFile {
     const es = ST_DTYPE_BYTES[t.dtype];
     const n = numel(t.shape);
     if (n === 0) return new Uint8Array(0);
+    checkTensorBytes(n * es, `${this.file.name}: tensor ${quoteName(name)}`);
     // Only the span from the first to the last element this view touches.
     const span = 1 + t.shape.reduce((acc, d, i) => acc + (d - 1) * t.stride[i]!, 0);
     const entry = this.zip.entries.get(t.storage.entry) as ZipEntry;
@@ -168,7 +202,7 @@ export class TorchCheckpointFile {
     const t = this.info(name);
     const raw = await this.readBytes(name);
     const to = target ?? (t.dtype.startsWith('F') || t.dtype === 'BF16' ? 'f32' : 'i32');
-    return convert(raw, t.dtype, to, `${this.file.name}: tensor "${name}"`);
+    return convert(raw, t.dtype, to, `${this.file.name}: tensor ${quoteName(name)}`);
   }
 
   async close(): Promise<void> {
