@@ -85,17 +85,24 @@ export function createProgressUI(io: CliIO, opts: ProgressOptions): ProgressUI {
   }
   let running: { label: string; start: number } | null = null;
   let drawn = false;
+  /** What the status line shows now ('' when cleared): an unchanged line is not written again. */
+  let shown = '';
   let timer: ReturnType<typeof setInterval> | null = null;
-  const width = () => Math.max(20, (io.columns ?? 80) - 1);
+  // A terminal that reports no size (0 columns, e.g. under `script`) gets 80.
+  const width = () => Math.max(20, (io.columns || 80) - 1);
   const clear = () => {
     if (drawn) io.stderr('\r\x1b[K');
     drawn = false;
+    shown = '';
   };
   const draw = () => {
     if (!running || downloading) return;
-    const text = `${ui.prefix}${running.label} ${fmtDuration((now() - running.start) / 1000)}`;
-    io.stderr(`\r\x1b[K${text.length > width() ? text.slice(0, width() - 1) + '…' : text}`);
+    const full = `${ui.prefix}${running.label} ${fmtDuration((now() - running.start) / 1000)}`;
+    const text = full.length > width() ? full.slice(0, width() - 1) + '…' : full;
+    if (drawn && text === shown) return;
+    io.stderr(`\r\x1b[K${text}`);
     drawn = true;
+    shown = text;
   };
   const stopTimer = () => {
     if (timer) clearInterval(timer);
