@@ -4,10 +4,9 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodePng } from '@fewstep/models';
+import { encodePng, parametersText, type GenerationInfo } from '@fewstep/models';
 import { main } from '../../packages/cli/src/main';
 import type { CliIO } from '../../packages/cli/src/command';
-import { parametersText, type GenerationInfo } from '../../packages/cli/src/png_metadata';
 import { buildTinySketchModel } from '../helpers/tiny_sketch_model';
 
 const work = mkdtempSync(join(tmpdir(), 'fewstep-cn-null-'));

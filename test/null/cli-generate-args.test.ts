@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeSafetensors } from '@fewstep/tensor';
-import { encodePng } from '@fewstep/models';
+import { encodePng, parametersText, pngTextChunks, type GenerationInfo } from '@fewstep/models';
 import { main } from '../../packages/cli/src/main';
 import type { CliIO } from '../../packages/cli/src/command';
 import { imageFileName, slugify } from '../../packages/cli/src/generation/outputs';
@@ -18,7 +18,6 @@ import { readResults, type ResultLine } from '../../packages/cli/src/eval/result
 import { runReportHtml } from '../../packages/cli/src/eval/report_html';
 import { summarize } from '../../packages/cli/src/eval/summary';
 import { resolveModel, selectModelFiles } from '@fewstep/weights-tools';
-import { parametersText, pngTextChunks, type GenerationInfo } from '../../packages/cli/src/png_metadata';
 import { isolateHfEnv, startFakeHub, type FakeHub } from '../helpers/fake_hub';
 import { buildTinyModel, tinyModelHubFiles } from '../helpers/tiny_sdxs_model';
 
