@@ -43,9 +43,19 @@ export const TENSOR_FILE_LIMITS = Object.freeze({
 
 export type TensorFileLimits = typeof TENSOR_FILE_LIMITS;
 
-/** A name as error messages quote it: at most 200 characters. */
+/**
+ * Text from a file made fit for a one-line error message: control characters (line breaks included) escaped
+ * as \uXXXX, and at most `max` characters.
+ */
+export function oneLine(s: string, max = 2000): string {
+  const cut = s.length > max ? `${s.slice(0, max)}…` : s;
+  // eslint-disable-next-line no-control-regex
+  return cut.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/** A name (of a tensor, record, key) as error messages quote it: one line, at most 200 characters. */
 export function quoteName(name: string): string {
-  return `"${name.length > 200 ? `${name.slice(0, 200)}…` : name}"`;
+  return `"${oneLine(name, 200)}"`;
 }
 
 /** A short, non-recursive description of a JSON value for error messages (never a deep or long serialisation). */

@@ -1,4 +1,5 @@
 import { FileFormatError } from '../errors.js';
+import { oneLine } from '../tensor_file_limits.js';
 
 /** safetensors on-disk dtypes (https://github.com/huggingface/safetensors, "format" section). */
 export type StDType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL' | 'U16' | 'U32' | 'U64';
@@ -17,9 +18,9 @@ export interface TensorInfo {
 }
 
 
-/** Thrown for any malformed safetensors file (code 'file_format'); the message always names the file. */
+/** Thrown for any malformed safetensors file (code 'file_format'); the message always names the file and is one line. */
 export class SafetensorsError extends FileFormatError {
   constructor(file: string, problem: string) {
-    super(file, problem);
+    super(file, oneLine(problem));
   }
 }

@@ -14,7 +14,7 @@ import { ST_DTYPE_BYTES, type StDType } from '../safetensors/format.js';
 import { checkTensorBytes, convert, type TargetDType, type TensorData } from '../safetensors/read.js';
 import { numel } from '../tensor.js';
 import { ResourceLimitError } from '../errors.js';
-import { TENSOR_FILE_LIMITS as LIMITS, quoteName } from '../tensor_file_limits.js';
+import { TENSOR_FILE_LIMITS as LIMITS, oneLine, quoteName } from '../tensor_file_limits.js';
 import { TorchCheckpointError } from './errors.js';
 import { PyDict, TensorRef, describePy, unpickle, type PyValue } from './pickle.js';
 import { ZipArchive, type ZipEntry } from './zip.js';
@@ -99,7 +99,7 @@ export class TorchCheckpointFile {
       bigEndian = v === 'big';
     }
     const pklEntry = zip.entries.get(pkls[0]!)!;
-    if (pklEntry.size > LIMITS.pickleBytes) throw new ResourceLimitError(`${file.name}: ${pklEntry.name} is ${pklEntry.size} bytes, more than a state dict pickle may have (TENSOR_FILE_LIMITS.pickleBytes = ${LIMITS.pickleBytes})`);
+    if (pklEntry.size > LIMITS.pickleBytes) throw new ResourceLimitError(`${file.name}: ${oneLine(pklEntry.name)} is ${pklEntry.size} bytes, more than a state dict pickle may have (TENSOR_FILE_LIMITS.pickleBytes = ${LIMITS.pickleBytes})`);
     const root = unpickle(await zip.readAll(pklEntry), { file: file.name, entry: pklEntry.name });
     if (!(root instanceof PyDict)) fail(`the checkpoint holds a ${describePy(root)}, not a state dict (a dict of tensors)`);
 

@@ -13,7 +13,7 @@
  */
 import type { StDType } from '../safetensors/format.js';
 import { ResourceLimitError } from '../errors.js';
-import { TENSOR_FILE_LIMITS, type TensorFileLimits } from '../tensor_file_limits.js';
+import { TENSOR_FILE_LIMITS, oneLine, type TensorFileLimits } from '../tensor_file_limits.js';
 import { TorchCheckpointError } from './errors.js';
 
 /** A Python tuple (immutable; distinct from a list). */
@@ -117,7 +117,7 @@ export function unpickle(bytes: Uint8Array, ctx: UnpickleContext): PyValue {
     throw new TorchCheckpointError(ctx.file, `${ctx.entry}: ${p} (${op || 'start'} at byte ${opAt}): corrupt pickle`);
   };
   const tooMuch = (p: string): never => {
-    throw new ResourceLimitError(`${ctx.file}: ${ctx.entry}: ${p} (${op || 'start'} at byte ${opAt}): a hostile or broken pickle; nothing was executed`);
+    throw new ResourceLimitError(`${ctx.file}: ${oneLine(`${ctx.entry}: ${p} (${op || 'start'} at byte ${opAt}): a hostile or broken pickle; nothing was executed`)}`);
   };
   // Resource accounting. `weights` holds the size of each container as a tree (1 + its items' sizes, memo
   // references counted in full); primitives, storages, tensors and globals weigh 1.
