@@ -90,7 +90,7 @@ export class FuzzStats {
     } catch (error) {
       if (!(error instanceof FewstepError)) throw new Error(`${this.target}: ${label}: not a FewstepError: ${(error as Error)?.stack ?? String(error)}`);
       expect(error.message.startsWith(`${file}: `), `${label}: the message must start with the file: ${error.message.slice(0, 300)}`).toBe(true);
-      expect(error.message.includes('\n'), `${label}: one line: ${error.message.slice(0, 300)}`).toBe(false);
+      expect(/[\n\r\u2028\u2029]/.test(error.message), `${label}: one line: ${JSON.stringify(error.message.slice(0, 300))}`).toBe(false);
       const kind = `${error.constructor.name}(${error.code})`;
       this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);
       return undefined;

@@ -69,10 +69,11 @@ describe('hostile pickles: bounded by values produced and work, not only depth',
   });
 
   it('OrderedDict calls that took the list while it was empty: refused by the work bound (was quadratic)', async () => {
-    const bytes = lateFilledOrderedDict(20_000, 20_000); // 400 M copies from 260 KB
-    const r = await measure(() => unpickle(bytes, ctx));
+    const bytes = lateFilledOrderedDict(20_000, 20_000); // 400 M copies from 260 KB: minutes for the original reader
+    // A tighter work limit than TENSOR_FILE_LIMITS.pickleWork (8 Mi units: seconds on this machine) keeps the test quick.
+    const r = await measure(() => unpickle(bytes, { ...ctx, limits: { pickleWork: 1_000_000 } }));
     expect(r.error).toBeInstanceOf(ResourceLimitError);
-    expect((r.error as Error).message).toContain(`more than ${TENSOR_FILE_LIMITS.pickleWork} units of work (TENSOR_FILE_LIMITS.pickleWork) (REDUCE at byte`);
+    expect((r.error as Error).message).toContain('more than 1000000 units of work (TENSOR_FILE_LIMITS.pickleWork) (REDUCE at byte');
     expect(r.ms).toBeLessThan(SECONDS * 1000);
     expect(r.heapMiB).toBeLessThan(HEAP_MIB);
   });
@@ -110,7 +111,7 @@ describe('hostile pickles: bounded by values produced and work, not only depth',
   });
 
   it('a data.pkl over TENSOR_FILE_LIMITS.pickleBytes is refused before it is read; a huge byteorder record too', async () => {
-    const big = checkpoint(new Uint8Array(TENSOR_FILE_LIMITS.pickleBytes + 1));
+    const big = makeZip([{ name: 'archive/data.pkl', data: new Uint8Array(TENSOR_FILE_LIMITS.pickleBytes + 1), crc: 0 }]);
     await expect(TorchCheckpointFile.fromFile(new MemoryFile('big.bin', big))).rejects.toThrow(
       `big.bin: archive/data.pkl is ${TENSOR_FILE_LIMITS.pickleBytes + 1} bytes, more than a state dict pickle may have (TENSOR_FILE_LIMITS.pickleBytes = ${TENSOR_FILE_LIMITS.pickleBytes})`,
     );
@@ -136,7 +137,7 @@ describe('hostile views: elements repeat only along broadcast dims, and material
     const io = { stdout: () => undefined, stderr: (s: string) => void err.push(s), isTTY: false };
     const t0 = performance.now();
     expect(await main(['convert', join(dir, 'zero.bin'), join(dir, 'out.safetensors')], io)).toBe(1);
-    expect(performance.now() - t0).toBeLessThan(5000);
+    expect(performance.now() - t0).toBeLessThan(SECONDS * 1000); // the first call also loads the CLI's command modules
     expect(err.join('')).toMatch(/^fewstep convert: .*zero\.bin: tensor "w": F32 \[16384, 16384\] \(1073741824 bytes, broadcast from 4\) takes the checkpoint's tensors past/);
     expect(readdirSync(dir)).toEqual(['zero.bin']); // no output, no temp file
     // inspect refuses it the same way, in one line.
@@ -183,6 +184,21 @@ describe('hostile views: elements repeat only along broadcast dims, and material
     expect(() => unpickle(rank.bytes(), ctx)).toThrow('size has 65 dimensions, more than 64 (TENSOR_FILE_LIMITS.rank)');
     const neg = new Pickle().mark().str('storage').global('torch', 'FloatStorage').str('0').str('cpu').push(0x4a).u32(0xffffffff).tuple().persid().stop();
     expect(() => unpickle(neg.bytes(), ctx)).toThrow('storage "0" has a negative size -1');
+  });
+});
+
+describe('messages stay one line whatever the file names hold (found by the long fuzz run)', () => {
+  it('a record name with a line break is escaped in the error', async () => {
+    const p = new Pickle().emptyDict().str('w').tensor({ key: '0', numel: 1, size: [1], stride: [1] }).setitem().stop();
+    const zip = makeZip([{ name: 'x\ny/data.pkl', data: p.bytes() }]);
+    const e = await TorchCheckpointFile.fromFile(new MemoryFile('nl.bin', zip)).then(() => undefined, (x: unknown) => x);
+    expect(e).toBeInstanceOf(TorchCheckpointError);
+    expect((e as Error).message).toBe('nl.bin: tensor "w": its storage record x\\u000ay/data/0 is missing (truncated or corrupt checkpoint)');
+  });
+
+  it('STACK_GLOBAL names with line breaks, in a refusal', () => {
+    const p = new Pickle().str('os\nx').str('system\r').push(0x93).stop();
+    expect(() => unpickle(p.bytes(), ctx)).toThrow('global "os\\u000ax system\\u000d" (os\\u000ax.system\\u000d)');
   });
 });
 

@@ -91,6 +91,8 @@ export class Pickle extends Bytes {
 export interface ZipRecord {
   name: string;
   data: Uint8Array;
+  /** The CRC-32 to record instead of computing it (a record the reader refuses before reading it). */
+  crc?: number;
 }
 
 /** A stored (uncompressed) zip archive, as torch.save writes. */
@@ -99,7 +101,7 @@ export function makeZip(records: readonly ZipRecord[]): Uint8Array {
   const central = new Bytes();
   for (const r of records) {
     const name = utf8.encode(r.name);
-    const crc = crc32(r.data);
+    const crc = r.crc ?? crc32(r.data);
     const at = out.length;
     out.u32(0x04034b50).push(20, 0, 0, 0, 0, 0, 0, 0, 0, 0).u32(crc).u32(r.data.length).u32(r.data.length).push(name.length & 255, name.length >> 8, 0, 0).append(name).append(r.data);
     central.u32(0x02014b50).push(20, 0, 20, 0, 0, 0, 0, 0, 0, 0, 0, 0).u32(crc).u32(r.data.length).u32(r.data.length);

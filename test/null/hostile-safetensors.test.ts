@@ -42,6 +42,13 @@ describe('safetensors: no recursion or spread sized by the input', () => {
     await expect(open('p.safetensors', safetensorsBytes({ w: { dtype: 'constructor', shape: [], data_offsets: [0, 0] } }))).rejects.toThrow('p.safetensors: tensor "w": unknown dtype "constructor"');
   });
 
+  it('invalid JSON whose parser message quotes a line break stays one line (found by the long fuzz run)', async () => {
+    const e = await open('j.safetensors', safetensorsBytes('{"a":\n x}')).then(() => undefined, (x: unknown) => x);
+    expect(e).toBeInstanceOf(SafetensorsError);
+    expect((e as Error).message).toMatch(/^j\.safetensors: header is not valid JSON \(/);
+    expect((e as Error).message).not.toMatch(/[\n\r]/);
+  });
+
   it('a valid 200 000-tensor file: `fewstep inspect` lists it (was "Maximum call stack size exceeded")', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'fewstep-hostile-'));
     const p = join(dir, 'many.safetensors');
