@@ -12,5 +12,6 @@ export const commands: readonly CommandEntry[] = [
   entry('tokenize', 'Show the CLIP token ids of prompts (as the text encoder sees them)', async () => (await import('./tokenize.js')).tokenize),
   entry('bench', 'Benchmarks: `bench kernels` (every kernel at SDXS-512 shapes), `bench models` / `bench pipeline` (full size, random weights)', async () => (await import('./bench.js')).bench),
   entry('run', 'Run one model component (UNet, ControlNet, text encoder, VAE) on tensors from a safetensors file', async () => (await import('./run.js')).run),
+  entry('serve', 'Serve a model over an OpenAI-compatible HTTP API (POST /v1/images/generations) and the web page', async () => (await import('./serve.js')).serve),
   entry('download', 'Download a Hugging Face repo into the HF cache and print its snapshot folder', async () => (await import('./download.js')).download),
 ];
