@@ -232,7 +232,7 @@ export const generate: Command = {
             strength: p.init.kind === 'image' ? p.init.strength : undefined,
             latents: init.kind === 'latents' ? init.path : undefined,
             ...(controlnet !== undefined ? { controlnet, controlImage: controlPath, controlScale: p.control?.scale ?? 1, invertControl } : {}),
-            // Beyond the A1111 fields (the JSON chunk only).
+            // The informative init's source (the JSON chunk; reference images are in the A1111 text too).
             ...(init.kind === 'reference-latents' ? { init: 'latent-mean', initLatents: init.path } : {}),
             ...(init.kind === 'reference-images' ? { init: 'latent-mean', initImages: init.paths } : {}),
             ...(p.clipSkip !== null ? { clipSkip: p.clipSkip } : {}),

@@ -30,6 +30,12 @@ export interface GenerationInfo {
   loras?: { source: string; scale: number }[] | undefined;
   initImage?: string | undefined;
   strength?: number | undefined;
+  /** YOSO's informative init: the reference images (paths), or a latents file in `latents`. */
+  initImages?: string[] | undefined;
+  /** How input images of another size were fit (crop | fit | stretch). */
+  resize?: string | undefined;
+  /** diffusers' clip_skip (layers skipped at the end of the text encoder). */
+  clipSkip?: number | undefined;
   latents?: string | undefined;
   /** --controlnet as given, the --control-image path, its scale, and whether it was inverted (--invert-control). */
   controlnet?: string | undefined;
@@ -50,7 +56,10 @@ export function parametersText(g: GenerationInfo): string {
     ['Size', `${g.width}x${g.height}`],
     ['Model', g.model],
   ];
+  if (g.clipSkip) fields.push(['Clip skip', g.clipSkip]);
   if (g.strength !== undefined) fields.push(['Denoising strength', g.strength]);
+  if (g.initImages?.length) fields.push(['Reference images', g.initImages.join(' ')]);
+  if (g.resize !== undefined) fields.push(['Resize mode', g.resize]);
   if (g.loras?.length) fields.push(['Lora', g.loras.map((l) => `${l.source}:${l.scale}`).join(' ')]);
   if (g.controlnet !== undefined) {
     fields.push(['ControlNet', g.controlnet], ['Control scale', g.controlScale ?? 1]);

@@ -310,7 +310,7 @@ export function resolveGenerateOptions(o: GenerateOptions, model: ModelInfo, ran
       }
       denoisingSteps = Math.min(Math.floor(steps * strength), steps);
       if (denoisingSteps < 1) {
-        bad('init.strength', `${strength} with steps ${steps} runs no denoising step (⌊steps × strength⌋ must be at least 1): raise steps to ${Math.ceil(1 / strength)} or strength to ${(1 / steps).toFixed(3).replace(/0+$/, '')}`);
+        bad('init.strength', `${strength} with steps ${steps} runs no denoising step (⌊steps × strength⌋ must be at least 1): raise steps to ${Math.ceil(1 / strength)} or strength to ${Number((1 / steps).toFixed(3))}`);
       }
       planInit = { kind: 'image', image: init.image, strength };
       break;
