@@ -85,6 +85,25 @@ describe('clip_skip and promptEmbeds', () => {
   });
 });
 
+describe('one seed per image (diffusers generator=[…])', () => {
+  it('image i of a batch with seeds [s0, s1, …] is the batch-of-one image for seed i, also with a stochastic scheduler', async () => {
+    const ddpm = await StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles, scheduler: 'DDPMScheduler' });
+    try {
+      for (const p of [pipe, ddpm]) {
+        const prompts = ['a red boat', 'a green tree', 'a blue house'];
+        const batch = await p.generate({ prompt: prompts, seed: [11, 12, 13], steps: 2, width: 64, height: 64 });
+        for (const [i, prompt] of prompts.entries()) {
+          const one = await p.generate({ prompt, seed: 11 + i, steps: 2, width: 64, height: 64 });
+          expect(same(batch.images[i]!, one.images[0]!), `${p.createScheduler().className} image ${i}`).toBe(true);
+        }
+      }
+    } finally {
+      ddpm.dispose();
+    }
+    expect(() => pipe.plan({ prompt: ['a', 'b'], seed: [1] })).toThrow('seed: a list of seeds needs one per image: 2 images, 1 seeds');
+  });
+});
+
 describe('images of another size', () => {
   it('an init image is fit to width × height (crop by default; fit and stretch on request), as if resized first', async () => {
     const src = picture(100, 72);

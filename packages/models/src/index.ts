@@ -122,6 +122,7 @@ export {
 
 // ---- torch.randn, bit for bit (torch.Generator("cpu").manual_seed(n)).
 export { TorchGenerator, torchRandn, type RandnDType } from './random/torch_randn.js';
+export { GeneratorList } from './random/generator_list.js';
 
 // ---- Pipelines: text-to-image, image-to-image, ControlNet; the request rules; the progress stream.
 export { StableDiffusionPipeline, Pipeline, type FromComponentsOptions, type GenerateResult } from './pipelines/pipeline_stable_diffusion.js';

@@ -68,8 +68,12 @@ export interface GenerateOptions {
   negativePrompt?: string | string[] | undefined;
   /** diffusers `negative_prompt_embeds` (with `promptEmbeds`, same shape). */
   negativePromptEmbeds?: HostTensor | undefined;
-  /** torch CPU generator seed (bit-exact to `torch.Generator('cpu').manual_seed(seed)`); undefined or -1: random (reported). */
-  seed?: number | bigint | undefined;
+  /**
+   * torch CPU generator seed (bit-exact to `torch.Generator('cpu').manual_seed(seed)`); undefined or -1: random
+   * (reported). A list gives one generator per image (diffusers `generator=[…]`): image i is then what a batch of
+   * one gives for seed i (noise, latents or informative init).
+   */
+  seed?: number | bigint | readonly (number | bigint)[] | undefined;
   /** Scheduler steps (default: the model's own; SDXS 1). */
   steps?: number | undefined;
   /** Classifier-free guidance scale; > 1 runs CFG (default: the model's own; SDXS 0). */
@@ -135,7 +139,10 @@ export interface GenerationPlan {
   guidance: number;
   /** guidance > 1: the UNet runs [uncond, cond] as one batch. */
   cfg: boolean;
+  /** The seed (the first, with a list of seeds). */
   seed: bigint;
+  /** One seed per image (`seed` was a list), else null. */
+  seeds: bigint[] | null;
   width: number;
   height: number;
   /** [images, latentChannels, height / 8, width / 8] */
@@ -243,7 +250,12 @@ export function resolveGenerateOptions(o: GenerateOptions, model: ModelInfo, ran
   if (!cfg && ((o.negativePrompt !== undefined && o.negativePrompt !== '') || negativePromptEmbeds)) {
     warnings.push(`the negative prompt has no effect at guidance ${guidance} (classifier-free guidance needs guidance > 1)`);
   }
-  const seed = resolveSeed(o.seed, random);
+  let seeds: bigint[] | null = null;
+  if (Array.isArray(o.seed)) {
+    if (o.seed.length !== images) bad('seed', `a list of seeds needs one per image: ${images} images, ${o.seed.length} seeds`);
+    seeds = (o.seed as readonly (number | bigint)[]).map((s) => resolveSeed(s, random));
+  }
+  const seed = seeds ? seeds[0]! : resolveSeed(o.seed, random);
   const resize = o.resize ?? 'crop';
   if (!FIT_MODES.includes(resize)) bad('resize', `must be one of ${FIT_MODES.join(', ')}, got ${show(resize)}`);
   let clipSkip: number | null = null;
@@ -312,6 +324,7 @@ export function resolveGenerateOptions(o: GenerateOptions, model: ModelInfo, ran
       if (denoisingSteps < 1) {
         bad('init.strength', `${strength} with steps ${steps} runs no denoising step (⌊steps × strength⌋ must be at least 1): raise steps to ${Math.ceil(1 / strength)} or strength to ${Number((1 / steps).toFixed(3))}`);
       }
+      if (seeds) bad('seed', 'a list of seeds works with noise, latents or informative init, not with an init image');
       planInit = { kind: 'image', image: init.image, strength };
       break;
     }
@@ -362,6 +375,7 @@ export function resolveGenerateOptions(o: GenerateOptions, model: ModelInfo, ran
     guidance,
     cfg,
     seed,
+    seeds,
     width,
     height,
     latentShape: [images, C, height / sf, width / sf],

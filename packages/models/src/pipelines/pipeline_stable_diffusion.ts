@@ -39,6 +39,7 @@ import type { ControlNetModel } from '../controlnets/controlnet.js';
 import type { NoiseGenerator, Vae } from '../autoencoders/autoencoder.js';
 import { schedulerFromConfig, type Scheduler } from '../schedulers/index.js';
 import { TorchGenerator } from '../random/torch_randn.js';
+import { GeneratorList } from '../random/generator_list.js';
 import type { RGBImage } from '../image/rgb_image.js';
 import { fitImage, type FitMode } from '../image/image_fit.js';
 import { informativeInit } from './informative_init.js';
@@ -203,7 +204,7 @@ export class StableDiffusionPipeline {
       emit({ type: 'stage', status: 'end', stage: name, ...step, ms });
       return r;
     };
-    const generator = new TorchGenerator(plan.seed);
+    const generator = plan.seeds ? new GeneratorList(plan.seeds) : new TorchGenerator(plan.seed);
     const scheduler = this.createScheduler();
     // Under the signal every GPU dispatch checks it: an abort stops at the next dispatch boundary.
     return this.device.withSignal(signal, async () => {
@@ -274,7 +275,7 @@ export class StableDiffusionPipeline {
   }
 
   /** Stage 2 (diffusers `prepare_latents` + `get_timesteps`): the timesteps that run and the latents they start from. */
-  async prepareLatents(plan: GenerationPlan, scheduler: Scheduler, gen: TorchGenerator, stage: StageRunner = plainStage): Promise<{ latents: Float32Array; timesteps: number[] }> {
+  async prepareLatents(plan: GenerationPlan, scheduler: Scheduler, gen: TorchGenerator | GeneratorList, stage: StageRunner = plainStage): Promise<{ latents: Float32Array; timesteps: number[] }> {
     scheduler.setTimesteps(plan.steps);
     let timesteps = [...scheduler.timesteps];
     const randn = (shape: readonly number[]) => gen.randn([...shape], 'f32') as Float32Array;
@@ -300,7 +301,7 @@ export class StableDiffusionPipeline {
   /** Stage 3: the denoising loop (ControlNet residuals, CFG, scheduler steps). Returns the final latents. */
   async denoise(
     plan: GenerationPlan,
-    s: { latents: Float32Array; timesteps: number[]; context: Tensor; scheduler: Scheduler; generator: TorchGenerator },
+    s: { latents: Float32Array; timesteps: number[]; context: Tensor; scheduler: Scheduler; generator: TorchGenerator | GeneratorList },
     stage: StageRunner = plainStage,
     onStep?: (t: StepTrace) => void,
   ): Promise<Float32Array> {
