@@ -21,7 +21,8 @@ export interface TensorHeaderEntry {
  * bytes in order; `offsets[i]` is where tensor i starts in the data section.
  */
 export function safetensorsHeader(entries: readonly TensorHeaderEntry[], metadata?: Record<string, string>): { bytes: Uint8Array; offsets: number[]; dataBytes: number } {
-  const header: Record<string, unknown> = {};
+  // No prototype: a tensor named "__proto__" (a valid name) must become a key, not the object's prototype.
+  const header: Record<string, unknown> = Object.create(null) as Record<string, unknown>;
   if (metadata && Object.keys(metadata).length) header['__metadata__'] = metadata;
   let offset = 0;
   const offsets: number[] = [];

@@ -5,6 +5,8 @@
  * compressed one means the file was re-zipped by something else.
  */
 import type { RandomAccessFile } from '../io.js';
+import { ResourceLimitError } from '../errors.js';
+import { TENSOR_FILE_LIMITS } from '../tensor_file_limits.js';
 import { TorchCheckpointError } from './errors.js';
 
 export interface ZipEntry {
@@ -81,6 +83,9 @@ export class ZipArchive {
     }
     if (cdOffset + cdSize > cdEnd) fail(`central directory (${cdSize} bytes at ${cdOffset}) runs past its end record: truncated or corrupt archive`);
     if (count > cdSize / 46) fail(`central directory claims ${count} entries in ${cdSize} bytes: corrupt archive`);
+    // torch.save writes one record per storage and a few more; each entry costs memory, so their number is bounded too.
+    const maxRecords = TENSOR_FILE_LIMITS.entries + 64;
+    if (count > maxRecords) throw new ResourceLimitError(`${file.name}: the zip archive has ${count} entries, more than ${maxRecords} (TENSOR_FILE_LIMITS.entries + 64)`);
     const cd = await file.read(cdOffset, cdSize);
     const dv = new DataView(cd.buffer, cd.byteOffset, cd.byteLength);
     const dec = new TextDecoder('utf-8');
