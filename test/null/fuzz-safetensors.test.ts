@@ -158,7 +158,7 @@ function mutate(file: Uint8Array, m: Mutation): Uint8Array {
 
 function build(inp: Input): { bytes: Uint8Array; data: Map<string, Uint8Array> } {
   const data = new Map<string, Uint8Array>();
-  const tensors: Parameters<typeof encodeSafetensors>[0] = {};
+  const tensors: Parameters<typeof encodeSafetensors>[0] = Object.create(null) as Parameters<typeof encodeSafetensors>[0]; // "__proto__" is a name too
   inp.tensors.forEach((t, i) => {
     const bytes = bytesFrom(inp.seed + i, numel(t.shape) * ST_DTYPE_BYTES[t.dtype]);
     data.set(t.name, bytes);

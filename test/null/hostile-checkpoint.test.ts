@@ -118,6 +118,27 @@ describe('hostile pickles: bounded by values produced and work, not only depth',
     const order = makeZip([{ name: 'a/data.pkl', data: new Pickle().emptyDict().stop().bytes() }, { name: 'a/byteorder', data: new Uint8Array(1 << 20) }]);
     await expect(TorchCheckpointFile.fromFile(new MemoryFile('bo.bin', order))).rejects.toThrow('bo.bin: a/byteorder is 1048576 bytes, expected "little" or "big"');
   });
+  it('a zip directory of more records than TENSOR_FILE_LIMITS.entries + 64 is refused before it is read', async () => {
+    // "PK", then zeros where a directory of 300 000 entries would be, then zip64 end record + locator + end record.
+    const count = 300_000;
+    const cd = count * 46;
+    const file = new Uint8Array(cd + 56 + 20 + 22);
+    const dv = new DataView(file.buffer);
+    file.set([0x50, 0x4b], 0);
+    dv.setUint32(cd, 0x06064b50, true); // zip64 end of central directory
+    dv.setUint32(cd + 32, count, true);
+    dv.setUint32(cd + 40, cd, true); // directory size; its offset (cd + 48) is 0
+    dv.setUint32(cd + 56, 0x07064b50, true); // zip64 locator → the record at `cd`
+    dv.setUint32(cd + 64, cd, true);
+    dv.setUint32(cd + 76, 0x06054b50, true); // end of central directory, fields in the zip64 record
+    dv.setUint16(cd + 76 + 8, 0xffff, true);
+    dv.setUint16(cd + 76 + 10, 0xffff, true);
+    dv.setUint32(cd + 76 + 12, 0xffffffff, true);
+    dv.setUint32(cd + 76 + 16, 0xffffffff, true);
+    const e = await TorchCheckpointFile.fromFile(new MemoryFile('dir.bin', file)).then(() => undefined, (x: unknown) => x);
+    expect(e).toBeInstanceOf(ResourceLimitError);
+    expect((e as Error).message).toBe(`dir.bin: the zip archive has ${count} entries, more than ${TENSOR_FILE_LIMITS.entries + 64} (TENSOR_FILE_LIMITS.entries + 64)`);
+  });
 });
 
 describe('hostile views: elements repeat only along broadcast dims, and materializing is bounded', () => {

@@ -49,6 +49,25 @@ describe('safetensors: no recursion or spread sized by the input', () => {
     expect((e as Error).message).not.toMatch(/[\n\r]/);
   });
 
+  it('a tensor named "__proto__" is written and read like any other (found by the long fuzz run: it became the header\'s prototype)', async () => {
+    const tensors = Object.create(null) as Parameters<typeof encodeSafetensors>[0];
+    tensors['__proto__'] = { dtype: 'F32', shape: [2], data: Float32Array.of(1, 2) };
+    tensors['w'] = { dtype: 'F32', shape: [1], data: Float32Array.of(3) };
+    const f = await open('proto.safetensors', encodeSafetensors(tensors));
+    expect([...f.tensors.keys()]).toEqual(['__proto__', 'w']);
+    expect([...(await f.read('__proto__'))]).toEqual([1, 2]);
+    expect([...(await f.read('w'))]).toEqual([3]);
+    // And from a checkpoint through `fewstep convert`.
+    const dir = mkdtempSync(join(tmpdir(), 'fewstep-proto-'));
+    const p = new Pickle().emptyDict().str('__proto__').tensor({ key: '0', numel: 1, size: [1], stride: [1] }).setitem().stop();
+    writeFileSync(join(dir, 'p.bin'), checkpoint(p.bytes(), { '0': new Uint8Array(Float32Array.of(7).buffer) }));
+    const io = { stdout: () => undefined, stderr: () => undefined, isTTY: false };
+    expect(await main(['convert', join(dir, 'p.bin'), join(dir, 'p.safetensors')], io)).toBe(0);
+    const g = await SafetensorsFile.open(nodeFiles, join(dir, 'p.safetensors'));
+    expect([...(await g.read('__proto__'))]).toEqual([7]);
+    await g.close();
+  });
+
   it('a valid 200 000-tensor file: `fewstep inspect` lists it (was "Maximum call stack size exceeded")', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'fewstep-hostile-'));
     const p = join(dir, 'many.safetensors');
