@@ -23,16 +23,17 @@ describe('URL settings', () => {
     expect(run).toBe(true);
     expect(settings).toEqual({
       mode: 'sketch', model: 'org/name', revision: 'v1', endpoint: 'https://hf-mirror.example', controlnet: 'org/cn', prompt: 'a cat', negativePrompt: 'blurry',
-      seed: 7, steps: 2, guidance: 1.5, width: 64, height: 128, dtype: 'f16', controlScale: 0.5, invert: false,
+      seed: 7, steps: 2, guidance: 1.5, width: 64, height: 128, dtype: 'f16', controlScale: 0.5, invert: false, backend: 'browser',
     });
+    expect(parseSettings('backend=server').settings.backend).toBe('server');
     expect(parseSettings('').settings).toEqual(defaultSettings('text'));
     expect(parseSettings('mode=sketch').settings.model).toBe('IDKiro/sdxs-512-dreamshaper');
   });
 
   it('bad values are warnings naming the key, never errors', () => {
-    const { settings, warnings } = parseSettings('model=not a repo&seed=abc&steps=0&width=65&dtype=f8&endpoint=ftp://x&mode=video&guidance=-1');
+    const { settings, warnings } = parseSettings('model=not a repo&seed=abc&steps=0&width=65&dtype=f8&endpoint=ftp://x&mode=video&guidance=-1&backend=gpu');
     expect(settings).toEqual(defaultSettings('text'));
-    expect(warnings.map((w) => w.split('=')[0])).toEqual(['mode', 'model', 'endpoint', 'seed', 'steps', 'guidance', 'width', 'dtype']);
+    expect(warnings.map((w) => w.split('=')[0])).toEqual(['mode', 'model', 'endpoint', 'seed', 'steps', 'guidance', 'width', 'dtype', 'backend']);
     expect(parseSettings('seed=-1').settings.seed).toBeNull();
     expect(parseSettings('seed=random').settings.seed).toBeNull();
     expect(parseSettings(`seed=${2 ** 53}`).warnings).toHaveLength(1);

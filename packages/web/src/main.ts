@@ -6,7 +6,8 @@
 import type { ProgressEvent, RGBImage } from '@fewstep/models';
 import { encodePng } from '@fewstep/models';
 import { InvalidArgumentError } from '@fewstep/tensor';
-import { specKey, type BackendInfo, type FolderSource, type GenerationOutput, type GenerationRequest, type LoadedModel, type ModelSpec } from './backend/backend.js';
+import { specKey, type BackendInfo, type FolderSource, type GenerationBackend, type GenerationOutput, type GenerationRequest, type LoadedModel, type ModelSpec } from './backend/backend.js';
+import { ServerBackend } from './backend/server_backend.js';
 import { WebGPUBackend, controlNetSource } from './backend/webgpu_backend.js';
 import { BrowserHub } from './hub/hub_client.js';
 import { openWeightStore, type WeightStore } from './hub/weight_store.js';
@@ -22,8 +23,10 @@ const VERSION = typeof __FEWSTEP_VERSION__ === 'string' ? __FEWSTEP_VERSION__ : 
 const GALLERY_MAX = 60;
 
 type Job =
-  | { kind: 'load'; spec: ModelSpec }
-  | { kind: 'generate'; mode: Mode; spec: ModelSpec; req: GenerationRequest; settings: PageSettings; sketchPng: Uint8Array | null };
+  | { kind: 'load'; backend: GenerationBackend; spec: ModelSpec }
+  | { kind: 'generate'; backend: GenerationBackend; mode: Mode; spec: ModelSpec; req: GenerationRequest; settings: PageSettings; sketchPng: Uint8Array | null };
+
+const API_KEY_ITEM = 'fewstep-server-api-key';
 
 interface GalleryEntry {
   li: HTMLLIElement;
@@ -49,6 +52,9 @@ class Page {
   private sketchTimes: number[] = [];
   private progressRows = new Map<string, { row: HTMLElement; bar: HTMLProgressElement; amount: HTMLElement }>();
   private lastSketchUrl: string | null = null;
+  /** `fewstep serve` behind the page's own origin, when it answers /v1/models. */
+  private server: ServerBackend | null = null;
+  private serverState: 'ok' | 'needs_key' | null = null;
   generations = 0;
 
   constructor(
@@ -212,6 +218,26 @@ class Page {
         this.generate();
       }
     });
+    for (const r of form.querySelectorAll<HTMLInputElement>('input[name=backend]')) {
+      r.addEventListener('change', () => {
+        if (!r.checked) return;
+        this.settings.backend = r.value === 'server' ? 'server' : 'browser';
+        this.keepRun = false;
+        this.applyBackend();
+      });
+    }
+    byId<HTMLInputElement>('api-key').addEventListener('change', (e) => {
+      const key = (e.target as HTMLInputElement).value.trim();
+      try {
+        if (key) sessionStorage.setItem(API_KEY_ITEM, key);
+        else sessionStorage.removeItem(API_KEY_ITEM);
+      } catch {
+        // storage refused: the key lives in the field only
+      }
+      this.server = new ServerBackend({ baseUrl: location.origin, apiKey: key || undefined });
+      this.loaded = null;
+      void this.showServerModel();
+    });
     for (const r of form.querySelectorAll<HTMLInputElement>('input[name=source]')) {
       r.addEventListener('change', () => {
         if (!r.checked) return;
@@ -238,7 +264,7 @@ class Page {
     byId('load').addEventListener('click', () => {
       try {
         this.readForm();
-        this.queue.submit({ kind: 'load', spec: this.spec() });
+        this.queue.submit({ kind: 'load', backend: this.backendFor(this.settings.mode), spec: this.spec() });
       } catch (e) {
         this.showError(e);
       }
@@ -309,6 +335,7 @@ class Page {
     byId('sketch-area').hidden = !sketch;
     document.body.dataset['mode'] = this.settings.mode;
     this.applySource();
+    this.applyBackend();
     if (sketch) this.sizeCanvas();
     this.updatePlaceholders();
   }
@@ -321,6 +348,36 @@ class Page {
     for (const el of document.querySelectorAll<HTMLElement>('.sketch-only:not(.hub-only)')) el.hidden = !sketch;
     for (const r of document.querySelectorAll<HTMLInputElement>('input[name=source]')) r.checked = r.value === this.source;
     this.syncUrl();
+  }
+
+  /** Shows the "Run on" choice (only when a server answers) and hides what does not apply to the server. */
+  private applyBackend(): void {
+    const available = this.serverState !== null;
+    byId('backend-row').hidden = !available;
+    const server = available && this.settings.backend === 'server';
+    for (const r of document.querySelectorAll<HTMLInputElement>('input[name=backend]')) r.checked = r.value === (server ? 'server' : 'browser');
+    for (const el of document.querySelectorAll<HTMLElement>('.server-only')) el.hidden = !server;
+    const remote = server && this.settings.mode === 'text';
+    for (const el of document.querySelectorAll<HTMLElement>('.local-only')) el.hidden = remote;
+    document.body.dataset['backend'] = remote ? 'server' : 'browser';
+    this.syncUrl();
+  }
+
+  /** The backend a job in `mode` runs on: the server for text to image when chosen, else this tab's WebGPU. */
+  private backendFor(mode: Mode): GenerationBackend {
+    return this.server && this.settings.backend === 'server' && mode === 'text' ? this.server : this.backend;
+  }
+
+  private async showServerModel(): Promise<void> {
+    if (!this.server) return;
+    try {
+      const info = await this.server.info();
+      byId('server-model').textContent = info.details['model'] ?? '?';
+      this.serverState = 'ok';
+    } catch (e) {
+      byId('server-model').textContent = describeError(e).title;
+      if (this.settings.backend === 'server') this.showError(e, 'server');
+    }
   }
 
   /** The sketch canvas' pixel size: the width/height settings, else the loaded model's default, else 512. */
@@ -362,6 +419,7 @@ class Page {
 
   private dtype(): 'f32' | 'f16' {
     const want = this.settings.dtype;
+    if (this.backendFor(this.settings.mode) !== this.backend) return 'f32';
     const f16 = this.info?.f16 ?? false;
     if (want === 'f16' && !f16 && this.info) {
       this.showMessage({ level: 'warning', title: 'f16 is not available here', detail: `${this.info.name} has no shader-f16; running f32.`, hints: [] });
@@ -373,6 +431,8 @@ class Page {
 
   private spec(): ModelSpec {
     const s = this.settings;
+    // The server has its own model; the spec only names what the page shows.
+    if (this.backendFor(s.mode) !== this.backend) return { source: { kind: 'hub', repo: s.model, revision: s.revision, endpoint: s.endpoint }, dtype: 'f32' };
     if (this.source === 'folder' && !this.folder) throw new InvalidArgumentError('Choose a model folder first (or switch to the hub).', 'folder');
     const source: ModelSpec['source'] = this.source === 'folder' ? this.folder! : { kind: 'hub', repo: s.model, revision: s.revision, endpoint: s.endpoint };
     let controlnet: ModelSpec['controlnet'];
@@ -414,7 +474,7 @@ class Page {
       req.height = sketchImage.height;
       req.control = { image: sketchImage, scale: s.controlScale, invert: s.invert, name: 'sketch.png' };
     }
-    this.queue.submit({ kind: 'generate', mode: s.mode, spec, req, settings: snapshot, sketchPng: null });
+    this.queue.submit({ kind: 'generate', backend: this.backendFor(s.mode), mode: s.mode, spec, req, settings: snapshot, sketchPng: null });
   }
 
   private onStrokeEnd(): void {
@@ -426,11 +486,12 @@ class Page {
     this.clearProgress();
     this.clearMessage('job');
     const onProgress = (e: ProgressEvent) => this.onProgress(e);
-    const key = specKey(job.spec);
+    const remote = job.backend !== this.backend;
+    const key = `${remote ? 'server' : 'browser'}|${specKey(job.spec)}`;
     if (!this.loaded || this.loaded.key !== key) {
-      this.setStatus('Loading the model…');
+      this.setStatus(remote ? 'Asking the server…' : 'Loading the model…');
       const t0 = performance.now();
-      const model = await this.backend.load(job.spec, { onProgress, signal });
+      const model = await job.backend.load(job.spec, { onProgress, signal });
       this.loaded = { key, model };
       this.onLoaded(model, performance.now() - t0);
     }
@@ -438,19 +499,21 @@ class Page {
       this.setStatus(`Ready: ${this.loaded.model.label}`);
       return;
     }
-    this.setStatus('Generating…');
-    const out = await this.backend.generate(job.spec, job.req, { onProgress, signal });
+    this.setStatus(remote ? 'Generating on the server…' : 'Generating…');
+    const out = await job.backend.generate(job.spec, job.req, { onProgress, signal });
     this.generations++;
     const sketchPng = job.req.control ? await encodePng(job.req.control.image) : null;
     this.addToGallery(out, { ...job, sketchPng });
     this.showTimings(out, job.mode);
     this.clearMessage();
-    this.setStatus(`Done: seed ${out.info.seed}, ${out.info.width}×${out.info.height}, ${formatMs(out.ms)}`);
+    this.setStatus(`Done${remote ? ' on the server' : ''}: seed ${out.info.seed}, ${out.info.width}×${out.info.height}, ${formatMs(out.ms)}`);
   }
 
   private onLoaded(model: LoadedModel, ms: number): void {
     const parts = Object.entries(model.loadMs).map(([k, v]) => `${k} ${formatMs(v)}`);
-    byId('timings').textContent = `Loaded ${model.label} (${model.dtype}, ${model.scheduler}${model.controlnet ? ` + ${model.controlnet}` : ''}) in ${formatMs(ms)}${model.fromCache ? ' from this browser\'s cache' : ''}: ${parts.join(' · ')}`;
+    byId('timings').textContent = model.defaults
+      ? `Loaded ${model.label} (${model.dtype}, ${model.scheduler}${model.controlnet ? ` + ${model.controlnet}` : ''}) in ${formatMs(ms)}${model.fromCache ? ' from this browser\'s cache' : ''}: ${parts.join(' · ')}`
+      : `The server runs ${model.label}`;
     this.updatePlaceholders();
     if (this.settings.mode === 'sketch') this.sizeCanvas();
     void this.showCacheInfo();
@@ -598,7 +661,7 @@ class Page {
       pics.append(h('img', { class: 'control', src: su, alt: 'the sketch it was made from' }));
       sketchLink = h('a', { class: 'button', href: su, download: name.replace(/\.png$/, '-sketch.png') }, 'Sketch');
     }
-    const share = this.source === 'hub' ? `?${settingsToQuery(job.settings, { run: true })}` : null;
+    const share = this.source === 'hub' || job.backend !== this.backend ? `?${settingsToQuery(job.settings, { run: true })}` : null;
     const params = `seed ${g.seed} · ${g.steps} step${g.steps === 1 ? '' : 's'} · guidance ${g.guidance} · ${g.width}×${g.height} · ${g.dtype}`;
     const li = h(
       'li',
@@ -669,13 +732,31 @@ class Page {
       if (!this.info.f16) byId<HTMLSelectElement>('dtype').options[2]!.textContent = 'f16 (not available: no shader-f16)';
       this.setStatus(`Ready on ${this.info.name}`);
     } catch (e) {
-      this.showError(e, 'adapter');
+      // Without WebGPU the page can still generate on a server: then the problem is a note, not an alarm.
+      if (this.settings.backend !== 'server' || !this.server) this.showError(e, 'adapter');
       byId('adapter').replaceChildren(h('dt', {}, 'adapter'), h('dd', {}, describeError(e).title));
     }
   }
 
   async start(run: boolean): Promise<void> {
     this.syncUrl();
+    // Served by `fewstep serve`? Then images can also be made there.
+    this.serverState = await ServerBackend.detect(location.origin);
+    if (this.serverState) {
+      let key: string | null = null;
+      try {
+        key = sessionStorage.getItem(API_KEY_ITEM);
+      } catch {
+        // no storage
+      }
+      if (key) byId<HTMLInputElement>('api-key').value = key;
+      this.server = new ServerBackend({ baseUrl: location.origin, apiKey: key ?? undefined });
+      void this.showServerModel();
+    } else if (this.settings.backend === 'server') {
+      this.settings.backend = 'browser';
+      this.showMessage({ level: 'warning', title: 'No fewstep server here', detail: 'backend=server needs the page to be served by `fewstep serve`; generating in this browser instead.', hints: [] }, 'form');
+    }
+    this.applyBackend();
     await Promise.all([this.showAdapter(), this.showCacheInfo()]);
     if (run) this.generate();
     else if (this.settings.mode === 'sketch') byId('sketch-stats').textContent = 'Draw: each stroke generates an image (the first one loads the model).';

@@ -6,11 +6,14 @@
  * Query keys: mode (text | sketch), model (org/name, optionally org/name@revision), revision, endpoint (a hub
  * mirror's base URL, like HF_ENDPOINT), controlnet (sketch mode), prompt, negative_prompt, seed (an integer;
  * absent, empty or -1: random), steps, guidance, width, height (blank: the model's), dtype (auto | f32 | f16),
- * control_scale, invert (1 | 0: feed 255 − sketch to the ControlNet, as IDKiro's demo), run=1 (generate on load).
+ * control_scale, invert (1 | 0: feed 255 − sketch to the ControlNet, as IDKiro's demo), backend (browser | server:
+ * generate on the `fewstep serve` that serves the page), run=1 (generate on load).
  */
 
 export type Mode = 'text' | 'sketch';
 export type DTypeChoice = 'auto' | 'f32' | 'f16';
+/** Where images are made: WebGPU in this tab, or the `fewstep serve` the page came from (text to image). */
+export type BackendChoice = 'browser' | 'server';
 
 export interface PageSettings {
   mode: Mode;
@@ -33,6 +36,7 @@ export interface PageSettings {
   dtype: DTypeChoice;
   controlScale: number;
   invert: boolean;
+  backend: BackendChoice;
 }
 
 export const DEFAULT_ENDPOINT = 'https://huggingface.co';
@@ -64,6 +68,7 @@ export function defaultSettings(mode: Mode = 'text'): PageSettings {
     dtype: 'auto',
     controlScale: 1,
     invert: true,
+    backend: 'browser',
   };
 }
 
@@ -210,6 +215,12 @@ export function parseSettings(query: string | URLSearchParams): ParsedSettings {
     else if (['0', 'false', 'no', 'off'].includes(v)) s.invert = false;
     else warn('invert', inv, 'expected 1 or 0');
   }
+  const be = get('backend');
+  if (be !== null && be !== '') {
+    const v = be.trim().toLowerCase();
+    if (v === 'browser' || v === 'server') s.backend = v;
+    else warn('backend', be, 'expected browser or server');
+  }
   const run = get('run');
   return { settings: s, run: run !== null && ['1', 'true', 'yes'].includes(run.trim().toLowerCase()), warnings };
 }
@@ -235,6 +246,7 @@ export function settingsToQuery(s: PageSettings, opts: { run?: boolean } = {}): 
     if (s.controlScale !== 1) q.set('control_scale', String(s.controlScale));
     if (!s.invert) q.set('invert', '0');
   }
+  if (s.backend !== 'browser') q.set('backend', s.backend);
   if (opts.run) q.set('run', '1');
   return q.toString();
 }

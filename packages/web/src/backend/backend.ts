@@ -1,8 +1,8 @@
 /**
- * What the page asks of whatever generates its images. The page talks only to this interface: today the
- * WebGPU backend runs the pipeline in the tab (webgpu_backend.ts); a "generate on the server" backend
- * (`fewstep serve`) would implement the same three calls over HTTP — load a model by id, generate one image
- * (returned as the PNG with its metadata), report what it runs on.
+ * What the page asks of whatever generates its images. The page talks only to this interface: the WebGPU
+ * backend runs the pipeline in the tab (webgpu_backend.ts); the server backend (server_backend.ts) asks
+ * `fewstep serve` over its OpenAI-compatible API — the same calls: report what it runs on, load a model,
+ * generate one image (returned as the PNG with its metadata).
  */
 import type { GenerationInfo, ProgressCallback, RGBImage } from '@fewstep/models';
 
@@ -64,8 +64,8 @@ export interface GenerationOutput {
 export interface LoadedModel {
   /** The model as the metadata names it (repo id, or the folder's name). */
   label: string;
-  /** The model's own steps, guidance, width and height. */
-  defaults: { steps: number; guidance: number; width: number; height: number };
+  /** The model's own steps, guidance, width and height (null when the backend does not say: a server). */
+  defaults: { steps: number; guidance: number; width: number; height: number } | null;
   scheduler: string;
   dtype: 'f32' | 'f16';
   controlnet: string | null;

@@ -18,6 +18,12 @@ export function describeError(e: unknown): UserMessage {
   const detail = e instanceof Error ? e.message : String(e);
   if (isAbortError(e)) return { level: 'info', title: 'Cancelled', detail: 'The operation was cancelled.', hints: [] };
   const code = e instanceof FewstepError ? e.code : null;
+  if ((e as { server?: unknown }).server === true) {
+    if (code === 'auth_required') return { level: 'error', title: 'The server wants its API key', detail, hints: ['Enter the key `fewstep serve` was started with (--api-key / FEWSTEP_API_KEY) under "Run on".'] };
+    if (code === 'resource_limit') return { level: 'error', title: 'The server is busy', detail, hints: ['Try again in a few seconds, or generate in this browser.'] };
+    if (code === 'hub_connection') return { level: 'error', title: 'Cannot reach the server', detail, hints: ['Is `fewstep serve` still running?', 'Or choose "this browser" under "Run on".'] };
+    return { level: 'error', title: 'The server failed', detail, hints: ['Its log (stderr) has the details; try again, or generate in this browser.'] };
+  }
   switch (code) {
     case 'no_adapter':
       return { level: 'error', title: 'No WebGPU here', detail, hints: ['Use a recent Chrome or Edge; on Linux enable WebGPU (chrome://flags/#enable-unsafe-webgpu) and check chrome://gpu.', 'Or generate on a machine with a GPU using the fewstep CLI.'] };
