@@ -2,8 +2,12 @@
 // (snappy, uncompressed, gzip; two row groups) give identical rows; CSV / JSONL / TXT of the same rows too; column
 // matching, row numbering, quoting; one clear error for a missing Prompt column in every format and for corrupt
 // parquet (truncated, garbage footer, garbage pages, not parquet at all); only the prompt columns are read.
-import { afterAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+// Hub datasets (`--prompts org/name[@rev]`) through the fake hub: parquet shards of a split, a TSV, the
+// refs/convert/parquet fallback, then offline from the cache; the choice of data files from real repo layouts.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
@@ -17,6 +21,9 @@ import {
   readPromptsFromParquet,
   type PromptRow,
 } from '../../packages/cli/src/prompts/index.js';
+import { chooseDataFiles, isHubDatasetSpec, readPromptSource } from '../../packages/cli/src/prompts/hub_dataset.js';
+import { OfflineMissingError, RepoNotFoundError } from '@fewstep/weights-tools';
+import { isolateHfEnv, startFakeHub, type FakeHub } from '../helpers/fake_hub';
 
 const parti = new URL('../fixtures/data/PartiPrompts.tsv', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'fewstep-prompts-'));
@@ -257,5 +264,147 @@ describe('readPrompts: errors', () => {
     const tsvAsTxt = join(work, 'list.prompts');
     writeFileSync(tsvAsTxt, 'a\nb\n');
     expect((await readPrompts(tsvAsTxt, { format: 'txt' })).map((r) => r.prompt)).toEqual(['a', 'b']);
+  });
+});
+
+describe('hub datasets: which files hold the prompts', () => {
+  it('parquet shards of one split (train first), in shard order; the convert layout; a single TSV', () => {
+    expect(chooseDataFiles(['.gitattributes', 'README.md', 'data/train-00000-of-00001.parquet'])).toEqual({ files: ['data/train-00000-of-00001.parquet'], split: 'train', format: 'parquet' });
+    const shards = ['data/test-00000-of-00001-9f8e.parquet', 'data/train-00001-of-00002-5a1b.parquet', 'data/train-00000-of-00002-5a1b.parquet'];
+    expect(chooseDataFiles(shards)).toEqual({ files: ['data/train-00000-of-00002-5a1b.parquet', 'data/train-00001-of-00002-5a1b.parquet'], split: 'train', format: 'parquet' });
+    expect(chooseDataFiles(['data/test-00000-of-00001.parquet', 'README.md'])!.split).toBe('test');
+    expect(chooseDataFiles(['data/train_sft-00000-of-00001.parquet', 'data/test_sft-00000-of-00001.parquet'])!.files).toEqual(['data/train_sft-00000-of-00001.parquet']);
+    expect(chooseDataFiles(['default/train/0010.parquet', 'default/train/0002.parquet', 'default/test/0000.parquet'])).toEqual({ files: ['default/train/0002.parquet', 'default/train/0010.parquet'], split: 'train', format: 'parquet' });
+    expect(chooseDataFiles(['other/train/0000.parquet', 'default/train/0000.parquet'])!.files).toEqual(['default/train/0000.parquet']);
+    expect(chooseDataFiles(['PartiPrompts.tsv', 'README.md', 'LICENSE.txt'])).toEqual({ files: ['PartiPrompts.tsv'], split: 'PartiPrompts', format: 'tsv' });
+    // one table in two formats: the better format
+    expect(chooseDataFiles(['prompts.csv', 'prompts.tsv'])!.files).toEqual(['prompts.tsv']);
+    expect(chooseDataFiles(['data/train.jsonl', 'data/validation.jsonl'])!.files).toEqual(['data/train.jsonl']);
+  });
+  it('none (a loading script, hidden folders, .txt) → null; unrelated tables without split names → one clear error', () => {
+    expect(chooseDataFiles(['parti.py', 'README.md', 'notes.txt', '.cache/train.parquet'])).toBeNull();
+    expect(() => chooseDataFiles(['prompts_a.csv', 'prompts_b.csv'], 'org/two')).toThrow(
+      'org/two has several data files and none is a train/test split (prompts_a.csv, prompts_b.csv); download it (fewstep download --repo-type dataset) and pass one file',
+    );
+  });
+  it('a spec is a hub dataset when it is org/name[@rev] and not a file on disk', async () => {
+    expect(await isHubDatasetSpec('nateraw/parti-prompts')).toBe(true);
+    expect(await isHubDatasetSpec('nateraw/parti-prompts@refs/convert/parquet')).toBe(true);
+    expect(await isHubDatasetSpec('prompts.tsv')).toBe(false);
+    expect(await isHubDatasetSpec('data/prompts.tsv')).toBe(false);
+    expect(await isHubDatasetSpec('./a/b')).toBe(false);
+    expect(await isHubDatasetSpec(parti)).toBe(false);
+  });
+});
+
+describe('hub datasets through the fake hub, then offline', () => {
+  let hub: FakeHub, converted: FakeHub, proxy: http.Server;
+  let restore: () => void;
+  const cache = join(work, 'hf-cache');
+  const partiParquet = (rows: [number, number]) => {
+    const cols = tsvColumns();
+    return Buffer.from(parquetWriteBuffer({ columnData: Object.entries(cols).map(([name, data]) => ({ name, data: data.slice(...rows), type: 'STRING' })) }));
+  };
+  beforeAll(async () => {
+    restore = isolateHfEnv();
+    process.env['HF_HUB_CACHE'] = cache;
+    process.env['HF_HOME'] = join(work, 'hf-home');
+    const tsv = readFileSync(parti);
+    hub = await startFakeHub([
+      // datasets' push_to_hub layout, two shards of the train split
+      {
+        id: 'org/parti-prompts', type: 'dataset', commit: 'a'.repeat(40),
+        files: [
+          { path: 'README.md', content: Buffer.from('---\nconfigs:\n- config_name: default\n---\n') },
+          { path: 'data/train-00000-of-00002.parquet', content: partiParquet([0, 1000]), lfs: true },
+          { path: 'data/train-00001-of-00002.parquet', content: partiParquet([1000, 1632]), lfs: true },
+        ],
+      },
+      // the TSV as the repo holds it, with a tag
+      { id: 'org/parti-tsv', type: 'dataset', commit: 'b'.repeat(40), branches: { main: 'b'.repeat(40), v1: 'c'.repeat(40) }, files: [{ path: 'PartiPrompts.tsv', content: tsv }, { path: 'README.md', content: Buffer.from('#\n') }] },
+      // a table without a Prompt column
+      { id: 'org/captions', type: 'dataset', commit: 'd'.repeat(40), files: [{ path: 'data/train-00000-of-00001.parquet', content: Buffer.from(parquetWriteBuffer({ columnData: [{ name: 'text', data: ['a'], type: 'STRING' }, { name: 'label', data: ['x'], type: 'STRING' }] })), lfs: true }] },
+      // a loading script only: its prompts are in the hub's parquet conversion (served by `converted`)
+      { id: 'org/scripted', type: 'dataset', commit: 'e'.repeat(40), files: [{ path: 'scripted.py', content: Buffer.from('import datasets\n') }, { path: 'README.md', content: Buffer.from('#\n') }] },
+      // a model repo of the same name must not be taken for the dataset
+      { id: 'org/model-only', commit: 'f'.repeat(40), files: [{ path: 'data/train-00000-of-00001.parquet', content: partiParquet([0, 10]) }] },
+    ]);
+    converted = await startFakeHub([
+      { id: 'org/scripted', type: 'dataset', commit: '1'.repeat(40), branches: { 'refs/convert/parquet': '1'.repeat(40) }, files: [{ path: 'default/train/0000.parquet', content: partiParquet([0, 1632]), lfs: true }] },
+    ]);
+    // One endpoint for both: requests for the conversion's revision (or its commit) go to `converted`.
+    proxy = http.createServer((req, res) => {
+      const url = req.url ?? '/';
+      const target = /refs%2Fconvert%2Fparquet|1{40}/.test(url) ? converted.url : hub.url;
+      const fwd = http.request(`${target}${url}`, { method: req.method, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      fwd.on('error', () => res.destroy());
+      req.pipe(fwd);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', () => r()));
+    process.env['HF_ENDPOINT'] = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    proxy?.closeAllConnections();
+    await new Promise<void>((r) => (proxy ? proxy.close(() => r()) : r()));
+    await hub?.close();
+    await converted?.close();
+    restore?.();
+  });
+
+  it('parquet shards of the train split = the TSV, rows numbered on across shards; in the HF cache as a dataset', async () => {
+    const tsvRows = await readPrompts(parti);
+    const notes: string[] = [];
+    const events: string[] = [];
+    const src = await readPromptSource('org/parti-prompts', { note: (s) => notes.push(s), onProgress: (e) => void (e.status === 'done' && events.push(e.file)) });
+    expect(src.rows).toEqual(tsvRows);
+    expect(src.files).toEqual(['org/parti-prompts@main:data/train-00000-of-00002.parquet', 'org/parti-prompts@main:data/train-00001-of-00002.parquet']);
+    expect(src.dataset).toEqual({ repo: 'org/parti-prompts', revision: 'main', split: 'train' });
+    expect(notes).toEqual(['prompts: org/parti-prompts@main: 2 parquet files (data/train-00000-of-00002.parquet …), split train']);
+    expect(events.sort()).toEqual(['data/train-00000-of-00002.parquet', 'data/train-00001-of-00002.parquet']);
+    expect(existsSync(join(cache, 'datasets--org--parti-prompts', 'snapshots', 'a'.repeat(40), 'data', 'train-00001-of-00002.parquet'))).toBe(true);
+    // README.md is not downloaded
+    expect(hub.requests.some((r) => r.path.endsWith('README.md'))).toBe(false);
+  });
+
+  it('a TSV repo at a tag; the parquet conversion when the repo has no data file', async () => {
+    const tsvRows = await readPrompts(parti);
+    const tag = await readPromptSource('org/parti-tsv@v1');
+    expect(tag.rows).toEqual(tsvRows);
+    expect(tag.files).toEqual(['org/parti-tsv@v1:PartiPrompts.tsv']);
+    expect(existsSync(join(cache, 'datasets--org--parti-tsv', 'snapshots', 'c'.repeat(40), 'PartiPrompts.tsv'))).toBe(true);
+    const conv = await readPromptSource('org/scripted');
+    expect(conv.rows).toEqual(tsvRows);
+    expect(conv.dataset).toEqual({ repo: 'org/scripted', revision: 'refs/convert/parquet', split: 'train' });
+    expect(converted.requests.length).toBeGreaterThan(0);
+  });
+
+  it('errors: no Prompt column names the repo file and its columns; a missing dataset; a model repo is not a dataset', async () => {
+    let e = await failure(readPromptSource('org/captions'));
+    expect(e).toBeInstanceOf(FileFormatError);
+    expect(e.message).toBe('org/captions@main:data/train-00000-of-00001.parquet: no "Prompt" column (columns: "text", "label"); expected Prompt and optionally Category, Challenge, Note');
+    e = await failure(readPromptSource('org/nothing-here'));
+    expect(e).toBeInstanceOf(RepoNotFoundError);
+    e = await failure(readPromptSource('org/model-only'));
+    expect(e).toBeInstanceOf(RepoNotFoundError);
+  });
+
+  it('offline (HF_HUB_OFFLINE=1): the same rows from the cache, no request; a dataset never fetched is one clear error', async () => {
+    const online = { shards: await readPromptSource('org/parti-prompts'), tsv: await readPromptSource('org/parti-tsv@v1'), conv: await readPromptSource('org/scripted') };
+    const before = hub.requests.length + converted.requests.length;
+    process.env['HF_HUB_OFFLINE'] = '1';
+    try {
+      expect(await readPromptSource('org/parti-prompts')).toEqual(online.shards);
+      expect(await readPromptSource('org/parti-tsv@v1')).toEqual(online.tsv);
+      expect(await readPromptSource('org/scripted')).toEqual(online.conv);
+      expect(hub.requests.length + converted.requests.length).toBe(before);
+      const e = await failure(readPromptSource('org/parti-tsv'));
+      expect(e).toBeInstanceOf(OfflineMissingError);
+      expect(e.message).toMatch(/^Offline mode \(HF_HUB_OFFLINE=1\): org\/parti-tsv@main is not in the cache/);
+    } finally {
+      delete process.env['HF_HUB_OFFLINE'];
+    }
   });
 });

@@ -7,10 +7,10 @@ import { readFile, stat } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { FewstepError, FileFormatError, InvalidArgumentError, ResourceLimitError } from '@fewstep/tensor';
 import { readPromptsParquet } from './parquet.js';
-import type { PromptRow } from './rows.js';
+import type { PromptRow, RowCounter } from './rows.js';
 import { parsePromptsCsv, parsePromptsJsonl, parsePromptsTsv, parsePromptsTxt } from './text.js';
 
-export { PROMPT_FIELDS, type PromptField, type PromptRow } from './rows.js';
+export { PROMPT_FIELDS, type PromptField, type PromptRow, type RowCounter } from './rows.js';
 export { parsePromptsCsv, parsePromptsJsonl, parsePromptsTsv, parsePromptsTxt } from './text.js';
 export { MAX_PARQUET_ROWS, readPromptsFromParquet, readPromptsParquet } from './parquet.js';
 
@@ -55,6 +55,8 @@ function readError(path: string, e: unknown): never {
 export interface ReadPromptsOptions {
   /** Overrides the format the extension implies. */
   format?: PromptFormat | undefined;
+  /** Gets the file's number of data rows (empty prompts included), e.g. to number the rows of several files on. */
+  counter?: RowCounter | undefined;
 }
 
 /**
@@ -67,7 +69,7 @@ export async function readPrompts(path: string, options: ReadPromptsOptions = {}
   const format = options.format ?? promptFormat(path);
   if (format === 'parquet') {
     try {
-      return await readPromptsParquet(path);
+      return await readPromptsParquet(path, options.counter);
     } catch (e) {
       readError(path, e);
     }
@@ -89,13 +91,13 @@ export async function readPrompts(path: string, options: ReadPromptsOptions = {}
   }
   switch (format) {
     case 'tsv':
-      return parsePromptsTsv(text, path);
+      return parsePromptsTsv(text, path, options.counter);
     case 'csv':
-      return parsePromptsCsv(text, path);
+      return parsePromptsCsv(text, path, options.counter);
     case 'jsonl':
-      return parsePromptsJsonl(text, path);
+      return parsePromptsJsonl(text, path, options.counter);
     case 'txt':
-      return parsePromptsTxt(text, path);
+      return parsePromptsTxt(text, path, options.counter);
     default:
       throw new InvalidArgumentError(`readPrompts: unknown format ${JSON.stringify(format as string)}`, 'format');
   }

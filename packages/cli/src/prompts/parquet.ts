@@ -9,7 +9,7 @@ import { stat } from 'node:fs/promises';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type AsyncBuffer, type FileMetaData } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { FewstepError, FileFormatError, ResourceLimitError } from '@fewstep/tensor';
-import { PROMPT_FIELDS, cellText, mapColumns, pushRow, type PromptField, type PromptRow } from './rows.js';
+import { PROMPT_FIELDS, cellText, mapColumns, pushRow, type PromptField, type PromptRow, type RowCounter } from './rows.js';
 
 /** More rows than any prompt list has; a footer claiming more is corrupt or hostile. */
 export const MAX_PARQUET_ROWS = 50_000_000;
@@ -21,7 +21,7 @@ function fail(file: string, e: unknown): never {
 }
 
 /** Reads the prompt rows of a parquet file; `row` is the row's index in the file. */
-export async function readPromptsParquet(path: string): Promise<PromptRow[]> {
+export async function readPromptsParquet(path: string, counter?: RowCounter): Promise<PromptRow[]> {
   // File-system errors (ENOENT, EISDIR, EACCES) reach the caller as they are, not as "corrupt".
   if ((await stat(path)).isDirectory()) throw Object.assign(new Error(`EISDIR: ${path}`), { code: 'EISDIR' });
   let file: AsyncBuffer;
@@ -30,14 +30,14 @@ export async function readPromptsParquet(path: string): Promise<PromptRow[]> {
   } catch (e) {
     fail(path, e);
   }
-  return readPromptsFromParquet(file, path);
+  return readPromptsFromParquet(file, path, counter);
 }
 
 /**
  * The same from any hyparquet AsyncBuffer (a file, an ArrayBuffer, a ranged HTTP reader); `path` names it in
  * errors (a file name or URL). Reads the footer, then only the prompt columns' chunks.
  */
-export async function readPromptsFromParquet(file: AsyncBuffer, path: string): Promise<PromptRow[]> {
+export async function readPromptsFromParquet(file: AsyncBuffer, path: string, counter?: RowCounter): Promise<PromptRow[]> {
   // "PAR1" + footer length + "PAR1" at the least; hyparquet's own error for less is a bare DataView RangeError.
   if (file.byteLength < 12) fail(path, new Error(`${file.byteLength} bytes, too short for parquet`));
   let metadata: FileMetaData;
@@ -78,5 +78,6 @@ export async function readPromptsFromParquet(file: AsyncBuffer, path: string): P
     start += n;
   }
   if (start !== numRows) fail(path, new Error(`row groups hold ${start} rows, the footer gives ${numRows}`));
+  if (counter) counter.count = numRows;
   return rows;
 }

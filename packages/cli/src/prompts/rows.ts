@@ -15,6 +15,11 @@ export interface PromptRow {
   note: string;
 }
 
+/** Filled by the readers with the number of data rows of the file (empty prompts included): the next file's first row. */
+export interface RowCounter {
+  count: number;
+}
+
 export type PromptField = 'prompt' | 'category' | 'challenge' | 'note';
 export const PROMPT_FIELDS: readonly PromptField[] = ['prompt', 'category', 'challenge', 'note'];
 

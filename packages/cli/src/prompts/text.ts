@@ -3,7 +3,7 @@
  * takes the decoded text and the file's name (for errors); blank lines/records are skipped and not counted.
  */
 import { FileFormatError } from '@fewstep/tensor';
-import { cellText, mapColumns, pushRow, type PromptRow } from './rows.js';
+import { cellText, mapColumns, pushRow, type PromptRow, type RowCounter } from './rows.js';
 
 const stripBom = (text: string) => (text.charCodeAt(0) === 0xfeff ? text.slice(1) : text);
 
@@ -16,7 +16,7 @@ function unquote(s: string): string {
  * PartiPrompts-style TSV: a header line naming the columns, then one prompt per line, fields split on tabs.
  * Quotes are literal except around a whole field (`"say ""hi"""` → `say "hi"`); fields never span lines.
  */
-export function parsePromptsTsv(text: string, file: string): PromptRow[] {
+export function parsePromptsTsv(text: string, file: string, counter?: RowCounter): PromptRow[] {
   const lines = stripBom(text).split(/\r?\n/);
   let h = 0;
   while (h < lines.length && lines[h]!.trim() === '') h++;
@@ -31,6 +31,7 @@ export function parsePromptsTsv(text: string, file: string): PromptRow[] {
     const f = line.split('\t').map(unquote);
     pushRow(rows, row++, (k) => (col[k] >= 0 ? (f[col[k]] ?? '').trim() : ''));
   }
+  if (counter) counter.count = row;
   return rows;
 }
 
@@ -102,7 +103,7 @@ function csvRecords(text: string, file: string): { records: string[][]; lines: n
 }
 
 /** CSV with a header record (see csvRecords for the quoting rules). */
-export function parsePromptsCsv(text: string, file: string): PromptRow[] {
+export function parsePromptsCsv(text: string, file: string, counter?: RowCounter): PromptRow[] {
   const { records } = csvRecords(stripBom(text), file);
   if (records.length === 0) throw new FileFormatError(file, 'the file is empty (expected a header line: Prompt,Category,Challenge,Note)');
   const col = mapColumns(records[0]!, file, 'header columns');
@@ -111,11 +112,12 @@ export function parsePromptsCsv(text: string, file: string): PromptRow[] {
     const f = records[r]!;
     pushRow(rows, r - 1, (k) => (col[k] >= 0 ? (f[col[k]] ?? '').trim() : ''));
   }
+  if (counter) counter.count = records.length - 1;
   return rows;
 }
 
 /** JSON Lines: one JSON object per line; keys are the columns (case-insensitive). */
-export function parsePromptsJsonl(text: string, file: string): PromptRow[] {
+export function parsePromptsJsonl(text: string, file: string, counter?: RowCounter): PromptRow[] {
   const lines = stripBom(text).split(/\r?\n/);
   const objects: { obj: Record<string, unknown>; line: number }[] = [];
   const keys: string[] = [];
@@ -150,16 +152,18 @@ export function parsePromptsJsonl(text: string, file: string): PromptRow[] {
       return i < 0 ? '' : cellText(obj[own[i]!], file, `line ${line}`, own[i]!);
     });
   });
+  if (counter) counter.count = objects.length;
   return rows;
 }
 
 /** Plain text: one prompt per line (trimmed), no header; blank lines are skipped. */
-export function parsePromptsTxt(text: string, _file: string): PromptRow[] {
+export function parsePromptsTxt(text: string, _file: string, counter?: RowCounter): PromptRow[] {
   const rows: PromptRow[] = [];
   let row = 0;
   for (const line of stripBom(text).split(/\r\n|\n|\r/)) {
     const prompt = line.trim();
     if (prompt) rows.push({ row: row++, prompt, category: '', challenge: '', note: '' });
   }
+  if (counter) counter.count = row;
   return rows;
 }
