@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { meanCI, overlaps, studentTQuantile, studentTCdf } from '../../packages/cli/src/eval/stats';
-import { summarize } from '../../packages/cli/src/eval/summary';
+import { formatSummary, summarize } from '../../packages/cli/src/eval/summary';
+import { scoredWith } from '../../packages/cli/src/eval/score_run';
 import { compareRuns, formatComparison } from '../../packages/cli/src/eval/compare';
 import { inShard, parseShard } from '../../packages/cli/src/eval/shard';
 import { mergeRuns, writeRunReport } from '../../packages/cli/src/eval/run_folder';
@@ -49,6 +50,24 @@ describe('summary and comparison', () => {
     expect(s.categories['Food']).toMatchObject({ count: 2, scored: 1, mean: 20, ci95: null });
     expect(s.overall).toMatchObject({ count: 5, scored: 4, mean: 27.5 });
   });
+  it("counts only the run's CLIP model's scores (a run being scored again with another model), and prints a table", () => {
+    const mixed = [
+      { ...line(0, 'Animals', 'Basic', 30), clip_model: 'new/clip' },
+      { ...line(1, 'Animals', 'Basic', 90), clip_model: 'old/clip' },
+      line(2, 'Animals', 'Basic', 34),
+    ];
+    const s = summarize(mixed, { ...settings, clip_model: 'new/clip' });
+    expect(s.overall).toMatchObject({ count: 3, scored: 2, mean: 32 });
+    // without a recorded model every score counts
+    expect(summarize(mixed, settings).overall.scored).toBe(3);
+    const st = { ...settings, clip_model: 'new/clip' };
+    expect(mixed.map((r) => scoredWith(r, st, 'new/clip'))).toEqual([true, false, true]);
+    expect(scoredWith(line(3, 'A', 'B'), st, 'new/clip')).toBe(false);
+    const text = formatSummary(s, 'runs/a');
+    expect(text.split('\n').slice(0, 4)).toEqual(['run: runs/a (CLIP new/clip)', '', 'overall   images scored    CLIP  95% CI           images/s', 'all            3      2   32.00  6.59 – 57.41     2.000']);
+    expect(text).toContain('\nAnimals        3      2   32.00');
+  });
+
   it('compares two runs per group: delta B − A and whether the intervals overlap', () => {
     const a = summarize(rows, settings);
     const b = summarize(rows.map((r) => ({ ...r, clip_score: r.clip_score === undefined ? undefined : r.clip_score + 15 })), { ...settings, dtype: 'f16' });

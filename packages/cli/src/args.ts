@@ -27,6 +27,11 @@ export interface FlagSpec {
   aliases?: readonly string[] | undefined;
   /** The value's name in --help (default: the type or the choices). */
   arg?: string | undefined;
+  /**
+   * The value may be left out: `--score` alone is `--score <optionalValue>`. A value comes inline
+   * (`--score=dir`) or as the next argument when that does not look like a flag.
+   */
+  optionalValue?: string | undefined;
 }
 
 export interface Parsed {
@@ -76,6 +81,8 @@ export function parseArgs(cmd: string, argv: string[], spec: Record<string, Flag
       if (inline !== undefined) values.push(convert(as, s, inline));
       while (i + 1 < argv.length && !isFlagLike(argv[i + 1]!) && argv[i + 1] !== '--') values.push(convert(as, s, argv[++i]!));
       if (values.length === 0) throw new UsageError(`${as} needs at least one value`);
+    } else if (s.optionalValue !== undefined && inline === undefined && (i + 1 >= argv.length || isFlagLike(argv[i + 1]!) || argv[i + 1] === '--')) {
+      values.push(s.optionalValue);
     } else {
       const raw = inline ?? argv[++i];
       if (raw === undefined) throw new UsageError(`${as} needs a value`);
@@ -110,7 +117,8 @@ function convert(as: string, s: FlagSpec, raw: string): string | number {
 export function formatHelp(usage: string, description: string, spec: Record<string, FlagSpec>): string {
   const rows = Object.entries(spec).map(([k, s]) => {
     const names = [...(s.short ? [`-${s.short}`] : []), `--${k}`, ...(s.aliases ?? []).map((a) => `--${a}`)].join(', ');
-    const arg = s.type === 'boolean' ? '' : ` <${s.arg ?? (s.choices ? s.choices.join('|') : s.type)}>${s.variadic ? '...' : ''}`;
+    const value = `<${s.arg ?? (s.choices ? s.choices.join('|') : s.type)}>`;
+    const arg = s.type === 'boolean' ? '' : s.optionalValue !== undefined ? ` [${value}]` : ` ${value}${s.variadic ? '...' : ''}`;
     const left = `  ${s.short ? '' : '    '}${names}${arg}`;
     const def = s.default !== undefined && s.default !== false ? ` (default: ${s.default})` : '';
     const again = s.multiple && !s.variadic && !/repeatable/.test(s.help) ? ' (repeatable)' : '';

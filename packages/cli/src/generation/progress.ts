@@ -48,6 +48,11 @@ export interface ProgressUI {
   note(s: string): void;
   /** Starts the status line's text (batch: the image counter and ETA). */
   prefix: string;
+  /**
+   * Work of the command's own (e.g. "CLIP score"): on a terminal the status line shows `label` and how long it
+   * has run until the returned function is called; elsewhere nothing (the command prints its own lines).
+   */
+  task(label: string): () => void;
   /** Clears the status line and stops its timer; call on every way out. */
   finish(): void;
 }
@@ -64,7 +69,8 @@ export interface ProgressOptions {
 export function createProgressUI(io: CliIO, opts: ProgressOptions): ProgressUI {
   const now = opts.now ?? (() => performance.now());
   const downloads = createProgressPrinter(io.stderr, { isTTY: io.isTTY, quiet: opts.quiet });
-  if (opts.quiet) return { onProgress: () => {}, note: () => {}, prefix: '', finish: () => {} };
+  const noTask = () => () => {};
+  if (opts.quiet) return { onProgress: () => {}, note: () => {}, prefix: '', task: noTask, finish: () => {} };
   let downloading = false;
   const endDownloads = () => {
     if (downloading) downloads.finish();
@@ -79,6 +85,7 @@ export function createProgressUI(io: CliIO, opts: ProgressOptions): ProgressUI {
         if (e.status === 'end' && (stageLines || e.type === 'load')) io.stderr(`${ui.prefix}${describeEvent(e)} ${fmtMs(e.ms)}\n`);
       },
       note: (s) => io.stderr(`${s}\n`),
+      task: noTask,
       finish: () => {},
     };
     return ui;
@@ -108,8 +115,25 @@ export function createProgressUI(io: CliIO, opts: ProgressOptions): ProgressUI {
     if (timer) clearInterval(timer);
     timer = null;
   };
+  const start = (label: string) => {
+    running = { label, start: now() };
+    draw();
+    if (!timer) {
+      timer = setInterval(draw, 1000 / (opts.redrawPerSecond ?? 5));
+      // The timer must never keep the process alive on its own.
+      timer.unref?.();
+    }
+  };
   const ui: ProgressUI = {
     prefix: '',
+    task(label) {
+      endDownloads();
+      start(label);
+      const mine = running;
+      return () => {
+        if (running === mine) running = null;
+      };
+    },
     onProgress(e) {
       if (e.type === 'download') {
         if (!downloading) clear();
@@ -117,15 +141,8 @@ export function createProgressUI(io: CliIO, opts: ProgressOptions): ProgressUI {
         return downloads.onProgress(e as DownloadProgressEvent);
       }
       endDownloads();
-      if (e.status === 'start') {
-        running = { label: describeEvent(e), start: now() };
-        draw();
-        if (!timer) {
-          timer = setInterval(draw, 1000 / (opts.redrawPerSecond ?? 5));
-          // The timer must never keep the process alive on its own.
-          timer.unref?.();
-        }
-      } else running = null;
+      if (e.status === 'start') start(describeEvent(e));
+      else running = null;
     },
     note(s) {
       endDownloads();
