@@ -1,14 +1,19 @@
-// fewstep batch: a prompt list → one image per prompt in a run folder (run.json, results.jsonl, summary.json,
-// report.html; see eval/results.ts), resumable. The model is checked and loaded once, as generate does it.
+// fewstep batch: a prompt list (a file or a hub dataset) → one image per prompt in a run folder (run.json,
+// results.jsonl, summary.json, report.html; see eval/results.ts), resumable, N prompts per forward
+// (--batch-size), one slice of n (--shard), CLIP-scored afterwards (--score). The model is checked and loaded
+// once, as generate does it; the CLIP model only after the diffusion model is freed.
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FewstepError } from '@fewstep/tensor';
 import { resolveGenerateOptions, type GenerationPlan } from '@fewstep/models';
 import { UsageError } from '../args.js';
 import type { Command } from '../command.js';
-import { readPrompts, type PromptRow } from '../prompts/index.js';
+import type { PromptRow } from '../prompts/index.js';
+import { readPromptsFlag } from '../prompts/flag.js';
 import { RESULTS_FILE, REPORT_FILE, appendResults, readResults, readRunSettings, settingsKey, writeRunSettings, type ResultLine, type RunSettings } from '../eval/results.js';
 import { writeRunReport } from '../eval/run_folder.js';
+import { inShard, parseShard, shardLabel, type Shard } from '../eval/shard.js';
+import { DEFAULT_CLIP_MODEL, clipFlagError, planClip, type ClipPlan } from '../eval/clip_model.js';
+import { checkClipModel, scoreRun } from '../eval/score_run.js';
 import { VERSION } from '../version.js';
 import { writeAtomic } from '../write_atomic.js';
 import { checkLoras } from '../lora_source.js';
@@ -30,16 +35,6 @@ export function filterRows(rows: PromptRow[], field: 'category' | 'challenge', w
   return rows.filter((r) => want.has(r[field].toLowerCase()));
 }
 
-/** readPrompts with its errors (missing file, unknown format, no Prompt column, …) as one UsageError line naming --prompts. */
-async function readPromptsFlag(path: string): Promise<PromptRow[]> {
-  try {
-    return await readPrompts(path);
-  } catch (e) {
-    if (e instanceof FewstepError) throw new UsageError(`--prompts ${e.message}`);
-    throw e;
-  }
-}
-
 /** The run's settings without undefined entries (run.json round-trips them exactly, so settingsKey compares). */
 const defined = <T extends Record<string, unknown>>(o: T): T => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 
@@ -49,35 +44,49 @@ function settingsDiff(a: RunSettings, b: RunSettings): string {
   return keys.map((k) => `${k}: ${JSON.stringify(a[k]) ?? 'none'} there, ${JSON.stringify(b[k]) ?? 'none'} now`).join('; ');
 }
 
+
 const exists = async (p: string) => Boolean((await stat(p).catch(() => undefined))?.isFile());
 
-/** Prompts generated per pipeline call; one today (each image has its own seed), the loop is shaped for more. */
-const PROMPTS_PER_CALL = 1;
+/** Largest --batch-size taken (a guard against a typo; memory is the real limit, and the device says so). */
+export const MAX_BATCH_SIZE = 256;
 
 export const batch: Command = {
   name: 'batch',
   usage:
-    'fewstep batch --prompts <file.tsv|.csv|.parquet|.jsonl|.txt> --out-dir <dir> [--category C]... [--challenge X]... [--limit N] [-s BASE]\n' +
-    '       [--format png|jpeg|webp] [--model <id|dir>] [--steps N] [--guidance G] [-W W -H H] [-n <negative prompt>] [--clip-skip N]\n' +
-    '       [--dtype f32|f16] [--vae tiny|large] [--scheduler Name] [--lora <file|repo>[:scale]]... [--quiet]',
+    'fewstep batch --prompts <file|org/dataset[@rev]> --out-dir <dir> [--category C]... [--challenge X]... [--limit N] [-s BASE]\n' +
+    '       [--batch-size N] [--shard i/n] [--score [clip-model]] [--format png|jpeg|webp] [--model <id|dir>] [--steps N]\n' +
+    '       [--guidance G] [-W W -H H] [-n <negative prompt>] [--clip-skip N] [--dtype f32|f16] [--vae tiny|large]\n' +
+    '       [--scheduler Name] [--lora <file|repo>[:scale]]... [--quiet]',
   description:
     'Reads a prompt list — PartiPrompts\' TSV (Prompt, Category, Challenge, Note; any case, any order), or the same columns\n' +
-    'as CSV, parquet or JSONL, or TXT with one prompt per line — loads the model once and writes one image per prompt into\n' +
-    '--out-dir, named <row>-<prompt>.png (row = data row of the file, from 0), with seed = --seed + row. The folder is a run:\n' +
-    'run.json (the settings; a folder holding a run with other settings is refused), results.jsonl (one line per finished\n' +
-    'image: prompt, category, challenge, seed, file, seconds, …), summary.json (per category and challenge) and report.html\n' +
-    '(charts and a contact sheet grouped by category). Running again resumes: prompts whose image and results line exist are\n' +
-    'skipped. --category / --challenge keep matching rows (repeatable, case-insensitive); --limit N keeps the first N.\n' +
+    'as CSV, parquet or JSONL, or TXT with one prompt per line, or a Hugging Face dataset id such as nateraw/parti-prompts\n' +
+    '(its data files — parquet shards of one split, or a TSV/CSV/JSONL — downloaded into the HF cache; the hub\'s\n' +
+    'refs/convert/parquet revision when the repo has none; HF_HUB_OFFLINE=1 works from the cache) — loads the model once and\n' +
+    'writes one image per prompt into --out-dir, named <row>-<prompt>.png (row = data row of the list, from 0), with\n' +
+    'seed = --seed + row. The folder is a run: run.json (the settings; a folder holding a run with other settings is\n' +
+    'refused), results.jsonl (one line per finished image: prompt, category, challenge, seed, file, seconds, …),\n' +
+    'summary.json (per category and challenge: count, mean CLIP score with a 95% interval, images/s) and report.html\n' +
+    '(bar charts and a contact sheet grouped by category, sortable by score). Running again resumes: prompts whose image\n' +
+    'and results line exist are skipped. --category / --challenge keep matching rows (repeatable, case-insensitive);\n' +
+    '--limit N keeps the first N.\n' +
+    '--batch-size N runs N prompts per forward (text encoder, UNet, decoder; CLIP too), one seed per image: the images are\n' +
+    'those of --batch-size 1. --shard i/n makes only the i-th of n disjoint slices of the list (row mod n = i − 1), for\n' +
+    'spreading a run over machines; `fewstep report --merge` joins the shard folders. --score [clip-model] CLIP-scores the\n' +
+    'images once all are made (the diffusion model freed first; default ' + DEFAULT_CLIP_MODEL + ', or a\n' +
+    'CLIPModel folder), each results line gains clip_score — as `fewstep score --run` does it, resumable.\n' +
     'Progress: one line per image with the time left (a status line on a terminal). Ctrl-C stops after cleaning up (exit 130);\n' +
     'the images made so far stay, and the next run resumes.',
   flags: {
-    prompts: { type: 'string', arg: 'file', help: 'Prompt list: .tsv, .csv, .parquet, .jsonl or .txt with a Prompt column (and Category, Challenge, Note)' },
+    prompts: { type: 'string', arg: 'file|dataset', help: 'Prompt list: .tsv, .csv, .parquet, .jsonl or .txt with a Prompt column (and Category, Challenge, Note), or a hub dataset org/name[@rev]' },
     'out-dir': { type: 'string', arg: 'dir', help: 'The run folder (images, run.json, results.jsonl, summary.json, report.html)' },
     format: { type: 'string', choices: OUTPUT_FORMATS, default: 'png', help: 'Image file format' },
     category: { type: 'string', multiple: true, help: 'Only prompts of this category' },
     challenge: { type: 'string', multiple: true, help: 'Only prompts of this challenge' },
     limit: { type: 'int', arg: 'N', help: 'At most N prompts (after the filters)' },
     seed: { type: 'int', short: 's', default: 0, arg: 'BASE', help: 'Base seed: a prompt gets seed + its row index (-1: a random base, printed)' },
+    'batch-size': { type: 'int', arg: 'N', default: 1, help: 'Prompts per forward pass (the images do not change; throughput does)' },
+    shard: { type: 'string', arg: 'i/n', help: 'Only the i-th of n disjoint slices of the prompts (by row: row mod n = i - 1)' },
+    score: { type: 'string', arg: 'clip-model', optionalValue: DEFAULT_CLIP_MODEL, help: `CLIP-score every image after generating (a hub CLIPModel repo or folder; alone: ${DEFAULT_CLIP_MODEL})` },
     ...MODEL_FLAGS,
     ...SAMPLING_FLAGS,
     ...QUIET_FLAG,
@@ -85,8 +94,8 @@ export const batch: Command = {
   async run({ flags, positionals }, io) {
     const { signal } = io;
     if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}" (prompts come from --prompts <file>)`);
-    const promptsPath = flags['prompts'] as string | undefined, outDir = flags['out-dir'] as string | undefined;
-    if (promptsPath === undefined) throw new UsageError('--prompts <file> is required');
+    const promptsSpec = flags['prompts'] as string | undefined, outDir = flags['out-dir'] as string | undefined;
+    if (promptsSpec === undefined) throw new UsageError('--prompts <file> is required');
     if (outDir === undefined) throw new UsageError('--out-dir <dir> is required');
     const model = modelOptions(flags);
     const sampling = samplingOptions(flags);
@@ -96,21 +105,31 @@ export const batch: Command = {
     const base = randomBase ? Math.floor(Math.random() * 2 ** 32) : seedOption(flags['seed'])!;
     const limit = flags['limit'] as number | undefined;
     if (limit !== undefined && limit < 1) throw new UsageError(`--limit must be at least 1, got ${limit}`);
-    let rows = await readPromptsFlag(promptsPath);
-    rows = filterRows(rows, 'category', flags['category'] as string[] | undefined);
-    rows = filterRows(rows, 'challenge', flags['challenge'] as string[] | undefined);
-    if (limit !== undefined) rows = rows.slice(0, limit);
-    if (rows.length === 0) throw new UsageError(`--prompts ${promptsPath}: no prompts to generate`);
-    if (!Number.isSafeInteger(base + rows[rows.length - 1]!.row)) throw new UsageError(`--seed ${base} is too large`);
-    await checkOutDir(outDir);
-    await checkLoras(model.loras);
+    const perCall = flags['batch-size'] as number;
+    if (perCall < 1 || perCall > MAX_BATCH_SIZE) throw new UsageError(`--batch-size must be from 1 to ${MAX_BATCH_SIZE}, got ${perCall}`);
+    const shard: Shard | undefined = flags['shard'] === undefined ? undefined : parseShard(flags['shard'] as string);
+    const score = flags['score'] as string | undefined;
+    if (score === '') throw new UsageError('--score: the CLIP model must not be empty');
 
     const ui = createProgressUI(io, { quiet, stageLines: false });
     try {
-      // ---- the model's configs and one request checked against them: before any weights or files
+      // ---- the prompts (a hub dataset's files are downloaded here: small), filtered, sliced
+      const source = await readPromptsFlag(promptsSpec, { signal, onProgress: ui.onProgress, note: ui.note });
+      let rows = source.rows;
+      rows = filterRows(rows, 'category', flags['category'] as string[] | undefined);
+      rows = filterRows(rows, 'challenge', flags['challenge'] as string[] | undefined);
+      if (limit !== undefined) rows = rows.slice(0, limit);
+      if (rows.length === 0) throw new UsageError(`--prompts ${promptsSpec}: no prompts to generate`);
+      if (!Number.isSafeInteger(base + rows[rows.length - 1]!.row)) throw new UsageError(`--seed ${base} is too large`);
+      const first = rows;
+      if (shard) rows = rows.filter((r) => inShard(r.row, shard));
+      await checkOutDir(outDir);
+      await checkLoras(model.loras);
+
+      // ---- the model's configs and one request (a full --batch-size chunk) checked against them: before any weights
       const plan = await planModel(model, {}, { ui, signal });
+      const sample = (rows.length ? rows : first).slice(0, perCall);
       const request = {
-        prompt: rows[0]!.prompt,
         negativePrompt: sampling.negativePrompt,
         steps: sampling.steps,
         guidance: sampling.guidance,
@@ -121,7 +140,7 @@ export const batch: Command = {
       };
       let checked: GenerationPlan;
       try {
-        checked = resolveGenerateOptions({ ...request, seed: base }, plan.info);
+        checked = resolveGenerateOptions({ ...request, prompt: sample.map((r) => r.prompt), seed: sample.map((r) => base + r.row) }, plan.info);
       } catch (e) {
         throw requestError(e, {}, request);
       }
@@ -139,15 +158,31 @@ export const batch: Command = {
         negative_prompt: sampling.negativePrompt,
         clip_skip: checked.clipSkip ?? undefined,
         seed: base,
-        prompts: promptsPath,
+        prompts: promptsSpec,
+        shard: shard ? shardLabel(shard) : undefined,
       });
       const previous = await readRunSettings(outDir);
       if (previous && settingsKey(previous) !== settingsKey(settings)) {
         throw new UsageError(`--out-dir ${outDir} holds a run with other settings (${settingsDiff(previous, settings)}); use another folder`);
       }
+      if (previous && previous['shard'] !== settings['shard']) {
+        const name = (s: unknown) => (s === undefined ? 'all prompts' : `shard ${String(s)}`);
+        throw new UsageError(`--out-dir ${outDir} holds ${name(previous['shard'])}, not ${name(settings['shard'])}; use one folder per shard (fewstep report --merge joins them)`);
+      }
+      // ---- the CLIP model's small files, checked now (not after an hour of generating)
+      let clipPlan: ClipPlan | undefined;
+      if (score !== undefined) {
+        if (previous) checkClipModel(previous, score, false, `--out-dir ${outDir}`, `score it again with fewstep score --run ${outDir} --model ${score} --rescore, or use another folder`);
+        try {
+          clipPlan = await planClip(score, { signal, onProgress: ui.onProgress });
+        } catch (e) {
+          throw clipFlagError('--score', score, e);
+        }
+      }
       if (plan.yoso) ui.note(YOSO_NOTE);
       for (const w of checked.warnings) ui.note(`note: ${w}`);
       if (randomBase) ui.note(`seed ${base} (random base; pass --seed ${base} to repeat)`);
+      if (shard) ui.note(`shard ${shardLabel(shard)}: ${rows.length} of ${first.length} prompts`);
       await mkdir(outDir, { recursive: true });
       if (!previous) await writeRunSettings(outDir, settings);
 
@@ -163,73 +198,100 @@ export const batch: Command = {
         todo.push(r);
       }
       const skipped = rows.length - todo.length;
-      if (skipped) ui.note(`resuming: ${skipped} of ${rows.length} prompt${rows.length === 1 ? '' : 's'} already done`);
+      if (skipped && todo.length) ui.note(`resuming: ${skipped} of ${rows.length} prompt${rows.length === 1 ? '' : 's'} already done`);
       const report = join(outDir, REPORT_FILE);
-      if (todo.length === 0) {
-        await writeRunReport(outDir, [`fewstep ${VERSION}`]);
-        io.stdout(`${report}\n`);
-        ui.note(`nothing to do: all ${rows.length} prompts are done`);
-        return 0;
-      }
+      const extra = [`fewstep ${VERSION}`];
+      if (todo.length === 0) ui.note(`nothing to do: all ${rows.length} prompts are done`);
 
-      // ---- load once, then the prompts
-      const tLoad = performance.now();
-      const loaded = await loadModel(plan, { ui, signal });
-      ui.note(`loaded ${model.model} in ${((performance.now() - tLoad) / 1000).toFixed(2)} s`);
-      let repairTail = !prev.endsWithNewline;
+      // ---- load once, then the prompts, --batch-size at a time
       const times: number[] = [];
       const t0 = performance.now();
-      try {
-        for (let k = 0; k < todo.length; k += PROMPTS_PER_CALL) {
-          const chunk = todo.slice(k, k + PROMPTS_PER_CALL);
-          const left = eta(times, todo.length - k);
-          ui.prefix = `[${skipped + k + 1}/${rows.length}${left !== null ? `, ETA ${fmtDuration(left)}` : ''}] `;
-          const start = performance.now();
-          // One seed per call (the pipeline has one generator): with more prompts per call this becomes a seed per image.
-          const seed = base + chunk[0]!.row;
-          const res = await loaded.pipe.generate({ ...request, prompt: chunk.map((r) => r.prompt), seed, signal });
-          const seconds = (performance.now() - start) / 1000 / chunk.length;
-          const lines: ResultLine[] = [];
-          for (const [i, r] of chunk.entries()) {
-            const img = res.images[i]!;
-            const file = imageFileName(r.row, r.prompt, format);
-            const info = generationInfo(model, loaded.sampler, sampling.negativePrompt, { prompt: r.prompt, steps: res.plan.steps, guidance: res.plan.guidance, seed, width: img.width, height: img.height, batchIndex: 0, batchSize: 1 });
-            await writeAtomic(join(outDir, file), await encodeImage(img, format, info), signal);
-            lines.push({
-              prompt: r.prompt,
-              category: r.category,
-              challenge: r.challenge,
-              row: r.row,
-              seed,
-              file,
-              seconds: Math.round(seconds * 1000) / 1000,
-              steps: res.plan.steps,
-              guidance: res.plan.guidance,
-              width: img.width,
-              height: img.height,
-              model: model.model,
-              scheduler: loaded.sampler,
-              dtype: model.dtype,
-              vae: model.vae,
-              timings: res.timings,
-            });
-            times.push(seconds);
+      if (todo.length) {
+        const tLoad = performance.now();
+        const loaded = await loadModel(plan, { ui, signal });
+        ui.note(`loaded ${model.model} in ${((performance.now() - tLoad) / 1000).toFixed(2)} s`);
+        let repairTail = !prev.endsWithNewline;
+        let generated = false;
+        try {
+          for (let k = 0; k < todo.length; k += perCall) {
+            const chunk = todo.slice(k, k + perCall);
+            const left = eta(times, todo.length - k);
+            ui.prefix = `[${skipped + k + 1}${chunk.length > 1 ? `-${skipped + k + chunk.length}` : ''}/${rows.length}${left !== null ? `, ETA ${fmtDuration(left)}` : ''}] `;
+            const start = performance.now();
+            // One seed per image: image i is the batch-of-one image for seed base + row.
+            const seeds = chunk.map((r) => base + r.row);
+            const res = await loaded.pipe.generate({ ...request, prompt: chunk.map((r) => r.prompt), seed: seeds, signal });
+            const seconds = (performance.now() - start) / 1000 / chunk.length;
+            const lines: ResultLine[] = [];
+            for (const [i, r] of chunk.entries()) {
+              const img = res.images[i]!;
+              const file = imageFileName(r.row, r.prompt, format);
+              const seed = seeds[i]!;
+              const info = generationInfo(model, loaded.sampler, sampling.negativePrompt, { prompt: r.prompt, steps: res.plan.steps, guidance: res.plan.guidance, seed, width: img.width, height: img.height, batchIndex: 0, batchSize: 1 });
+              await writeAtomic(join(outDir, file), await encodeImage(img, format, info), signal);
+              lines.push({
+                prompt: r.prompt,
+                category: r.category,
+                challenge: r.challenge,
+                row: r.row,
+                seed,
+                file,
+                seconds: Math.round(seconds * 1000) / 1000,
+                steps: res.plan.steps,
+                guidance: res.plan.guidance,
+                width: img.width,
+                height: img.height,
+                model: model.model,
+                scheduler: loaded.sampler,
+                dtype: model.dtype,
+                vae: model.vae,
+                batch_size: chunk.length,
+                timings: res.timings,
+              });
+              times.push(seconds);
+            }
+            await appendResults(resultsPath, lines, repairTail);
+            repairTail = false;
+            const done = skipped + k + chunk.length;
+            const after = eta(times, todo.length - k - chunk.length);
+            for (const [i, l] of lines.entries()) {
+              const n = done - chunk.length + i + 1;
+              ui.note(`[${n}/${rows.length}] ${l.file} (${l.seconds.toFixed(2)} s${after !== null && n === done && done < rows.length ? `, ${fmtDuration(after)} left` : ''})`);
+            }
           }
-          await appendResults(resultsPath, lines, repairTail);
-          repairTail = false;
-          const done = skipped + k + chunk.length;
-          const after = eta(times, todo.length - k - chunk.length);
-          for (const l of lines) ui.note(`[${done}/${rows.length}] ${l.file} (${l.seconds.toFixed(2)} s${after !== null && done < rows.length ? `, ${fmtDuration(after)} left` : ''})`);
+          generated = true;
+        } finally {
+          ui.finish();
+          ui.prefix = '';
+          extra.unshift(`on ${loaded.device.adapter.name}`);
+          loaded.dispose();
+          // Scoring writes the report when it is done; stopped or failed here, the report shows what there is.
+          if (!clipPlan || !generated) await writeRunReport(outDir, extra);
         }
-      } finally {
-        ui.finish();
-        const adapter = loaded.device.adapter.name;
-        loaded.dispose();
-        await writeRunReport(outDir, [`on ${adapter}`, `fewstep ${VERSION}`]);
       }
       const secs = (performance.now() - t0) / 1000;
+      if (times.length) ui.note(`${times.length} image${times.length === 1 ? '' : 's'} in ${secs.toFixed(2)} s (${(times.length / secs).toFixed(3)} images/s)${skipped ? `, ${skipped} skipped` : ''}`);
+
+      // ---- then CLIP, with the diffusion model gone: every image of the folder not scored yet
+      if (clipPlan) {
+        const plan = clipPlan;
+        try {
+          const r = await scoreRun(outDir, {
+            clip: async () => plan,
+            clipName: score!,
+            batchSize: perCall,
+            ui,
+            signal,
+            where: `--out-dir ${outDir}`,
+            rescoreHint: `use fewstep score --run ${outDir} --model ${score} --rescore`,
+          });
+          if (r.scored) ui.note(`CLIP-scored ${r.scored} image${r.scored === 1 ? '' : 's'} with ${score}`);
+        } finally {
+          ui.finish();
+          await writeRunReport(outDir, extra);
+        }
+      } else if (todo.length === 0) await writeRunReport(outDir, extra);
       io.stdout(`${report}\n`);
-      ui.note(`${times.length} image${times.length === 1 ? '' : 's'} in ${secs.toFixed(2)} s (${(secs / Math.max(1, times.length)).toFixed(2)} s each)${skipped ? `, ${skipped} skipped` : ''}`);
       return 0;
     } finally {
       ui.finish();
