@@ -111,7 +111,7 @@ describe('fewstep generate: flag errors (exit 2, one line, no file)', () => {
     [['cat', '--out', join(work, 'nope', 'x.png')], `--out ${join(work, 'nope', 'x.png')}: folder ${join(work, 'nope')} does not exist`],
     [['cat', '--out', png, '--strength', '0.5'], '--strength needs --init-image'],
     [['cat', '--out', png, '--init-image', photo, '--strength', '1.5'], '--strength must be in (0, 1], got 1.5'],
-    [['cat', '--out', png, '--init-image', photo, '--steps', '1', '--strength', '0.5'], '--strength 0.5 with steps 1 runs no denoising step (⌊steps × strength⌋ must be at least 1): raise steps to 2 or strength to 1.'],
+    [['cat', '--out', png, '--init-image', photo, '--steps', '1', '--strength', '0.5'], '--strength 0.5 with steps 1 runs no denoising step (⌊steps × strength⌋ must be at least 1): raise steps to 2 or strength to 1'],
     [['cat', '--out', png, '--init-image', tiny], `--init-image ${tiny}: is 3×3, smaller than 8×8; pass width and height to scale it up`],
     [['cat', '--out', png, '--init-image', join(work, 'missing.png')], `--init-image ${join(work, 'missing.png')}: file not found`],
     [['cat', '--out', png, '--init-image', notPng], `--init-image ${notPng}: not a PNG, JPEG or WebP image`],
@@ -438,7 +438,7 @@ describe('fail before loading: a request that cannot work downloads no weights',
   afterAll(() => hub.close());
 
   it.each([
-    [['--init-image', () => photo, '--steps', '1', '--strength', '0.5'], '--strength 0.5 with steps 1 runs no denoising step (⌊steps × strength⌋ must be at least 1): raise steps to 2 or strength to 1.'],
+    [['--init-image', () => photo, '--steps', '1', '--strength', '0.5'], '--strength 0.5 with steps 1 runs no denoising step (⌊steps × strength⌋ must be at least 1): raise steps to 2 or strength to 1'],
     [['--clip-skip', '5'], '--clip-skip must be an integer from 0 to 2, got 5'],
     [['-W', '516'], '--width must be a multiple of 8 from 8 to 4096, got 516'],
   ] as [(string | (() => string))[], string][])('%#: only the config files are fetched from the hub', async (args, message) => {
