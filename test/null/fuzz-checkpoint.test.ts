@@ -1,5 +1,5 @@
 // Property-based fuzzing of the PyTorch checkpoint reader — zip directory, whitelist unpickler, state-dict
-// walk, views — with fast-check, within a fixed budget (see fuzz-weights.ts: FEWSTEP_FUZZ_SECONDS, default 3 s;
+// walk, views — with fast-check, within a fixed budget (see test/helpers/fuzz.ts: FEWSTEP_FUZZ_SECONDS, default 3 s;
 // FEWSTEP_FUZZ_RUNS; FEWSTEP_FUZZ_SEED). Inputs are torch.save-shaped checkpoints of random state dicts
 // (dtypes, nested dicts, non-tensor entries, contiguous / transposed / offset / broadcast views, shared
 // storages, memoized globals as torch writes them), then mutated: whole opcodes dropped, repeated, swapped,
@@ -13,7 +13,7 @@ import { MemoryFile, ST_DTYPE_BYTES, TorchCheckpointFile, numel, tensorFileFrom,
 import {
   Pickle, bigAppends, checkpoint, hugeLong, lateFilledDictBomb, lateFilledOrderedDict, memoDictBomb, orderedDictAmplification, selfNestedDict, strideZeroCheckpoint,
 } from './hostile-files';
-import { FUZZ, FuzzStats, fuzzParams, fuzzTimeout } from './fuzz-weights';
+import { FUZZ, FuzzStats, fuzzParams, fuzzTimeout } from '../helpers/fuzz';
 
 const STORAGES: [string, StDType][] = [
   ['FloatStorage', 'F32'], ['HalfStorage', 'F16'], ['BFloat16Storage', 'BF16'], ['DoubleStorage', 'F64'], ['LongStorage', 'I64'],

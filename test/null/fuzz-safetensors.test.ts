@@ -1,4 +1,4 @@
-// Property-based fuzzing of the safetensors reader (fast-check), within a fixed budget (see fuzz-weights.ts:
+// Property-based fuzzing of the safetensors reader (fast-check), within a fixed budget (see test/helpers/fuzz.ts:
 // FEWSTEP_FUZZ_SECONDS, default 3 s; FEWSTEP_FUZZ_RUNS; FEWSTEP_FUZZ_SEED). Inputs are valid files of random
 // tensors, and the same files mutated at the byte level (flips, truncation, splices, header lengths) and at
 // the JSON level (a field replaced by any JSON value, deep nesting, huge or negative numbers, odd names).
@@ -8,7 +8,7 @@ import { describe, it } from 'vitest';
 import fc from 'fast-check';
 import { MemoryFile, ST_DTYPE_BYTES, SafetensorsFile, encodeSafetensors, numel, tensorFileFrom, type StDType, type TensorFile } from '@fewstep/tensor';
 import { deepHeaderSafetensors, manyTensorsSafetensors, safetensorsStartingWith0x80 } from './hostile-files';
-import { FUZZ, FuzzStats, fuzzParams, fuzzTimeout } from './fuzz-weights';
+import { FUZZ, FuzzStats, fuzzParams, fuzzTimeout } from '../helpers/fuzz';
 import { expect } from 'vitest';
 
 const DTYPES = Object.keys(ST_DTYPE_BYTES) as StDType[];

@@ -1,4 +1,5 @@
-// The budget and bookkeeping of the weight-file fuzz targets (fuzz-safetensors.test.ts, fuzz-checkpoint.test.ts).
+// The budget and bookkeeping of every fuzz target (test/null/fuzz-*.test.ts: the weight-file readers, the PNG
+// decoder, the CLIP tokenizer, the parquet prompts reader, the HTTP side of fewstep serve).
 //
 // Budget, from the environment:
 //   FEWSTEP_FUZZ_SECONDS  seconds of generated inputs per target (default 3: `npm test` stays quick)
@@ -6,6 +7,7 @@
 //   FEWSTEP_FUZZ_SEED     fast-check seed, to replay a reported failure (default: a fresh one each run, printed on failure)
 // A longer run, with a summary line per target (inputs, worst time, worst memory):
 //   FEWSTEP_FUZZ_SECONDS=300 npx vitest run --config test/vitest.config.ts null/fuzz-safetensors null/fuzz-checkpoint
+//   FEWSTEP_FUZZ_SECONDS=300 npx vitest run --config test/vitest.config.ts null/fuzz-png null/fuzz-tokenizer null/fuzz-parquet null/fuzz-serve
 import { expect } from 'vitest';
 import fc from 'fast-check';
 import { FewstepError } from '@fewstep/tensor';
@@ -51,6 +53,9 @@ export class FuzzStats {
   worstHeapMiB = 0;
   private readonly rss0 = process.memoryUsage().rss;
   maxRssGrowthMiB = 0;
+  /** The process's peak resident set (getrusage's high-water mark, so a spike inside one input counts too). */
+  peakRssMiB = 0;
+  private readonly peakRss0MiB = process.resourceUsage().maxRSS / 1024;
   readonly errors = new Map<string, number>();
 
   constructor(readonly target: string) {}
@@ -73,7 +78,9 @@ export class FuzzStats {
       this.worstMsInput = label;
     }
     this.worstHeapMiB = Math.max(this.worstHeapMiB, heapMiB);
-    this.maxRssGrowthMiB = Math.max(this.maxRssGrowthMiB, (m1.rss - this.rss0) / 2 ** 20);
+    this.peakRssMiB = process.resourceUsage().maxRSS / 1024;
+    // The high-water mark since this target began (its start value may be below rss0's page count: take rss0).
+    this.maxRssGrowthMiB = Math.max(this.maxRssGrowthMiB, (m1.rss - this.rss0) / 2 ** 20, this.peakRssMiB - Math.max(this.rss0 / 2 ** 20, this.peakRss0MiB));
     expect(ms, `${label}: took ${ms.toFixed(0)} ms`).toBeLessThan(FUZZ_BOUNDS.msPerInput);
     expect(heapMiB, `${label}: heap grew ${heapMiB.toFixed(0)} MiB`).toBeLessThan(FUZZ_BOUNDS.heapMiBPerInput);
     expect(this.maxRssGrowthMiB, `${label}: rss grew ${this.maxRssGrowthMiB.toFixed(0)} MiB`).toBeLessThan(FUZZ_BOUNDS.rssGrowthMiB);
@@ -91,17 +98,21 @@ export class FuzzStats {
       if (!(error instanceof FewstepError)) throw new Error(`${this.target}: ${label}: not a FewstepError: ${(error as Error)?.stack ?? String(error)}`);
       expect(error.message.startsWith(`${file}: `), `${label}: the message must start with the file: ${error.message.slice(0, 300)}`).toBe(true);
       expect(/[\n\r\u2028\u2029]/.test(error.message), `${label}: one line: ${JSON.stringify(error.message.slice(0, 300))}`).toBe(false);
-      const kind = `${error.constructor.name}(${error.code})`;
-      this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);
+      this.count(`${error.constructor.name}(${error.code})`);
       return undefined;
     }
+  }
+
+  /** Records one refusal of kind `kind` (for targets whose errors are not FewstepErrors, e.g. HTTP statuses). */
+  count(kind: string): void {
+    this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);
   }
 
   summary(): string {
     const errs = [...this.errors].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ×${n}`).join(', ');
     return (
       `fuzz ${this.target}: ${this.inputs} inputs (${this.opened} read, ${this.inputs - this.opened} refused; errors: ${errs || 'none'}); ` +
-      `worst time ${this.worstMs.toFixed(1)} ms (${this.worstMsInput}), worst heap growth in one input ${this.worstHeapMiB.toFixed(1)} MiB, rss growth ${this.maxRssGrowthMiB.toFixed(0)} MiB`
+      `worst time ${this.worstMs.toFixed(1)} ms (${this.worstMsInput}), worst heap growth in one input ${this.worstHeapMiB.toFixed(1)} MiB, rss growth ${this.maxRssGrowthMiB.toFixed(0)} MiB (peak rss ${this.peakRssMiB.toFixed(0)} MiB)`
     );
   }
 }
