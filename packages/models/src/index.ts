@@ -154,7 +154,8 @@ export { informativeInit, referenceStats, type LatentReference } from './pipelin
 
 // ---- Images: the one RGB type, PNG with metadata, diffusers' image processor steps.
 export { checkRGBImage, rgbaToRGB, type RGBImage } from './image/rgb_image.js';
-export { crc32, decodePng, encodePng, type DecodedPng } from './image/png.js';
+export { crc32, decodePng, encodePng, type DecodedPng, type PngDecodeLimits } from './image/png.js';
+export { IMAGE_LIMITS, type ImageLimits } from './image/image_limits.js';
 export { parametersText, pngTextChunks, type GenerationInfo } from './image/png_metadata.js';
 export { invertControlImage, postprocess, preprocess, preprocessControlImage, roundHalfToEven, type PostprocessResult } from './pipelines/image_processor.js';
 export { PIL_RESAMPLE_CODES, resampleFilter, resizeRGB, type ResampleFilter, type ResizeOptions } from './image/resample.js';

@@ -11,8 +11,13 @@
  * Alpha (an alpha channel, palette tRNS or a tRNS colour key) is composited over WHITE:
  * out = round((c·a + 255·(255 − a)) / 255), so opaque images come back unchanged. Interlaced (Adam7)
  * images are rejected. Every chunk's CRC is checked. tEXt, zTXt and iTXt are returned in `text`.
+ * Hostile files cost bounded memory and time (IMAGE_LIMITS, image_limits.ts): the declared size is checked
+ * before anything is inflated, and every zlib stream is inflated as a stream with an output cap. Errors are
+ * one line naming the file: FileFormatError (broken) or ResourceLimitError (over a limit).
  */
 
+import { FileFormatError, ResourceLimitError } from '@fewstep/tensor';
+import { IMAGE_LIMITS, type ImageLimits } from './image_limits.js';
 import { compositeOverWhite, type RGBImage } from './rgb_image.js';
 
 export interface DecodedPng extends RGBImage {
@@ -48,7 +53,13 @@ async function pipe(data: Uint8Array, stream: CompressionStream | DecompressionS
 }
 
 const deflate = (data: Uint8Array) => pipe(data, new CompressionStream('deflate'));
-const inflate = (data: Uint8Array) => pipe(data, new DecompressionStream('deflate'));
+
+/** A keyword or message from a file, fit for a one-line error: control characters escaped, at most 80 characters. */
+function oneLineKey(s: string): string {
+  const cut = s.length > 80 ? `${s.slice(0, 80)}…` : s;
+  // eslint-disable-next-line no-control-regex
+  return cut.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
 
 // ------------------------------------------------------------------------------------------- encoding
 
@@ -172,10 +183,66 @@ export async function encodePng(image: RGBImage, metadata: Record<string, string
 const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
 const DEPTHS: Record<number, number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16] };
 
-/** Decodes a PNG to 8-bit RGB (see the module comment for alpha). `name` prefixes every error message. */
-export async function decodePng(bytes: Uint8Array, name = 'image.png'): Promise<DecodedPng> {
+/**
+ * Inflates the zlib stream made of `parts` as a stream, keeping at most `cap` bytes: it stops reading as soon
+ * as the output passes `cap` (`more`: the stream went on; at most one more output chunk was inflated), so a
+ * small stream that inflates to gigabytes costs no more than `cap`. `into`, when given, receives the bytes
+ * (its length is `cap`); else a buffer grows as output comes. A corrupt stream rejects (the decoder's error).
+ */
+async function inflateCapped(parts: readonly Uint8Array[], cap: number, into?: Uint8Array): Promise<{ data: Uint8Array; length: number; more: boolean }> {
+  const ds = new DecompressionStream('deflate');
+  const writer = ds.writable.getWriter();
+  const reader = ds.readable.getReader();
+  // Fed while read; when reading stops early the writes reject (cancelled), which is expected.
+  void (async () => {
+    for (const p of parts) await writer.write(p as Uint8Array<ArrayBuffer>);
+    await writer.close();
+  })().catch(() => {});
+  let out = into ?? new Uint8Array(Math.min(cap, 64 * 1024));
+  let n = 0;
+  let more = false;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const take = Math.min(value.length, cap - n);
+      if (n + take > out.length) {
+        const grown = new Uint8Array(Math.min(cap, Math.max(out.length * 2, n + take)));
+        grown.set(out.subarray(0, n));
+        out = grown;
+      }
+      out.set(take === value.length ? value : value.subarray(0, take), n);
+      n += take;
+      if (take < value.length) {
+        more = true;
+        break;
+      }
+    }
+  } finally {
+    if (more) await reader.cancel().catch(() => {});
+  }
+  return { data: out, length: n, more };
+}
+
+/**
+ * What decodePng may cost; each defaults to IMAGE_LIMITS' value. Callers tighten them (the CLI holds images
+ * for generation to maxSide = MAX_IMAGE_SIDE).
+ */
+export type PngDecodeLimits = Partial<ImageLimits>;
+
+/**
+ * Decodes a PNG to 8-bit RGB (see the module comment for alpha). Errors are one line starting with `name`:
+ * FileFormatError for a broken file, ResourceLimitError for one over `limits` (IMAGE_LIMITS by default: the
+ * declared size is checked at IHDR, before anything is inflated; image data is inflated as a stream that stops
+ * at exactly the scanline bytes the size needs; text chunks at their limits).
+ */
+export async function decodePng(bytes: Uint8Array, name = 'image.png', limits: PngDecodeLimits = {}): Promise<DecodedPng> {
+  const L: ImageLimits = { ...IMAGE_LIMITS, ...limits };
   const fail = (msg: string): never => {
-    throw new Error(`${name}: ${msg}`);
+    throw new FileFormatError(name, msg);
+  };
+  const over = (msg: string): never => {
+    throw new ResourceLimitError(`${name}: ${msg}`);
   };
   if (bytes.length < 8 || SIGNATURE.some((b, i) => bytes[i] !== b)) {
     if (bytes.length < 8 && bytes.length > 0 && SIGNATURE.slice(0, bytes.length).every((b, i) => bytes[i] === b)) fail('truncated');
@@ -183,18 +250,39 @@ export async function decodePng(bytes: Uint8Array, name = 'image.png'): Promise<
   }
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let pos = 8;
-  let ihdr: { w: number; h: number; depth: number; color: number } | null = null;
+  let ihdr: { w: number; h: number; depth: number; color: number; stride: number; rawBytes: number } | null = null;
   let palette: Uint8Array | null = null;
   let trns: Uint8Array | null = null;
   const idat: Uint8Array[] = [];
-  const text: Record<string, string> = {};
+  // A Map, then Object.fromEntries: any keyword ("__proto__" too) is an own key of the result.
+  const text = new Map<string, string>();
+  let textChunks = 0;
+  let textBytes = 0;
   const latin1Dec = new TextDecoder('latin1');
   const utf8 = new TextDecoder('utf-8', { fatal: true });
+  /** Counts a text chunk's keyword and text against the limits. */
+  const countText = (type: string, key: string, n: number) => {
+    if (++textChunks > L.textChunks) over(`more than ${L.textChunks} text chunks`);
+    if (n > L.textChunkBytes) over(`${type} "${oneLineKey(key)}" holds more than ${L.textChunkBytes} bytes of text`);
+    textBytes += key.length + n;
+    if (textBytes > L.textBytes) over(`more than ${L.textBytes} bytes of text in all`);
+  };
+  /** Room left for the text of one compressed chunk: one byte more than allowed, so that "over" is seen. */
+  const textRoom = (key: string) => Math.max(0, Math.min(L.textChunkBytes, L.textBytes - textBytes - key.length, L.decompressedBytes - (ihdr?.rawBytes ?? 0) - textBytes - key.length)) + 1;
+  const inflateText = async (type: string, key: string, z: Uint8Array): Promise<Uint8Array> => {
+    const room = textRoom(key);
+    const r = await inflateCapped([z], room).catch(() => fail(`corrupt ${type} data`));
+    if (r.more || r.length >= room) {
+      if (r.length >= L.textChunkBytes) over(`${type} "${oneLineKey(key)}" inflates to more than ${L.textChunkBytes} bytes of text`);
+      over(`the text chunks inflate to more than ${Math.min(L.textBytes, L.decompressedBytes - (ihdr?.rawBytes ?? 0))} bytes in all`);
+    }
+    return r.data.subarray(0, r.length);
+  };
   let ended = false;
   while (!ended) {
     if (pos + 8 > bytes.length) fail('truncated');
     const len = dv.getUint32(pos);
-    const type = String.fromCharCode(...bytes.subarray(pos + 4, pos + 8));
+    const type = latin1Dec.decode(bytes.subarray(pos + 4, pos + 8));
     if (!/^[A-Za-z]{4}$/.test(type)) fail(`bad chunk type at byte ${pos}`);
     if (len > 0x7fffffff || pos + 12 + len > bytes.length) fail('truncated');
     const data = bytes.subarray(pos + 8, pos + 8 + len);
@@ -214,7 +302,13 @@ export async function decodePng(bytes: Uint8Array, name = 'image.png'): Promise<
         if (data[11] !== 0) fail(`unknown filter method ${data[11]}`);
         if (data[12] === 1) fail('interlaced (Adam7) PNGs are not supported');
         if (data[12] !== 0) fail(`unknown interlace method ${data[12]}`);
-        ihdr = { w, h, depth, color };
+        // The declared size against the limits, before anything is inflated.
+        if (w > L.maxSide || h > L.maxSide) over(`the image is ${w}×${h}; at most ${L.maxSide} pixels a side`);
+        if (w * h > L.maxPixels) over(`the image is ${w}×${h} = ${w * h} pixels; at most ${L.maxPixels}`);
+        const stride = Math.ceil((w * CHANNELS[color]! * depth) / 8);
+        const rawBytes = h * (stride + 1);
+        if (rawBytes > L.decompressedBytes) over(`the image is ${w}×${h} at ${depth} bits × ${CHANNELS[color]} channels: ${rawBytes} bytes of image data; at most ${L.decompressedBytes}`);
+        ihdr = { w, h, depth, color, stride, rawBytes };
         break;
       }
       case 'PLTE':
@@ -232,14 +326,20 @@ export async function decodePng(bytes: Uint8Array, name = 'image.png'): Promise<
         break;
       case 'tEXt': {
         const z = data.indexOf(0);
-        if (z > 0) text[latin1Dec.decode(data.subarray(0, z))] = latin1Dec.decode(data.subarray(z + 1));
+        if (z > 0) {
+          const key = latin1Dec.decode(data.subarray(0, z));
+          countText(type, key, len - z - 1);
+          text.set(key, latin1Dec.decode(data.subarray(z + 1)));
+        }
         break;
       }
       case 'zTXt': {
         const z = data.indexOf(0);
         if (z > 0) {
-          const raw = await inflate(data.subarray(z + 2)).catch(() => fail('corrupt zTXt data'));
-          text[latin1Dec.decode(data.subarray(0, z))] = latin1Dec.decode(raw);
+          const key = latin1Dec.decode(data.subarray(0, z));
+          const raw = await inflateText(type, key, data.subarray(z + 2));
+          countText(type, key, raw.length);
+          text.set(key, latin1Dec.decode(raw));
         }
         break;
       }
@@ -252,11 +352,12 @@ export async function decodePng(bytes: Uint8Array, name = 'image.png'): Promise<
         const t = l < 0 ? -1 : data.indexOf(0, l + 1);
         if (t < 0) fail('malformed iTXt');
         let body = data.subarray(t + 1);
-        if (compressed) body = await inflate(body).catch(() => fail('corrupt iTXt data'));
+        if (compressed) body = await inflateText(type, key, body);
+        countText(type, key, body.length);
         try {
-          text[key] = utf8.decode(body);
+          text.set(key, utf8.decode(body));
         } catch {
-          fail(`iTXt "${key}" is not valid UTF-8`);
+          fail(`iTXt "${oneLineKey(key)}" is not valid UTF-8`);
         }
         break;
       }
@@ -265,44 +366,38 @@ export async function decodePng(bytes: Uint8Array, name = 'image.png'): Promise<
         if (type.charCodeAt(0) < 97) fail(`unknown critical chunk ${type}`);
     }
   }
-  const { w, h, depth, color } = ihdr!;
+  const { w, h, depth, color, stride, rawBytes } = ihdr!;
   if (!idat.length) fail('no IDAT chunk');
   if (color === 3 && !palette) fail('palette image without PLTE');
-  const zlen = idat.reduce((s, d) => s + d.length, 0);
-  const z = new Uint8Array(zlen);
-  let o = 0;
-  for (const d of idat) {
-    z.set(d, o);
-    o += d.length;
-  }
-  const raw = await inflate(z).catch((e: Error) => fail(`corrupt image data (${e.message})`));
+  // Exactly the scanlines the size needs: the stream is read no further (data past them is ignored, as
+  // libpng and browsers do); a stream that ends right there still has its checksum checked.
+  const inflated = await inflateCapped(idat, rawBytes, new Uint8Array(rawBytes)).catch((e: Error) => fail(`corrupt image data (${oneLineKey(e.message)})`));
+  const raw = inflated.data;
+  if (inflated.length < rawBytes) fail(`image data is ${inflated.length} bytes, ${rawBytes} expected`);
   const channels = CHANNELS[color]!;
   const bitsPP = channels * depth;
-  const stride = Math.ceil((w * bitsPP) / 8);
   const bpp = Math.max(1, bitsPP >> 3);
-  if (raw.length < h * (stride + 1)) fail(`image data is ${raw.length} bytes, ${h * (stride + 1)} expected`);
 
-  // Unfilter in place into `px` (h rows of `stride` bytes).
-  const px = new Uint8Array(h * stride);
+  // Unfilter in place: row y's bytes are raw[y·(stride+1) + 1 ..], after its filter-type byte.
   let prev: Uint8Array = new Uint8Array(stride);
   for (let y = 0; y < h; y++) {
     const f = raw[y * (stride + 1)]!;
-    const src = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
-    const cur = px.subarray(y * stride, (y + 1) * stride);
+    const cur = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
     switch (f) {
-      case 0: cur.set(src); break;
-      case 1: for (let i = 0; i < stride; i++) cur[i] = src[i]! + (i >= bpp ? cur[i - bpp]! : 0); break;
-      case 2: for (let i = 0; i < stride; i++) cur[i] = src[i]! + prev[i]!; break;
-      case 3: for (let i = 0; i < stride; i++) cur[i] = src[i]! + (((i >= bpp ? cur[i - bpp]! : 0) + prev[i]!) >> 1); break;
-      case 4: for (let i = 0; i < stride; i++) cur[i] = src[i]! + paeth(i >= bpp ? cur[i - bpp]! : 0, prev[i]!, i >= bpp ? prev[i - bpp]! : 0); break;
+      case 0: break;
+      case 1: for (let i = bpp; i < stride; i++) cur[i] = cur[i]! + cur[i - bpp]!; break;
+      case 2: for (let i = 0; i < stride; i++) cur[i] = cur[i]! + prev[i]!; break;
+      case 3: for (let i = 0; i < stride; i++) cur[i] = cur[i]! + (((i >= bpp ? cur[i - bpp]! : 0) + prev[i]!) >> 1); break;
+      case 4: for (let i = 0; i < stride; i++) cur[i] = cur[i]! + paeth(i >= bpp ? cur[i - bpp]! : 0, prev[i]!, i >= bpp ? prev[i - bpp]! : 0); break;
       default: fail(`bad filter type ${f} in row ${y}`);
     }
     prev = cur;
   }
+  const px = raw;
 
   // Sample reader: value of channel c of pixel x in row y, at the file's bit depth.
   const sample = (row: number, x: number, c: number): number => {
-    const base = row * stride;
+    const base = row * (stride + 1) + 1;
     if (depth === 8) return px[base + x * channels + c]!;
     if (depth === 16) {
       const i = base + (x * channels + c) * 2;
@@ -312,7 +407,6 @@ export async function decodePng(bytes: Uint8Array, name = 'image.png'): Promise<
     return (px[base + (bit >> 3)]! >> (8 - depth - (bit & 7))) & ((1 << depth) - 1);
   };
   const to8 = depth === 16 ? (v: number) => v >> 8 : depth < 8 ? (v: number) => Math.round((v * 255) / ((1 << depth) - 1)) : (v: number) => v;
-  const over = compositeOverWhite;
 
   const out = new Uint8Array(w * h * 3);
   // tRNS colour keys compare raw samples (at the file's bit depth).
@@ -351,10 +445,10 @@ export async function decodePng(bytes: Uint8Array, name = 'image.png'): Promise<
           r = to8(sample(y, x, 0)); g = to8(sample(y, x, 1)); b = to8(sample(y, x, 2));
           a = to8(sample(y, x, 3));
       }
-      out[q] = over(r, a);
-      out[q + 1] = over(g, a);
-      out[q + 2] = over(b, a);
+      out[q] = compositeOverWhite(r, a);
+      out[q + 1] = compositeOverWhite(g, a);
+      out[q + 2] = compositeOverWhite(b, a);
     }
   }
-  return { width: w, height: h, data: out, text };
+  return { width: w, height: h, data: out, text: Object.fromEntries(text) };
 }
