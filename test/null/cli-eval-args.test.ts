@@ -73,8 +73,8 @@ describe('fewstep batch: the new flags', () => {
   const bdir = join(work, 'batch-out');
   const base = ['batch', '--prompts', sample, '--out-dir', bdir, '--model', model];
   it.each([
-    [['--batch-size', '0'], '--batch-size must be from 1 to 256, got 0'],
-    [['--batch-size', '1000'], '--batch-size must be from 1 to 256, got 1000'],
+    [['--batch-size', '0'], '--batch-size must be from 1 to 64, got 0'],
+    [['--batch-size', '65'], '--batch-size must be from 1 to 64, got 65'],
     [['--shard', '3/2'], '--shard must be i/n with 1 ≤ i ≤ n (e.g. 2/8), got "3/2"'],
     [['--shard', '0/2'], '--shard must be i/n with 1 ≤ i ≤ n (e.g. 2/8), got "0/2"'],
     [['--shard', 'half'], '--shard must be i/n with 1 ≤ i ≤ n (e.g. 2/8), got "half"'],

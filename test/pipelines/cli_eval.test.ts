@@ -140,6 +140,7 @@ describe('the evaluation loop', () => {
       expect(l.clip_score).toBeLessThanOrEqual(100);
       expect(l['clip_model']).toBe('org/tiny-clip');
       expect(l['batch_size']).toBe(2);
+      expect(typeof l['adapter']).toBe('string');
     }
     // Generation lines first (6), then the scored lines (6): the last line per file wins.
     expect(rawLines(runA)).toBe(12);
@@ -163,6 +164,7 @@ describe('the evaluation loop', () => {
     expect(html).toContain('<svg');
     expect(html).toContain('<select id="sort">');
     expect(html).toContain('CLIP org/tiny-clip');
+    expect(html).toContain(` · on ${String(lines[0]!['adapter'])}`);
     expect(html).not.toMatch(/https?:\/\//);
     for (const n of pngs(runA)) expect(html).toContain(`src="${n}"`);
     noPartials(runA);
@@ -238,6 +240,8 @@ describe('the evaluation loop', () => {
     const run = json(join(merged, 'run.json'));
     expect(run['shard']).toBeUndefined();
     expect(run['clip_model']).toBe('org/tiny-clip');
+    // The report rewritten after scoring still says where the images were made (each line names its adapter).
+    expect(readFileSync(join(merged, 'report.html'), 'utf8')).toContain(` · on ${String(a[0]!['adapter'])}`);
     expect(Object.keys((json(join(merged, 'summary.json')) as { categories: object }).categories)).toEqual(['Animals', 'Vehicles']);
   });
 

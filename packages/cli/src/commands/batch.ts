@@ -4,7 +4,7 @@
 // once, as generate does it; the CLIP model only after the diffusion model is freed.
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { resolveGenerateOptions, type GenerationPlan } from '@fewstep/models';
+import { MAX_BATCH, resolveGenerateOptions, type GenerationPlan } from '@fewstep/models';
 import { UsageError } from '../args.js';
 import type { Command } from '../command.js';
 import type { PromptRow } from '../prompts/index.js';
@@ -47,8 +47,8 @@ function settingsDiff(a: RunSettings, b: RunSettings): string {
 
 const exists = async (p: string) => Boolean((await stat(p).catch(() => undefined))?.isFile());
 
-/** Largest --batch-size taken (a guard against a typo; memory is the real limit, and the device says so). */
-export const MAX_BATCH_SIZE = 256;
+/** Largest --batch-size: the pipeline's images per call. */
+export const MAX_BATCH_SIZE = MAX_BATCH;
 
 export const batch: Command = {
   name: 'batch',
@@ -121,14 +121,14 @@ export const batch: Command = {
       if (limit !== undefined) rows = rows.slice(0, limit);
       if (rows.length === 0) throw new UsageError(`--prompts ${promptsSpec}: no prompts to generate`);
       if (!Number.isSafeInteger(base + rows[rows.length - 1]!.row)) throw new UsageError(`--seed ${base} is too large`);
-      const first = rows;
+      const unsharded = rows;
       if (shard) rows = rows.filter((r) => inShard(r.row, shard));
       await checkOutDir(outDir);
       await checkLoras(model.loras);
 
       // ---- the model's configs and one request (a full --batch-size chunk) checked against them: before any weights
       const plan = await planModel(model, {}, { ui, signal });
-      const sample = (rows.length ? rows : first).slice(0, perCall);
+      const sample = (rows.length ? rows : unsharded).slice(0, perCall);
       const request = {
         negativePrompt: sampling.negativePrompt,
         steps: sampling.steps,
@@ -182,7 +182,7 @@ export const batch: Command = {
       if (plan.yoso) ui.note(YOSO_NOTE);
       for (const w of checked.warnings) ui.note(`note: ${w}`);
       if (randomBase) ui.note(`seed ${base} (random base; pass --seed ${base} to repeat)`);
-      if (shard) ui.note(`shard ${shardLabel(shard)}: ${rows.length} of ${first.length} prompts`);
+      if (shard) ui.note(`shard ${shardLabel(shard)}: ${rows.length} of ${unsharded.length} prompts`);
       await mkdir(outDir, { recursive: true });
       if (!previous) await writeRunSettings(outDir, settings);
 
@@ -246,6 +246,7 @@ export const batch: Command = {
                 dtype: model.dtype,
                 vae: model.vae,
                 batch_size: chunk.length,
+                adapter: loaded.device.adapter.name,
                 timings: res.timings,
               });
               times.push(seconds);
@@ -263,7 +264,6 @@ export const batch: Command = {
         } finally {
           ui.finish();
           ui.prefix = '';
-          extra.unshift(`on ${loaded.device.adapter.name}`);
           loaded.dispose();
           // Scoring writes the report when it is done; stopped or failed here, the report shows what there is.
           if (!clipPlan || !generated) await writeRunReport(outDir, extra);

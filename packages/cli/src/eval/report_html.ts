@@ -43,7 +43,7 @@ ${script ? `<script>\n${script}\n</script>` : ''}
 `;
 }
 
-interface Bar {
+export interface Bar {
   label: string;
   /** One entry per run compared (one for a report, two for a comparison). */
   values: { mean: number | null; ci95: [number, number] | null; count: number }[];
@@ -51,12 +51,29 @@ interface Bar {
 
 const COLORS = ['#3b6fb6', '#e08a2e'];
 
-/** Horizontal bars (mean) with 95% whiskers, one row per group, `values.length` bars per row. */
-export function barChart(title: string, bars: readonly Bar[]): string {
+/**
+ * The end of the score axis for a set of bars: the largest mean or interval end shown, at most 100 (CLIP scores lie in
+ * [0, 100]; a small sample's interval may reach past it, and its whisker is cut at the edge), rounded up to a tick.
+ */
+export function axisTop(bars: readonly Bar[]): number {
+  const max = Math.min(100, Math.max(1, ...bars.flatMap((b) => b.values.map((v) => v.ci95?.[1] ?? v.mean ?? 0))));
+  return Math.min(100, Math.ceil(max / 10) * 10);
+}
+
+/**
+ * Horizontal bars (mean) with 95% whiskers, one row per group, `values.length` bars per row, on an axis from 0 to `top`
+ * (default axisTop(bars); charts shown together should share one) with a gridline every 10.
+ */
+export function barChart(title: string, bars: readonly Bar[], top = axisTop(bars)): string {
   const per = bars[0]?.values.length ?? 1;
   const rowH = 8 + 14 * per, labelW = 190, plotW = 360, valueW = 120;
-  const top = Math.max(1, ...bars.flatMap((b) => b.values.map((v) => v.ci95?.[1] ?? v.mean ?? 0)));
-  const x = (v: number) => labelW + (Math.max(0, v) / top) * plotW;
+  const x = (v: number) => labelW + (Math.min(top, Math.max(0, v)) / top) * plotW;
+  const plotH = 6 + bars.length * rowH;
+  const grid: string[] = [];
+  for (let t = 0; t <= top; t += 10) {
+    const gx = x(t).toFixed(1);
+    grid.push(`<path d="M${gx} 2V${plotH}" stroke="${t === 0 ? '#999' : '#e2e2e2'}"/><text class="v" x="${gx}" y="${plotH + 12}" text-anchor="middle" font-size="10">${t}</text>`);
+  }
   const rows = bars.map((b, i) => {
     const y0 = 6 + i * rowH;
     const parts = [`<text x="${labelW - 8}" y="${y0 + (rowH - 8) / 2 + 4}" text-anchor="end">${esc(b.label.length > 28 ? b.label.slice(0, 27) + '…' : b.label)}</text>`];
@@ -71,8 +88,8 @@ export function barChart(title: string, bars: readonly Bar[]): string {
     });
     return parts.join('');
   });
-  const h = 12 + bars.length * rowH;
-  return `<div class="chart"><h3>${esc(title)}</h3><svg width="${labelW + plotW + valueW + 20}" height="${h}" role="img" aria-label="${esc(title)}">${rows.join('')}</svg></div>`;
+  const h = plotH + 18;
+  return `<div class="chart"><h3>${esc(title)}</h3><svg width="${labelW + plotW + valueW + 20}" height="${h}" role="img" aria-label="${esc(title)}">${grid.join('')}${rows.join('')}</svg></div>`;
 }
 
 const barsOf = (groups: Record<string, GroupSummary>): Bar[] =>
@@ -87,8 +104,10 @@ function summaryTable(s: RunSummary): string {
 /** A run's report.html: the summary charts, then the contact sheet (grouped by category, sortable by score). */
 export function runReportHtml(summary: RunSummary, results: readonly ResultLine[], title: string, subtitle: string): string {
   const scored = summary.overall.scored > 0;
+  const [byCategory, byChallenge] = [barsOf(summary.categories), barsOf(summary.challenges)];
+  const top = axisTop([...byCategory, ...byChallenge]);
   const charts = scored
-    ? `<div class="charts">${barChart('Mean CLIP score by category', barsOf(summary.categories))}${barChart('Mean CLIP score by challenge', barsOf(summary.challenges))}</div>`
+    ? `<div class="charts">${barChart('Mean CLIP score by category', byCategory, top)}${barChart('Mean CLIP score by challenge', byChallenge, top)}</div>`
     : '<p><small>Not scored yet: <code>fewstep score --run &lt;this folder&gt;</code> adds CLIP scores.</small></p>';
   const sorted = [...results].sort((a, b) => a.row - b.row || a.file.localeCompare(b.file));
   const groups = new Map<string, ResultLine[]>();
@@ -138,10 +157,11 @@ function compareTable(title: string, rows: readonly CompareRow[], names: [string
 export function compareHtml(c: RunComparison): string {
   const names: [string, string] = [`A: ${c.a.name}`, `B: ${c.b.name}`];
   const bars = (rows: readonly CompareRow[]): Bar[] => rows.map((r) => ({ label: r.group, values: [r.a, r.b] }));
+  const top = axisTop([...bars(c.categories), ...bars(c.challenges)]);
   const legend = `<p><svg width="12" height="12"><rect width="12" height="12" fill="${COLORS[0]}"/></svg> ${esc(names[0])} &nbsp; <svg width="12" height="12"><rect width="12" height="12" fill="${COLORS[1]}"/></svg> ${esc(names[1])}</p>`;
   const body = [
     legend,
-    `<div class="charts">${barChart('By category', bars(c.categories))}${barChart('By challenge', bars(c.challenges))}</div>`,
+    `<div class="charts">${barChart('By category', bars(c.categories), top)}${barChart('By challenge', bars(c.challenges), top)}</div>`,
     compareTable('Overall', [c.overall], names),
     compareTable('By category', c.categories, names),
     compareTable('By challenge', c.challenges, names),

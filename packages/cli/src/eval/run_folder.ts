@@ -24,13 +24,16 @@ export async function presentResults(dir: string): Promise<{ results: ResultLine
   return { results: present, bad };
 }
 
-function subtitleOf(s: RunSettings | null, summary: RunSummary, extra: string[]): string {
+function subtitleOf(s: RunSettings | null, summary: RunSummary, results: readonly ResultLine[], extra: string[]): string {
   const parts = [`${summary.overall.count} image${summary.overall.count === 1 ? '' : 's'}`];
   if (s) {
     parts.push(`model ${s.model}${s.revision ? `@${s.revision}` : ''}`, `${s.steps} step${s.steps === 1 ? '' : 's'}, guidance ${s.guidance}, ${s.width}x${s.height}, ${s.dtype}`, `scheduler ${s.scheduler}`);
     if (s.clip_model) parts.push(`CLIP ${s.clip_model}`);
   }
   if (summary.overall.images_per_second !== null) parts.push(`${summary.overall.images_per_second.toFixed(3)} images/s`);
+  // Where the images were made (each result line names its adapter).
+  const adapters = [...new Set(results.map((r) => r['adapter']).filter((a): a is string => typeof a === 'string' && a !== ''))];
+  if (adapters.length) parts.push(`on ${adapters.join(', ')}`);
   return [...parts, ...extra].join(' · ');
 }
 
@@ -41,7 +44,7 @@ export async function writeRunReport(dir: string, extra: string[] = []): Promise
   const summary = summarize(results, settings);
   await writeAtomic(join(dir, SUMMARY_FILE), JSON.stringify(summary, null, 2) + '\n');
   const title = `fewstep batch: ${settings ? basename(settings.prompts) : basename(resolve(dir))}`;
-  await writeAtomic(join(dir, REPORT_FILE), runReportHtml(summary, results, title, subtitleOf(settings, summary, extra)));
+  await writeAtomic(join(dir, REPORT_FILE), runReportHtml(summary, results, title, subtitleOf(settings, summary, results, extra)));
   return summary;
 }
 
