@@ -54,6 +54,8 @@ export class FakeHub {
   slow = new Map<string, { chunk: number; delayMs: number }>();
   /** File paths whose body the client closed before it was all sent (in order). */
   closedEarly: string[] = [];
+  /** File path → answer its resolve (HEAD and GET) with 403 and this X-Error-Message ('' for none), though the repo lists fine. */
+  forbidden = new Map<string, string>();
   /** Answer as huggingface.co does for browsers (pages on another origin): CORS headers on every response, preflights. */
   cors = false;
   private hub = http.createServer((q, r) => this.handle('hub', q, r));
@@ -78,6 +80,7 @@ export class FakeHub {
     this.cdnMode = 'other';
     this.slow.clear();
     this.closedEarly = [];
+    this.forbidden.clear();
   }
 
   async close(): Promise<void> {
@@ -142,6 +145,11 @@ export class FakeHub {
       const path = m[4]!.split('/').map(decodeURIComponent).join('/');
       const f = repo.files.find((x) => x.path === path);
       if (!f) return fail(404, 'EntryNotFound');
+      const refused = this.forbidden.get(f.path);
+      if (refused !== undefined) {
+        if (refused) res.setHeader('X-Error-Message', refused);
+        return fail(403);
+      }
       const size = this.advertisedSize.get(f.path) ?? f.content.length;
       if (f.lfs) {
         const sha = sha256(f.content);

@@ -9,10 +9,12 @@ import { AbortError, FewstepError, isAbortError } from '@fewstep/tensor';
 import {
   AuthRequiredError,
   EntryNotFoundError,
+  FileForbiddenError,
   HubConnectionError,
   HubError,
   HubInputError,
   IntegrityError,
+  NoMatchingFilesError,
   OfflineMissingError,
   RepoNotFoundError,
   RevisionNotFoundError,
@@ -361,6 +363,69 @@ describe('errors', () => {
     }
   });
 
+  it('a 403 on one file of a repo that lists fine names that file and the hub\'s reason, not a token', async () => {
+    hub.forbidden.set('README.md', 'Access to this file has been disabled');
+    let e = await rejection(dl({ allowPatterns: ['README.md', 'model_index.json'] }));
+    expect(e).not.toBeInstanceOf(AuthRequiredError);
+    expect(e).toBeInstanceOf(FileForbiddenError);
+    expect((e as FewstepError).code).toBe('hub_http');
+    expect(e.message).toBe(
+      `HTTP 403 Forbidden for README.md of acme/tiny-sd@main from ${new URL(hub.url).host}: Access to this file has been disabled (the repo's file list was readable, so this file itself is refused)`,
+    );
+    hub.forbidden.set('README.md', '');
+    e = await rejection(dl({ allowPatterns: ['README.md'], token: 'hf_any' }));
+    expect(e.message).toBe(
+      `HTTP 403 Forbidden for README.md of acme/tiny-sd@main from ${new URL(hub.url).host} (the repo's file list was readable, so this file itself is refused; check that your token may read it)`,
+    );
+    // Through the CLI: one line, exit 1.
+    process.env['HF_ENDPOINT'] = hub.url;
+    process.env['HF_HUB_CACHE'] = cacheDir;
+    try {
+      let err = '';
+      const code = await main(['download', 'acme/tiny-sd', '-q', '--include', 'README.md'], { stdout: () => {}, stderr: (s) => void (err += s), isTTY: false });
+      expect(code).toBe(1);
+      expect(err).toMatch(/^fewstep download: HTTP 403 Forbidden for README\.md of acme\/tiny-sd@main from [^\n]+ \(the repo's file list was readable, so this file itself is refused\)\n$/);
+    } finally {
+      delete process.env['HF_ENDPOINT'];
+      delete process.env['HF_HUB_CACHE'];
+    }
+  });
+
+  it('include patterns that match nothing are an error naming them, online and from a known cached list', async () => {
+    let e = await rejection(dl({ allowPatterns: ['nonexistent.json'] }));
+    expect(e).toBeInstanceOf(NoMatchingFilesError);
+    expect((e as FewstepError).code).toBe('entry_not_found');
+    expect(e.message).toBe('No file of acme/tiny-sd@main matches the include pattern nonexistent.json (the revision has 6 files; nothing was downloaded)');
+    expect(hub.count('hub', 'HEAD')).toBe(0);
+    e = await rejection(dl({ allowPatterns: ['*.json', '*.gguf', 'vea/'] }));
+    expect(e.message).toBe('No file of acme/tiny-sd@main matches the include patterns *.gguf, vea/ (the revision has 6 files; nothing was downloaded)');
+    e = await rejection(dl({ allowPatterns: ['*.json'], ignorePatterns: ['*.json'] }));
+    expect(e).toBeInstanceOf(NoMatchingFilesError);
+    expect(e.message).toBe('No file of acme/tiny-sd@main is left after the include / exclude patterns (the revision has 6 files; nothing was downloaded)');
+    // The list is cached now: the same answer with no request, and offline.
+    hub.reset();
+    expect((await rejection(dl({ allowPatterns: ['nonexistent.json'] }))).message).toContain('matches the include pattern nonexistent.json');
+    expect((await rejection(dl({ allowPatterns: ['nonexistent.json'], offline: true }))).message).toContain('matches the include pattern nonexistent.json');
+    expect(hub.requests).toEqual([]);
+    expect(filesUnder(snap())).toEqual([]);
+    // fewstep download says so and exits 1.
+    process.env['HF_ENDPOINT'] = hub.url;
+    process.env['HF_HUB_CACHE'] = cacheDir;
+    try {
+      let out = '';
+      let err = '';
+      const code = await main(['download', 'acme/tiny-sd', '--include', 'nonexistent.json'], { stdout: (s) => void (out += s), stderr: (s) => void (err += s), isTTY: false });
+      expect({ code, out, err }).toEqual({
+        code: 1,
+        out: '',
+        err: 'fewstep download: No file of acme/tiny-sd@main matches the include pattern nonexistent.json (the revision has 6 files; nothing was downloaded)\n',
+      });
+    } finally {
+      delete process.env['HF_ENDPOINT'];
+      delete process.env['HF_HUB_CACHE'];
+    }
+  });
+
   it('sends the token as Bearer to the hub and never to the CDN on another host', async () => {
     const dir = await dl({ token: 'hf_secret' }, 'acme/private');
     expect(readFileSync(join(dir, 'w.safetensors')).equals(files.secret)).toBe(true);
@@ -455,6 +520,23 @@ describe('interrupted and corrupt downloads', () => {
     expect(e.message).toContain('got 120000 bytes, expected 100000');
     expect(blobs()).toEqual([]);
     expect(filesUnder(snap())).toEqual([]);
+  });
+
+  it('a small (non-LFS) file with flipped bytes of the right length fails its git blob sha1 (the ETag)', async () => {
+    hub.corrupt.add('unet/config.json');
+    const e = await rejection(dl({ allowPatterns: ['unet/config.json'] }));
+    expect(e).toBeInstanceOf(IntegrityError);
+    expect((e as FewstepError).code).toBe('integrity');
+    expect(e.message).toBe(
+      `Download of unet/config.json from acme/tiny-sd is corrupt (git blob sha1 ${gitSha1(Buffer.from(files.unetConfig.map((b) => b ^ 0xff)))} does not match the ETag ${gitSha1(files.unetConfig)}); the partial file was deleted, run again to retry`,
+    );
+    expect(filesUnder(snap())).toEqual([]);
+    expect(blobs()).toEqual([]);
+    // hfHubDownload checks it too; once the hub serves the right bytes, the file arrives.
+    expect(await rejection(hfHubDownload('acme/tiny-sd', 'unet/config.json', { endpoint: hub.url, cacheDir }))).toBeInstanceOf(IntegrityError);
+    hub.corrupt.clear();
+    const p = await hfHubDownload('acme/tiny-sd', 'unet/config.json', { endpoint: hub.url, cacheDir });
+    expect(readFileSync(p).equals(files.unetConfig)).toBe(true);
   });
 });
 

@@ -7,16 +7,20 @@ export { compileGlob, fileFilter, matchesAny } from './hub/glob.js';
 export type { PathMatcher } from './hub/glob.js';
 export { createProgressPrinter, formatBytes } from './hub/progress.js';
 export type { DownloadProgressCallback, DownloadProgressEvent, ProgressPrinter } from './hub/progress.js';
+export { acquireLock, defaultLockMode, isProcessAlive, withLock } from './hub/lock.js';
+export type { HeldLock, LockMode, LockOptions } from './hub/lock.js';
 export { parseRepoSpec } from './hub/repo_spec.js';
 export type { RepoSpec } from './hub/repo_spec.js';
 export {
   AuthRequiredError,
   EntryNotFoundError,
+  FileForbiddenError,
   HubConnectionError,
   HubError,
   HubHttpError,
   HubInputError,
   IntegrityError,
+  NoMatchingFilesError,
   OfflineMissingError,
   RepoNotFoundError,
   RevisionNotFoundError,

@@ -8,11 +8,13 @@
  *     refs/<revision>              the commit hash a branch / tag last resolved to (no newline)
  *     .fewstep/<commit>.json       our own file list of the commit (lets a complete snapshot be reused
  *                                  with no request; huggingface_hub ignores this folder)
+ *   $HF_HUB_CACHE/.locks/models--{org}--{name}/<etag>.lock
+ *                                  huggingface_hub's per-blob download lock (see lock.ts), shared with Python
  */
 import { constants as fsc } from 'node:fs';
 import { copyFile, lstat, mkdir, readFile, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
 import { HubInputError } from './errors.js';
 
 export type RepoType = 'model' | 'dataset' | 'space';
@@ -90,6 +92,10 @@ export class RepoCache {
   }
   get blobsDir() {
     return join(this.root, 'blobs');
+  }
+  /** The lock huggingface_hub takes around a blob's download: `<cache>/.locks/<repo folder>/<etag>.lock`. */
+  lockPath(etag: string) {
+    return join(this.cacheDir, '.locks', basename(this.root), `${etag}.lock`);
   }
   blobPath(etag: string) {
     return join(this.root, 'blobs', etag);

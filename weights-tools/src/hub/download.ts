@@ -7,8 +7,14 @@
  *  - `HEAD {endpoint}/[datasets/]{repo}/resolve/{rev}/{path}` without following the CDN redirect: the
  *    commit, the ETag (`X-Linked-Etag` for LFS files, the sha256) and the size (`X-Linked-Size` /
  *    `Content-Length`) are read from that first response, the `Location` is where the bytes are;
- *  - `GET` the bytes into `blobs/<etag>.incomplete` (resumed with `Range` after a cut), check size
- *    and sha256, rename into `blobs/`, then link `snapshots/<commit>/<path>` and write `refs/<rev>`.
+ *  - `GET` the bytes into `blobs/<etag>.incomplete` (resumed with `Range` after a cut), check the size and
+ *    the content against the ETag (sha256 for LFS files, the git blob sha1 for the others), rename into
+ *    `blobs/`, then link `snapshots/<commit>/<path>` and write `refs/<rev>`.
+ *
+ * Concurrency: the download of a blob and its rename into place happen under huggingface_hub's per-blob lock
+ * (`.locks/<repo folder>/<etag>.lock`, see lock.ts), so two processes — fewstep or Python — never write the
+ * same `.incomplete`; whoever waited finds the blob in place and reuses it. Within one process, calls that
+ * share a blob share one transfer.
  *
  * A branch whose snapshot is complete in the cache is reused without any request (`refresh: true`
  * asks the hub for the branch's latest commit instead). Files downloaded by Python are reused.
@@ -27,17 +33,20 @@ import { COMMIT_RE, RepoCache, SHA256_RE, exists, fileSize, resolveConfig, valid
 import {
   AuthRequiredError,
   EntryNotFoundError,
+  FileForbiddenError,
   HubConnectionError,
   HubError,
   HubHttpError,
   HubInputError,
   IntegrityError,
+  NoMatchingFilesError,
   OfflineMissingError,
   RepoNotFoundError,
   RevisionNotFoundError,
 } from './errors.js';
 import { compileGlob, fileFilter, isLiteralPattern } from './glob.js';
 import { NetworkError, discard, header, isRedirect, readText, requestFollow, toNetworkError, type HttpResponse } from './http.js';
+import { withLock } from './lock.js';
 import type { DownloadProgressCallback, DownloadProgressEvent } from './progress.js';
 import { parseRepoSpec } from './repo_spec.js';
 
@@ -82,11 +91,15 @@ interface Session {
   opts: HubRequestOptions;
   signal: AbortSignal | undefined;
   authorization: string | undefined;
+  /** True once the hub has answered the repo's file list (a later 403 on one file is about that file). */
+  listed: boolean;
   /** Sends one DownloadProgressEvent about a file of this repo. */
   emit: (status: DownloadProgressEvent['status'], file: string, loaded: number, total: number | null, cached?: boolean) => void;
 }
 
 interface FileMeta {
+  /** The revision asked for (for messages). */
+  revision?: string | undefined;
   commit: string | undefined;
   etag: string;
   size: number | undefined;
@@ -99,7 +112,7 @@ async function session(repoId: string, opts: HubRequestOptions, onProgress?: Dow
   const emit: Session['emit'] = onProgress
     ? (status, file, loaded, total, cached) => onProgress(status === 'done' ? { type: 'download', status, repo: repoId, file, loaded, total, cached: cached ?? false } : { type: 'download', status, repo: repoId, file, loaded, total })
     : () => {};
-  return { cfg, cache: new RepoCache(cfg.cacheDir, repoId, cfg.repoType), repoId, opts, signal: opts.signal, authorization: cfg.token ? `Bearer ${cfg.token}` : undefined, emit };
+  return { cfg, cache: new RepoCache(cfg.cacheDir, repoId, cfg.repoType), repoId, opts, signal: opts.signal, authorization: cfg.token ? `Bearer ${cfg.token}` : undefined, listed: false, emit };
 }
 
 /**
@@ -185,6 +198,11 @@ async function httpError(s: Session, res: HttpResponse, revision: string, file?:
   } else discard(res);
   const hasToken = s.authorization !== undefined;
   const ep = s.cfg.endpoint;
+  // A 403 on one file once the repo could be listed (or from a CDN, which never sees our token) is not about
+  // authenticating to the repo: the hub refuses that file. Say so, with the hub's own message.
+  if (file !== undefined && res.status === 403 && code !== 'GatedRepo' && code !== 'RepoNotFound' && (s.listed || res.url.origin !== new URL(ep).origin)) {
+    return new FileForbiddenError(s.repoId, revision, file, res.url.href, detail.split('\n')[0]!.trim().slice(0, 300), hasToken);
+  }
   if (code === 'RepoNotFound') {
     return new RepoNotFoundError(s.repoId, ep, res.status === 401 && !hasToken ? ' (if it is private or gated, set HF_TOKEN or run `huggingface-cli login`)' : '');
   }
@@ -231,6 +249,7 @@ async function repoInfo(s: Session, revision: string): Promise<{ commit: string;
 /** Asks the hub for the commit and file list, and records both in the cache (refs/ and our manifest). */
 async function fetchRepoInfo(s: Session, revision: string): Promise<{ commit: string; files: string[] }> {
   const info = await repoInfo(s, revision);
+  s.listed = true;
   await s.cache.writeManifest(info.commit, info.files);
   await s.cache.writeRef(revision, info.commit);
   return info;
@@ -239,8 +258,11 @@ async function fetchRepoInfo(s: Session, revision: string): Promise<{ commit: st
 const normalizeEtag = (e: string | undefined) => e?.replace(/^W\//, '').replace(/^"|"$/g, '');
 const hasMeta = (r: HttpResponse) => header(r, 'x-repo-commit') !== undefined || header(r, 'x-linked-etag') !== undefined;
 
-/** `HEAD .../resolve/{rev}/{file}`: metadata from the first response that carries it (not the CDN's). */
-async function fileMetadata(s: Session, revision: string, file: string): Promise<FileMeta> {
+/**
+ * `HEAD .../resolve/{rev}/{file}`: metadata from the first response that carries it (not the CDN's). Errors name
+ * `shown` (the revision the caller asked for, when `revision` is the commit it resolved to).
+ */
+async function fileMetadata(s: Session, revision: string, file: string, shown = revision): Promise<FileMeta> {
   const url = resolveUrl(s, revision, file);
   const res = await withRetries(s, `${file} from ${s.repoId}`, async () => {
     const r = await requestFollow('HEAD', url, { 'accept-encoding': 'identity' }, { authorization: s.authorization, timeoutMs: timeout(s), stop: hasMeta, signal: s.signal });
@@ -251,22 +273,23 @@ async function fileMetadata(s: Session, revision: string, file: string): Promise
   let downloadUrl: URL;
   if (isRedirect(res.status) && res.headers.location) downloadUrl = new URL(res.headers.location, res.url);
   else if (res.status === 200) downloadUrl = res.url;
-  else throw await httpError(s, res, revision, file);
+  else throw await httpError(s, res, shown, file);
   const etag = normalizeEtag(header(res, 'x-linked-etag') ?? header(res, 'etag'));
   if (!etag || !/^[\w.-]+$/.test(etag)) throw new HubHttpError(res.status, url.href, `no usable ETag for ${file} (is HF_ENDPOINT a Hugging Face hub?)`);
   const sizeHeader = header(res, 'x-linked-size') ?? header(res, 'content-length');
   const size = sizeHeader !== undefined && /^\d+$/.test(sizeHeader) ? Number(sizeHeader) : undefined;
-  return { commit: header(res, 'x-repo-commit'), etag, size, downloadUrl };
+  return { revision: shown, commit: header(res, 'x-repo-commit'), etag, size, downloadUrl };
 }
 
-const inflight = new Map<string, Promise<void>>();
+const inflight = new Map<string, Promise<boolean>>();
 
 /**
- * Downloads one blob (once per process even when several snapshot files or calls share it). A call
- * waiting on another's transfer stops waiting when its own signal aborts, and takes the transfer over
- * when the other call was the one cancelled.
+ * Makes `blobs/<etag>` hold the file (once per process even when several snapshot files or calls share it);
+ * resolves true when this call transferred bytes, false when the blob was found in place (put there by another
+ * process while we waited for its lock). A call waiting on another's transfer stops waiting when its own signal
+ * aborts, and takes the transfer over when the other call was the one cancelled.
  */
-async function downloadBlob(s: Session, file: string, meta: FileMeta, progress: (loaded: number) => void): Promise<void> {
+async function downloadBlob(s: Session, file: string, meta: FileMeta, progress: (loaded: number) => void): Promise<boolean> {
   const blob = s.cache.blobPath(meta.etag);
   for (;;) {
     const running = inflight.get(blob);
@@ -277,19 +300,51 @@ async function downloadBlob(s: Session, file: string, meta: FileMeta, progress: 
       if (s.signal?.aborted || !isAbortError(e)) throw e;
     }
   }
-  const p = downloadBlobOnce(s, file, meta, progress).finally(() => inflight.delete(blob));
+  const p = lockedDownload(s, file, meta, progress).finally(() => inflight.delete(blob));
   inflight.set(blob, p);
   return p;
+}
+
+/** The blob is in place and usable: present and, when the size is known, of that size. */
+async function blobReady(blob: string, size: number | undefined): Promise<boolean> {
+  const got = await fileSize(blob);
+  return got !== undefined && (size === undefined || got === size);
+}
+
+/**
+ * Under the blob's lock (huggingface_hub's, shared with Python): reuse the blob when another process finished it
+ * while we waited, else download it (resuming its `.incomplete`), verify it and rename it into place.
+ */
+async function lockedDownload(s: Session, file: string, meta: FileMeta, progress: (loaded: number) => void): Promise<boolean> {
+  await mkdir(s.cache.blobsDir, { recursive: true });
+  const blob = s.cache.blobPath(meta.etag);
+  return withLock(s.cache.lockPath(meta.etag), { signal: s.signal }, async () => {
+    if (await blobReady(blob, meta.size)) return false;
+    // A blob of the wrong size (an older, broken copy): replaced, never linked.
+    await rm(blob, { force: true });
+    await downloadBlobOnce(s, file, meta, progress);
+    return true;
+  });
 }
 
 async function hashFile(path: string, hash: Hash, signal: AbortSignal | undefined): Promise<void> {
   for await (const c of createReadStream(path, signal ? { signal } : {}) as AsyncIterable<Buffer>) hash.update(c);
 }
 
+/** The git blob id of a file: sha1("blob <size>\0" + bytes), what the hub's ETag is for a file outside LFS. */
+async function gitBlobSha1(path: string, size: number, signal: AbortSignal | undefined): Promise<string> {
+  const h = createHash('sha1').update(`blob ${size}\0`);
+  await hashFile(path, h, signal);
+  return h.digest('hex');
+}
+
+const GIT_SHA1_RE = /^[0-9a-f]{40}$/;
+
+/** The transfer into `blobs/<etag>.incomplete` and, once checked, the rename to `blobs/<etag>`; the caller holds the blob's lock. */
 async function downloadBlobOnce(s: Session, file: string, meta: FileMeta, progress: (loaded: number) => void): Promise<void> {
+  const shown = meta.revision ?? meta.commit ?? '?';
   const blob = s.cache.blobPath(meta.etag);
   const inc = `${blob}.incomplete`;
-  await mkdir(s.cache.blobsDir, { recursive: true });
   const expectSha = SHA256_RE.test(meta.etag) ? meta.etag : undefined;
   // The Authorization header only goes to the hub itself, never to a CDN on another origin.
   const auth = meta.downloadUrl.origin === new URL(s.cfg.endpoint).origin ? s.authorization : undefined;
@@ -326,7 +381,7 @@ async function downloadBlobOnce(s: Session, file: string, meta: FileMeta, progre
         if (have > 0) hash = expectSha ? createHash('sha256') : undefined;
         have = 0;
       } else {
-        throw await httpError(s, res, meta.commit ?? '?', file);
+        throw await httpError(s, res, shown, file);
       }
       let loaded = have;
       progress(loaded);
@@ -365,6 +420,14 @@ async function downloadBlobOnce(s: Session, file: string, meta: FileMeta, progre
       await rm(inc, { force: true });
       throw new IntegrityError(s.repoId, file, `sha256 ${digest} does not match ${expectSha}`);
     }
+  } else if (GIT_SHA1_RE.test(meta.etag)) {
+    // A file outside LFS: the hub's ETag is its git blob id (files outside LFS are small; one more read).
+    const digest = await gitBlobSha1(inc, got, s.signal);
+    throwIfAborted(s.signal, `${file} from ${s.repoId}`);
+    if (digest !== meta.etag) {
+      await rm(inc, { force: true });
+      throw new IntegrityError(s.repoId, file, `git blob sha1 ${digest} does not match the ETag ${meta.etag}`);
+    }
   }
   await rename(inc, blob);
 }
@@ -380,11 +443,10 @@ async function fetchFile(s: Session, revision: string, file: string, meta: FileM
     s.emit('done', file, size, size, true);
   } else {
     const blob = s.cache.blobPath(meta.etag);
-    const blobSize = (await stat(blob).catch(() => undefined))?.size;
-    if (blobSize === undefined || (meta.size !== undefined && blobSize !== meta.size)) {
-      if (blobSize !== undefined) await rm(blob, { force: true });
+    let transferred = false;
+    if (!(await blobReady(blob, meta.size))) {
       let last = 0;
-      await downloadBlob(s, file, meta, (loaded) => {
+      transferred = await downloadBlob(s, file, meta, (loaded) => {
         const t = Date.now();
         if (t - last >= 50 || loaded === total) {
           last = t;
@@ -392,13 +454,10 @@ async function fetchFile(s: Session, revision: string, file: string, meta: FileM
         }
       });
       throwIfAborted(s.signal, `${file} from ${s.repoId}`);
-      const size = (await stat(blob)).size;
-      await s.cache.linkSnapshot(commit, file, meta.etag);
-      s.emit('done', file, size, size, false);
-    } else {
-      await s.cache.linkSnapshot(commit, file, meta.etag);
-      s.emit('done', file, blobSize, blobSize, true);
     }
+    const size = (await stat(blob)).size;
+    await s.cache.linkSnapshot(commit, file, meta.etag);
+    s.emit('done', file, size, size, !transferred);
   }
   await s.cache.writeRef(revision, commit);
   return dst;
@@ -460,6 +519,19 @@ async function cachedFileList(s: Session, revision: string): Promise<{ commit: s
   return present.length ? { commit, files: present, complete: false } : undefined;
 }
 
+/**
+ * Include / exclude patterns that select nothing are an error, not an empty snapshot: every include pattern
+ * must match a file of the revision's list, and together with the excludes they must leave at least one file.
+ */
+function checkSelection(s: Session, revision: string, files: readonly string[], wanted: readonly string[], opts: SnapshotOptions): void {
+  const allow = opts.allowPatterns ?? [];
+  const unmatched = allow.filter((p) => !files.some(compileGlob(p)));
+  if (unmatched.length) throw new NoMatchingFilesError(s.repoId, revision, unmatched, 'include', files.length);
+  if (wanted.length === 0 && files.length > 0 && (allow.length > 0 || (opts.ignorePatterns ?? []).length > 0)) {
+    throw new NoMatchingFilesError(s.repoId, revision, [], 'selection', files.length);
+  }
+}
+
 const notCached = (s: Session, revision: string) => new OfflineMissingError(s.repoId, revision, [], `${s.repoId}@${revision} is not in the cache at ${s.cache.root}`);
 
 /**
@@ -504,6 +576,8 @@ async function localSnapshot(s: Session, revision: string, opts: SnapshotOptions
   const presentSet = new Set(present);
   const keep = fileFilter(opts);
   const wanted = (manifest ?? present).filter(keep);
+  // With the revision's full list known, patterns that select nothing are said so (not "missing from the cache").
+  if (manifest) checkSelection(s, revision, manifest, wanted, opts);
   const missing = wanted.filter((f) => !presentSet.has(f)).sort();
   // Literal include patterns (e.g. "model_index.json", "unet") and `required` must match something.
   for (const lit of (opts.allowPatterns ?? []).filter(isLiteralPattern)) {
@@ -563,6 +637,7 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
     const { commit, files } = info;
     for (const r of opts.required ?? []) if (!files.includes(r)) throw new EntryNotFoundError(repoId, revision, r);
     const wanted = files.filter(keep);
+    checkSelection(s, revision, files, wanted, opts);
     await mkdir(s.cache.snapshotDir(commit), { recursive: true });
     for (const file of wanted) s.emit('initiate', file, 0, null);
 
@@ -579,7 +654,7 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
             s.emit('done', file, size, size, true);
             continue;
           }
-          const meta = await fileMetadata(s, commit, file);
+          const meta = await fileMetadata(s, commit, file, revision);
           await fetchFile(s, revision, file, meta, commit);
         } catch (e) {
           failure ??= e;

@@ -41,6 +41,36 @@ export class EntryNotFoundError extends HubError {
   }
 }
 
+/**
+ * The include / exclude patterns of a snapshot select nothing: an include pattern matches no file of the
+ * revision, or the excludes leave none (code 'entry_not_found', like a missing file).
+ */
+export class NoMatchingFilesError extends HubError {
+  constructor(readonly repoId: string, readonly revision: string, readonly patterns: string[], what: 'include' | 'selection', fileCount: number) {
+    super(
+      'entry_not_found',
+      what === 'include'
+        ? `No file of ${repoId}@${revision} matches ${patterns.length === 1 ? 'the include pattern' : 'the include patterns'} ${patterns.join(', ')} (the revision has ${fileCount} file${fileCount === 1 ? '' : 's'}; nothing was downloaded)`
+        : `No file of ${repoId}@${revision} is left after the include / exclude patterns (the revision has ${fileCount} file${fileCount === 1 ? '' : 's'}; nothing was downloaded)`,
+    );
+  }
+}
+
+/**
+ * HTTP 403 on one file of a repo whose file list could be read, or from the CDN that serves its bytes: the
+ * hub refuses that file itself (its message, when it sent one, is quoted). Not a missing token: code 'hub_http'.
+ */
+export class FileForbiddenError extends HubError {
+  readonly status = 403;
+  constructor(readonly repoId: string, readonly revision: string, readonly file: string, readonly url: string, detail: string, hasToken: boolean) {
+    super(
+      'hub_http',
+      `HTTP 403 Forbidden for ${file} of ${repoId}@${revision} from ${new URL(url).host}${detail ? `: ${detail}` : ''} ` +
+        `(the repo's file list was readable, so this file itself is refused${hasToken ? '; check that your token may read it' : ''})`,
+    );
+  }
+}
+
 /** 401/403: private or gated repo without (or with an insufficient) token; code 'auth_required'. */
 export class AuthRequiredError extends HubError {
   constructor(readonly repoId: string, readonly status: number, hasToken: boolean, endpoint: string, gated = false) {
