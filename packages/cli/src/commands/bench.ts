@@ -9,6 +9,7 @@ import { PIPELINE_CONFIGS, benchPipelineWithPeaks } from '../bench/pipeline.js';
 import { embeddingCases, kernelCases } from '../bench/kernel_cases.js';
 import { caseNameFilter, defaultAnchorsDir, defaultOrtCache, ensureOrt, loadAnchorCases, mergePeer, runOrtPeer, type PeerEp, type PeerFields, type PeerResult } from '../bench/peer_ort.js';
 import { speedupSvg } from '../bench/plot.js';
+import { MODEL_FLAGS, modelOptions } from '../generation/flags.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
@@ -18,7 +19,9 @@ export const bench: Command = {
   usage: 'fewstep bench kernels [--json] [--dtype f32|f16|both] [--filter <regex>] [--reps N]\n' +
     '       [--peer ort [--peer-ep webgpu|cpu] [--anchors <dir>] [--ort-cache <dir>] [--plot <file.svg>]]\n' +
     '       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder,clip]\n' +
-    '       fewstep bench pipeline [--json] [--dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile] [--sequential]',
+    '       fewstep bench pipeline [--json] [--dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile] [--sequential]\n' +
+    '       fewstep bench serve --model <id|dir> [--clients 1,4] [--requests N] [--size 512x512] [--n 1] [--json]\n' +
+    '       fewstep bench write-model <dir> --tokenizer <dir> [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--dtype f32|f16]',
   description:
     'Times each kernel at the shapes SDXS-512 uses (case names match shared/anchors/ort-ops), after a warm-up run, ' +
     'with GPU timestamp queries when the adapter has them (else wall clock around a full sync). Reports median ms, ' +
@@ -31,7 +34,11 @@ export const bench: Command = {
     '(cold, pipelines compiled) and a warm forward, peak RSS and peak GPU memory, and whether the output is finite.\n\n' +
     '`bench pipeline` runs one whole 512×512 pass (text encoder → one UNet step, a CFG batch of 2 for sd15 → decoder) in a real ' +
     'config with random weights, cold (load + first run) and warm, and prints {adapter, dtype, stages: {text_encoder_s, unet_s, ' +
-    'decode_s}, total_s, cold_total_s, peak_rss_mb, peak_gpu_mb, images_per_s}; `--runs N` times N warm runs and reports medians.',
+    'decode_s}, total_s, cold_total_s, peak_rss_mb, peak_gpu_mb, images_per_s}; `--runs N` times N warm runs and reports medians.\n\n' +
+    '`bench serve` loads --model once behind `fewstep serve`\'s HTTP API on 127.0.0.1 and, for each --clients C, sends --requests ' +
+    'requests from C concurrent clients: requests/s, images/s and p50/p95 latency (queueing included).\n\n' +
+    '`bench write-model <dir>` writes a full-size diffusers folder of a real config with deterministic random weights (no download; ' +
+    'the CLIP tokenizer files come from --tokenizer), so `generate`, `batch` and `serve` can be timed end to end at full size.',
   flags: {
     json: { type: 'boolean', help: 'Print one JSON document on stdout' },
     dtype: { type: 'string', choices: ['f32', 'f16', 'both'], help: 'Compute dtype(s) (kernels: both by default; models: f32)' },
@@ -44,6 +51,12 @@ export const bench: Command = {
     profile: { type: 'boolean', help: 'bench pipeline: one extra run timing every dispatch on the GPU; adds per-stage GPU ms and the top kernels' },
     'split-k': { type: 'string', help: 'bench: split-K tuning below,target,minK (GEMM workgroups below which K is split; workgroups aimed at; shortest K split)' },
     runs: { type: 'int', default: 1, help: 'bench pipeline: warm runs timed (medians reported, with images_per_s)' },
+    model: { ...MODEL_FLAGS['model']!, default: undefined, help: 'bench serve: the model folder or hub id to serve' },
+    clients: { type: 'string', default: '1,4', help: 'bench serve: comma-separated concurrent client counts' },
+    requests: { type: 'int', default: 8, help: 'bench serve: requests per client count' },
+    size: { type: 'string', default: '512x512', help: 'bench serve: image size WIDTHxHEIGHT' },
+    n: { type: 'int', default: 1, help: 'bench serve: images per request' },
+    tokenizer: { type: 'string', help: 'bench write-model: a CLIP tokenizer folder (vocab.json, merges.txt, …) to copy into the model' },
     peer: { type: 'string', choices: ['ort'], help: 'bench kernels: also time the anchor cases with ONNX Runtime (onnxruntime-node, installed on demand)' },
     'peer-ep': { type: 'string', choices: ['webgpu', 'cpu'], default: 'webgpu', help: 'Execution provider for --peer ort' },
     anchors: { type: 'string', help: 'Folder holding the ORT anchors (cases.json, run.mjs); default <repo>/../shared/anchors/ort-ops' },
@@ -55,7 +68,9 @@ export const bench: Command = {
     const what = positionals[0];
     if (what === 'models') return runModels(flags, io);
     if (what === 'pipeline') return runPipeline(flags, io);
-    if (what !== 'kernels') throw new UsageError(`expected \`bench kernels\`, \`bench models\` or \`bench pipeline\`, got ${what ? `"${what}"` : 'nothing'}`);
+    if (what === 'serve') return runServe(flags, io);
+    if (what === 'write-model') return runWriteModel(flags, positionals.slice(1), io);
+    if (what !== 'kernels') throw new UsageError(`expected \`bench kernels\`, \`models\`, \`pipeline\`, \`serve\` or \`write-model\`, got ${what ? `"${what}"` : 'nothing'}`);
     const reps = flags['reps'] as number;
     if (reps < 1) throw new UsageError(`--reps must be ≥ 1, got ${reps}`);
     let filter: RegExp | undefined;
@@ -192,6 +207,36 @@ async function runPipeline(flags: Record<string, unknown>, io: Parameters<Comman
 }
 
 /** The benchmark device: exact GPU timestamps, `--toggles`, kernel settings from `--split-k`. */
+async function runServe(flags: Record<string, unknown>, io: Parameters<Command['run']>[1]): Promise<number> {
+  if (flags['model'] === undefined) throw new UsageError('bench serve needs --model <dir|id> (e.g. a folder from `fewstep bench write-model`)');
+  const clients = String(flags['clients']).split(',').map((c) => Number(c.trim()));
+  if (!clients.length || clients.some((c) => !Number.isInteger(c) || c < 1 || c > 64)) throw new UsageError(`--clients must be comma-separated integers from 1 to 64, got "${flags['clients']}"`);
+  const requests = flags['requests'] as number, n = flags['n'] as number, size = flags['size'] as string;
+  if (requests < 1) throw new UsageError(`--requests must be ≥ 1, got ${requests}`);
+  if (!/^\d+x\d+$/.test(size)) throw new UsageError(`--size must be WIDTHxHEIGHT, got "${size}"`);
+  const { benchServe } = await import('../bench/serve.js');
+  const options = modelOptions({ ...flags, dtype: flags['dtype'] ?? 'f32', lora: [] });
+  const json = Boolean(flags['json']);
+  const res = await benchServe(options, { clients, requests, size, n }, io, (r) => {
+    if (!json) io.stdout(`${String(r.clients).padStart(3)} clients  ${r.requests_per_s.toFixed(3)} req/s  ${r.images_per_s.toFixed(3)} images/s  p50 ${r.p50_ms} ms  p95 ${r.p95_ms} ms  (${r.ok} ok, ${r.failed} failed)\n`);
+  });
+  if (json) io.stdout(JSON.stringify(res, null, 2) + '\n');
+  else io.stdout(`${res.model} on ${res.adapter}, ${res.size}, warm-up ${res.warmup_s} s\n`);
+  return 0;
+}
+
+async function runWriteModel(flags: Record<string, unknown>, rest: string[], io: Parameters<Command['run']>[1]): Promise<number> {
+  const dir = rest[0];
+  if (!dir) throw new UsageError('bench write-model needs the output folder: fewstep bench write-model <dir> --tokenizer <dir>');
+  if (flags['tokenizer'] === undefined) throw new UsageError('bench write-model needs --tokenizer <dir> (vocab.json and merges.txt of a CLIP tokenizer)');
+  const dtype = (flags['dtype'] ?? 'f32') as DType;
+  if (dtype !== 'f32' && dtype !== 'f16') throw new UsageError(`--dtype must be f32 or f16 for write-model, got ${dtype}`);
+  const { writeRandomModelFolder } = await import('../bench/model_folder.js');
+  await writeRandomModelFolder(dir, flags['config'] as string, dtype, flags['tokenizer'] as string, (s) => io.stderr(`${s}\n`));
+  io.stdout(`${dir}\n`);
+  return 0;
+}
+
 async function openDevice(flags: Record<string, unknown>): Promise<Device> {
   return Device.open({ gpu: await nodeGPU([...defaultDawnOptions(), EXACT_TIMESTAMPS]), toggles: toggles(flags), kernels: kernelSettings(flags) });
 }

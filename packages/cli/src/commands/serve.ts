@@ -3,18 +3,15 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { InvalidArgumentError } from '@fewstep/tensor';
-import { type GenerateOptions } from '@fewstep/models';
 import { UsageError } from '../args.js';
 import type { Command } from '../command.js';
 import { checkLoras } from '../lora_source.js';
 import { checkControlNetSource } from '../generation/controlnet_source.js';
 import { MODEL_FLAGS, QUIET_FLAG, modelOptions, requestError } from '../generation/flags.js';
 import { loadModel, planModel } from '../generation/model.js';
-import { encodeImage, generationInfo } from '../generation/outputs.js';
 import { createProgressUI } from '../generation/progress.js';
-import { startServer, type ImageService } from '../serve/server.js';
-import type { ImageRequest } from '../serve/openai_request.js';
+import { startServer } from '../serve/server.js';
+import { imageService } from '../serve/image_service.js';
 
 /** The built web page: @fewstep/web's dist/ when it is installed (or in this monorepo), else none (API only). */
 function defaultPageDir(): string | undefined {
@@ -73,42 +70,7 @@ export const serve: Command = {
     const plan = await planModel(options, { controlnet }, ctx);
     const loaded = await loadModel(plan, ctx);
     ui.finish();
-    const { pipe } = loaded;
-    const service: ImageService = {
-      modelId: options.model,
-      async generate(r: ImageRequest, signal: AbortSignal) {
-        const opts: GenerateOptions = {
-          prompt: r.prompt,
-          negativePrompt: r.negativePrompt,
-          seed: r.seed,
-          steps: r.steps,
-          guidance: r.guidance,
-          width: r.width,
-          height: r.height,
-          batchSize: r.n,
-          signal,
-        };
-        let plan;
-        try {
-          plan = pipe.plan(opts);
-        } catch (e) {
-          // The OpenAI field names: batchSize is `n`, width/height are `size`.
-          if (e instanceof InvalidArgumentError) {
-            const param = e.field === 'batchSize' ? 'n' : e.field === 'width' || e.field === 'height' ? 'size' : e.field === 'guidance' ? 'guidance_scale' : e.field;
-            throw new InvalidArgumentError(e.message, param);
-          }
-          throw e;
-        }
-        const res = await pipe.generate({ ...opts, seed: plan.seed });
-        const seed = Number(plan.seed);
-        return Promise.all(
-          res.images.map(async (img, i) => ({
-            png: await encodeImage(img, 'png', generationInfo(options, loaded.sampler, r.negativePrompt, { prompt: r.prompt, steps: plan.steps, guidance: plan.guidance, seed, width: img.width, height: img.height, batchIndex: i, batchSize: res.images.length })),
-            seed: plan.seed.toString(),
-          })),
-        );
-      },
-    };
+    const service = imageService(loaded, options);
     const log = quiet ? undefined : (line: string) => io.stderr(`${line}\n`);
     let server;
     try {
