@@ -122,7 +122,8 @@ export class CLIPTokenizer {
       .flatMap((x) => (Array.isArray(x) ? x : []))
       .map((x) => tokenContent(x))
       .filter((x): x is string => x !== undefined);
-    let nextId = Math.max(...enc.values()) + 1;
+    let nextId = 0;
+    for (const id of enc.values()) if (id >= nextId) nextId = id + 1;
     for (const content of [this.bosToken, this.eosToken, this.unkToken, this.padToken, ...extra]) {
       if (added.has(content)) continue;
       let id = enc.get(content);
@@ -144,7 +145,12 @@ export class CLIPTokenizer {
     this.bosTokenId = this.tokenToId(this.bosToken);
     this.eosTokenId = this.tokenToId(this.eosToken);
     this.padTokenId = this.tokenToId(this.padToken);
-    // HF seeds the BPE cache so a lower-cased `<|STARTOFTEXT|>` that reaches BPE stays one token.
+    this.seedCache();
+  }
+
+  /** HF seeds the BPE cache so a lower-cased `<|STARTOFTEXT|>` that reaches BPE stays one token. */
+  private seedCache(): void {
+    this.cache.clear();
     this.cache.set('<|startoftext|>', ['<|startoftext|>']);
     this.cache.set('<|endoftext|>', ['<|endoftext|>']);
   }
@@ -182,39 +188,70 @@ export class CLIPTokenizer {
     });
   }
 
-  /** The BPE tokens of `text` (no BOS/EOS), like `tokenizer.tokenize(text)`. */
+  /**
+   * The BPE tokens of `text` (no BOS/EOS), like `tokenizer.tokenize(text)` — the first
+   * CLIPTokenizer.maxTokens of them: the text after those is not tokenized.
+   */
   tokenize(text: string): string[] {
-    const out: string[] = [];
-    for (const piece of this.splitOnAdded(text)) {
-      if (piece.added) out.push(piece.text);
-      else if (piece.text) for (const word of preTokenize(basicClean(piece.text))) out.push(...this.bpe(byteEncode(word)));
-    }
-    return out;
+    return this.tokens(text, CLIPTokenizer.maxTokens);
   }
 
   convertTokensToIds(tokens: readonly string[]): number[] {
     return tokens.map((t) => this.tokenToId(t));
   }
 
-  /** BOS + every text id + EOS, untruncated and unpadded (`tokenizer(text).input_ids`). */
+  /**
+   * BOS + the text's ids + EOS, unpadded (`tokenizer(text).input_ids`): untruncated up to
+   * CLIPTokenizer.maxTokens text ids, which bounds the work and the result whatever the text's length.
+   */
   encodeUntruncated(text: string): number[] {
-    return [this.bosTokenId, ...this.convertTokensToIds(this.tokenize(text)), this.eosTokenId];
+    const ids = this.convertTokensToIds(this.tokens(text, CLIPTokenizer.maxTokens));
+    ids.unshift(this.bosTokenId);
+    ids.push(this.eosTokenId);
+    return ids;
   }
 
   /**
    * `tokenizer(text, padding='max_length', max_length, truncation=True)`: text ids are cut so that
-   * BOS + ids + EOS fit, then padded with the pad token on the right.
+   * BOS + ids + EOS fit, then padded with the pad token on the right. Tokenizing stops once the ids
+   * that fit are known, so a long text costs little more than reading it.
    */
   encode(text: string, maxLength = this.modelMaxLength): CLIPEncoding {
-    if (!Number.isInteger(maxLength) || maxLength < 2) throw new InvalidArgumentError(`tokenizer: maxLength must be an integer ≥ 2, got ${maxLength}`);
-    const ids = this.convertTokensToIds(this.tokenize(text)).slice(0, maxLength - 2);
-    const inputIds = [this.bosTokenId, ...ids, this.eosTokenId];
+    if (!Number.isInteger(maxLength) || maxLength < 2 || maxLength > CLIPTokenizer.maxTokens + 2) {
+      throw new InvalidArgumentError(`tokenizer: maxLength must be an integer from 2 to ${CLIPTokenizer.maxTokens + 2}, got ${maxLength}`, 'maxLength');
+    }
+    const ids = this.convertTokensToIds(this.tokens(text, maxLength - 2));
+    const inputIds = [this.bosTokenId];
+    for (const id of ids) inputIds.push(id);
+    inputIds.push(this.eosTokenId);
     const attentionMask = inputIds.map(() => 1);
     while (inputIds.length < maxLength) {
       inputIds.push(this.padTokenId);
       attentionMask.push(0);
     }
     return { inputIds, attentionMask };
+  }
+
+  /**
+   * The first `max` BPE tokens of `text`, in transformers' order; words after those are not looked at.
+   * Linear in the text's length (cleaning, pre-tokenisation) plus O(w log w) BPE per word of w bytes.
+   */
+  private tokens(text: string, max: number): string[] {
+    const out: string[] = [];
+    if (max <= 0) return out;
+    for (const piece of this.splitOnAdded(text)) {
+      if (piece.added) out.push(piece.text);
+      else if (piece.text) {
+        for (const m of basicClean(piece.text).matchAll(CLIP_PATTERN)) {
+          for (const t of this.bpe(byteEncode(m[0]))) {
+            out.push(t);
+            if (out.length >= max) return out;
+          }
+        }
+      }
+      if (out.length >= max) return out.slice(0, max);
+    }
+    return out;
   }
 
   /** Ids back to text (special tokens kept; `</w>` becomes a space). For display, not a round trip. */
@@ -270,8 +307,8 @@ export class CLIPTokenizer {
       const spec = this.addedByContent.get(p.text)!;
       const left = pieces[k - 1];
       const right = pieces[k + 1];
-      if (spec.rstrip && right && !right.added) right.text = right.text.replace(/^\s+/u, '');
-      if (spec.lstrip && left && !left.added) left.text = left.text.replace(/\s+$/u, '');
+      if (spec.rstrip && right && !right.added) right.text = right.text.trimStart();
+      if (spec.lstrip && left && !left.added) left.text = left.text.trimEnd(); // = replace(/\s+$/u, ''), without its quadratic backtracking on long runs of spaces
       if (spec.singleWord && left && left.text && !left.text.endsWith(' ')) {
         left.text += p.text;
         p.text = '';
@@ -283,39 +320,136 @@ export class CLIPTokenizer {
     return pieces.filter((p) => p.text !== '');
   }
 
-  /** BPE of one byte-encoded word; the last symbol carries `</w>`. Results are cached per word. */
+  /**
+   * BPE of one byte-encoded word; the last symbol carries `</w>`. transformers' algorithm — merge every
+   * non-overlapping occurrence (left to right) of the lowest-ranked adjacent pair, again until no pair has a
+   * rank — in O(n log n) for n symbols rather than its O(n²) per pass: the symbols form a linked list and
+   * every adjacent pair with a rank waits in a heap; an entry whose symbols changed since it was pushed is
+   * skipped. Words of at most CACHE_WORD_CHARS are cached (at most CACHE_ENTRIES of them, then the cache
+   * starts again), so memory does not grow with the texts seen.
+   */
   private bpe(token: string): string[] {
     const hit = this.cache.get(token);
     if (hit) return hit;
-    const chars = [...token];
-    let word = chars.slice(0, -1);
-    word.push(chars[chars.length - 1]! + '</w>');
-    while (word.length > 1) {
-      let bestRank = Infinity;
-      let first = '';
-      let second = '';
-      for (let i = 0; i < word.length - 1; i++) {
-        const r = this.ranks.get(pairKey(word[i]!, word[i + 1]!));
-        if (r !== undefined && r < bestRank) {
-          bestRank = r;
-          first = word[i]!;
-          second = word[i + 1]!;
-        }
-      }
-      if (bestRank === Infinity) break;
-      // Merge every non-overlapping occurrence of the best pair, left to right.
-      const merged: string[] = [];
-      for (let i = 0; i < word.length; ) {
-        if (word[i] === first && i < word.length - 1 && word[i + 1] === second) {
-          merged.push(first + second);
-          i += 2;
-        } else merged.push(word[i++]!);
-      }
-      word = merged;
+    const word = bpeMerge(token, this.ranks);
+    if (token.length <= CACHE_WORD_CHARS) {
+      if (this.cache.size >= CACHE_ENTRIES) this.seedCache();
+      this.cache.set(token, word);
     }
-    this.cache.set(token, word);
     return word;
   }
+
+  /** Most text tokens tokenize() and encodeUntruncated() give (the text after them is not tokenized). */
+  static readonly maxTokens = 8192;
+}
+
+const CACHE_WORD_CHARS = 64;
+const CACHE_ENTRIES = 16384;
+
+/** A pair of adjacent symbols waiting in the BPE heap: `left` and the node after it, as they were when pushed. */
+interface PairEntry {
+  rank: number;
+  left: number;
+  leftVersion: number;
+  rightVersion: number;
+}
+
+/** A binary min-heap of pair entries by rank. */
+class PairHeap {
+  private readonly items: PairEntry[] = [];
+  get size(): number {
+    return this.items.length;
+  }
+  peek(): PairEntry | undefined {
+    return this.items[0];
+  }
+  push(e: PairEntry): void {
+    const a = this.items;
+    a.push(e);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (a[p]!.rank <= e.rank) break;
+      a[i] = a[p]!;
+      i = p;
+    }
+    a[i] = e;
+  }
+  pop(): PairEntry | undefined {
+    const a = this.items;
+    const top = a[0];
+    const last = a.pop();
+    if (a.length === 0 || last === undefined) return top;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= a.length) break;
+      const r = l + 1;
+      const c = r < a.length && a[r]!.rank < a[l]!.rank ? r : l;
+      if (a[c]!.rank >= last.rank) break;
+      a[i] = a[c]!;
+      i = c;
+    }
+    a[i] = last;
+    return top;
+  }
+}
+
+/** transformers' CLIPTokenizer.bpe on a byte-encoded word, in O(n log n) (see CLIPTokenizer.bpe). */
+function bpeMerge(token: string, ranks: ReadonlyMap<string, number>): string[] {
+  const sym = [...token];
+  const n = sym.length;
+  if (n === 0) return [];
+  sym[n - 1] += '</w>';
+  if (n === 1) return sym;
+  const next = new Int32Array(n);
+  const prev = new Int32Array(n);
+  const version = new Int32Array(n); // bumped when a node's symbol grows; -1 once merged away
+  for (let i = 0; i < n; i++) {
+    next[i] = i + 1 < n ? i + 1 : -1;
+    prev[i] = i - 1;
+  }
+  const heap = new PairHeap();
+  const pushPair = (left: number) => {
+    const right = next[left]!;
+    if (right < 0) return;
+    const rank = ranks.get(pairKey(sym[left]!, sym[right]!));
+    if (rank !== undefined) heap.push({ rank, left, leftVersion: version[left]!, rightVersion: version[right]! });
+  };
+  const valid = (e: PairEntry) => version[e.left] === e.leftVersion && next[e.left]! >= 0 && version[next[e.left]!] === e.rightVersion;
+  for (let i = 0; i + 1 < n; i++) pushPair(i);
+  const batch: number[] = [];
+  while (heap.size > 0) {
+    const top = heap.pop()!;
+    if (!valid(top)) continue;
+    // Every current occurrence of this pair (one rank is one pair), merged left to right without overlap.
+    const rank = top.rank;
+    const first = sym[top.left]!, second = sym[next[top.left]!]!;
+    batch.length = 0;
+    batch.push(top.left);
+    while (heap.size > 0 && heap.peek()!.rank === rank) {
+      const e = heap.pop()!;
+      if (valid(e)) batch.push(e.left);
+    }
+    // Node indices follow the word's order (a merge keeps the left node), so sorting them is left to right.
+    batch.sort((a, b) => a - b);
+    for (const left of batch) {
+      const right = next[left]!;
+      // An earlier merge of this batch may have taken this occurrence's symbols (first === second).
+      if (version[left]! < 0 || right < 0 || sym[left] !== first || sym[right] !== second) continue;
+      sym[left] = first + second;
+      version[left]!++;
+      version[right] = -1;
+      const after = next[right]!;
+      next[left] = after;
+      if (after >= 0) prev[after] = left;
+      if (prev[left]! >= 0) pushPair(prev[left]!);
+      pushPair(left);
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i >= 0; i = next[i]!) out.push(sym[i]!);
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
