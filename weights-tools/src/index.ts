@@ -10,6 +10,7 @@ export type { DownloadProgressCallback, DownloadProgressEvent, ProgressPrinter }
 export { acquireLock, defaultLockMode, isProcessAlive, withLock } from './hub/lock.js';
 export type { HeldLock, LockMode, LockOptions } from './hub/lock.js';
 export { parseRepoSpec } from './hub/repo_spec.js';
+export { terminalSafe, terminalSafeJson } from './terminal.js';
 export type { RepoSpec } from './hub/repo_spec.js';
 export {
   AuthRequiredError,

@@ -6,8 +6,10 @@
  * Per file: 'initiate' (the file is part of the download; a snapshot announces all its files before
  * the first transfer), 'progress' while bytes arrive (`loaded` counts resumed bytes too), 'done' once
  * it is in the snapshot folder — with `cached: true` when it was already in the cache (no transfer).
+ * File names come from the hub: the printer shows their control characters escaped (terminalSafe).
  */
 import type { DownloadProgressEvent } from '@fewstep/models';
+import { terminalSafe } from '../terminal.js';
 
 export type { DownloadProgressEvent };
 export type DownloadProgressCallback = (e: DownloadProgressEvent) => void;
@@ -45,7 +47,7 @@ interface Active {
 export function createProgressPrinter(write: (s: string) => void, opts: { isTTY: boolean; quiet?: boolean | undefined; width?: number | undefined; now?: (() => number) | undefined }): ProgressPrinter {
   if (opts.quiet) return { onProgress: () => {}, finish: () => {} };
   const now = opts.now ?? (() => Date.now());
-  const downloaded = (e: DownloadProgressEvent) => `downloaded ${e.file} (${formatBytes(e.loaded)})\n`;
+  const downloaded = (e: DownloadProgressEvent) => `downloaded ${terminalSafe(e.file)} (${formatBytes(e.loaded)})\n`;
   if (!opts.isTTY) {
     return {
       onProgress(e) {
@@ -79,7 +81,7 @@ export function createProgressPrinter(write: (s: string) => void, opts: { isTTY:
     const rate = secs > 0.5 ? ` ${formatBytes(Math.round((cur.loaded - cur.startBytes) / secs))}/s` : '';
     const counter = announced.size > 1 ? `[${Math.min(done + 1, announced.size)}/${announced.size}] ` : '';
     write(
-      `\r\x1b[K${counter}${cur.file} ${'█'.repeat(fill)}${'░'.repeat(width - fill)} ${formatBytes(cur.loaded)}/${formatBytes(total)} ${total > 0 ? Math.floor(frac * 100) : 0}%${rate}`,
+      `\r\x1b[K${counter}${terminalSafe(cur.file)} ${'█'.repeat(fill)}${'░'.repeat(width - fill)} ${formatBytes(cur.loaded)}/${formatBytes(total)} ${total > 0 ? Math.floor(frac * 100) : 0}%${rate}`,
     );
     drawn = true;
   };

@@ -7,10 +7,12 @@
  *   times a second (a UNet step may take seconds); downloads as weights-tools' per-file bar;
  * - quiet: nothing.
  * `note` prints a line above the status line; `prefix` leads the status line (batch: "[3/20, ETA 41 s] ").
+ * Lines and the status line may quote files (names, config values): their control characters are shown escaped.
  */
 import type { ProgressEvent } from '@fewstep/models';
 import { createProgressPrinter, type DownloadProgressEvent } from '@fewstep/weights-tools';
 import type { CliIO } from '../command.js';
+import { terminalSafe } from '../terminal.js';
 
 const STAGE_LABEL: Record<string, string> = {
   tokenize: 'tokenize',
@@ -82,9 +84,9 @@ export function createProgressUI(io: CliIO, opts: ProgressOptions): ProgressUI {
       prefix: '',
       onProgress(e) {
         if (e.type === 'download') return downloads.onProgress(e as DownloadProgressEvent);
-        if (e.status === 'end' && (stageLines || e.type === 'load')) io.stderr(`${ui.prefix}${describeEvent(e)} ${fmtMs(e.ms)}\n`);
+        if (e.status === 'end' && (stageLines || e.type === 'load')) io.stderr(`${terminalSafe(`${ui.prefix}${describeEvent(e)}`)} ${fmtMs(e.ms)}\n`);
       },
-      note: (s) => io.stderr(`${s}\n`),
+      note: (s) => io.stderr(`${terminalSafe(s)}\n`),
       task: noTask,
       finish: () => {},
     };
@@ -104,7 +106,7 @@ export function createProgressUI(io: CliIO, opts: ProgressOptions): ProgressUI {
   };
   const draw = () => {
     if (!running || downloading) return;
-    const full = `${ui.prefix}${running.label} ${fmtDuration((now() - running.start) / 1000)}`;
+    const full = terminalSafe(`${ui.prefix}${running.label} ${fmtDuration((now() - running.start) / 1000)}`);
     const text = full.length > width() ? full.slice(0, width() - 1) + '…' : full;
     if (drawn && text === shown) return;
     io.stderr(`\r\x1b[K${text}`);
@@ -147,7 +149,7 @@ export function createProgressUI(io: CliIO, opts: ProgressOptions): ProgressUI {
     note(s) {
       endDownloads();
       clear();
-      io.stderr(`${s}\n`);
+      io.stderr(`${terminalSafe(s)}\n`);
       draw();
     },
     finish() {
