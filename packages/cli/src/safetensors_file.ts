@@ -1,12 +1,14 @@
-import { open, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { ST_DTYPE_BYTES, ShapeError, numel, safetensorsHeader, type TensorHeaderEntry } from '@fewstep/tensor';
+import { partialPath, removeStaleTemps, writeError } from './write_atomic.js';
 
 /**
  * Writes a safetensors file one tensor at a time (never the whole file in memory): header first, then
- * `data(i)` for each entry in order, each checked against its dtype × shape. The bytes go to a temporary
- * file beside `path`, fsynced and renamed at the end, so a failure or an abort (`signal`, checked before each
- * tensor) never leaves a partial file.
+ * `data(i)` for each entry in order, each checked against its dtype × shape. The bytes go to the temp file
+ * `<path>.partial-<pid>` (write_atomic.ts: its rules, the cleaning of dead processes' temp files, the errors),
+ * fsynced and renamed at the end, so a failure or an abort (`signal`, checked before each tensor) never leaves
+ * a partial file. File-system errors name `path`, never the temp file.
  * Returns the file's size in bytes.
  */
 export async function writeSafetensorsFile(
@@ -17,8 +19,14 @@ export async function writeSafetensorsFile(
   signal?: AbortSignal,
 ): Promise<number> {
   const header = safetensorsHeader(entries, metadata);
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}-${Date.now()}.tmp`);
-  const fh = await open(tmp, 'wx');
+  await removeStaleTemps(dirname(path));
+  const tmp = partialPath(path);
+  let fh: FileHandle;
+  try {
+    fh = await open(tmp, 'w');
+  } catch (e) {
+    throw writeError(path, e);
+  }
   let done = false;
   try {
     let pos = 0;
@@ -42,6 +50,8 @@ export async function writeSafetensorsFile(
     await rename(tmp, path);
     done = true;
     return pos;
+  } catch (e) {
+    throw writeError(path, e);
   } finally {
     if (!done) {
       await fh.close().catch(() => undefined);

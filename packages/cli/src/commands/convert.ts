@@ -6,6 +6,8 @@ import { taesdKeyMap } from '@fewstep/models';
 import { UsageError } from '../args.js';
 import type { Command } from '../command.js';
 import { writeSafetensorsFile } from '../safetensors_file.js';
+import { terminalSafe } from '../terminal.js';
+import { checkWritable } from '../write_atomic.js';
 
 const FLOATS: readonly StDType[] = ['F64', 'F32', 'F16', 'BF16'];
 
@@ -16,7 +18,8 @@ export const convert: Command = {
     'Reads the checkpoint with the whitelist unpickler (only tensors, storages and dicts; a pickle naming any other global, e.g. ' +
     'os.system, is refused with one error line and nothing is written) and writes a safetensors file, one tensor at a time: shared ' +
     'storages and strided views become contiguous tensors, dtypes are kept (F32/F16/BF16/I64/…) unless --dtype converts the floating ' +
-    'ones. The output is written to a temporary file beside it and renamed when complete, so a failed run never leaves a partial file; ' +
+    'ones. The output is written to a temporary file beside it (<out>.partial-<pid>) and renamed when complete, so a failed run never ' +
+    'leaves a partial file (the next run into that folder removes the temp files of runs that were killed); its folder is checked first; ' +
     'an existing output is refused unless --force. --taesd-keys renames original TAESD keys (taesd_encoder.pth / taesd_decoder.pth: ' +
     '"3.conv.0.weight") to diffusers AutoencoderTiny names ("encoder.layers.3.conv.0.weight", decoder indices one lower).',
   flags: {
@@ -32,6 +35,9 @@ export const convert: Command = {
     const existing = await stat(output).catch(() => undefined);
     if (existing?.isDirectory()) throw new UsageError(`${output} is a folder`);
     if (existing && !flags['force']) throw new UsageError(`${output} already exists (pass --force to overwrite)`);
+    // The destination before any work: its folder exists and takes a file (a killed run's temp files are removed
+    // when the output is written).
+    await checkWritable(output, `output ${output}`);
 
     // Opening parses and vets the whole pickle: a refused or corrupt checkpoint fails here, before any output exists.
     const f = await openTensorFile(nodeFiles, input);
@@ -51,7 +57,7 @@ export const convert: Command = {
       }, { format: 'pt' }, io.signal);
       const params = plan.reduce((s, t) => s + numel(t.shape), 0);
       const mib = size / 2 ** 20;
-      io.stdout(`${output}: ${plan.length} tensors, ${params.toLocaleString('en-US')} parameters, ${mib.toFixed(2)} MiB${flags['taesd-keys'] ? ', TAESD keys renamed to diffusers' : ''}${target ? `, floats as ${target}` : ''}\n`);
+      io.stdout(`${terminalSafe(output)}: ${plan.length} tensors, ${params.toLocaleString('en-US')} parameters, ${mib.toFixed(2)} MiB${flags['taesd-keys'] ? ', TAESD keys renamed to diffusers' : ''}${target ? `, floats as ${target}` : ''}\n`);
       return 0;
     } finally {
       await f.close();

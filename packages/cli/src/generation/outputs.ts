@@ -6,11 +6,12 @@
  *   it as ASCII, so non-ASCII characters are transliterated there) and, exactly, in XMP: dc:description holds
  *   the parameters text, fewstep:parameters the JSON.
  */
-import { access, constants, stat } from 'node:fs/promises';
-import { dirname, extname, resolve } from 'node:path';
+import { mkdir, open, rm, stat } from 'node:fs/promises';
+import { dirname, extname, join, resolve } from 'node:path';
 import { encodePng, parametersText, pngTextChunks, type GenerationInfo, type RGBImage } from '@fewstep/models';
 import { UsageError } from '../args.js';
 import { VERSION } from '../version.js';
+import { checkWritable, partialPath } from '../write_atomic.js';
 import type { ModelOptions } from './flags.js';
 import { loadSharp } from './image_inputs.js';
 
@@ -45,18 +46,19 @@ export function imageFileName(index: number, prompt: string, format: OutputForma
   return `${String(index).padStart(4, '0')}-${slugify(prompt)}${FORMAT_EXTENSION[format]}`;
 }
 
-/** Checks that `dir` is (or can be created as) a writable folder; creates nothing. */
+/**
+ * Checks that `dir` is (or can be created as) a writable folder, by trying: a file is created and removed in it,
+ * or — when it does not exist yet — a folder in its nearest existing parent (access() says yes to root on a
+ * read-only mount or /sys, where the real write would fail after the images were made). Leaves nothing behind.
+ */
 export async function checkOutDir(dir: string, flag = '--out-dir'): Promise<void> {
   let d = resolve(dir);
   for (;;) {
     const st = await stat(d).catch(() => undefined);
     if (st) {
       if (!st.isDirectory()) throw new UsageError(`${flag} ${dir}: ${d === resolve(dir) ? 'is not a folder' : `${d} is not a folder`}`);
-      try {
-        await access(d, constants.W_OK | constants.X_OK);
-      } catch {
-        throw new UsageError(`${flag} ${dir}: ${d === resolve(dir) ? 'folder is not writable' : `cannot create it (${d} is not writable)`}`);
-      }
+      const code = await probeFolder(d, d !== resolve(dir));
+      if (code) throw new UsageError(`${flag} ${dir}: ${d === resolve(dir) ? `folder is not writable (${code})` : `cannot create it (${d} is not writable: ${code})`}`);
       return;
     }
     const up = dirname(d);
@@ -65,20 +67,27 @@ export async function checkOutDir(dir: string, flag = '--out-dir'): Promise<void
   }
 }
 
-/** Checks an --out file (its extension names the format, its folder exists and is writable); returns the format. */
+/** Creates and removes a file (or a folder) named like a temp file of this process in `dir`; the error code, or undefined. */
+async function probeFolder(dir: string, asFolder: boolean): Promise<string | undefined> {
+  const probe = partialPath(join(dir, '.fewstep-probe'));
+  try {
+    if (asFolder) await mkdir(probe);
+    else await (await open(probe, 'w')).close();
+    return undefined;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+  } finally {
+    await rm(probe, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/** Checks an --out file (its extension names the format, its folder exists and takes a file); returns the format. */
 export async function checkOutFile(path: string): Promise<OutputFormat> {
   const format = formatOfPath(path);
   if (!format) throw new UsageError(`--out must name a .png, .jpg, .jpeg or .webp file (or - for a PNG on stdout), got "${path}"`);
   const st = await stat(path).catch(() => undefined);
   if (st?.isDirectory()) throw new UsageError(`--out ${path} is a folder; use --out-dir for a folder`);
-  const dir = dirname(resolve(path));
-  const dst = await stat(dir).catch(() => undefined);
-  if (!dst?.isDirectory()) throw new UsageError(`--out ${path}: folder ${dirname(path)} does not exist`);
-  try {
-    await access(dir, constants.W_OK | constants.X_OK);
-  } catch {
-    throw new UsageError(`--out ${path}: folder ${dirname(path)} is not writable`);
-  }
+  await checkWritable(path, `--out ${path}`);
   return format;
 }
 
