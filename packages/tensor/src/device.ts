@@ -139,8 +139,8 @@ export class Device {
     // Held so they outlive the device: in Dawn's Node bindings, garbage-collecting the GPU object
     // (the Dawn instance) while a device lives tears the instance down under lavapipe's threads
     // and crashes the process at random (futex/mutex aborts, segfaults).
-    private readonly instance: GPU,
-    private readonly gpuAdapter: GPUAdapter,
+    readonly gpuInstance: GPU,
+    readonly gpuAdapter: GPUAdapter,
   ) {
     this.pool = new BufferPool(gpu, limits.maxBufferSize);
     this.arena = new UniformArena(gpu);

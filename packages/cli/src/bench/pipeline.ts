@@ -130,13 +130,12 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
     unet = await fromFile(files.unet, (w) => UNet2DConditionModel.load(w, cfg.unet));
     vae = cfg.vae === 'tiny'
       ? await fromFile(files.vae, (w) => AutoencoderTiny.load(w, TAESD))
-      : await fromFile(files.vae, (w) => AutoencoderKL.load(w, SD_VAE, { decoderOnly: true }));
+      : await fromFile(files.vae, (w) => AutoencoderKL.loadDecoder(w, SD_VAE));
     await device.sync();
     load_s = sec(t0);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-  let t = performance.now();
   log(`loaded ${name} (${dtype}) in ${load_s} s`);
   const B = cfg.cfg ? 2 : 1;
   const ids = promptIds(device, B).keep();
@@ -177,7 +176,6 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
     return { s, img };
   };
   try {
-    t = performance.now();
     const cold = await run();
     const values = await cold.img.read();
     const finite = values.every((v) => Number.isFinite(v));
@@ -263,7 +261,7 @@ export async function benchPipelineSequential(device: Device, name: string, dtyp
   t = performance.now();
   const vae = cfg.vae === 'tiny'
     ? await AutoencoderTiny.load(scope(AutoencoderTiny.describe(TAESD), 3), TAESD)
-    : await AutoencoderKL.load(scope(AutoencoderKL.describe(SD_VAE), 3), SD_VAE, { decoderOnly: true });
+    : await AutoencoderKL.loadDecoder(scope(AutoencoderKL.describe(SD_VAE), 3), SD_VAE);
   const img = device.scope(() => vae.decode(z));
   const finite = (await img.read()).every((v) => Number.isFinite(v));
   img.dispose();

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { Device, InvalidArgumentError, SafetensorsFile, ShapeError, Tensor, UnsupportedError, encodeSafetensors, shapeStr, type StDType, type TensorToWrite } from '@fewstep/tensor';
 import { nodeFiles, nodeGPU } from '@fewstep/tensor/node';
 import {

@@ -4,16 +4,15 @@
  * Encoder → quant_conv and returns the diagonal Gaussian's mean and std (logvar clamped to
  * [-30, 20]). Dividing latents by `scaling_factor` is the pipeline's job.
  */
-import { InvalidArgumentError, ShapeError, Tensor, UnsupportedError, type Device, type FileSource } from '@fewstep/tensor';
+import { InvalidArgumentError, ShapeError, Tensor, UnsupportedError } from '@fewstep/tensor';
 import { cast, slice } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
-import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
-import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
-import { loadFromFolder, loadFromSource, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
+import  { disposeAll, loadModel, type WeightScope } from '../modeling/weights.js';
 import { Decoder, Encoder, type VaeCoderConfig } from './vae.js';
 import type { NoiseGenerator, Vae } from './autoencoder.js';
 import { unsupportedConfig, withDefaults, type ConfigInput } from '../modeling/config.js';
 import { ConfigError } from '../errors.js';
+import { PretrainedModel } from '../modeling/pretrained.js';
 
 /** config.json of an AutoencoderKL, every key diffusers takes (`model.config`: defaults applied). */
 export interface AutoencoderKLConfig {
@@ -82,7 +81,9 @@ export interface LatentDistribution {
   std: Tensor;
 }
 
-export class AutoencoderKL implements Vae {
+export class AutoencoderKL extends PretrainedModel implements Vae {
+  static readonly modelName = 'AutoencoderKL';
+
   readonly className = 'AutoencoderKL';
 
   private constructor(
@@ -94,7 +95,9 @@ export class AutoencoderKL implements Vae {
     readonly post_quant_conv: Conv2d,
     readonly dtype: 'f32' | 'f16',
     private readonly weights: Tensor[],
-  ) {}
+  ) {
+    super();
+  }
 
   /**
    * The one walk: builds every module from the scope (a loading scope's tensors are filled by `materialize`).
@@ -111,39 +114,11 @@ export class AutoencoderKL implements Vae {
     const postQuant = Conv2d.build(w.pp('post_quant_conv'), L, L, { kernel: 1 });
     return new AutoencoderKL(r, encoder, decoder, quant, postQuant, w.dtype, w.loaded.slice(first));
   }
-
-  /**
-   * Builds from a loading scope (keys relative to it), checks that every key was used (not with
-   * `decoderOnly`, which leaves the encoder's keys unused), then reads the weights.
-   */
-  static load(w: WeightScope, config: ConfigInput<AutoencoderKLConfig>, opts: { decoderOnly?: boolean | undefined } = {}): Promise<AutoencoderKL> {
-    return loadModel(w, opts.decoderOnly ? null : 'AutoencoderKL', (s) => AutoencoderKL.build(s, config, opts));
+  /** Loads the decoder half only (the encoder's and quant_conv's keys may be present and are not read). */
+  static loadDecoder(w: WeightScope, config: ConfigInput<AutoencoderKLConfig>): Promise<AutoencoderKL> {
+    return loadModel(w, null, (s) => AutoencoderKL.build(s, config, { decoderOnly: true }));
   }
 
-  /** Every parameter key → shape the config implies (diffusers state-dict names): `build` with a recording scope. */
-  static describe(config: ConfigInput<AutoencoderKLConfig>): Map<string, number[]> {
-    return recordParameters((w) => AutoencoderKL.build(w, config));
-  }
-
-  /** Number of parameters the config implies (SD's VAE: 83,653,863). */
-  static parameterCount(config: ConfigInput<AutoencoderKLConfig>): number {
-    return countParameters(AutoencoderKL.describe(config));
-  }
-
-  /** Loads a diffusers `vae/` folder (config.json + safetensors). */
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<AutoencoderKL> {
-    return loadFromFolder<Record<string, unknown>, AutoencoderKL>(io, dir, opts.variant, (src, config) => AutoencoderKL.fromSource(src, config, device, opts));
-  }
-
-  /** Loads from any TensorSource holding exactly this model's keys. */
-  static async fromSource(src: TensorSource, config: ConfigInput<AutoencoderKLConfig>, device: Device, opts: FromSourceOptions = {}): Promise<AutoencoderKL> {
-    return loadFromSource('AutoencoderKL', src, device, opts, (w) => AutoencoderKL.build(w, config));
-  }
-
-  /** An AutoencoderKL with deterministic random weights (benchmarks, memory tests). */
-  static random(config: ConfigInput<AutoencoderKLConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<AutoencoderKL> {
-    return AutoencoderKL.fromSource(new RandomSource(AutoencoderKL.describe(config), opts.seed ?? 0), config, device, opts);
-  }
 
   /** z [B, latent_channels, h, w] (already divided by scaling_factor) → image [B, out, 8h, 8w] in [-1, 1], unclamped. */
   decode(z: Tensor): Tensor {

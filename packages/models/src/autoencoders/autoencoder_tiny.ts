@@ -6,15 +6,15 @@
  */
 import { ShapeError, type Device, type FileSource, type Tensor } from '@fewstep/tensor';
 import { cast } from '@fewstep/kernels';
-import { findWeightFiles, loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
-import { RenamedSource, SafetensorsSource, countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
-import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
+import { findWeightFiles, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
+import { RenamedSource, SafetensorsSource, disposeAll, type TensorSource, type WeightScope } from '../modeling/weights.js';
 import { DecoderTiny, EncoderTiny } from './vae_tiny.js';
 import { detectTaesdPart, taesdKeyMap, type TaesdPart } from './taesd_original_keys.js';
 import type { NoiseGenerator, Vae } from './autoencoder.js';
 import type { ConfigInput } from '../modeling/config.js';
 import { ConfigError } from '../errors.js';
 import { ModelFolderError, WeightsError } from '../errors.js';
+import { PretrainedModel } from '../modeling/pretrained.js';
 
 /** `config.json` of an AutoencoderTiny; missing keys take diffusers' defaults. */
 export interface AutoencoderTinyConfig {
@@ -65,7 +65,9 @@ export function autoencoderTinyConfig(raw: ConfigInput<AutoencoderTinyConfig>, w
   return Object.freeze(cfg as AutoencoderTinyConfig);
 }
 
-export class AutoencoderTiny implements Vae {
+export class AutoencoderTiny extends PretrainedModel implements Vae {
+  static readonly modelName = 'AutoencoderTiny';
+
   readonly className = 'AutoencoderTiny';
 
   private constructor(
@@ -75,7 +77,9 @@ export class AutoencoderTiny implements Vae {
     readonly decoder: DecoderTiny,
     private readonly weights: readonly Tensor[],
     readonly dtype: 'f32' | 'f16',
-  ) {}
+  ) {
+    super();
+  }
 
   /** The one walk: builds every module from the scope (a loading scope's tensors are filled by `materialize`). */
   static build(w: WeightScope, config: ConfigInput<AutoencoderTinyConfig>): AutoencoderTiny {
@@ -99,37 +103,16 @@ export class AutoencoderTiny implements Vae {
     return new AutoencoderTiny(cfg, encoder, decoder, w.loaded.slice(first), w.dtype);
   }
 
-  /** Builds from a loading scope (keys relative to it), checks that every key was used, then reads the weights. */
-  static load(w: WeightScope, config: ConfigInput<AutoencoderTinyConfig>): Promise<AutoencoderTiny> {
-    return loadModel(w, 'AutoencoderTiny', (s) => AutoencoderTiny.build(s, config));
-  }
-
-  /** Every parameter key → shape the config implies (diffusers state-dict names): `build` with a recording scope. */
-  static describe(config: ConfigInput<AutoencoderTinyConfig>): Map<string, number[]> {
-    return recordParameters((w) => AutoencoderTiny.build(w, config));
-  }
-
-  /** Number of parameters the config implies (TAESD: 2,445,063). */
-  static parameterCount(config: ConfigInput<AutoencoderTinyConfig>): number {
-    return countParameters(AutoencoderTiny.describe(config));
-  }
-
-  /** Loads from any TensorSource holding exactly this model's keys (diffusers names). */
-  static async fromSource(src: TensorSource, config: ConfigInput<AutoencoderTinyConfig>, device: Device, opts: FromSourceOptions = {}): Promise<AutoencoderTiny> {
-    return loadFromSource('AutoencoderTiny', src, device, opts, (w) => AutoencoderTiny.build(w, config));
-  }
-
-  /** An AutoencoderTiny with deterministic random weights (benchmarks, memory tests). */
-  static random(config: ConfigInput<AutoencoderTinyConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<AutoencoderTiny> {
-    return AutoencoderTiny.fromSource(new RandomSource(AutoencoderTiny.describe(config), opts.seed ?? 0), config, device, opts);
+  static parseConfig(raw: Record<string, unknown>, where: string): AutoencoderTinyConfig {
+    return autoencoderTinyConfig(raw, where);
   }
 
   /**
-   * A diffusers folder (config.json + diffusion_pytorch_model.{safetensors,bin}) or, when it has no such
-   * weights, madebyollin's original files (`taesd_encoder.pth` + `taesd_decoder.pth`, or their
-   * `.safetensors` copies; `taesdxl_*` etc. likewise), with config.json if present else TAESD's defaults.
+   * `fromFolder`'s other layout: a folder without diffusers weights (config.json + diffusion_pytorch_model.*) but
+   * with madebyollin's original files (`taesd_encoder.pth` + `taesd_decoder.pth`, or their `.safetensors` copies;
+   * `taesdxl_*` etc. likewise) loads those, with config.json if present else TAESD's defaults; undefined otherwise.
    */
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<AutoencoderTiny> {
+  static async fromOtherFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<AutoencoderTiny | undefined> {
     const cfgPath = io.join(dir, 'config.json');
     const hasConfig = await io.exists(cfgPath);
     // diffusers' weights win; the originals are used when there are none (findWeightFiles failing, or picking
@@ -150,13 +133,7 @@ export class AutoencoderTiny implements Vae {
       const cfg = hasConfig ? autoencoderTinyConfig(await readConfig(io, dir), cfgPath) : AUTOENCODER_TINY_DEFAULTS;
       return AutoencoderTiny.fromOriginalFiles(io, originals, device, { ...opts, config: cfg });
     }
-    const cfg = autoencoderTinyConfig(await readConfig(io, dir), cfgPath);
-    const src = await openComponentWeights(io, dir, opts.variant);
-    try {
-      return await AutoencoderTiny.fromSource(src, cfg, device, opts);
-    } finally {
-      await src.close();
-    }
+    return undefined;
   }
 
   /**

@@ -54,7 +54,7 @@ export class CLIPScorer {
    * any weight is read: a folder without them is a ModelFolderError naming what is missing.
    */
   static async fromFolder(io: FileSource, dir: string, device: Device, opts: CLIPScorerOptions = {}): Promise<CLIPScorer> {
-    const config = clipConfig(await readConfig(io, dir), io.join(dir, 'config.json'));
+    clipConfig(await readConfig(io, dir), io.join(dir, 'config.json')); // a bad config.json fails before anything else is read
     const pre = [io.join(dir, 'preprocessor_config.json'), io.join(dir, 'feature_extractor', 'preprocessor_config.json')];
     if (!(await io.exists(pre[0]!)) && !(await io.exists(pre[1]!))) {
       throw new ModelFolderError(`${dir}: no preprocessor_config.json (CLIP score needs the CLIPModel folder's image processor config, as openai/clip-vit-large-patch14 has it)`, dir);

@@ -10,15 +10,14 @@
  * `text_projection`, SDXL's text_encoder_2 class). SD1.x uses the OpenAI ViT-L/14 tower (hidden_act
  * "quick_gelu"); SD2.x / SD-Turbo / SDXS-512 the OpenCLIP ViT-H/14 one ("gelu", exact erf).
  */
-import { InvalidArgumentError, ShapeError, Tensor, type Device, type FileSource } from '@fewstep/tensor';
+import { InvalidArgumentError, ShapeError, Tensor, type Device } from '@fewstep/tensor';
 import { add, attention, embedding, unary, type UnaryOp } from '@fewstep/kernels';
-import { loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 import { Linear } from '../layers/linear.js';
 import { LayerNorm } from '../layers/norm.js';
-import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
-import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
+import  { disposeAll, type WeightScope } from '../modeling/weights.js';
 import type { ConfigInput } from '../modeling/config.js';
 import { CLIP_ACTIVATIONS, clipTextConfig, type CLIPEncoderConfig, type CLIPTextConfig } from './configuration_clip.js';
+import { PretrainedModel } from '../modeling/pretrained.js';
 
 // The text config's names stay importable from here (they lived in this file first).
 export { CLIP_TEXT_DEFAULTS, clipTextConfig, type CLIPTextConfig } from './configuration_clip.js';
@@ -277,14 +276,18 @@ export class CLIPTextTransformer {
   }
 }
 
-export class CLIPTextModel {
+export class CLIPTextModel extends PretrainedModel {
+  static readonly modelName = 'CLIPTextModel';
+
   private constructor(
     /** config.json's keys with transformers' defaults (see modeling/config.ts). */
     readonly config: Readonly<CLIPTextConfig>,
     readonly text_model: CLIPTextTransformer,
     private readonly weights: readonly Tensor[],
     readonly dtype: 'f32' | 'f16',
-  ) {}
+  ) {
+    super();
+  }
 
   /** The one walk (keys start with `text_model.`): builds every module from the scope (a loading scope's tensors are filled by `materialize`). */
   static build(w: WeightScope, config: ConfigInput<CLIPTextConfig>): CLIPTextModel {
@@ -294,40 +297,9 @@ export class CLIPTextModel {
     return new CLIPTextModel(cfg, tm, w.loaded.slice(first), w.dtype);
   }
 
-  /** Builds from a loading scope, checks that every key was used, then reads the weights. */
-  static load(w: WeightScope, config: ConfigInput<CLIPTextConfig>): Promise<CLIPTextModel> {
-    return loadModel(w, 'CLIPTextModel', (s) => CLIPTextModel.build(s, config));
-  }
-
-  /** Every parameter key → shape the config implies (transformers state-dict names): `build` with a recording scope. */
-  static describe(config: ConfigInput<CLIPTextConfig>): Map<string, number[]> {
-    return recordParameters((w) => CLIPTextModel.build(w, config));
-  }
-
-  /** Number of parameters the config implies. */
-  static parameterCount(config: ConfigInput<CLIPTextConfig>): number {
-    return countParameters(CLIPTextModel.describe(config));
-  }
-
-  /** Loads a transformers `text_encoder/` folder (config.json + weights). */
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<CLIPTextModel> {
-    const cfg = clipTextConfig(await readConfig(io, dir), io.join(dir, 'config.json'));
-    const src = await openComponentWeights(io, dir, opts.variant);
-    try {
-      return await CLIPTextModel.fromSource(src, cfg, device, opts);
-    } finally {
-      await src.close();
-    }
-  }
-
-  /** Loads from any TensorSource holding exactly this model's keys. */
-  static async fromSource(src: TensorSource, config: ConfigInput<CLIPTextConfig>, device: Device, opts: FromSourceOptions = {}): Promise<CLIPTextModel> {
-    return loadFromSource('CLIPTextModel', src, device, opts, (w) => CLIPTextModel.build(w, config));
-  }
-
-  /** A text encoder with deterministic random weights (benchmarks, memory tests). */
-  static random(config: ConfigInput<CLIPTextConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<CLIPTextModel> {
-    return CLIPTextModel.fromSource(new RandomSource(CLIPTextModel.describe(config), opts.seed ?? 0), config, device, opts);
+  /** A CLIPModel's config.json gives its text_config. */
+  static parseConfig(raw: Record<string, unknown>, where: string): CLIPTextConfig {
+    return clipTextConfig(raw, where);
   }
 
   get device(): Device {
@@ -372,14 +344,18 @@ export interface CLIPTextModelWithProjectionOutput extends CLIPTextOutput {
  * transformers `CLIPTextModelWithProjection`: the text tower (`text_model.`) and `text_projection`
  * (Linear hidden_size → projection_dim, no bias). SDXL's `text_encoder_2` is this class.
  */
-export class CLIPTextModelWithProjection {
+export class CLIPTextModelWithProjection extends PretrainedModel {
+  static readonly modelName = 'CLIPTextModelWithProjection';
+
   private constructor(
     readonly config: Readonly<CLIPTextConfig>,
     readonly text_model: CLIPTextTransformer,
     readonly text_projection: Linear,
     private readonly weights: readonly Tensor[],
     readonly dtype: 'f32' | 'f16',
-  ) {}
+  ) {
+    super();
+  }
 
   static build(w: WeightScope, config: ConfigInput<CLIPTextConfig>): CLIPTextModelWithProjection {
     const cfg = clipTextConfig(config);
@@ -389,34 +365,8 @@ export class CLIPTextModelWithProjection {
     return new CLIPTextModelWithProjection(cfg, tm, proj, w.loaded.slice(first), w.dtype);
   }
 
-  static load(w: WeightScope, config: ConfigInput<CLIPTextConfig>): Promise<CLIPTextModelWithProjection> {
-    return loadModel(w, 'CLIPTextModelWithProjection', (s) => CLIPTextModelWithProjection.build(s, config));
-  }
-
-  static describe(config: ConfigInput<CLIPTextConfig>): Map<string, number[]> {
-    return recordParameters((w) => CLIPTextModelWithProjection.build(w, config));
-  }
-
-  static parameterCount(config: ConfigInput<CLIPTextConfig>): number {
-    return countParameters(CLIPTextModelWithProjection.describe(config));
-  }
-
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<CLIPTextModelWithProjection> {
-    const cfg = clipTextConfig(await readConfig(io, dir), io.join(dir, 'config.json'));
-    const src = await openComponentWeights(io, dir, opts.variant);
-    try {
-      return await CLIPTextModelWithProjection.fromSource(src, cfg, device, opts);
-    } finally {
-      await src.close();
-    }
-  }
-
-  static fromSource(src: TensorSource, config: ConfigInput<CLIPTextConfig>, device: Device, opts: FromSourceOptions = {}): Promise<CLIPTextModelWithProjection> {
-    return loadFromSource('CLIPTextModelWithProjection', src, device, opts, (w) => CLIPTextModelWithProjection.build(w, config));
-  }
-
-  static random(config: ConfigInput<CLIPTextConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<CLIPTextModelWithProjection> {
-    return CLIPTextModelWithProjection.fromSource(new RandomSource(CLIPTextModelWithProjection.describe(config), opts.seed ?? 0), config, device, opts);
+  static parseConfig(raw: Record<string, unknown>, where: string): CLIPTextConfig {
+    return clipTextConfig(raw, where);
   }
 
   get device(): Device {

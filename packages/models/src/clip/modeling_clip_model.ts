@@ -10,16 +10,15 @@
  * logits `exp(logit_scale) · text · imageᵀ` — that tail is a few KB and runs on the CPU in float32 (clip_score.ts),
  * its outputs come back as f32 tensors.
  */
-import { Tensor, type Device, type FileSource } from '@fewstep/tensor';
-import { loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
+import { Tensor, type Device } from '@fewstep/tensor';
 import { Linear } from '../layers/linear.js';
-import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
-import type { RandomWeightsOptions } from '../modeling/random_weights.js';
+import  { disposeAll, type TensorSource, type WeightScope } from '../modeling/weights.js';
 import type { ConfigInput } from '../modeling/config.js';
 import { clipConfig, type CLIPConfig } from './configuration_clip.js';
 import { CLIPTextTransformer } from './modeling_clip.js';
 import { CLIPVisionTransformer, clipRandomSource } from './modeling_clip_vision.js';
 import { clipLogits, l2NormalizeRows } from './clip_score.js';
+import { PretrainedModel } from '../modeling/pretrained.js';
 
 /** CLIPModel.forward's inputs (transformers' argument names in camelCase). */
 export interface CLIPModelInputs {
@@ -47,7 +46,9 @@ export interface CLIPModelOutput {
   visionPoolerOutput: Tensor;
 }
 
-export class CLIPModel {
+export class CLIPModel extends PretrainedModel {
+  static readonly modelName = 'CLIPModel';
+
   private scale: number | undefined;
 
   private constructor(
@@ -61,7 +62,9 @@ export class CLIPModel {
     readonly logit_scale: Tensor,
     private readonly weights: readonly Tensor[],
     readonly dtype: 'f32' | 'f16',
-  ) {}
+  ) {
+    super();
+  }
 
   /** The one walk: `text_model.*`, `vision_model.*`, `visual_projection.weight`, `text_projection.weight`, `logit_scale`. */
   static build(w: WeightScope, config: ConfigInput<CLIPConfig>): CLIPModel {
@@ -76,40 +79,8 @@ export class CLIPModel {
     return new CLIPModel(cfg, text, vision, visual, textProj, scale, w.loaded.slice(first), w.dtype);
   }
 
-  /** Builds from a loading scope, checks that every key was used, then reads the weights. */
-  static load(w: WeightScope, config: ConfigInput<CLIPConfig>): Promise<CLIPModel> {
-    return loadModel(w, 'CLIPModel', (s) => CLIPModel.build(s, config));
-  }
-
-  /** Every parameter key → shape the config implies (transformers' state-dict names, no weights needed). */
-  static describe(config: ConfigInput<CLIPConfig>): Map<string, number[]> {
-    return recordParameters((w) => CLIPModel.build(w, config));
-  }
-
-  /** Number of parameters the config implies (openai/clip-vit-large-patch14: 427,616,513). */
-  static parameterCount(config: ConfigInput<CLIPConfig>): number {
-    return countParameters(CLIPModel.describe(config));
-  }
-
-  /** Loads a transformers CLIPModel folder (config.json with text_config and vision_config + weights). */
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<CLIPModel> {
-    const cfg = clipConfig(await readConfig(io, dir), io.join(dir, 'config.json'));
-    const src = await openComponentWeights(io, dir, opts.variant);
-    try {
-      return await CLIPModel.fromSource(src, cfg, device, opts);
-    } finally {
-      await src.close();
-    }
-  }
-
-  /** Loads from any TensorSource holding exactly this model's keys. */
-  static fromSource(src: TensorSource, config: ConfigInput<CLIPConfig>, device: Device, opts: FromSourceOptions = {}): Promise<CLIPModel> {
-    return loadFromSource('CLIPModel', src, device, opts, (w) => CLIPModel.build(w, config));
-  }
-
-  /** Deterministic random weights (`CLIPModel.randomSource`): benchmarks, memory tests. */
-  static random(config: ConfigInput<CLIPConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<CLIPModel> {
-    return CLIPModel.fromSource(CLIPModel.randomSource(config, opts.seed ?? 0), config, device, opts);
+  static parseConfig(raw: Record<string, unknown>, where: string): CLIPConfig {
+    return clipConfig(raw, where);
   }
 
   /** The weights `random` loads: clipRandomSource (RandomSource; logit_scale = the config's logit_scale_init_value). */

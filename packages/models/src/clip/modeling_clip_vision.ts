@@ -5,17 +5,17 @@
  * mask, and `post_layernorm` on the class token (the pooled output). `CLIPVisionModelWithProjection` adds
  * `visual_projection`. Property paths are the checkpoint keys under `vision_model.`.
  */
-import { ShapeError, Tensor, f32ArrayToF16, type Device, type FileSource, type TensorData } from '@fewstep/tensor';
+import { ShapeError, Tensor, f32ArrayToF16, type Device, type TensorData } from '@fewstep/tensor';
 import { add, cast, concat, permute, slice } from '@fewstep/kernels';
-import { loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
 import { Conv2d } from '../layers/conv2d.js';
 import { Linear } from '../layers/linear.js';
 import { LayerNorm } from '../layers/norm.js';
-import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
-import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
+import  { disposeAll, type TensorSource, type WeightScope } from '../modeling/weights.js';
+import { RandomSource } from '../modeling/random_weights.js';
 import type { ConfigInput } from '../modeling/config.js';
 import { clipVisionConfig, type CLIPVisionConfig } from './configuration_clip.js';
 import { CLIPEncoder, EmbeddingTable, skipPositionIds } from './modeling_clip.js';
+import { PretrainedModel } from '../modeling/pretrained.js';
 
 /**
  * Deterministic random weights for a CLIP parameter map (RandomSource), with the two kinds of parameter that have
@@ -141,14 +141,18 @@ export interface CLIPVisionModelWithProjectionOutput extends CLIPVisionOutput {
 }
 
 /** transformers `CLIPVisionModelWithProjection`: the vision tower (`vision_model.`) and `visual_projection` (no bias). */
-export class CLIPVisionModelWithProjection {
+export class CLIPVisionModelWithProjection extends PretrainedModel {
+  static readonly modelName = 'CLIPVisionModelWithProjection';
+
   private constructor(
     readonly config: Readonly<CLIPVisionConfig>,
     readonly vision_model: CLIPVisionTransformer,
     readonly visual_projection: Linear,
     private readonly weights: readonly Tensor[],
     readonly dtype: 'f32' | 'f16',
-  ) {}
+  ) {
+    super();
+  }
 
   static build(w: WeightScope, config: ConfigInput<CLIPVisionConfig>): CLIPVisionModelWithProjection {
     const cfg = clipVisionConfig(config);
@@ -158,34 +162,13 @@ export class CLIPVisionModelWithProjection {
     return new CLIPVisionModelWithProjection(cfg, vm, proj, w.loaded.slice(first), w.dtype);
   }
 
-  static load(w: WeightScope, config: ConfigInput<CLIPVisionConfig>): Promise<CLIPVisionModelWithProjection> {
-    return loadModel(w, 'CLIPVisionModelWithProjection', (s) => CLIPVisionModelWithProjection.build(s, config));
+  static parseConfig(raw: Record<string, unknown>, where: string): CLIPVisionConfig {
+    return clipVisionConfig(raw, where);
   }
 
-  static describe(config: ConfigInput<CLIPVisionConfig>): Map<string, number[]> {
-    return recordParameters((w) => CLIPVisionModelWithProjection.build(w, config));
-  }
-
-  static parameterCount(config: ConfigInput<CLIPVisionConfig>): number {
-    return countParameters(CLIPVisionModelWithProjection.describe(config));
-  }
-
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<CLIPVisionModelWithProjection> {
-    const cfg = clipVisionConfig(await readConfig(io, dir), io.join(dir, 'config.json'));
-    const src = await openComponentWeights(io, dir, opts.variant);
-    try {
-      return await CLIPVisionModelWithProjection.fromSource(src, cfg, device, opts);
-    } finally {
-      await src.close();
-    }
-  }
-
-  static fromSource(src: TensorSource, config: ConfigInput<CLIPVisionConfig>, device: Device, opts: FromSourceOptions = {}): Promise<CLIPVisionModelWithProjection> {
-    return loadFromSource('CLIPVisionModelWithProjection', src, device, opts, (w) => CLIPVisionModelWithProjection.build(w, config));
-  }
-
-  static random(config: ConfigInput<CLIPVisionConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<CLIPVisionModelWithProjection> {
-    return CLIPVisionModelWithProjection.fromSource(clipRandomSource(CLIPVisionModelWithProjection.describe(config), opts.seed ?? 0), config, device, opts);
+  /** clipRandomSource: class_embedding ([D], no fan-in) drawn too. */
+  static randomSource(config: ConfigInput<CLIPVisionConfig>, seed = 0): TensorSource {
+    return clipRandomSource(CLIPVisionModelWithProjection.describe(config), seed);
   }
 
   get device(): Device {

@@ -9,7 +9,7 @@
  * Not supported (one clear error at load): class/addition embeddings, encoder_hid_proj, global_pool_conditions,
  * and the forward's guess_mode (the pipeline never enables it).
  */
-import { InvalidArgumentError, ShapeError, UnsupportedError, type Device, type FileSource, type Tensor } from '@fewstep/tensor';
+import { InvalidArgumentError, ShapeError, UnsupportedError, type Tensor } from '@fewstep/tensor';
 import { add, concat, scale, silu, slice } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
 import { Timesteps, TimestepEmbedding } from '../blocks/embeddings.js';
@@ -27,10 +27,9 @@ import {
   type Timestep,
   type UNetEncoderConfig,
 } from '../unets/unet_encoder.js';
-import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
-import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
-import { loadFromFolder, loadFromSource, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
+import  { disposeAll, type WeightScope } from '../modeling/weights.js';
 import { unsupportedConfig, withDefaults, type ConfigInput } from '../modeling/config.js';
+import { PretrainedModel } from '../modeling/pretrained.js';
 
 /**
  * config.json of a ControlNetModel, every key diffusers v0.25.1 takes (`model.config`: defaults applied). It
@@ -154,7 +153,9 @@ export interface ControlNetOutput {
   midBlockResSample: Tensor;
 }
 
-export class ControlNetModel {
+export class ControlNetModel extends PretrainedModel {
+  static readonly modelName = 'ControlNetModel';
+
   private constructor(
     /** config.json's keys with diffusers' defaults (see modeling/config.ts). */
     readonly config: Readonly<ControlNetConfig>,
@@ -170,7 +171,9 @@ export class ControlNetModel {
     readonly controlnet_mid_block: Conv2d,
     readonly dtype: 'f32' | 'f16',
     private readonly weights: Tensor[],
-  ) {}
+  ) {
+    super();
+  }
 
   /** The one walk: builds every module from the scope (a loading scope's tensors are filled by `materialize`). */
   static build(w: WeightScope, config: ConfigInput<ControlNetConfig>): ControlNetModel {
@@ -187,36 +190,6 @@ export class ControlNetModel {
     const mid = r.midBlockType === 'UNetMidBlock2DCrossAttn' ? UNetMidBlock2DCrossAttn.build(w.pp('mid_block'), plan.mid) : UNetMidBlock2D.build(w.pp('mid_block'), plan.mid);
     const midConv = Conv2d.build(w.pp('controlnet_mid_block'), plan.midChannels, plan.midChannels, { kernel: 1 });
     return new ControlNetModel(c, r, conv_in, new Timesteps(b0, r.flipSinToCos, r.freqShift), time_embedding, cond, down, zeroConvs, mid, midConv, w.dtype, w.loaded.slice(first));
-  }
-
-  /** Builds from a loading scope (keys relative to it), checks that every key was used, then reads the weights. */
-  static load(w: WeightScope, config: ConfigInput<ControlNetConfig>): Promise<ControlNetModel> {
-    return loadModel(w, 'ControlNetModel', (s) => ControlNetModel.build(s, config));
-  }
-
-  /** Every parameter key → shape the config implies (diffusers state-dict names): `build` with a recording scope. */
-  static describe(config: ConfigInput<ControlNetConfig>): Map<string, number[]> {
-    return recordParameters((w) => ControlNetModel.build(w, config));
-  }
-
-  /** Number of parameters the config implies. */
-  static parameterCount(config: ConfigInput<ControlNetConfig>): number {
-    return countParameters(ControlNetModel.describe(config));
-  }
-
-  /** Loads a diffusers `controlnet/` folder (config.json + weights). */
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<ControlNetModel> {
-    return loadFromFolder<Record<string, unknown>, ControlNetModel>(io, dir, opts.variant, (src, config) => ControlNetModel.fromSource(src, config, device, opts));
-  }
-
-  /** Loads from any TensorSource holding exactly this model's keys. */
-  static async fromSource(src: TensorSource, config: ConfigInput<ControlNetConfig>, device: Device, opts: FromSourceOptions = {}): Promise<ControlNetModel> {
-    return loadFromSource('ControlNetModel', src, device, opts, (w) => ControlNetModel.build(w, config));
-  }
-
-  /** A ControlNet with deterministic random weights (benchmarks, memory tests). */
-  static random(config: ConfigInput<ControlNetConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<ControlNetModel> {
-    return ControlNetModel.fromSource(new RandomSource(ControlNetModel.describe(config), opts.seed ?? 0), config, device, opts);
   }
 
   /** Pixels of control image per latent pixel (8 for conditioning_embedding_out_channels of length 4). */

@@ -3,7 +3,7 @@
  * SD1.x / SD2.x / SDXS family: CrossAttn/plain down and up blocks, optional UNetMidBlock2DCrossAttn,
  * positional timestep embedding, and ControlNet residual inputs.
  */
-import { InvalidArgumentError, ShapeError, UnsupportedError, type Device, type FileSource, type Tensor } from '@fewstep/tensor';
+import { InvalidArgumentError, ShapeError, UnsupportedError, type Tensor } from '@fewstep/tensor';
 import { add, scale } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
 import { GroupNorm } from '../layers/norm.js';
@@ -22,11 +22,10 @@ import {
   type Timestep,
   type UNetEncoderConfig,
 } from './unet_encoder.js';
-import { countParameters, disposeAll, loadModel, recordParameters, type TensorSource, type WeightScope } from '../modeling/weights.js';
-import { RandomSource, type RandomWeightsOptions } from '../modeling/random_weights.js';
-import { loadFromFolder, loadFromSource, type FromFolderOptions, type FromSourceOptions } from '../modeling/component.js';
+import  { disposeAll, type WeightScope } from '../modeling/weights.js';
 import { unsupportedConfig, withDefaults, type ConfigInput } from '../modeling/config.js';
 import { ConfigError } from '../errors.js';
+import { PretrainedModel } from '../modeling/pretrained.js';
 
 /** config.json of a UNet2DConditionModel, every key diffusers v0.25.1 takes (`model.config`: defaults applied). */
 export interface UNet2DConditionConfig extends UNetEncoderConfig {
@@ -174,7 +173,9 @@ export interface UNetForwardOptions {
   midBlockAdditionalResidual?: Tensor | undefined;
 }
 
-export class UNet2DConditionModel {
+export class UNet2DConditionModel extends PretrainedModel {
+  static readonly modelName = 'UNet2DConditionModel';
+
   private constructor(
     /** config.json's keys with diffusers' defaults (see modeling/config.ts). */
     readonly config: Readonly<UNet2DConditionConfig>,
@@ -190,7 +191,9 @@ export class UNet2DConditionModel {
     readonly conv_out: Conv2d,
     readonly dtype: 'f32' | 'f16',
     private readonly weights: Tensor[],
-  ) {}
+  ) {
+    super();
+  }
 
   /** The one walk: builds every module from the scope (a loading scope's tensors are filled by `materialize`). */
   static build(w: WeightScope, config: ConfigInput<UNet2DConditionConfig>): UNet2DConditionModel {
@@ -207,36 +210,6 @@ export class UNet2DConditionModel {
     const norm = GroupNorm.build(w.pp('conv_norm_out'), r.normNumGroups, b0, r.normEps);
     const conv_out = Conv2d.build(w.pp('conv_out'), b0, r.outChannels, { kernel: r.convOutKernel, padding: (r.convOutKernel - 1) / 2 });
     return new UNet2DConditionModel(c, r, conv_in, new Timesteps(b0, r.flipSinToCos, r.freqShift), time_embedding, down, mid, up, norm, conv_out, w.dtype, w.loaded.slice(first));
-  }
-
-  /** Builds from a loading scope (keys relative to it), checks that every key was used, then reads the weights. */
-  static load(w: WeightScope, config: ConfigInput<UNet2DConditionConfig>): Promise<UNet2DConditionModel> {
-    return loadModel(w, 'UNet2DConditionModel', (s) => UNet2DConditionModel.build(s, config));
-  }
-
-  /** Every parameter key → shape the config implies (diffusers state-dict names): `build` with a recording scope. */
-  static describe(config: ConfigInput<UNet2DConditionConfig>): Map<string, number[]> {
-    return recordParameters((w) => UNet2DConditionModel.build(w, config));
-  }
-
-  /** Number of parameters the config implies (SDXS-512-0.9: 328,177,284; SD1.5: 859,520,964). */
-  static parameterCount(config: ConfigInput<UNet2DConditionConfig>): number {
-    return countParameters(UNet2DConditionModel.describe(config));
-  }
-
-  /** Loads a diffusers `unet/` folder (config.json + safetensors). */
-  static async fromFolder(io: FileSource, dir: string, device: Device, opts: FromFolderOptions = {}): Promise<UNet2DConditionModel> {
-    return loadFromFolder<Record<string, unknown>, UNet2DConditionModel>(io, dir, opts.variant, (src, config) => UNet2DConditionModel.fromSource(src, config, device, opts));
-  }
-
-  /** Loads from any TensorSource holding exactly this model's keys. */
-  static async fromSource(src: TensorSource, config: ConfigInput<UNet2DConditionConfig>, device: Device, opts: FromSourceOptions = {}): Promise<UNet2DConditionModel> {
-    return loadFromSource('UNet2DConditionModel', src, device, opts, (w) => UNet2DConditionModel.build(w, config));
-  }
-
-  /** A full-size UNet with deterministic random weights (benchmarks, memory tests). */
-  static random(config: ConfigInput<UNet2DConditionConfig>, device: Device, opts: RandomWeightsOptions = {}): Promise<UNet2DConditionModel> {
-    return UNet2DConditionModel.fromSource(new RandomSource(UNet2DConditionModel.describe(config), opts.seed ?? 0), config, device, opts);
   }
 
   /**
