@@ -21,7 +21,8 @@ export const bench: Command = {
     '       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder,clip]\n' +
     '       fewstep bench pipeline [--json] [--dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile] [--sequential]\n' +
     '       fewstep bench serve --model <id|dir> [--clients 1,4] [--requests N] [--size 512x512] [--n 1] [--json]\n' +
-    '       fewstep bench write-model <dir> --tokenizer <dir> [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--dtype f32|f16]',
+    '       fewstep bench write-model <dir> --tokenizer <dir> [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--dtype f32|f16]\n' +
+    '       fewstep bench soak --model <id|dir> [--images 200] [--serve] [--every 10] [--size 512x512] [--json]',
   description:
     'Times each kernel at the shapes SDXS-512 uses (case names match shared/anchors/ort-ops), after a warm-up run, ' +
     'with GPU timestamp queries when the adapter has them (else wall clock around a full sync). Reports median ms, ' +
@@ -38,7 +39,10 @@ export const bench: Command = {
     '`bench serve` loads --model once behind `fewstep serve`\'s HTTP API on 127.0.0.1 and, for each --clients C, sends --requests ' +
     'requests from C concurrent clients: requests/s, images/s and p50/p95 latency (queueing included).\n\n' +
     '`bench write-model <dir>` writes a full-size diffusers folder of a real config with deterministic random weights (no download; ' +
-    'the CLIP tokenizer files come from --tokenizer), so `generate`, `batch` and `serve` can be timed end to end at full size.',
+    'the CLIP tokenizer files come from --tokenizer), so `generate`, `batch` and `serve` can be timed end to end at full size.\n\n' +
+    '`bench soak` loads --model once and makes --images one-image generations (new prompt and seed each; --serve: through ' +
+    '`fewstep serve`\'s HTTP API), sampling RSS, the JS heap after a GC and the GPU buffer pool every --every images, and says ' +
+    'whether memory grows after warm-up (the rule is printed with the verdict; see bench/soak.ts).',
   flags: {
     json: { type: 'boolean', help: 'Print one JSON document on stdout' },
     dtype: { type: 'string', choices: ['f32', 'f16', 'both'], help: 'Compute dtype(s) (kernels: both by default; models: f32)' },
@@ -56,6 +60,9 @@ export const bench: Command = {
     requests: { type: 'int', default: 8, help: 'bench serve: requests per client count' },
     size: { type: 'string', default: '512x512', help: 'bench serve: image size WIDTHxHEIGHT' },
     n: { type: 'int', default: 1, help: 'bench serve: images per request' },
+    images: { type: 'int', default: 200, help: 'bench soak: generations of one image each' },
+    serve: { type: 'boolean', help: 'bench soak: through fewstep serve\'s HTTP API on 127.0.0.1 instead of in-process' },
+    every: { type: 'int', default: 10, help: 'bench soak: images between memory samples' },
     tokenizer: { type: 'string', help: 'bench write-model: a CLIP tokenizer folder (vocab.json, merges.txt, …) to copy into the model' },
     peer: { type: 'string', choices: ['ort'], help: 'bench kernels: also time the anchor cases with ONNX Runtime (onnxruntime-node, installed on demand)' },
     'peer-ep': { type: 'string', choices: ['webgpu', 'cpu'], default: 'webgpu', help: 'Execution provider for --peer ort' },
@@ -70,7 +77,8 @@ export const bench: Command = {
     if (what === 'pipeline') return runPipeline(flags, io);
     if (what === 'serve') return runServe(flags, io);
     if (what === 'write-model') return runWriteModel(flags, positionals.slice(1), io);
-    if (what !== 'kernels') throw new UsageError(`expected \`bench kernels\`, \`models\`, \`pipeline\`, \`serve\` or \`write-model\`, got ${what ? `"${what}"` : 'nothing'}`);
+    if (what === 'soak') return (await import('../bench/soak.js')).runSoakCommand(flags, io);
+    if (what !== 'kernels') throw new UsageError(`expected \`bench kernels\`, \`models\`, \`pipeline\`, \`serve\`, \`write-model\` or \`soak\`, got ${what ? `"${what}"` : 'nothing'}`);
     const reps = flags['reps'] as number;
     if (reps < 1) throw new UsageError(`--reps must be ≥ 1, got ${reps}`);
     let filter: RegExp | undefined;
