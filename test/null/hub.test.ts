@@ -1,5 +1,6 @@
 // Hub downloads into the huggingface_hub cache layout, against a fake hub on 127.0.0.1.
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -289,6 +290,16 @@ describe('snapshotDownload', () => {
     } finally {
       delete process.env['HF_HUB_OFFLINE'];
     }
+  });
+
+  it('temp files of killed processes in the repo\'s .fewstep/tmp are removed by the next download; a live process\' stay', async () => {
+    const tmp = join(repoRoot(), '.fewstep', 'tmp');
+    mkdirSync(tmp, { recursive: true });
+    const dead = Number(spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString());
+    const parent = process.ppid; // alive while we run
+    for (const n of [`link-${dead}-abc123.tmp`, `write-${dead}-x9.tmp`, `link-${parent}-keep.tmp`, 'other.txt']) writeFileSync(join(tmp, n), 'x');
+    await dl({ allowPatterns: ['model_index.json'] });
+    expect(readdirSync(tmp).sort()).toEqual([`link-${parent}-keep.tmp`, 'other.txt'].sort());
   });
 
   it('a revision other than main writes refs/<rev> and its own snapshot', async () => {

@@ -16,6 +16,7 @@ import { copyFile, lstat, mkdir, readFile, readdir, rename, rm, stat, symlink, w
 import { homedir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
 import { HubInputError } from './errors.js';
+import { isProcessAlive } from './lock.js';
 
 export type RepoType = 'model' | 'dataset' | 'space';
 
@@ -180,6 +181,7 @@ export class RepoCache {
     const blob = this.blobPath(etag);
     await mkdir(dirname(dst), { recursive: true });
     await mkdir(this.tmpDir, { recursive: true });
+    await sweepTmp(this.tmpDir);
     const tmp = tmpName(this.tmpDir, 'link');
     try {
       await symlink(relative(dirname(dst), blob), tmp);
@@ -213,11 +215,28 @@ export async function fileSize(p: string): Promise<number | undefined> {
 }
 
 const tmpName = (dir: string, what: string) => join(dir, `${what}-${process.pid}-${Math.random().toString(36).slice(2)}.tmp`);
+const TMP_RE = /^(?:link|write)-(\d+)-[0-9a-z]*\.tmp$/;
+const sweptTmp = new Set<string>();
+
+/**
+ * Removes the temp files (`link-<pid>-….tmp`, `write-<pid>-….tmp`; a copied blob where symlinks fail can be big)
+ * that processes killed mid-write left in `dir`: those whose pid no longer runs. Once per folder per process.
+ */
+async function sweepTmp(dir: string): Promise<void> {
+  if (sweptTmp.has(dir)) return;
+  sweptTmp.add(dir);
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const n of names) {
+    const pid = TMP_RE.exec(n)?.[1];
+    if (pid !== undefined && Number(pid) !== process.pid && !isProcessAlive(Number(pid))) await rm(join(dir, n), { force: true }).catch(() => undefined);
+  }
+}
 
 /** Writes via a temp file in `tmpDir` (same file system) and a rename, so readers never see half a file. */
 export async function atomicWrite(p: string, data: string, tmpDir = dirname(p)): Promise<void> {
   await mkdir(dirname(p), { recursive: true });
   await mkdir(tmpDir, { recursive: true });
+  await sweepTmp(tmpDir);
   const tmp = tmpName(tmpDir, 'write');
   try {
     await writeFile(tmp, data);

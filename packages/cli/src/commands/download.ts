@@ -10,7 +10,10 @@ export const download: Command = {
     '$HF_HUB_CACHE, default ~/.cache/huggingface/hub), resuming interrupted files, and prints the\n' +
     'snapshot folder on stdout. Files already cached are not downloaded again; a complete cached\n' +
     'snapshot needs no network at all. Globs: * and ? stay within a folder, ** crosses folders, a\n' +
-    'pattern without / matches a name at any depth (*.json), a folder pattern selects its contents.\n' +
+    'pattern without / matches a name at any depth (*.json), a folder pattern selects its contents; an\n' +
+    '--include that matches no file of the revision (or patterns that leave none) is an error (exit 1).\n' +
+    'Several processes (fewstep or Python\'s huggingface_hub) may fill one cache at once: each file is\n' +
+    'downloaded by one of them under the cache\'s per-file lock (.locks/), the others wait and reuse it.\n' +
     'Env: HF_TOKEN (or $HF_HOME/token), HF_ENDPOINT, HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE=1.',
   flags: {
     revision: { type: 'string', help: 'Branch, tag or commit (an @revision on the repo id wins)', default: 'main' },
