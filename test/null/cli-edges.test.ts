@@ -233,6 +233,33 @@ describe('temp files of killed runs', () => {
     expect(partialPath('/x/y.png')).toBe(`/x/y.png.partial-${process.pid}`);
   });
 
+  it('generate removes them when it checks its destination, before any model is loaded (even if the run then fails)', async () => {
+    const dir = join(work, 'gen-stale');
+    mkdirSync(dir);
+    const dead = deadPid();
+    writeFileSync(join(dir, `0000-a-cat.png.partial-${dead}`), 'x');
+    writeFileSync(join(dir, `one.png.partial-${dead}`), 'x');
+    const env = { HF_HUB_OFFLINE: process.env['HF_HUB_OFFLINE'], HF_HUB_CACHE: process.env['HF_HUB_CACHE'] };
+    process.env['HF_HUB_OFFLINE'] = '1';
+    process.env['HF_HUB_CACHE'] = join(work, 'empty-cache');
+    try {
+      let c = capture();
+      expect(await main(['generate', 'cat', '--out-dir', dir], c.io)).toBe(1); // the model is not in the (empty, offline) cache
+      expect(readdirSync(dir)).toEqual([]);
+      const dir2 = join(work, 'gen-stale2');
+      mkdirSync(dir2);
+      writeFileSync(join(dir2, `one.png.partial-${dead}`), 'x');
+      c = capture();
+      expect(await main(['generate', 'cat', '--out', join(dir2, 'one.png')], c.io)).toBe(1);
+      expect(readdirSync(dir2)).toEqual([]);
+    } finally {
+      for (const [k, v] of Object.entries(env)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  });
+
   it.skipIf(!built)('a convert killed mid-write leaves <out>.partial-<pid>; the next convert into that folder removes it', async () => {
     const dir = join(work, 'killed');
     mkdirSync(dir);

@@ -80,14 +80,15 @@ export function writeError(path: string, e: unknown): Error {
 
 /**
  * Checks, before any work, that `path` can be written: its folder exists, is a folder, and a file can be
- * created in it (the temp file is created and removed). Throws a UsageError starting with `label` (e.g.
- * "--out x.png" or "output x.safetensors").
+ * created in it (the temp file is created and removed); dead processes' temp files there are removed first.
+ * Throws a UsageError starting with `label` (e.g. "--out x.png" or "output x.safetensors").
  */
 export async function checkWritable(path: string, label: string): Promise<void> {
   const folder = dirname(path);
   const st = await stat(resolve(folder)).catch(() => undefined);
   if (!st) throw new UsageError(`${label}: folder ${folder} does not exist`);
   if (!st.isDirectory()) throw new UsageError(`${label}: ${folder} is not a folder`);
+  await removeStaleTemps(folder);
   const probe = partialPath(path);
   try {
     const fh = await open(probe, 'w');

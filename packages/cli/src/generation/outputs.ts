@@ -11,7 +11,7 @@ import { dirname, extname, join, resolve } from 'node:path';
 import { encodePng, parametersText, pngTextChunks, type GenerationInfo, type RGBImage } from '@fewstep/models';
 import { UsageError } from '../args.js';
 import { VERSION } from '../version.js';
-import { checkWritable, partialPath } from '../write_atomic.js';
+import { checkWritable, partialPath, removeStaleTemps } from '../write_atomic.js';
 import type { ModelOptions } from './flags.js';
 import { loadSharp } from './image_inputs.js';
 
@@ -49,7 +49,8 @@ export function imageFileName(index: number, prompt: string, format: OutputForma
 /**
  * Checks that `dir` is (or can be created as) a writable folder, by trying: a file is created and removed in it,
  * or — when it does not exist yet — a folder in its nearest existing parent (access() says yes to root on a
- * read-only mount or /sys, where the real write would fail after the images were made). Leaves nothing behind.
+ * read-only mount or /sys, where the real write would fail after the images were made). Leaves nothing behind;
+ * removes the temp files that killed runs left in the folder (write_atomic.ts).
  */
 export async function checkOutDir(dir: string, flag = '--out-dir'): Promise<void> {
   let d = resolve(dir);
@@ -57,6 +58,7 @@ export async function checkOutDir(dir: string, flag = '--out-dir'): Promise<void
     const st = await stat(d).catch(() => undefined);
     if (st) {
       if (!st.isDirectory()) throw new UsageError(`${flag} ${dir}: ${d === resolve(dir) ? 'is not a folder' : `${d} is not a folder`}`);
+      if (d === resolve(dir)) await removeStaleTemps(d);
       const code = await probeFolder(d, d !== resolve(dir));
       if (code) throw new UsageError(`${flag} ${dir}: ${d === resolve(dir) ? `folder is not writable (${code})` : `cannot create it (${d} is not writable: ${code})`}`);
       return;
