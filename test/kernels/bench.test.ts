@@ -40,7 +40,7 @@ describe('fewstep bench kernels', () => {
   it('rejects a bad subcommand and a bad regex as usage errors', async () => {
     const a = capture();
     expect(await main(['bench', 'kernal'], a.io)).toBe(2);
-    expect(a.err.join('')).toBe('fewstep bench: expected `bench kernels`, `bench models` or `bench pipeline`, got "kernal"\n');
+    expect(a.err.join('')).toBe('fewstep bench: expected `bench kernels`, `models`, `pipeline`, `serve`, `write-model` or `soak`, got "kernal"\n');
     const p = capture();
     expect(await main(['bench', 'pipeline', '--config', 'sdxl'], p.io)).toBe(2);
     expect(p.err.join('')).toBe('fewstep bench: --config must be one of sdxs-512-0.9, sdxs-512-dreamshaper, sd15, got "sdxl"\n');
