@@ -14,7 +14,7 @@ import { schedulerName } from '../../packages/cli/src/generation/flags';
 import { parseLoraSpec } from '../../packages/cli/src/lora_source';
 import { filterRows } from '../../packages/cli/src/commands/batch';
 import { parsePromptsTsv } from '../../packages/cli/src/prompts';
-import { readResults, type ResultLine } from '../../packages/cli/src/eval/results';
+import { readResults, repairResults, type ResultLine } from '../../packages/cli/src/eval/results';
 import { runReportHtml } from '../../packages/cli/src/eval/report_html';
 import { summarize } from '../../packages/cli/src/eval/summary';
 import { resolveModel, selectModelFiles } from '@fewstep/weights-tools';
@@ -253,15 +253,19 @@ describe('helpers', () => {
     ]);
   });
 
-  it('results.jsonl: last line per file wins, broken lines are skipped', async () => {
+  it('results.jsonl: last line per file wins, broken lines are skipped, then repaired once', async () => {
     const p = join(work, 'results.jsonl');
     const line = (file: string, seed: number) => JSON.stringify({ prompt: 'p', category: 'c', challenge: 'x', row: 0, seed, file, seconds: 1 });
     writeFileSync(p, `${line('a.png', 1)}\n{"prompt": "trunc\n${line('a.png', 2)}\n${line('b.png', 3)}`);
     const r = await readResults(p);
     expect(r.bad).toBe(1);
-    expect(r.endsWithNewline).toBe(false);
     expect([...r.results.keys()]).toEqual(['a.png', 'b.png']);
     expect(r.results.get('a.png')!.seed).toBe(2);
+    // A torn line (a kill mid-append) is removed once, atomically; the file then ends with a newline.
+    expect(await repairResults(p)).toBe(1);
+    expect(readFileSync(p, 'utf8')).toBe(`${line('a.png', 1)}\n${line('a.png', 2)}\n${line('b.png', 3)}\n`);
+    expect(await repairResults(p)).toBe(0);
+    expect((await readResults(p)).bad).toBe(0);
     expect((await readResults(join(work, 'none.jsonl'))).results.size).toBe(0);
   });
 

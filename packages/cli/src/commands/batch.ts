@@ -9,7 +9,7 @@ import { UsageError } from '../args.js';
 import type { Command } from '../command.js';
 import type { PromptRow } from '../prompts/index.js';
 import { readPromptsFlag } from '../prompts/flag.js';
-import { RESULTS_FILE, REPORT_FILE, appendResults, readResults, readRunSettings, settingsKey, writeRunSettings, type ResultLine, type RunSettings } from '../eval/results.js';
+import { RESULTS_FILE, REPORT_FILE, appendResults, readResults, repairResults, readRunSettings, settingsKey, writeRunSettings, type ResultLine, type RunSettings } from '../eval/results.js';
 import { writeRunReport } from '../eval/run_folder.js';
 import { inShard, parseShard, shardLabel, type Shard } from '../eval/shard.js';
 import { DEFAULT_CLIP_MODEL, clipFlagError, planClip, type ClipPlan } from '../eval/clip_model.js';
@@ -188,8 +188,9 @@ export const batch: Command = {
 
       // ---- what is left to do
       const resultsPath = join(outDir, RESULTS_FILE);
+      const torn = await repairResults(resultsPath);
+      if (torn) ui.note(`note: removed ${torn} unreadable line${torn === 1 ? '' : 's'} (torn by an interrupted run) from ${resultsPath}`);
       const prev = await readResults(resultsPath);
-      if (prev.bad) ui.note(`note: skipped ${prev.bad} unreadable line${prev.bad === 1 ? '' : 's'} of ${resultsPath}`);
       const todo: PromptRow[] = [];
       for (const r of rows) {
         const file = imageFileName(r.row, r.prompt, format);
@@ -210,7 +211,6 @@ export const batch: Command = {
         const tLoad = performance.now();
         const loaded = await loadModel(plan, { ui, signal });
         ui.note(`loaded ${model.model} in ${((performance.now() - tLoad) / 1000).toFixed(2)} s`);
-        let repairTail = !prev.endsWithNewline;
         let generated = false;
         try {
           for (let k = 0; k < todo.length; k += perCall) {
@@ -251,8 +251,7 @@ export const batch: Command = {
               });
               times.push(seconds);
             }
-            await appendResults(resultsPath, lines, repairTail);
-            repairTail = false;
+            await appendResults(resultsPath, lines);
             const done = skipped + k + chunk.length;
             const after = eta(times, todo.length - k - chunk.length);
             for (const [i, l] of lines.entries()) {

@@ -75,7 +75,6 @@ export interface ReadResults {
   results: Map<string, ResultLine>;
   /** Unreadable lines skipped (e.g. a line torn by a kill). */
   bad: number;
-  endsWithNewline: boolean;
 }
 
 /** Reads results.jsonl; a missing file is an empty run. */
@@ -85,7 +84,7 @@ export async function readResults(path: string): Promise<ReadResults> {
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { results, bad: 0, endsWithNewline: true };
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { results, bad: 0 };
     throw e;
   }
   let bad = 0;
@@ -99,11 +98,39 @@ export async function readResults(path: string): Promise<ReadResults> {
       bad++;
     }
   }
-  return { results, bad, endsWithNewline: text === '' || text.endsWith('\n') };
+  return { results, bad };
 }
 
-/** Appends result lines; `repairTail` first ends a torn last line so the new ones stay readable. */
-export async function appendResults(path: string, lines: readonly ResultLine[], repairTail = false): Promise<void> {
+/**
+ * Rewrites results.jsonl without its unreadable lines (a line torn by a kill mid-append), atomically, so a torn
+ * line is repaired once instead of skipped by every later run; returns how many lines were dropped.
+ */
+export async function repairResults(path: string): Promise<number> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw e;
+  }
+  const good: string[] = [];
+  let dropped = 0;
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const r = JSON.parse(line) as ResultLine;
+      if (r && typeof r.file === 'string' && typeof r.prompt === 'string') good.push(line);
+      else dropped++;
+    } catch {
+      dropped++;
+    }
+  }
+  if (dropped || (text !== '' && !text.endsWith('\n'))) await writeAtomic(path, good.map((l) => l + '\n').join(''));
+  return dropped;
+}
+
+/** Appends result lines (results.jsonl must end with a newline: repairResults first). */
+export async function appendResults(path: string, lines: readonly ResultLine[]): Promise<void> {
   if (!lines.length) return;
-  await appendFile(path, (repairTail ? '\n' : '') + lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+  await appendFile(path, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
 }

@@ -14,7 +14,7 @@ import { UsageError } from '../args.js';
 import { decodeImage } from '../generation/image_inputs.js';
 import { eta, fmtDuration, type ProgressUI } from '../generation/progress.js';
 import { loadClip, type ClipPlan } from './clip_model.js';
-import { RESULTS_FILE, appendResults, readResults, readRunSettings, writeRunSettings, type ResultLine, type RunSettings } from './results.js';
+import { RESULTS_FILE, appendResults, repairResults, readRunSettings, writeRunSettings, type ResultLine, type RunSettings } from './results.js';
 import { presentResults } from './run_folder.js';
 
 /** Images scored per CLIP forward when nothing says otherwise (CLIPScorer's default). */
@@ -82,7 +82,8 @@ export async function scoreRun(dir: string, opts: ScoreRunOptions): Promise<Scor
     if (skipped) ui.note(`scoring: ${skipped} of ${results.length} images already scored`);
     const step = clip.scorer.batchSize;
     const times: number[] = [];
-    let repairTail = !(await readResults(resultsPath)).endsWithNewline;
+    const torn = await repairResults(resultsPath);
+    if (torn) ui.note(`note: removed ${torn} unreadable line${torn === 1 ? '' : 's'} (torn by an interrupted run) from ${resultsPath}`);
     for (let k = 0; k < todo.length; k += step) {
       signal?.throwIfAborted();
       const chunk = todo.slice(k, k + step);
@@ -97,8 +98,7 @@ export async function scoreRun(dir: string, opts: ScoreRunOptions): Promise<Scor
       end();
       signal?.throwIfAborted();
       const lines: ResultLine[] = chunk.map((r, i) => ({ ...r, clip_score: scores[i]!, clip_model: opts.clipName }));
-      await appendResults(resultsPath, lines, repairTail);
-      repairTail = false;
+      await appendResults(resultsPath, lines);
       const secs = (performance.now() - start) / 1000 / chunk.length;
       for (let i = 0; i < chunk.length; i++) times.push(secs);
       scored += chunk.length;
