@@ -6,9 +6,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AbortError, Tensor, type Device } from '@fewstep/tensor';
+import { AbortError, ResourceLimitError, Tensor, type Device } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
-import { AutoencoderTiny, StableDiffusionPipeline, TorchGenerator, fitImage, type ProgressEvent, type RGBImage } from '@fewstep/models';
+import { AutoencoderTiny, GeneratorList, StableDiffusionPipeline, TorchGenerator, fitImage, type ProgressEvent, type RGBImage } from '@fewstep/models';
 import { closeDevice, gpuDevice } from '../helpers/gpu';
 import { expectClose } from '../helpers/compare';
 import { buildTinyModel } from '../helpers/tiny_sdxs_model';
@@ -101,6 +101,68 @@ describe('one seed per image (diffusers generator=[…])', () => {
       ddpm.dispose();
     }
     expect(() => pipe.plan({ prompt: ['a', 'b'], seed: [1] })).toThrow('seed: a list of seeds needs one per image: 2 images, 1 seeds');
+  });
+});
+
+describe('batches larger than a binding', () => {
+  it('a batch whose tensors exceed maxStorageBufferBindingSize runs in parts (UNet, decoder), with the same results', async () => {
+    /** The largest binding one image needs in `stage` (at this size the activations outgrow the weights). */
+    const largestBinding = async (stage: 'denoise' | 'decode', size: number) => {
+      let largest = 0, tracking = false;
+      const binding = Tensor.prototype.binding;
+      Tensor.prototype.binding = function (this: Tensor, what?: string) {
+        const b = binding.call(this, what);
+        if (tracking) largest = Math.max(largest, b.size ?? 0);
+        return b;
+      };
+      try {
+        await pipe.generate({ prompt: 'a red boat', seed: 21, width: size, height: size, onProgress: (e) => void (e.type === 'stage' && e.stage === stage && (tracking = e.status === 'start')) });
+      } finally {
+        Tensor.prototype.binding = binding;
+      }
+      return largest;
+    };
+    const limit = (bytes: number) => Object.defineProperty(d, 'maxBinding', { value: Math.floor(bytes), configurable: true });
+    const unlimit = () => delete (d as unknown as { maxBinding?: number }).maxBinding;
+    const prompts = ['a red boat', 'a green tree', 'a blue house'], seeds = [21, 22, 23];
+    const small = await StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles });
+    const rows = (small as unknown as { partRows: { unet: number; decode: number } }).partRows;
+    try {
+      // UNet at 256² (32² latents): room for 1.5 images' activations; the text encoder runs first, unrestricted.
+      const opts = { prompt: prompts, seed: seeds, width: 256, height: 256 };
+      const wholeUnet: Float32Array[] = [];
+      const whole = await pipe.generate({ ...opts, onStep: (t) => void wholeUnet.push(t.unetOut) });
+      const plan = small.plan(opts);
+      const unetLimit = 1.5 * (await largestBinding('denoise', 256));
+      const context = await small.encodePrompt(plan);
+      try {
+        const scheduler = small.createScheduler();
+        const generator = new GeneratorList(plan.seeds!);
+        const start = await small.prepareLatents(plan, scheduler, generator);
+        limit(unetLimit);
+        const parts: Float32Array[] = [];
+        const latents = await small.denoise(plan, { ...start, context, scheduler, generator }, undefined, (t) => void parts.push(t.unetOut));
+        expect(rows.unet).toBeLessThan(3);
+        parts.forEach((p, i) => expect(Buffer.from(p.buffer).equals(Buffer.from(wholeUnet[i]!.buffer)), `UNet output, step ${i}`).toBe(true));
+        expect(Buffer.from(latents.buffer).equals(Buffer.from(whole.latents.data.buffer))).toBe(true);
+      } finally {
+        unlimit();
+        context.dispose();
+      }
+      // The decoder at 64²: room for 1.5 decoded images.
+      const opts64 = { prompt: prompts, seed: seeds, width: 64, height: 64 };
+      const whole64 = await pipe.generate(opts64);
+      limit(1.5 * (await largestBinding('decode', 64)));
+      const out = await small.generate(opts64);
+      expect(rows.decode).toBeLessThan(3);
+      for (let i = 0; i < 3; i++) expect(same(out.images[i]!, whole64.images[i]!), `image ${i}`).toBe(true);
+      // A limit no single image fits: one clear error naming the tensor.
+      limit(1000);
+      await expect(small.decode(whole64.latents.data, whole64.latents.shape)).rejects.toThrow(/more than this adapter's maxStorageBufferBindingSize \(1000\)/);
+    } finally {
+      unlimit();
+      small.dispose();
+    }
   });
 });
 

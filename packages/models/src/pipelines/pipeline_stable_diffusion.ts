@@ -30,8 +30,8 @@
  * What runs where: tokenizer, scheduler, random numbers, CFG and postprocess on the CPU (float32-rounded
  * like torch); text encoder, UNet, ControlNet and VAE on the GPU. Browser-safe: no node: imports.
  */
-import { Tensor, UnsupportedError, throwIfAborted, type Device } from '@fewstep/tensor';
-import { concat } from '@fewstep/kernels';
+import { ResourceLimitError, Tensor, UnsupportedError, throwIfAborted, type Device } from '@fewstep/tensor';
+import { concat, slice } from '@fewstep/kernels';
 import type { CLIPTokenizer } from '../clip/tokenization_clip.js';
 import type { CLIPTextModel } from '../clip/modeling_clip.js';
 import type { UNet2DConditionModel, UNetForwardOptions } from '../unets/unet_2d_condition.js';
@@ -92,6 +92,8 @@ export class StableDiffusionPipeline {
   readonly vaeScaleFactor: number;
   private disposed = false;
   private _controlnet: ControlNetModel | null = null;
+  /** The most rows each stage has run in one pass without exceeding a binding limit (see inParts). */
+  private readonly partRows = { unet: Infinity, decode: Infinity };
 
   private constructor(
     readonly tokenizer: CLIPTokenizer,
@@ -335,22 +337,30 @@ export class StableDiffusionPipeline {
               input.set(latents, n);
             }
             const scaled = s.scheduler.scaleModelInput(input, ts);
-            let traceDown: Float32Array[] | undefined, traceMid: Float32Array | undefined;
-            const out = await device.scope(async () => {
-              const x = Tensor.from(device, scaled, [cfg ? 2 * B : B, C, h, w], 'f32');
-              let residuals: UNetForwardOptions = {};
-              if (controlnet) {
-                // The ControlNet sees exactly the UNet's input: scaled latents, t, all prompt embeddings.
-                const r = controlnet.forward(x, ts, s.context, controlCond!, { conditioningScale: plan.control!.scale });
-                residuals = { downBlockAdditionalResiduals: r.downBlockResSamples, midBlockAdditionalResidual: r.midBlockResSample };
-              }
-              const y = this.unet.forward(x, ts, s.context, residuals);
-              if (onStep && residuals.downBlockAdditionalResiduals) {
-                traceDown = await Promise.all(residuals.downBlockAdditionalResiduals.map((t) => t.readF32()));
-                traceMid = await residuals.midBlockAdditionalResidual!.readF32();
-              }
-              return y.readF32();
-            });
+            const rows = cfg ? 2 * B : B, per = C * h * w;
+            const traces: { down: Float32Array[]; mid: Float32Array }[] = [];
+            // Rows are independent through the UNet (and ControlNet): a batch too large for the adapter's bindings
+            // runs in parts (see inParts); the UNet sees rows r0..r0+k of its input, context and control image.
+            const out = await this.inParts('unet', rows, (r0, k) =>
+              device.scope(async () => {
+                const x = Tensor.from(device, scaled.subarray(r0 * per, (r0 + k) * per), [k, C, h, w], 'f32');
+                const ctx = k === rows ? s.context : slice(s.context, 0, r0, r0 + k);
+                let residuals: UNetForwardOptions = {};
+                if (controlnet) {
+                  // The ControlNet sees exactly the UNet's input: scaled latents, t, all prompt embeddings.
+                  const cond = k === rows ? controlCond! : slice(controlCond!, 0, r0, r0 + k);
+                  const r = controlnet.forward(x, ts, ctx, cond, { conditioningScale: plan.control!.scale });
+                  residuals = { downBlockAdditionalResiduals: r.downBlockResSamples, midBlockAdditionalResidual: r.midBlockResSample };
+                }
+                const y = this.unet.forward(x, ts, ctx, residuals);
+                if (onStep && residuals.downBlockAdditionalResiduals) {
+                  traces.push({ down: await Promise.all(residuals.downBlockAdditionalResiduals.map((t) => t.readF32())), mid: await residuals.midBlockAdditionalResidual!.readF32() });
+                }
+                return y.readF32();
+              }),
+            );
+            const traceDown = traces.length ? traces[0]!.down.map((_, j) => joinParts(traces.map((t) => t.down[j]!))) : undefined;
+            const traceMid = traces.length ? joinParts(traces.map((t) => t.mid)) : undefined;
             let noisePred = out;
             if (cfg) {
               noisePred = new Float32Array(n);
@@ -377,13 +387,40 @@ export class StableDiffusionPipeline {
     const device = this.device;
     const sf = this.scalingFactor;
     const z = sf === 1 ? latents : latents.map((x) => f(x / sf));
-    const decoded = await device.scope(async () => {
-      const zt = Tensor.from(device, z, shape, this.vae.dtype === 'f16' ? 'f16' : 'f32');
-      const img = this.vae.decode(zt);
-      return { data: await img.readF32(), shape: [...img.shape] };
-    });
-    const pp = postprocess(decoded.data, decoded.shape);
+    const [B, ...rest] = shape as [number, ...number[]];
+    const per = rest.reduce((a, b) => a * b, 1);
+    let imageShape: number[] = [];
+    const data = await this.inParts('decode', B, (r0, k) =>
+      device.scope(async () => {
+        const zt = Tensor.from(device, z.subarray(r0 * per, (r0 + k) * per), [k, ...rest], this.vae.dtype === 'f16' ? 'f16' : 'f32');
+        const img = this.vae.decode(zt);
+        imageShape = [B, ...img.shape.slice(1)];
+        return img.readF32();
+      }),
+    );
+    const pp = postprocess(data, imageShape);
     return { images: pp.images, float: pp.float };
+  }
+
+  /**
+   * Runs `run(r0, k)` over rows [0, rows) in parts of at most the largest size that has fitted so far: when a part
+   * needs a tensor larger than the adapter lets one binding hold (ResourceLimitError — e.g. a batch of 8 at 512² on
+   * a 128 MiB-binding adapter), it is halved and retried; the size learned is kept for the next call. Rows are
+   * independent, so the joined result is the whole batch's.
+   */
+  private async inParts(stage: 'unet' | 'decode', rows: number, run: (r0: number, k: number) => Promise<Float32Array>): Promise<Float32Array> {
+    const parts: Float32Array[] = [];
+    for (let r0 = 0; r0 < rows; ) {
+      const k = Math.min(this.partRows[stage], rows - r0);
+      try {
+        parts.push(await run(r0, k));
+        r0 += k;
+      } catch (e) {
+        if (!(e instanceof ResourceLimitError) || k === 1) throw e;
+        this.partRows[stage] = Math.ceil(k / 2);
+      }
+    }
+    return joinParts(parts);
   }
 
   /**
@@ -431,6 +468,18 @@ export class StableDiffusionPipeline {
 }
 
 export { StableDiffusionPipeline as Pipeline };
+
+/** Concatenates row-major parts. */
+function joinParts(parts: readonly Float32Array[]): Float32Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
 
 /** A StageRunner without events, for calling one stage directly. */
 const plainStage: StageRunner = (_stage, fn) => fn();
