@@ -5,8 +5,12 @@
  * - A bounded FIFO queue: when it is full a request gets 429 with `Retry-After` (seconds, from the mean job
  *   time). A client that disconnects cancels its job (queued: dropped; running: aborted at the next GPU
  *   dispatch).
- * - Bodies are size-limited (413), must be JSON (400 naming the problem), and values are checked by
- *   `parseImageRequest` (400 naming the field) and then by the model's own rules (400).
+ * - Bodies are size-limited (413, sent before the rest of a large body is read), must be JSON (400 naming the
+ *   problem), and values are checked by `parseImageRequest` (400 naming the field) and then by the model's own
+ *   rules (400).
+ * - Whatever the bytes, an answer is one well-formed HTTP response whose errors are OpenAI's JSON shape with a
+ *   one-line message: malformed targets and %-escapes (400), what Node's parser refuses (400, 431), CONNECT
+ *   (405), an unknown Expect (417), HTTP/1.1 without Host (400). fuzz-serve.test.ts holds it to that.
  * - `apiKey`: every API request (`/v1/*`, `/health`) must carry `Authorization: Bearer <key>` (401 otherwise);
  *   the page's static files need none (they hold no data; the page sends the key with its API calls).
  * - `close()`: stops accepting, answers queued requests 503, lets the running job finish for `graceMs`, then
@@ -16,8 +20,10 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { readFile, stat } from 'node:fs/promises';
 import { extname, normalize, resolve, sep } from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { InvalidArgumentError, isAbortError } from '@fewstep/tensor';
-import { HttpError, parseImageRequest, type ImageRequest } from './openai_request.js';
+import { HttpError, oneLine, parseImageRequest, type ImageRequest } from './openai_request.js';
 
 /** The model behind the server. */
 export interface ImageService {
@@ -119,18 +125,26 @@ export async function startServer(service: ImageService, opts: ServeOptions): Pr
     return got.length === want.length && timingSafeEqual(got, want);
   };
 
+  /**
+   * The body as text, at most maxBody bytes. A larger one (declared, or chunked and seen growing) is answered
+   * 413 at once with `Connection: close`: the rest is read and dropped until the answer is sent and the
+   * connection closed (destroying the request would take the answer with it).
+   */
   const readBody = (req: IncomingMessage) =>
     new Promise<string>((resolveBody, reject) => {
+      const tooLarge = (message: string) => {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new HttpError(413, message, null, 'body_too_large', 'invalid_request_error', { Connection: 'close' }));
+      };
       const declared = Number(req.headers['content-length'] ?? 0);
-      if (declared > maxBody) return reject(new HttpError(413, `the request body is ${declared} bytes; at most ${maxBody}`, null, 'body_too_large'));
+      if (declared > maxBody) return tooLarge(`the request body is ${declared} bytes; at most ${maxBody}`);
       const chunks: Buffer[] = [];
       let size = 0;
       req.on('data', (c: Buffer) => {
         size += c.length;
-        if (size > maxBody) {
-          reject(new HttpError(413, `the request body is larger than ${maxBody} bytes`, null, 'body_too_large'));
-          req.destroy();
-        } else chunks.push(c);
+        if (size > maxBody) tooLarge(`the request body is larger than ${maxBody} bytes`);
+        else chunks.push(c);
       });
       req.on('end', () => resolveBody(Buffer.concat(chunks).toString('utf8')));
       req.on('error', reject);
@@ -148,11 +162,11 @@ export async function startServer(service: ImageService, opts: ServeOptions): Pr
     try {
       body = JSON.parse(text);
     } catch (e) {
-      throw new HttpError(400, `the request body is not valid JSON (${(e as Error).message})`, null, 'invalid_json');
+      throw new HttpError(400, `the request body is not valid JSON (${oneLine((e as Error).message)})`, null, 'invalid_json');
     }
     const r = parseImageRequest(body);
     if (r.model !== undefined && r.model !== service.modelId) {
-      throw new HttpError(404, `The model '${r.model}' does not exist (this server runs '${service.modelId}'; see GET /v1/models)`, 'model', 'model_not_found');
+      throw new HttpError(404, `The model '${oneLine(r.model)}' does not exist (this server runs '${service.modelId}'; see GET /v1/models)`, 'model', 'model_not_found');
     }
     // A client that goes away cancels its job: 'close' on the response before it was sent.
     const ctl = new AbortController();
@@ -176,24 +190,35 @@ export async function startServer(service: ImageService, opts: ServeOptions): Pr
   const serveStatic = async (res: ServerResponse, urlPath: string) => {
     if (!opts.staticDir) throw new HttpError(404, 'not found', null, 'not_found');
     const root = resolve(opts.staticDir);
-    let rel = decodeURIComponent(urlPath);
+    let rel: string;
+    try {
+      rel = decodeURIComponent(urlPath);
+    } catch {
+      throw new HttpError(400, `${oneLine(urlPath)}: a malformed %-escape in the path`, null, 'invalid_path');
+    }
+    if (rel.includes('\0')) throw new HttpError(404, `${oneLine(urlPath)}: not found`, null, 'not_found');
     if (rel.endsWith('/')) rel += 'index.html';
     const file = resolve(root, '.' + normalize(rel));
     if (file !== root && !file.startsWith(root + sep)) throw new HttpError(404, 'not found', null, 'not_found');
     const st = await stat(file).catch(() => undefined);
-    if (!st?.isFile()) throw new HttpError(404, `${urlPath}: not found`, null, 'not_found');
+    if (!st?.isFile()) throw new HttpError(404, `${oneLine(urlPath)}: not found`, null, 'not_found');
     const bytes = await readFile(file);
     res.writeHead(200, { 'Content-Type': TYPES[extname(file)] ?? 'application/octet-stream', 'Content-Length': bytes.length, 'Cache-Control': 'no-cache' });
     res.end(bytes);
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://localhost');
-    const path = url.pathname;
+    if (req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 && req.headers.host === undefined) throw new HttpError(400, 'an HTTP/1.1 request needs a Host header', null, 'bad_request');
+    let path: string;
+    try {
+      path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    } catch {
+      throw new HttpError(400, `${oneLine(req.url ?? '')}: not a valid request target`, null, 'invalid_path');
+    }
     const api = path.startsWith('/v1/') || path === '/health';
     if (api && !authorized(req)) throw new HttpError(401, 'a valid API key is required (Authorization: Bearer <key>)', null, 'invalid_api_key');
     const allow = (method: string) => {
-      if (req.method !== method) throw new HttpError(405, `${path} takes ${method}, not ${req.method}`, null, 'method_not_allowed', 'invalid_request_error', { Allow: method });
+      if (req.method !== method) throw new HttpError(405, `${oneLine(path)} takes ${method}, not ${req.method}`, null, 'method_not_allowed', 'invalid_request_error', { Allow: method });
     };
     if (path === '/health') {
       allow('GET');
@@ -207,14 +232,15 @@ export async function startServer(service: ImageService, opts: ServeOptions): Pr
       allow('POST');
       return generations(req, res);
     }
-    if (api) throw new HttpError(404, `${path}: no such endpoint (POST /v1/images/generations, GET /v1/models, GET /health)`, null, 'not_found');
+    if (api) throw new HttpError(404, `${oneLine(path)}: no such endpoint (POST /v1/images/generations, GET /v1/models, GET /health)`, null, 'not_found');
     if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${req.method} is not allowed here`, null, 'method_not_allowed', 'invalid_request_error', { Allow: 'GET' });
     return serveStatic(res, path);
   };
 
   const stats = () => ({ running: running ? 1 : 0, waiting: waiting.length, done, meanSeconds: done ? busySeconds / done : null });
 
-  const server = createServer((req, res) => {
+  // Node's own answer to an HTTP/1.1 request without Host is a bare 400; handle() gives it in the JSON shape.
+  const server = createServer({ requireHostHeader: false }, (req, res) => {
     const t0 = performance.now();
     handle(req, res)
       .catch((e: unknown) => {
@@ -230,6 +256,48 @@ export async function startServer(service: ImageService, opts: ServeOptions): Pr
       });
   });
   server.requestTimeout = 0; // a queued generation may legitimately take minutes
+  /**
+   * Answers on a socket Node's HTTP layer has let go of (a CONNECT, a request its parser refused), then lets
+   * it close: what the client still sends is read and dropped (an unread socket never sees the client's end
+   * and would stay open), and it is destroyed after a few seconds whatever the client does.
+   */
+  const answerRaw = (socket: Duplex, status: number, reason: string, body: string, extra = '') => {
+    socket.on('error', () => {});
+    socket.resume();
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`);
+    setTimeout(() => socket.destroy(), 5000).unref();
+  };
+  // Every socket, for close(): those Node's HTTP layer let go of are not among closeAllConnections()'.
+  const sockets = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  // CONNECT (a proxy tunnel) is no request this server takes: 405 in the JSON shape (Node would just close).
+  server.on('connect', (req: IncomingMessage, socket: Duplex) => {
+    answerRaw(socket, 405, 'Method Not Allowed', new HttpError(405, `${req.method} is not allowed here`, null, 'method_not_allowed').body(), 'Allow: GET, POST\r\n');
+  });
+  // An Expect header other than 100-continue: 417 in the JSON shape (Node's own answer has no body).
+  server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+    json(res, 417, new HttpError(417, `Expect: ${oneLine(String(req.headers.expect ?? ''))} is not supported (only 100-continue)`, null, 'expectation_failed').body(), { Connection: 'close' });
+  });
+  // A request Node's parser refuses (bad request line or headers, headers too large, a header timeout) gets an
+  // answer in the same JSON shape as every other error, then the connection is closed.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
+    const [status, reason, code]: [number, string, string] =
+      err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large', 'headers_too_large']
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout', 'request_timeout']
+      : [400, 'Bad Request', 'bad_request'];
+    const answer = () => answerRaw(socket, status, reason, new HttpError(status, `the request could not be parsed (${oneLine(err.code ?? err.message)})`, null, code).body());
+    // Bytes after a complete request (pipelined) that do not parse: that request is answered first. (A request
+    // whose own body is cut short is the one refused: its handler's answer cannot come.)
+    const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (pending && !pending.writableFinished && pending.req.complete) {
+      pending.once('finish', answer);
+      pending.once('close', () => (pending.writableFinished ? undefined : socket.destroy()));
+    } else answer();
+  });
   await new Promise<void>((ok, fail) => {
     server.once('error', fail);
     server.listen(opts.port, opts.host, () => ok());
@@ -256,6 +324,7 @@ export async function startServer(service: ImageService, opts: ServeOptions): Pr
         clearTimeout(timer);
       }
       server.closeAllConnections?.();
+      for (const socket of sockets) socket.destroy();
       await closed;
     },
   };
