@@ -65,6 +65,9 @@ export class FuzzStats {
    * `fn` says whether the file was read (true) or refused (false).
    */
   async one(label: string, fn: () => Promise<boolean>): Promise<void> {
+    // Let the event loop run between inputs: a target whose reads resolve synchronously would otherwise starve
+    // vitest's worker messages for the whole budget (its RPC times out after a minute).
+    await new Promise((resolve) => setImmediate(resolve));
     const m0 = process.memoryUsage();
     const t0 = performance.now();
     const opened = await fn();
