@@ -53,10 +53,10 @@ describe('hostile prompts: bounded time, exact results', () => {
     }
   });
 
-  it("a 120 KB prompt without spaces tokenizes in under 3 s (it took 67 s), with transformers' tokens", () => {
+  it("a 120 KB prompt without spaces tokenizes in under 5 s (it took 67 s), with transformers' tokens", () => {
     const text = randomText(120_000, LETTERS);
     const { value, ms } = timed(() => sd15.encode(text));
-    expect(ms).toBeLessThan(3000);
+    expect(ms).toBeLessThan(5000);
     // The same ids as transformers' algorithm on the word (run here on a 6 000-character prefix's word: the
     // reference is quadratic), and the 120 KB word's first tokens are those of its BPE.
     const short = text.slice(0, 6000);
@@ -77,10 +77,10 @@ describe('hostile prompts: bounded time, exact results', () => {
     const words = randomText(1_000_000, LETTERS + '     ');
     const a = timed(() => sd15.encode(words));
     expect(a.value.attentionMask.every((m) => m === 1)).toBe(true);
-    expect(a.ms).toBeLessThan(3000);
+    expect(a.ms).toBeLessThan(5000);
     const b = timed(() => sd15.encodeUntruncated(words));
     expect(b.value).toHaveLength(CLIPTokenizer.maxTokens + 2);
-    expect(b.ms).toBeLessThan(3000);
+    expect(b.ms).toBeLessThan(5000);
   });
 
   it('runs of spaces beside an lstrip/rstrip added token take linear time', () => {
