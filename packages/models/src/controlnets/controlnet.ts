@@ -13,13 +13,13 @@ import { InvalidArgumentError, ShapeError, UnsupportedError, type Tensor } from 
 import { add, concat, scale, silu, slice } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
 import { Timesteps, TimestepEmbedding } from '../blocks/embeddings.js';
-import { getDownBlock, UNetMidBlock2D, UNetMidBlock2DCrossAttn, type MidBlock2DConfig, type UNetDownBlock } from '../unets/unet_2d_blocks.js';
+import { UNetMidBlock2D, UNetMidBlock2DCrossAttn, type MidBlock2DConfig, type UNetDownBlock } from '../unets/unet_2d_blocks.js';
 import {
   UNET_ENCODER_DEFAULTS,
-  downBlockPlan,
   midBlockConfig,
   resolveUNetEncoderConfig,
   runDownBlocks,
+  buildEncoderStem,
   timeEmbeddingAct,
   timestepTensor,
   toModelDType,
@@ -104,7 +104,7 @@ function blockPlan(r: ResolvedControlNetConfig) {
     for (let l = 0; l < r.layersPerBlock[i]!; l++) controlnetChannels.push(r.blockOutChannels[i]!);
     if (i !== n - 1) controlnetChannels.push(r.blockOutChannels[i]!);
   }
-  return { down: downBlockPlan(r), mid, controlnetChannels, midChannels: r.blockOutChannels[n - 1]! };
+  return { mid, controlnetChannels, midChannels: r.blockOutChannels[n - 1]! };
 }
 
 /**
@@ -182,14 +182,12 @@ export class ControlNetModel extends PretrainedModel {
     const first = w.loaded.length;
     const b0 = r.blockOutChannels[0]!;
     const plan = blockPlan(r);
-    const conv_in = Conv2d.build(w.pp('conv_in'), r.inChannels, b0, { kernel: 3, padding: 1 });
-    const time_embedding = TimestepEmbedding.build(w.pp('time_embedding'), b0, r.timeEmbedDim);
+    const { conv_in, time_proj, time_embedding, down_blocks: down } = buildEncoderStem(w, r, 3);
     const cond = ControlNetConditioningEmbedding.build(w.pp('controlnet_cond_embedding'), b0, r.conditioningChannels, r.conditioningEmbeddingOutChannels);
-    const down = plan.down.map((d, i) => getDownBlock(d.type, w.pp('down_blocks').pp(i), d.cfg));
     const zeroConvs = plan.controlnetChannels.map((ch, i) => Conv2d.build(w.pp('controlnet_down_blocks').pp(i), ch, ch, { kernel: 1 }));
     const mid = r.midBlockType === 'UNetMidBlock2DCrossAttn' ? UNetMidBlock2DCrossAttn.build(w.pp('mid_block'), plan.mid) : UNetMidBlock2D.build(w.pp('mid_block'), plan.mid);
     const midConv = Conv2d.build(w.pp('controlnet_mid_block'), plan.midChannels, plan.midChannels, { kernel: 1 });
-    return new ControlNetModel(c, r, conv_in, new Timesteps(b0, r.flipSinToCos, r.freqShift), time_embedding, cond, down, zeroConvs, mid, midConv, w.dtype, w.loaded.slice(first));
+    return new ControlNetModel(c, r, conv_in, time_proj, time_embedding, cond, down, zeroConvs, mid, midConv, w.dtype, w.loaded.slice(first));
   }
 
   /** Pixels of control image per latent pixel (8 for conditioning_embedding_out_channels of length 4). */

@@ -8,13 +8,14 @@ import { add, scale } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
 import { GroupNorm } from '../layers/norm.js';
 import { Timesteps, TimestepEmbedding } from '../blocks/embeddings.js';
-import { getDownBlock, getUpBlock, UNetMidBlock2DCrossAttn, type BlockConfig, type UNetDownBlock, type UNetUpBlock } from './unet_2d_blocks.js';
+import { getUpBlock, UNetMidBlock2DCrossAttn, type BlockConfig, type UNetDownBlock, type UNetUpBlock } from './unet_2d_blocks.js';
 import {
   UNET_ENCODER_DEFAULTS,
   downBlockPlan,
   midBlockConfig,
   resolveUNetEncoderConfig,
   runDownBlocks,
+  buildEncoderStem,
   timeEmbeddingAct,
   timestepTensor,
   toModelDType,
@@ -202,14 +203,12 @@ export class UNet2DConditionModel extends PretrainedModel {
     const first = w.loaded.length;
     const b0 = r.blockOutChannels[0]!;
     const plan = blockPlan(r);
-    const conv_in = Conv2d.build(w.pp('conv_in'), r.inChannels, b0, { kernel: r.convInKernel, padding: (r.convInKernel - 1) / 2 });
-    const time_embedding = TimestepEmbedding.build(w.pp('time_embedding'), b0, r.timeEmbedDim);
-    const down = plan.down.map((d, i) => getDownBlock(d.type, w.pp('down_blocks').pp(i), d.cfg));
+    const { conv_in, time_proj, time_embedding, down_blocks: down } = buildEncoderStem(w, r, r.convInKernel);
     const mid = plan.mid ? UNetMidBlock2DCrossAttn.build(w.pp('mid_block'), plan.mid) : null;
     const up = plan.up.map((u, i) => getUpBlock(u.type, w.pp('up_blocks').pp(i), u.cfg));
     const norm = GroupNorm.build(w.pp('conv_norm_out'), r.normNumGroups, b0, r.normEps);
     const conv_out = Conv2d.build(w.pp('conv_out'), b0, r.outChannels, { kernel: r.convOutKernel, padding: (r.convOutKernel - 1) / 2 });
-    return new UNet2DConditionModel(c, r, conv_in, new Timesteps(b0, r.flipSinToCos, r.freqShift), time_embedding, down, mid, up, norm, conv_out, w.dtype, w.loaded.slice(first));
+    return new UNet2DConditionModel(c, r, conv_in, time_proj, time_embedding, down, mid, up, norm, conv_out, w.dtype, w.loaded.slice(first));
   }
 
   /**

@@ -8,8 +8,10 @@ import { Tensor, InvalidArgumentError, ShapeError, type Device } from '@fewstep/
 import { cast, silu } from '@fewstep/kernels';
 import { ConfigError } from '../errors.js';
 import { unsupportedConfig } from '../modeling/config.js';
-import type { TimestepEmbedding, Timesteps } from '../blocks/embeddings.js';
-import type { BlockConfig, UNetDownBlock } from './unet_2d_blocks.js';
+import { TimestepEmbedding, Timesteps } from '../blocks/embeddings.js';
+import { Conv2d } from '../layers/conv2d.js';
+import type { WeightScope } from '../modeling/weights.js';
+import { getDownBlock, type BlockConfig, type UNetDownBlock } from './unet_2d_blocks.js';
 
 /** One value for every block, or one per block. */
 export type PerBlock<T> = T | T[];
@@ -179,6 +181,17 @@ export function downBlockPlan(r: ResolvedUNetEncoderConfig): { type: string; cfg
       },
     };
   });
+}
+
+/** The encoder's first half as both models build it: conv_in (odd `convInKernel`, same padding), the time embedding, the down blocks. */
+export function buildEncoderStem(w: WeightScope, r: ResolvedUNetEncoderConfig, convInKernel: number) {
+  const b0 = r.blockOutChannels[0]!;
+  return {
+    conv_in: Conv2d.build(w.pp('conv_in'), r.inChannels, b0, { kernel: convInKernel, padding: (convInKernel - 1) / 2 }),
+    time_proj: new Timesteps(b0, r.flipSinToCos, r.freqShift),
+    time_embedding: TimestepEmbedding.build(w.pp('time_embedding'), b0, r.timeEmbedDim),
+    down_blocks: downBlockPlan(r).map((d, i) => getDownBlock(d.type, w.pp('down_blocks').pp(i), d.cfg)),
+  };
 }
 
 /** UNetMidBlock2DCrossAttn's arguments (one resnet–transformer–resnet layer on the deepest block's channels). */
