@@ -267,7 +267,7 @@ export class CLIPTokenizer {
     for (const ch of parts.join('')) {
       const b = BYTE_DECODER.get(ch);
       if (b !== undefined) bytes.push(b);
-      else bytes.push(...new TextEncoder().encode(ch));
+      else for (const b2 of UTF8.encode(ch)) bytes.push(b2);
     }
     return new TextDecoder('utf-8', { fatal: false }).decode(new Uint8Array(bytes)).replaceAll('</w>', ' ').trim();
   }
