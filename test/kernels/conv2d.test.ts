@@ -72,7 +72,7 @@ describe('conv2d', () => {
         if (sg && fixedSubgroupSize(d) === null) ctx.skip();
         const xs: [number, number, number, number] = [2, 16, 17, 13], ws = [70, 16, 3, 3];
         const x = input(2 * 16 * 17 * 13, 51, 'f32'), w = input(70 * 16 * 9, 52, 'f32'), bias = input(70, 53, 'f32');
-        await withKernels(d, { gemm: sg ? { sg: tiling } : { tiling } }, async () => {
+        await withKernels(d, { gemm: sg ? { sg: tiling } : { tiling }, conv: { winograd: 'off' } }, async () => {
           const y = conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { stride, padding: 1, bias: Tensor.from(d, bias, [70]) });
           const [ref] = cpu.cpuConv2d(x, xs, w, ws, { stride, padding: 1, bias });
           expectClose(await y.read(), ref, tol('f32', 16 * 9), `conv2d tiling ${JSON.stringify(tiling)} stride ${stride}`);
@@ -89,8 +89,10 @@ describe('conv2d', () => {
     const [ref] = cpu.cpuConv2d(x, xs, w, ws, { padding: 1, bias });
     const want = ref.map((v) => Math.max(v, 0));
     expect(ref.some((v) => v < 0)).toBe(true); // the ReLU has something to clamp
-    for (const [name, gemm] of [['default', {}], ['gpu tiling', { tiling: GPU_TILING }], ['split-K', { tiling: GPU_TILING, splitK: 3 }]] as const) {
-      await withKernels(d, { gemm }, async () => {
+    const variants = [['default', {}, {}], ['implicit GEMM', {}, { winograd: 'off' }], ['gpu tiling', { tiling: GPU_TILING }, { winograd: 'off' }], ['split-K', { tiling: GPU_TILING, splitK: 3 }, { winograd: 'off' }],
+      ['winograd F(2×2)', {}, { winograd: 2 }], ['winograd F(4×4)', {}, { winograd: 4 }]] as const;
+    for (const [name, gemm, conv] of variants) {
+      await withKernels(d, { gemm, conv }, async () => {
         const y = conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { padding: 1, bias: Tensor.from(d, bias, [7]), relu: true });
         expectClose(await y.read(), want, tol('f32', 45), `conv2d relu ${name}`);
       });
@@ -105,7 +107,7 @@ describe('conv2d', () => {
       const d = await gpuDevice();
       const xs: [number, number, number, number] = [2, 16, 17, 13], ws = [70, 16, 3, 3];
       const x = input(2 * 16 * 17 * 13, 61, 'f32'), w = input(70 * 16 * 9, 62, 'f32'), bias = input(70, 63, 'f32');
-      await withKernels(d, { gemm: { tiling: GPU_TILING, splitK } }, async () => {
+      await withKernels(d, { gemm: { tiling: GPU_TILING, splitK }, conv: { winograd: 'off' } }, async () => {
         for (const stride of [1, 2]) {
           const y = conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { stride, padding: 1, bias: Tensor.from(d, bias, [70]) });
           const [ref] = cpu.cpuConv2d(x, xs, w, ws, { stride, padding: 1, bias });
@@ -119,7 +121,7 @@ describe('conv2d', () => {
   it('subgroup tile {"R":5,"C":3}, every case', async (ctx) => {
     const d = await gpuDevice();
     if (fixedSubgroupSize(d) === null) ctx.skip();
-    await withKernels(d, { gemm: { sg: { R: 5, C: 3 } } }, async () => {
+    await withKernels(d, { gemm: { sg: { R: 5, C: 3 } }, conv: { winograd: 'off' } }, async () => {
       for (const c of cases) {
         const ws = [c.o, c.x[1], c.k, c.k];
         const x = input(c.x.reduce((a, b) => a * b, 1), 41, 'f32'), w = input(ws.reduce((a, b) => a * b, 1), 42, 'f32'), bias = c.bias ? input(c.o, 43, 'f32') : undefined;
@@ -127,6 +129,46 @@ describe('conv2d', () => {
         const [ref] = cpu.cpuConv2d(x, c.x, w, ws, { stride: c.stride, padding: c.padding, bias });
         expectClose(await y.read(), ref, tol('f32', c.x[1] * c.k * c.k), `conv2d subgroup {R:5,C:3} ${JSON.stringify(c)}`);
       }
+    });
+  });
+
+  // Winograd F(2×2, 3×3) and F(4×4, 3×3) (the default for 3×3 stride-1 convs on CPU adapters): every
+  // 3×3 stride-1 case, plus output sizes that leave partial tiles at the right and bottom edges,
+  // padding 0 and 2, one channel, batch 3 with tiles split over several chunks (chunk boundaries inside
+  // an image and between images).
+  const winoCases: (Case & { chunk?: number })[] = [
+    ...cases.filter((c) => c.k === 3 && (c.stride ?? 1) === 1),
+    { x: [1, 1, 5, 3], o: 1, k: 3, padding: 1, bias: true },
+    { x: [1, 7, 13, 11], o: 9, k: 3, padding: 2 },
+    { x: [3, 6, 10, 9], o: 11, k: 3, padding: 1, bias: true, chunk: 5 },
+    { x: [1, 64, 24, 20], o: 64, k: 3, padding: 1, bias: true, chunk: 7 },
+  ];
+  for (const m of [2, 4] as const) {
+    for (const dtype of ['f32', 'f16'] as const) {
+      it(`winograd F(${m}×${m}, 3×3) ${dtype}: every 3×3 stride-1 case, edge tiles, padding 0–2, chunked`, async () => {
+        const d = await gpuDevice();
+        for (const c of winoCases) {
+          await withKernels(d, { conv: { winograd: m, winogradChunkTiles: c.chunk ?? null } }, async () => {
+            const ws = [c.o, c.x[1], 3, 3];
+            const x = input(c.x.reduce((a, b) => a * b, 1), 81, dtype), w = input(ws.reduce((a, b) => a * b, 1), 82, dtype), bias = c.bias ? input(c.o, 83, dtype) : undefined;
+            const y = conv2d(Tensor.from(d, x, c.x, dtype), Tensor.from(d, w, ws, dtype), { padding: c.padding, bias: bias && Tensor.from(d, bias, [c.o], dtype) });
+            const [ref, shape] = cpu.cpuConv2d(x, c.x, w, ws, { padding: c.padding, bias });
+            expect(y.shape).toEqual(shape);
+            expectClose(await y.read(), ref, tol(dtype, c.x[1] * 9), `conv2d winograd F(${m}) ${dtype} ${JSON.stringify(c)}`);
+          });
+        }
+      });
+    }
+  }
+
+  it('kernels.conv settings are checked, naming the field', async () => {
+    const d = await gpuDevice();
+    const x = Tensor.from(d, new Float32Array(16), [1, 1, 4, 4]), w = Tensor.from(d, new Float32Array(9), [1, 1, 3, 3]);
+    await withKernels(d, { conv: { winograd: 3 as never } }, () => {
+      expect(() => conv2d(x, w)).toThrow("kernels.conv.winograd: expected 2, 4, 'off' or null, got 3");
+    });
+    await withKernels(d, { conv: { winogradChunkTiles: 0 } }, () => {
+      expect(() => conv2d(x, w)).toThrow('kernels.conv.winogradChunkTiles: expected a positive integer, got 0');
     });
   });
 

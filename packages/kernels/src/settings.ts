@@ -39,6 +39,17 @@ export interface GemmSettings {
   splitKTuning?: Partial<SplitKTuning> | undefined;
 }
 
+/** Convolution. */
+export interface ConvSettings {
+  /**
+   * Winograd F(m×m, 3×3) for 3×3 stride-1 convs: 4 or 2 forces that tile, 'off' the implicit GEMM;
+   * null or absent: chosen per adapter and shape (see conv2d's useWinograd).
+   */
+  winograd?: 2 | 4 | 'off' | null | undefined;
+  /** Output tiles per Winograd chunk (null: as many as keep each f32 intermediate ≤ 32 MiB). */
+  winogradChunkTiles?: number | null | undefined;
+}
+
 /** Flash attention. */
 export interface AttentionSettings {
   /** Forces the shared-memory kernel, or the subgroup kernel (needs a fixed subgroup size). */
@@ -61,6 +72,7 @@ export interface UpsampleSettings {
 declare module '@fewstep/tensor' {
   interface KernelSettings {
     gemm?: GemmSettings | undefined;
+    conv?: ConvSettings | undefined;
     attention?: AttentionSettings | undefined;
     groupNorm?: GroupNormSettings | undefined;
     upsample?: UpsampleSettings | undefined;
@@ -70,6 +82,7 @@ declare module '@fewstep/tensor' {
 /** Settings with every default filled in (what the dispatchers read). */
 export interface ResolvedKernelSettings {
   readonly gemm: { readonly tiling: GemmTiling | null; readonly sg: SgTile | null; readonly splitK: number | null; readonly splitKTuning: SplitKTuning };
+  readonly conv: { readonly winograd: 2 | 4 | 'off' | null; readonly winogradChunkTiles: number | null };
   readonly attention: { readonly variant: 'shared' | 'subgroup' | null; readonly tq: number | null };
   readonly groupNorm: { readonly split: 'auto' | 'always' | 'never' };
   readonly upsample: { readonly vec4: boolean };
@@ -93,7 +106,11 @@ export function kernelSettings(device: Device): ResolvedKernelSettings {
 
 /** Fills in defaults and checks every value; throws InvalidArgumentError naming the field (`kernels.gemm.splitK`). */
 export function resolveKernelSettings(k: KernelSettings): ResolvedKernelSettings {
-  const g = k.gemm ?? {}, a = k.attention ?? {}, n = k.groupNorm ?? {}, u = k.upsample ?? {};
+  const g = k.gemm ?? {}, a = k.attention ?? {}, n = k.groupNorm ?? {}, u = k.upsample ?? {}, cv = k.conv ?? {};
+  const winograd = cv.winograd ?? null;
+  if (winograd !== null && winograd !== 2 && winograd !== 4 && winograd !== 'off') throw new InvalidArgumentError(`kernels.conv.winograd: expected 2, 4, 'off' or null, got ${JSON.stringify(winograd)}`, 'kernels.conv.winograd');
+  const winogradChunkTiles = cv.winogradChunkTiles ?? null;
+  if (winogradChunkTiles !== null) posInt(winogradChunkTiles, 'kernels.conv.winogradChunkTiles');
   const tiling = g.tiling ?? null, sg = g.sg ?? null;
   if (tiling) {
     for (const f of ['TX', 'TY', 'TM', 'TN', 'BK'] as const) posInt(tiling[f], `kernels.gemm.tiling.${f}`);
@@ -118,6 +135,7 @@ export function resolveKernelSettings(k: KernelSettings): ResolvedKernelSettings
   if (typeof vec4 !== 'boolean') throw new InvalidArgumentError(`kernels.upsample.vec4: expected a boolean, got ${JSON.stringify(vec4)}`, 'kernels.upsample.vec4');
   return Object.freeze({
     gemm: Object.freeze({ tiling: tiling && Object.freeze({ ...tiling }), sg: sg && Object.freeze({ ...sg }), splitK, splitKTuning: Object.freeze(splitKTuning) }),
+    conv: Object.freeze({ winograd, winogradChunkTiles }),
     attention: Object.freeze({ variant, tq }),
     groupNorm: Object.freeze({ split }),
     upsample: Object.freeze({ vec4 }),

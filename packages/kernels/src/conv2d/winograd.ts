@@ -1,0 +1,65 @@
+import { Tensor } from '@fewstep/tensor';
+import { ceilDiv, getPipeline, grid1d, packParams } from '../runtime.js';
+import { matmul } from '../matmul/matmul.js';
+import { kernelSettings } from '../settings.js';
+import { F2, F4, WINOGRAD_PARAMS, winogradFilterWGSL, winogradInputWGSL, winogradOutputWGSL, type WinogradMatrices } from './winograd.wgsl.js';
+
+export type WinogradTile = 2 | 4;
+
+const MATRICES: Record<WinogradTile, WinogradMatrices> = { 2: F2, 4: F4 };
+const sources = new Map<string, string>();
+function source(kind: 'input' | 'filter' | 'output', m: WinogradTile): string {
+  const key = `${kind}${m}`;
+  let s = sources.get(key);
+  if (!s) {
+    const f = MATRICES[m];
+    s = kind === 'input' ? winogradInputWGSL(f) : kind === 'filter' ? winogradFilterWGSL(f) : winogradOutputWGSL(f);
+    sources.set(key, s);
+  }
+  return s;
+}
+
+/**
+ * Bytes of f32 intermediates (V and M) per chunk of tiles: the transforms of a 64-channel 512² map are
+ * ~150 MB each, so the tiles go through in chunks that keep the transient buffers small.
+ */
+export const WINOGRAD_CHUNK_BYTES = 32 << 20;
+
+/**
+ * 3×3 stride-1 conv2d by Winograd F(m×m, 3×3) (see winograd.wgsl.ts). x [N, C, H, W], w [O, C, 3, 3],
+ * already validated by conv2d. Per chunk of output tiles: input transform → 36 (or 16) batched GEMMs on
+ * the matmul kernels → output transform with bias and ReLU.
+ */
+export function conv2dWinograd(x: Tensor, w: Tensor, y: Tensor, o: { padding: number; bias?: Tensor | undefined; relu: boolean; m: WinogradTile; label: string }): void {
+  const device = x.device, dtype = x.dtype;
+  const [N, C, H, W] = x.shape as [number, number, number, number];
+  const O = w.shape[0]!;
+  const [, , OH, OW] = y.shape as [number, number, number, number];
+  const m = o.m, a = m + 2, xi = a * a;
+  const tilesW = ceilDiv(OW, m), tilesHW = ceilDiv(OH, m) * tilesW, T = N * tilesHW;
+  const tc = Math.min(T, kernelSettings(device).conv.winogradChunkTiles ?? Math.max(1, Math.floor(WINOGRAD_CHUNK_BYTES / (4 * xi * Math.max(C, O)))));
+  const base = { C, H, W, O, OH, OW, pad: o.padding, tiles_w: tilesW, tiles_hw: tilesHW, has_bias: o.bias ? 1 : 0, relu: o.relu ? 1 : 0 };
+  const pipe = (kind: 'input' | 'filter' | 'output', storage: ('read' | 'rw')[]) =>
+    getPipeline(device, { family: `conv2d/winograd${m}`, entry: `winograd_${kind}`, dtype, code: source(kind, m), storage });
+
+  const U = Tensor.empty(device, [xi, O, C], 'f32');
+  try {
+    device.dispatch(pipe('filter', ['read', 'rw']), packParams(WINOGRAD_PARAMS, { ...base, t0: 0, tc: 0 }), [w.binding('conv2d w'), U.binding('winograd U')], grid1d(ceilDiv(O * C, 64)), `${o.label} (winograd filter)`);
+    for (let t0 = 0; t0 < T; t0 += tc) {
+      const n = Math.min(tc, T - t0);
+      const params = packParams(WINOGRAD_PARAMS, { ...base, t0, tc: n });
+      const V = Tensor.empty(device, [xi, n, C], 'f32');
+      let M: Tensor | undefined;
+      try {
+        device.dispatch(pipe('input', ['read', 'rw']), params, [x.binding('conv2d x'), V.binding('winograd V')], grid1d(ceilDiv(n * C, 64)), `${o.label} (winograd input)`);
+        M = matmul(V, U, { transB: true });
+        device.dispatch(pipe('output', ['read', 'read', 'rw']), params, [M.binding('winograd M'), (o.bias ?? M).binding('conv2d bias'), y.binding('conv2d out')], grid1d(ceilDiv(n * O, 64)), `${o.label} (winograd output)`);
+      } finally {
+        V.dispose();
+        M?.dispose();
+      }
+    }
+  } finally {
+    U.dispose();
+  }
+}
