@@ -222,6 +222,8 @@ export function kernelCases(): BenchCase[] {
     convCase(320, 64),
     convCase(640, 32),
     convCase(64, 512),
+    convCase(64, 256), // TAESD decoder, second-to-last stage
+    convCase(1280, 16), // the UNet's innermost convs
     attnCase('attn_self_8x1024x80', 8, 1024, 1024, 80),
     attnCase('attn_cross_8x4096x77x40', 8, 4096, 77, 40),
     attnCase('attn_cross_8x256x77x160', 8, 256, 77, 160),

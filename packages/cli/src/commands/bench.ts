@@ -53,6 +53,7 @@ export const bench: Command = {
     toggles: { type: 'string', help: 'Comma-separated Dawn device toggles to enable, e.g. disable_robustness (to measure their effect)' },
     sequential: { type: 'boolean', help: 'bench pipeline: one component on the device at a time, all cold (the low-memory floor)' },
     profile: { type: 'boolean', help: 'bench pipeline: one extra run timing every dispatch on the GPU; adds per-stage GPU ms and the top kernels' },
+    winograd: { type: 'string', choices: ['off', '2', '4'], help: 'bench: 3×3 stride-1 convs as Winograd F(4×4)/F(2×2) or the implicit GEMM (off); default: per adapter (F(4×4) on CPU adapters)' },
     'split-k': { type: 'string', help: 'bench: split-K tuning below,target,minK (GEMM workgroups below which K is split; workgroups aimed at; shortest K split)' },
     runs: { type: 'int', default: 1, help: 'bench pipeline: warm runs timed (medians reported, with images_per_s)' },
     model: { ...MODEL_FLAGS['model']!, default: undefined, help: 'bench serve: the model folder or hub id to serve' },
@@ -251,10 +252,12 @@ async function openDevice(flags: Record<string, unknown>): Promise<Device> {
 
 /** `--split-k below,target,minK` → the device's `kernels.gemm.splitKTuning`. */
 function kernelSettings(flags: Record<string, unknown>): KernelSettings {
-  if (flags['split-k'] === undefined) return {};
+  const w = flags['winograd'];
+  const conv = w === undefined ? {} : { conv: { winograd: w === 'off' ? 'off' as const : (Number(w) as 2 | 4) } };
+  if (flags['split-k'] === undefined) return conv;
   const v = String(flags['split-k']).split(',').map(Number);
   if (v.length !== 3 || v.some((x) => !Number.isInteger(x) || x < 1)) throw new UsageError(`--split-k takes three positive integers below,target,minK, got "${flags['split-k']}"`);
-  return { gemm: { splitKTuning: { below: v[0]!, target: v[1]!, minK: v[2]! } } };
+  return { ...conv, gemm: { splitKTuning: { below: v[0]!, target: v[1]!, minK: v[2]! } } };
 }
 
 /** `--toggles a,b` → Dawn device toggles (Dawn ignores names it does not know, so they are echoed on stderr by the caller's log). */
