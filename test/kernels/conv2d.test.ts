@@ -161,6 +161,28 @@ describe('conv2d', () => {
     }
   }
 
+  // residual: relu(conv + bias + r) (TAESD's block ending), fused in the Winograd output pass and added
+  // in a second pass elsewhere; also without the ReLU, and a wrong shape is one clear error.
+  it('residual: added before the ReLU on every path', async () => {
+    const d = await gpuDevice();
+    const xs: [number, number, number, number] = [2, 6, 9, 11], ws = [5, 6, 3, 3], ys = [2, 5, 9, 11];
+    const x = input(2 * 6 * 9 * 11, 91, 'f32'), w = input(5 * 6 * 9, 92, 'f32'), bias = input(5, 93, 'f32'), r = input(2 * 5 * 9 * 11, 94, 'f32');
+    const [ref] = cpu.cpuConv2d(x, xs, w, ws, { padding: 1, bias });
+    const sum = ref.map((v, i) => v + r[i]!);
+    for (const [name, conv] of [['winograd F(4×4)', { winograd: 4 }], ['winograd F(2×2)', { winograd: 2 }], ['implicit GEMM', { winograd: 'off' }]] as const) {
+      await withKernels(d, { conv }, async () => {
+        for (const reluOn of [true, false]) {
+          const y = conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { padding: 1, bias: Tensor.from(d, bias, [5]), residual: Tensor.from(d, r, ys), relu: reluOn });
+          expectClose(await y.read(), reluOn ? sum.map((v) => Math.max(v, 0)) : sum, tol('f32', 54), `conv2d residual ${name} relu ${reluOn}`);
+        }
+      });
+    }
+    const yn = conv2dDirect(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { padding: 1, bias: Tensor.from(d, bias, [5]), residual: Tensor.from(d, r, ys), relu: true });
+    expectClose(await yn.read(), sum.map((v) => Math.max(v, 0)), tol('f32', 54), 'conv2d residual naive');
+    expect(() => conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { padding: 1, residual: Tensor.from(d, r.subarray(0, 5 * 9 * 11), [1, 5, 9, 11]) }))
+      .toThrow('conv2d: residual [1, 5, 9, 11] f32 must match the output [2, 5, 9, 11] f32: x [2, 6, 9, 11] ⊛ w [5, 6, 3, 3] (stride 1, padding 1)');
+  });
+
   it('kernels.conv settings are checked, naming the field', async () => {
     const d = await gpuDevice();
     const x = Tensor.from(d, new Float32Array(16), [1, 1, 4, 4]), w = Tensor.from(d, new Float32Array(9), [1, 1, 3, 3]);

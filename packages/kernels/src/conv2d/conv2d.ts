@@ -2,6 +2,7 @@ import { InvalidArgumentError, ShapeError, Tensor, UnsupportedError, shapeStr, t
 import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime.js';
 import { dispatchGemm, isCpuAdapter, type GemmVariant } from '../matmul/matmul.js';
 import { kernelSettings } from '../settings.js';
+import { add, relu } from '../elementwise/elementwise.js';
 import { conv2dWinograd, type WinogradTile } from './winograd.js';
 import { CONV_DIRECT_WGSL, CONV_GEMM_PIECES, CONV_PARAMS } from './conv2d.wgsl.js';
 
@@ -14,6 +15,11 @@ export interface Conv2dOptions {
    * 64×512² activations cost ~17 ms each (31 of them: ~0.55 s of a 5.4 s decode).
    */
   relu?: boolean | undefined;
+  /**
+   * Added to the output before the ReLU (shape and dtype of the output): TAESD's blocks end in
+   * relu(conv(h) + x). Fused into the Winograd output pass; other paths add it in a second pass.
+   */
+  residual?: Tensor | undefined;
 }
 
 /** NCHW conv: x [N, C, H, W] ⊛ w [O, C, kh, kw] (+ bias [O]) → [N, O, H', W']. Implicit GEMM. */
@@ -41,6 +47,26 @@ function conv2dVariant(x: Tensor, w: Tensor, opts: Conv2dOptions, variant: GemmV
   const OH = Math.floor((H + 2 * padding - KH) / stride) + 1;
   const OW = Math.floor((W + 2 * padding - KW) / stride) + 1;
   if (OH < 1 || OW < 1) throw new ShapeError(`conv2d: kernel larger than the padded input: ${desc()}`);
+  const { residual } = opts;
+  if (residual && (shapeStr(residual.shape) !== shapeStr([N, O, OH, OW]) || residual.dtype !== dtype)) {
+    throw new ShapeError(`conv2d: residual ${shapeStr(residual.shape)} ${residual.dtype} must match the output [${N}, ${O}, ${OH}, ${OW}] ${dtype}: ${desc()}`);
+  }
+  const wino = variant === 'tiled' ? winogradTile(x.device, KH, KW, stride) : null;
+  if (wino) {
+    const y = Tensor.empty(x.device, [N, O, OH, OW], dtype);
+    if (y.size > 0) conv2dWinograd(x, w, y, { padding, bias, residual, relu: !!opts.relu, m: wino, label: `conv2d ${desc()}` });
+    return y;
+  }
+  if (residual) {
+    // Unfused: conv (+ bias), then + residual and the ReLU.
+    const h = conv2dVariant(x, w, { ...opts, relu: false, residual: undefined }, variant);
+    const s = add(h, residual);
+    h.dispose();
+    if (!opts.relu) return s;
+    const r = relu(s);
+    s.dispose();
+    return r;
+  }
   const y = Tensor.empty(x.device, [N, O, OH, OW], dtype);
   if (y.size === 0) return y;
   const M = N * OH * OW, K = C * KH * KW;
@@ -50,11 +76,6 @@ function conv2dVariant(x: Tensor, w: Tensor, opts: Conv2dOptions, variant: GemmV
   if (variant === 'naive') {
     const pipe = getPipeline(x.device, { family: 'conv2d', entry: 'conv2d_direct', dtype, code: CONV_DIRECT_WGSL, storage });
     x.device.dispatch(pipe, packParams(CONV_PARAMS, params), buffers, grid1d(ceilDiv(y.size, 256)), `conv2d ${desc()} (direct)`);
-    return y;
-  }
-  const wino = winogradTile(x.device, KH, KW, stride);
-  if (wino) {
-    conv2dWinograd(x, w, y, { padding, bias, relu: !!opts.relu, m: wino, label: `conv2d ${desc()}` });
     return y;
   }
   dispatchGemm({ device: x.device, dtype, family: 'conv2d', pieces: CONV_GEMM_PIECES, schema: CONV_PARAMS, params, M, N: O, batch: 1, storage, buffers, variant: 'tiled', label: `conv2d ${desc()}` });

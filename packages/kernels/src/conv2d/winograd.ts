@@ -28,9 +28,9 @@ export const WINOGRAD_CHUNK_BYTES = 32 << 20;
 /**
  * 3×3 stride-1 conv2d by Winograd F(m×m, 3×3) (see winograd.wgsl.ts). x [N, C, H, W], w [O, C, 3, 3],
  * already validated by conv2d. Per chunk of output tiles: input transform → 36 (or 16) batched GEMMs on
- * the matmul kernels → output transform with bias and ReLU.
+ * the matmul kernels → output transform with bias, residual and ReLU.
  */
-export function conv2dWinograd(x: Tensor, w: Tensor, y: Tensor, o: { padding: number; bias?: Tensor | undefined; relu: boolean; m: WinogradTile; label: string }): void {
+export function conv2dWinograd(x: Tensor, w: Tensor, y: Tensor, o: { padding: number; bias?: Tensor | undefined; residual?: Tensor | undefined; relu: boolean; m: WinogradTile; label: string }): void {
   const device = x.device, dtype = x.dtype;
   const [N, C, H, W] = x.shape as [number, number, number, number];
   const O = w.shape[0]!;
@@ -38,7 +38,7 @@ export function conv2dWinograd(x: Tensor, w: Tensor, y: Tensor, o: { padding: nu
   const m = o.m, a = m + 2, xi = a * a;
   const tilesW = ceilDiv(OW, m), tilesHW = ceilDiv(OH, m) * tilesW, T = N * tilesHW;
   const tc = Math.min(T, kernelSettings(device).conv.winogradChunkTiles ?? Math.max(1, Math.floor(WINOGRAD_CHUNK_BYTES / (4 * xi * Math.max(C, O)))));
-  const base = { C, H, W, O, OH, OW, pad: o.padding, tiles_w: tilesW, tiles_hw: tilesHW, has_bias: o.bias ? 1 : 0, relu: o.relu ? 1 : 0 };
+  const base = { C, H, W, O, OH, OW, pad: o.padding, tiles_w: tilesW, tiles_hw: tilesHW, has_bias: o.bias ? 1 : 0, has_res: o.residual ? 1 : 0, relu: o.relu ? 1 : 0 };
   const pipe = (kind: 'input' | 'filter' | 'output', storage: ('read' | 'rw')[]) =>
     getPipeline(device, { family: `conv2d/winograd${m}`, entry: `winograd_${kind}`, dtype, code: source(kind, m), storage });
 
@@ -53,7 +53,7 @@ export function conv2dWinograd(x: Tensor, w: Tensor, y: Tensor, o: { padding: nu
       try {
         device.dispatch(pipe('input', ['read', 'rw']), params, [x.binding('conv2d x'), V.binding('winograd V')], grid1d(ceilDiv(n * C, 64)), `${o.label} (winograd input)`);
         M = matmul(V, U, { transB: true });
-        device.dispatch(pipe('output', ['read', 'read', 'rw']), params, [M.binding('winograd M'), (o.bias ?? M).binding('conv2d bias'), y.binding('conv2d out')], grid1d(ceilDiv(n * O, 64)), `${o.label} (winograd output)`);
+        device.dispatch(pipe('output', ['read', 'read', 'read', 'rw']), params, [M.binding('winograd M'), (o.bias ?? M).binding('conv2d bias'), (o.residual ?? M).binding('conv2d residual'), y.binding('conv2d out')], grid1d(ceilDiv(n * O, 64)), `${o.label} (winograd output)`);
       } finally {
         V.dispose();
         M?.dispose();

@@ -5,7 +5,7 @@
 // 16 outputs and channel pair where the direct conv does 144 (4×).
 //   winograd_input  — one thread per (tile, c): V[ξ, t, c] = (Bᵀ d B)[ξ]   (f32)
 //   winograd_filter — one thread per (o, c):    U[ξ, o, c] = (G g Gᵀ)[ξ]   (f32)
-//   winograd_output — one thread per (tile, o): y[n, o, ·, ·] = Aᵀ M[·, t, o] A (+ bias, ReLU)
+//   winograd_output — one thread per (tile, o): y[n, o, ·, ·] = Aᵀ M[·, t, o] A (+ bias, + residual, ReLU)
 // The transforms are generated from the matrices below as straight-line code (constant coefficients,
 // zeros skipped). Intermediates stay f32 whatever the storage type: the transforms scale values by up to
 // ~100 and cancel them again, which f16 would not survive at the goldens' tolerances.
@@ -58,7 +58,7 @@ export const WINOGRAD_PARAMS: ParamSchema = [
   ['C', 'u32'], ['H', 'u32'], ['W', 'u32'], ['O', 'u32'],
   ['OH', 'u32'], ['OW', 'u32'], ['pad', 'u32'], ['tiles_w', 'u32'],
   ['tiles_hw', 'u32'], ['t0', 'u32'], ['tc', 'u32'], ['has_bias', 'u32'],
-  ['relu', 'u32'],
+  ['relu', 'u32'], ['has_res', 'u32'],
 ];
 
 const HEADER = `${paramsStruct(WINOGRAD_PARAMS)}
@@ -171,17 +171,20 @@ export function winogradOutputWGSL(f: WinogradMatrices): string {
   const body = sandwich(f.AT, f.AT, (i, j) => `m${i}_${j}`, 't', 'y');
   const stores: string[] = [];
   for (let i = 0; i < f.m; i++) {
-    for (let j = 0; j < f.m; j++) stores.push(`if (oy0 + ${i}u < p.OH && ox0 + ${j}u < p.OW) { out[base + (oy0 + ${i}u) * p.OW + ox0 + ${j}u] = T(fin(y${i}_${j}, b)); }`);
+    for (let j = 0; j < f.m; j++) stores.push(`if (oy0 + ${i}u < p.OH && ox0 + ${j}u < p.OW) { let at = base + (oy0 + ${i}u) * p.OW + ox0 + ${j}u; out[at] = T(fin(y${i}_${j}, b, at)); }`);
   }
   return /* wgsl */ `
 alias T = f32;
 ${HEADER}
 @group(0) @binding(1) var<storage, read> M: array<f32>;
 @group(0) @binding(2) var<storage, read> bias: array<T>;
-@group(0) @binding(3) var<storage, read_write> out: array<T>;
+@group(0) @binding(3) var<storage, read> res: array<T>;
+@group(0) @binding(4) var<storage, read_write> out: array<T>;
 
-fn fin(v: f32, b: f32) -> f32 {
-  let r = v + b;
+// + bias, + residual (read only when there is one: its binding is a stand-in otherwise), ReLU.
+fn fin(v: f32, b: f32, at: u32) -> f32 {
+  var r = v + b;
+  if (p.has_res != 0u) { r += f32(res[at]); }
   return select(r, max(r, 0.0), p.relu != 0u);
 }
 

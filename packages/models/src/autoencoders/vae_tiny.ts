@@ -4,7 +4,7 @@
  * checkpoint's `layers.<i>`; parameterless layers (activations, upsamples) keep their index.
  */
 import { UnsupportedError, type Tensor } from '@fewstep/tensor';
-import { add, relu, unary, upsampleNearest2x, type UnaryOp } from '@fewstep/kernels';
+import { unary, upsampleNearest2x, type UnaryOp } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
 import type { WeightScope } from '../modeling/weights.js';
 import { ConfigError } from '../errors.js';
@@ -69,8 +69,8 @@ export class AutoencoderTinyBlock implements TinyLayer {
       const convAct = (c: Conv2d, v: Tensor) => (this.act === 'relu' ? c.forward(v, { relu: true }) : unary(this.act, c.forward(v)));
       let h = convAct(this.conv[0], x);
       h = convAct(this.conv[2], h);
-      h = this.conv[4].forward(h);
-      return relu(add(h, this.skip ? this.skip.forward(x) : x));
+      // relu(conv(h) + skip(x)): the add and the ReLU ride on the last conv's output pass.
+      return this.conv[4].forward(h, { residual: this.skip ? this.skip.forward(x) : x, relu: true });
     });
   }
 }

@@ -19,8 +19,8 @@ export class Conv2d {
     return new Conv2d(weight, bias, cfg.stride ?? 1, cfg.padding ?? 0);
   }
 
-  /** `relu` fuses a following ReLU into the convolution's output pass. */
-  forward(x: Tensor, opts: { relu?: boolean | undefined } = {}): Tensor {
-    return conv2d(x, this.weight, { stride: this.stride, padding: this.padding, bias: this.bias, relu: opts.relu });
+  /** `relu` fuses a following ReLU into the convolution's output pass; `residual` is added before it. */
+  forward(x: Tensor, opts: { relu?: boolean | undefined; residual?: Tensor | undefined } = {}): Tensor {
+    return conv2d(x, this.weight, { stride: this.stride, padding: this.padding, bias: this.bias, relu: opts.relu, residual: opts.residual });
   }
 }
