@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Tensor, roundToF16 } from '@fewstep/tensor';
 import { cpu } from '@fewstep/tensor/testing';
 import { CPU_SG_TILE, CPU_TILING, GPU_SMALL_TILING, GPU_TILING, conv2d, type GemmTiling, type SgTile } from '@fewstep/kernels';
-import { conv2dDirect, fixedSubgroupSize } from '@fewstep/kernels/testing';
+import { conv2dDirect, conv2dPath, fixedSubgroupSize, isCpuAdapter } from '@fewstep/kernels/testing';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
 import { withKernels } from './kernel_settings';
 import { expectClose, randArray, type Tol } from '../helpers/compare';
@@ -181,6 +181,22 @@ describe('conv2d', () => {
     expectClose(await yn.read(), sum.map((v) => Math.max(v, 0)), tol('f32', 54), 'conv2d residual naive');
     expect(() => conv2d(Tensor.from(d, x, xs), Tensor.from(d, w, ws), { padding: 1, residual: Tensor.from(d, r.subarray(0, 5 * 9 * 11), [1, 5, 9, 11]) }))
       .toThrow('conv2d: residual [1, 5, 9, 11] f32 must match the output [2, 5, 9, 11] f32: x [2, 6, 9, 11] ⊛ w [5, 6, 3, 3] (stride 1, padding 1)');
+  });
+
+  // The automatic choice on CPU adapters: F(4×4) for 3×3 stride-1 convs with ≥ 64 output tiles and a
+  // transformed filter ≤ 64 MiB; the implicit GEMM otherwise and on real GPUs; the setting overrides.
+  it('conv2dPath: Winograd where it pays on CPU adapters, the setting overrides', async () => {
+    const d = await gpuDevice();
+    const cpuAd = isCpuAdapter(d);
+    expect(conv2dPath(d, [1, 64, 32, 32], [64, 64, 3, 3], 1, 1)).toBe(cpuAd ? 'winograd4' : 'implicit-gemm');
+    expect(conv2dPath(d, [1, 640, 32, 32], [640, 640, 3, 3], 1, 1)).toBe(cpuAd ? 'winograd4' : 'implicit-gemm'); // 59 MB filter
+    expect(conv2dPath(d, [1, 64, 31, 32], [64, 64, 3, 3], 1, 1)).toBe(cpuAd ? 'winograd4' : 'implicit-gemm'); // 8·8 tiles with a partial row
+    expect(conv2dPath(d, [1, 64, 28, 32], [64, 64, 3, 3], 1, 1)).toBe('implicit-gemm'); // 7·8 = 56 tiles
+    expect(conv2dPath(d, [1, 1280, 32, 32], [1280, 1280, 3, 3], 1, 1)).toBe('implicit-gemm'); // 236 MB filter
+    expect(conv2dPath(d, [1, 64, 64, 64], [64, 64, 3, 3], 2, 1)).toBe('implicit-gemm');
+    expect(conv2dPath(d, [1, 64, 64, 64], [64, 64, 1, 1], 1, 0)).toBe('implicit-gemm');
+    await withKernels(d, { conv: { winograd: 'off' } }, () => expect(conv2dPath(d, [1, 64, 32, 32], [64, 64, 3, 3], 1, 1)).toBe('implicit-gemm'));
+    await withKernels(d, { conv: { winograd: 2 } }, () => expect(conv2dPath(d, [1, 1280, 8, 8], [1280, 1280, 3, 3], 1, 1)).toBe('winograd2'));
   });
 
   it('kernels.conv settings are checked, naming the field', async () => {
