@@ -135,20 +135,21 @@ describe('conv2d', () => {
   // Winograd F(2×2, 3×3) and F(4×4, 3×3) (the default for 3×3 stride-1 convs on CPU adapters): every
   // 3×3 stride-1 case, plus output sizes that leave partial tiles at the right and bottom edges,
   // padding 0 and 2, one channel, batch 3 with tiles split over several chunks (chunk boundaries inside
-  // an image and between images).
-  const winoCases: (Case & { chunk?: number })[] = [
+  // an image and between images), output channels in chunks.
+  const winoCases: (Case & { chunk?: number; chunkO?: number })[] = [
     ...cases.filter((c) => c.k === 3 && (c.stride ?? 1) === 1),
     { x: [1, 1, 5, 3], o: 1, k: 3, padding: 1, bias: true },
     { x: [1, 7, 13, 11], o: 9, k: 3, padding: 2 },
     { x: [3, 6, 10, 9], o: 11, k: 3, padding: 1, bias: true, chunk: 5 },
     { x: [1, 64, 24, 20], o: 64, k: 3, padding: 1, bias: true, chunk: 7 },
+    { x: [2, 5, 11, 10], o: 13, k: 3, padding: 1, bias: true, chunk: 4, chunkO: 5 }, // output channels in chunks 5, 5, 3
   ];
   for (const m of [2, 4] as const) {
     for (const dtype of ['f32', 'f16'] as const) {
       it(`winograd F(${m}×${m}, 3×3) ${dtype}: every 3×3 stride-1 case, edge tiles, padding 0–2, chunked`, async () => {
         const d = await gpuDevice();
         for (const c of winoCases) {
-          await withKernels(d, { conv: { winograd: m, winogradChunkTiles: c.chunk ?? null } }, async () => {
+          await withKernels(d, { conv: { winograd: m, winogradChunkTiles: c.chunk ?? null, winogradChunkChannels: c.chunkO ?? null } }, async () => {
             const ws = [c.o, c.x[1], 3, 3];
             const x = input(c.x.reduce((a, b) => a * b, 1), 81, dtype), w = input(ws.reduce((a, b) => a * b, 1), 82, dtype), bias = c.bias ? input(c.o, 83, dtype) : undefined;
             const y = conv2d(Tensor.from(d, x, c.x, dtype), Tensor.from(d, w, ws, dtype), { padding: c.padding, bias: bias && Tensor.from(d, bias, [c.o], dtype) });
@@ -183,16 +184,16 @@ describe('conv2d', () => {
       .toThrow('conv2d: residual [1, 5, 9, 11] f32 must match the output [2, 5, 9, 11] f32: x [2, 6, 9, 11] ⊛ w [5, 6, 3, 3] (stride 1, padding 1)');
   });
 
-  // The automatic choice on CPU adapters: F(4×4) for 3×3 stride-1 convs with ≥ 64 output tiles and a
-  // transformed filter ≤ 64 MiB; the implicit GEMM otherwise and on real GPUs; the setting overrides.
+  // The automatic choice on CPU adapters: F(4×4) for 3×3 stride-1 convs with ≥ 64 output tiles; the
+  // implicit GEMM otherwise and on real GPUs; the setting overrides.
   it('conv2dPath: Winograd where it pays on CPU adapters, the setting overrides', async () => {
     const d = await gpuDevice();
     const cpuAd = isCpuAdapter(d);
     expect(conv2dPath(d, [1, 64, 32, 32], [64, 64, 3, 3], 1, 1)).toBe(cpuAd ? 'winograd4' : 'implicit-gemm');
-    expect(conv2dPath(d, [1, 640, 32, 32], [640, 640, 3, 3], 1, 1)).toBe(cpuAd ? 'winograd4' : 'implicit-gemm'); // 59 MB filter
     expect(conv2dPath(d, [1, 64, 31, 32], [64, 64, 3, 3], 1, 1)).toBe(cpuAd ? 'winograd4' : 'implicit-gemm'); // 8·8 tiles with a partial row
     expect(conv2dPath(d, [1, 64, 28, 32], [64, 64, 3, 3], 1, 1)).toBe('implicit-gemm'); // 7·8 = 56 tiles
-    expect(conv2dPath(d, [1, 1280, 32, 32], [1280, 1280, 3, 3], 1, 1)).toBe('implicit-gemm'); // 236 MB filter
+    expect(conv2dPath(d, [1, 1280, 32, 32], [1280, 1280, 3, 3], 1, 1)).toBe(cpuAd ? 'winograd4' : 'implicit-gemm'); // filter in 4 chunks of output channels
+    expect(conv2dPath(d, [1, 1280, 16, 16], [1280, 1280, 3, 3], 1, 1)).toBe('implicit-gemm'); // 16 tiles
     expect(conv2dPath(d, [1, 64, 64, 64], [64, 64, 3, 3], 2, 1)).toBe('implicit-gemm');
     expect(conv2dPath(d, [1, 64, 64, 64], [64, 64, 1, 1], 1, 0)).toBe('implicit-gemm');
     await withKernels(d, { conv: { winograd: 'off' } }, () => expect(conv2dPath(d, [1, 64, 32, 32], [64, 64, 3, 3], 1, 1)).toBe('implicit-gemm'));

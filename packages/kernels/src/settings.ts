@@ -48,6 +48,8 @@ export interface ConvSettings {
   winograd?: 2 | 4 | 'off' | null | undefined;
   /** Output tiles per Winograd chunk (null: as many as keep each f32 intermediate ≤ 32 MiB). */
   winogradChunkTiles?: number | null | undefined;
+  /** Output channels per Winograd chunk (null: as many as keep the transformed filter ≤ 64 MiB). */
+  winogradChunkChannels?: number | null | undefined;
 }
 
 /** Flash attention. */
@@ -82,7 +84,7 @@ declare module '@fewstep/tensor' {
 /** Settings with every default filled in (what the dispatchers read). */
 export interface ResolvedKernelSettings {
   readonly gemm: { readonly tiling: GemmTiling | null; readonly sg: SgTile | null; readonly splitK: number | null; readonly splitKTuning: SplitKTuning };
-  readonly conv: { readonly winograd: 2 | 4 | 'off' | null; readonly winogradChunkTiles: number | null };
+  readonly conv: { readonly winograd: 2 | 4 | 'off' | null; readonly winogradChunkTiles: number | null; readonly winogradChunkChannels: number | null };
   readonly attention: { readonly variant: 'shared' | 'subgroup' | null; readonly tq: number | null };
   readonly groupNorm: { readonly split: 'auto' | 'always' | 'never' };
   readonly upsample: { readonly vec4: boolean };
@@ -111,6 +113,8 @@ export function resolveKernelSettings(k: KernelSettings): ResolvedKernelSettings
   if (winograd !== null && winograd !== 2 && winograd !== 4 && winograd !== 'off') throw new InvalidArgumentError(`kernels.conv.winograd: expected 2, 4, 'off' or null, got ${JSON.stringify(winograd)}`, 'kernels.conv.winograd');
   const winogradChunkTiles = cv.winogradChunkTiles ?? null;
   if (winogradChunkTiles !== null) posInt(winogradChunkTiles, 'kernels.conv.winogradChunkTiles');
+  const winogradChunkChannels = cv.winogradChunkChannels ?? null;
+  if (winogradChunkChannels !== null) posInt(winogradChunkChannels, 'kernels.conv.winogradChunkChannels');
   const tiling = g.tiling ?? null, sg = g.sg ?? null;
   if (tiling) {
     for (const f of ['TX', 'TY', 'TM', 'TN', 'BK'] as const) posInt(tiling[f], `kernels.gemm.tiling.${f}`);
@@ -135,7 +139,7 @@ export function resolveKernelSettings(k: KernelSettings): ResolvedKernelSettings
   if (typeof vec4 !== 'boolean') throw new InvalidArgumentError(`kernels.upsample.vec4: expected a boolean, got ${JSON.stringify(vec4)}`, 'kernels.upsample.vec4');
   return Object.freeze({
     gemm: Object.freeze({ tiling: tiling && Object.freeze({ ...tiling }), sg: sg && Object.freeze({ ...sg }), splitK, splitKTuning: Object.freeze(splitKTuning) }),
-    conv: Object.freeze({ winograd, winogradChunkTiles }),
+    conv: Object.freeze({ winograd, winogradChunkTiles, winogradChunkChannels }),
     attention: Object.freeze({ variant, tq }),
     groupNorm: Object.freeze({ split }),
     upsample: Object.freeze({ vec4 }),

@@ -2,7 +2,7 @@
 
 // Oracle kernels (one thread per output) that the fast paths are checked against.
 export { matmulNaive } from './matmul/matmul.js';
-export { conv2dDirect, conv2dPath, WINOGRAD_MIN_TILES, WINOGRAD_MAX_FILTER_BYTES } from './conv2d/conv2d.js';
+export { conv2dDirect, conv2dPath, WINOGRAD_MIN_TILES } from './conv2d/conv2d.js';
 // The GEMM-based attention behind `attention` for head dims > ATTENTION_MAX_HEAD_DIM (with a score-block cap to force chunks).
 export { attentionMaterialized } from './attention/attention_materialized.js';
 

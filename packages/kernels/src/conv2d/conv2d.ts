@@ -51,7 +51,7 @@ function conv2dVariant(x: Tensor, w: Tensor, opts: Conv2dOptions, variant: GemmV
   if (residual && (shapeStr(residual.shape) !== shapeStr([N, O, OH, OW]) || residual.dtype !== dtype)) {
     throw new ShapeError(`conv2d: residual ${shapeStr(residual.shape)} ${residual.dtype} must match the output [${N}, ${O}, ${OH}, ${OW}] ${dtype}: ${desc()}`);
   }
-  const wino = variant === 'tiled' ? winogradTile(x.device, KH, KW, stride, N * ceilDiv(OH, 4) * ceilDiv(OW, 4), O * C) : null;
+  const wino = variant === 'tiled' ? winogradTile(x.device, KH, KW, stride, N * ceilDiv(OH, 4) * ceilDiv(OW, 4)) : null;
   if (wino) {
     const y = Tensor.empty(x.device, [N, O, OH, OW], dtype);
     if (y.size > 0) conv2dWinograd(x, w, y, { padding, bias, residual, relu: !!opts.relu, m: wino, label: `conv2d ${desc()}` });
@@ -84,31 +84,29 @@ function conv2dVariant(x: Tensor, w: Tensor, opts: Conv2dOptions, variant: GemmV
 
 /** Auto Winograd needs at least this many 4×4 output tiles (a 32² map): fewer leave the GEMMs mostly padding. */
 export const WINOGRAD_MIN_TILES = 64;
-/** …and its transformed filter (36·O·C f32, rebuilt per call) at most this size. */
-export const WINOGRAD_MAX_FILTER_BYTES = 64 << 20;
 
 /**
  * Whether a conv runs as Winograd F(m×m, 3×3), and with which m: the device's `kernels.conv.winograd`,
- * else on CPU adapters the 3×3 stride-1 convs with enough tiles and a small enough transformed filter.
+ * else F(4×4) on CPU adapters for 3×3 stride-1 convs with at least WINOGRAD_MIN_TILES output tiles.
  * F(4×4) does 4× fewer multiplies than the implicit GEMM, and llvmpipe runs the GEMM at a fixed
  * ~25–30 GFLOP/s, so the transforms' memory passes are cheap by comparison (lavapipe, f32, one
  * interleaved run: conv 320 ch @ 64² 3.9×, 64 ch @ 512² 2.0× faster). The filter transform is redone
- * per call (keeping 36/9 of every conv weight in f32 would cost gigabytes), which at 16² maps or
- * 1280+ channels costs more than it saves. Real GPUs keep the implicit GEMM (not measured there).
+ * per call (keeping 36/9 of every conv weight in f32 would cost gigabytes); below 64 tiles (16² maps)
+ * it costs about what it saves. Real GPUs keep the implicit GEMM (not measured there).
  */
-function winogradTile(device: Device, KH: number, KW: number, stride: number, tiles4: number, filterPairs: number): WinogradTile | null {
+function winogradTile(device: Device, KH: number, KW: number, stride: number, tiles4: number): WinogradTile | null {
   if (KH !== 3 || KW !== 3 || stride !== 1) return null;
   const forced = kernelSettings(device).conv.winograd;
   if (forced === 'off') return null;
   if (forced !== null) return forced;
-  return isCpuAdapter(device) && tiles4 >= WINOGRAD_MIN_TILES && 36 * 4 * filterPairs <= WINOGRAD_MAX_FILTER_BYTES ? 4 : null;
+  return isCpuAdapter(device) && tiles4 >= WINOGRAD_MIN_TILES ? 4 : null;
 }
 
 /** Which kernel conv2d takes for these shapes on this device (what `bench` reports; tests pin it). */
 export function conv2dPath(device: Device, xShape: readonly number[], wShape: readonly number[], stride = 1, padding = 0): 'winograd4' | 'winograd2' | 'implicit-gemm' {
   const [N, , H, W] = xShape as [number, number, number, number];
-  const [O, C, KH, KW] = wShape as [number, number, number, number];
+  const [, , KH, KW] = wShape as [number, number, number, number];
   const OH = Math.floor((H + 2 * padding - KH) / stride) + 1, OW = Math.floor((W + 2 * padding - KW) / stride) + 1;
-  const m = winogradTile(device, KH, KW, stride, N * ceilDiv(OH, 4) * ceilDiv(OW, 4), O * C);
+  const m = winogradTile(device, KH, KW, stride, N * ceilDiv(OH, 4) * ceilDiv(OW, 4));
   return m ? `winograd${m}` : 'implicit-gemm';
 }

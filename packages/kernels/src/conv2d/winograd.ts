@@ -20,15 +20,17 @@ function source(kind: 'input' | 'filter' | 'output', m: WinogradTile): string {
 }
 
 /**
- * Bytes of f32 intermediates (V and M) per chunk of tiles: the transforms of a 64-channel 512² map are
- * ~150 MB each, so the tiles go through in chunks that keep the transient buffers small.
+ * Bytes of each f32 intermediate per chunk: the input transform of a 64-channel 512² map is ~150 MB and
+ * the transformed filter of a 1280×1280 conv 236 MB, so output channels and tiles go through in chunks.
  */
 export const WINOGRAD_CHUNK_BYTES = 32 << 20;
+export const WINOGRAD_FILTER_CHUNK_BYTES = 64 << 20;
 
 /**
  * 3×3 stride-1 conv2d by Winograd F(m×m, 3×3) (see winograd.wgsl.ts). x [N, C, H, W], w [O, C, 3, 3],
- * already validated by conv2d. Per chunk of output tiles: input transform → 36 (or 16) batched GEMMs on
- * the matmul kernels → output transform with bias, residual and ReLU.
+ * already validated by conv2d. Per chunk of output channels: filter transform; then per chunk of
+ * output tiles: input transform → (m+2)² batched GEMMs on the matmul kernels → output transform with
+ * bias, residual and ReLU.
  */
 export function conv2dWinograd(x: Tensor, w: Tensor, y: Tensor, o: { padding: number; bias?: Tensor | undefined; residual?: Tensor | undefined; relu: boolean; m: WinogradTile; label: string }): void {
   const device = x.device, dtype = x.dtype;
@@ -37,29 +39,34 @@ export function conv2dWinograd(x: Tensor, w: Tensor, y: Tensor, o: { padding: nu
   const [, , OH, OW] = y.shape as [number, number, number, number];
   const m = o.m, a = m + 2, xi = a * a;
   const tilesW = ceilDiv(OW, m), tilesHW = ceilDiv(OH, m) * tilesW, T = N * tilesHW;
-  const tc = Math.min(T, kernelSettings(device).conv.winogradChunkTiles ?? Math.max(1, Math.floor(WINOGRAD_CHUNK_BYTES / (4 * xi * Math.max(C, O)))));
+  const { winogradChunkTiles, winogradChunkChannels } = kernelSettings(device).conv;
+  const ocMax = Math.min(O, winogradChunkChannels ?? Math.max(1, Math.floor(WINOGRAD_FILTER_CHUNK_BYTES / (4 * xi * C))));
+  const tcMax = Math.min(T, winogradChunkTiles ?? Math.max(1, Math.floor(WINOGRAD_CHUNK_BYTES / (4 * xi * Math.max(C, ocMax)))));
   const base = { C, H, W, O, OH, OW, pad: o.padding, tiles_w: tilesW, tiles_hw: tilesHW, has_bias: o.bias ? 1 : 0, has_res: o.residual ? 1 : 0, relu: o.relu ? 1 : 0 };
   const pipe = (kind: 'input' | 'filter' | 'output', storage: ('read' | 'rw')[]) =>
     getPipeline(device, { family: `conv2d/winograd${m}`, entry: `winograd_${kind}`, dtype, code: source(kind, m), storage });
 
-  const U = Tensor.empty(device, [xi, O, C], 'f32');
-  try {
-    device.dispatch(pipe('filter', ['read', 'rw']), packParams(WINOGRAD_PARAMS, { ...base, t0: 0, tc: 0 }), [w.binding('conv2d w'), U.binding('winograd U')], grid1d(ceilDiv(O * C, 64)), `${o.label} (winograd filter)`);
-    for (let t0 = 0; t0 < T; t0 += tc) {
-      const n = Math.min(tc, T - t0);
-      const params = packParams(WINOGRAD_PARAMS, { ...base, t0, tc: n });
-      const V = Tensor.empty(device, [xi, n, C], 'f32');
-      let M: Tensor | undefined;
-      try {
-        device.dispatch(pipe('input', ['read', 'rw']), params, [x.binding('conv2d x'), V.binding('winograd V')], grid1d(ceilDiv(n * C, 64)), `${o.label} (winograd input)`);
-        M = matmul(V, U, { transB: true });
-        device.dispatch(pipe('output', ['read', 'read', 'read', 'rw']), params, [M.binding('winograd M'), (o.bias ?? M).binding('conv2d bias'), (o.residual ?? M).binding('conv2d residual'), y.binding('conv2d out')], grid1d(ceilDiv(n * O, 64)), `${o.label} (winograd output)`);
-      } finally {
-        V.dispose();
-        M?.dispose();
+  for (let o0 = 0; o0 < O; o0 += ocMax) {
+    const oc = Math.min(ocMax, O - o0);
+    const U = Tensor.empty(device, [xi, oc, C], 'f32');
+    try {
+      device.dispatch(pipe('filter', ['read', 'rw']), packParams(WINOGRAD_PARAMS, { ...base, o0, oc, t0: 0, tc: 0 }), [w.binding('conv2d w'), U.binding('winograd U')], grid1d(ceilDiv(oc * C, 64)), `${o.label} (winograd filter)`);
+      for (let t0 = 0; t0 < T; t0 += tcMax) {
+        const tc = Math.min(tcMax, T - t0);
+        const params = packParams(WINOGRAD_PARAMS, { ...base, o0, oc, t0, tc });
+        const V = Tensor.empty(device, [xi, tc, C], 'f32');
+        let M: Tensor | undefined;
+        try {
+          device.dispatch(pipe('input', ['read', 'rw']), params, [x.binding('conv2d x'), V.binding('winograd V')], grid1d(ceilDiv(tc * C, 64)), `${o.label} (winograd input)`);
+          M = matmul(V, U, { transB: true });
+          device.dispatch(pipe('output', ['read', 'read', 'read', 'rw']), params, [M.binding('winograd M'), (o.bias ?? M).binding('conv2d bias'), (o.residual ?? M).binding('conv2d residual'), y.binding('conv2d out')], grid1d(ceilDiv(tc * oc, 64)), `${o.label} (winograd output)`);
+        } finally {
+          V.dispose();
+          M?.dispose();
+        }
       }
+    } finally {
+      U.dispose();
     }
-  } finally {
-    U.dispose();
   }
 }

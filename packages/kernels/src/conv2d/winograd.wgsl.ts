@@ -58,7 +58,7 @@ export const WINOGRAD_PARAMS: ParamSchema = [
   ['C', 'u32'], ['H', 'u32'], ['W', 'u32'], ['O', 'u32'],
   ['OH', 'u32'], ['OW', 'u32'], ['pad', 'u32'], ['tiles_w', 'u32'],
   ['tiles_hw', 'u32'], ['t0', 'u32'], ['tc', 'u32'], ['has_bias', 'u32'],
-  ['relu', 'u32'], ['has_res', 'u32'],
+  ['relu', 'u32'], ['has_res', 'u32'], ['o0', 'u32'], ['oc', 'u32'],
 ];
 
 const HEADER = `${paramsStruct(WINOGRAD_PARAMS)}
@@ -137,14 +137,14 @@ fn winograd_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 `;
 }
 
-/** Filter transform: U[ξ, o, c] = (G g Gᵀ)[ξ] for w [O, C, 3, 3] (one thread per (o, c)). */
+/** Filter transform: U[ξ, o − o0, c] = (G g Gᵀ)[ξ] for w [O, C, 3, 3], o0 ≤ o < o0 + oc (one thread per (o, c)). */
 export function winogradFilterWGSL(f: WinogradMatrices): string {
   const a = f.m + 2;
   const loads: string[] = [];
   for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) loads.push(`let g${i}_${j} = f32(w[base + ${i * 3 + j}u]);`);
   const body = sandwich(f.G, f.G, (i, j) => `g${i}_${j}`, 't', 'u');
   const stores: string[] = [];
-  for (let i = 0; i < a; i++) for (let j = 0; j < a; j++) stores.push(`U[${i * a + j}u * p.O * p.C + oc] = u${i}_${j};`);
+  for (let i = 0; i < a; i++) for (let j = 0; j < a; j++) stores.push(`U[${i * a + j}u * p.oc * p.C + oc] = u${i}_${j};`);
   return /* wgsl */ `
 alias T = f32;
 ${HEADER}
@@ -154,8 +154,8 @@ ${HEADER}
 @compute @workgroup_size(64)
 fn winograd_filter(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let oc = (wid.x + wid.y * nwg.x) * 64u + lid;
-  if (oc >= p.O * p.C) { return; }
-  let base = oc * 9u;
+  if (oc >= p.oc * p.C) { return; }
+  let base = (p.o0 * p.C + oc) * 9u;
   ${loads.join('\n  ')}
   ${body.join('\n  ')}
   ${stores.join('\n  ')}
@@ -163,11 +163,11 @@ fn winograd_filter(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 `;
 }
 
-/** Output transform: y tile = Aᵀ M A (+ bias, ReLU) from M [ξ, t − t0, o] (one thread per (tile, o)). */
+/** Output transform: y tile = Aᵀ M A (+ bias, residual, ReLU) from M [ξ, t − t0, o − o0] (one thread per (tile, o)). */
 export function winogradOutputWGSL(f: WinogradMatrices): string {
   const a = f.m + 2;
   const loads: string[] = [];
-  for (let i = 0; i < a; i++) for (let j = 0; j < a; j++) loads.push(`let m${i}_${j} = M[(${i * a + j}u * p.tc + tl) * p.O + o];`);
+  for (let i = 0; i < a; i++) for (let j = 0; j < a; j++) loads.push(`let m${i}_${j} = M[(${i * a + j}u * p.tc + tl) * p.oc + ol];`);
   const body = sandwich(f.AT, f.AT, (i, j) => `m${i}_${j}`, 't', 'y');
   const stores: string[] = [];
   for (let i = 0; i < f.m; i++) {
@@ -191,9 +191,10 @@ fn fin(v: f32, b: f32, at: u32) -> f32 {
 @compute @workgroup_size(64)
 fn winograd_output(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = (wid.x + wid.y * nwg.x) * 64u + lid;
-  if (i >= p.tc * p.O) { return; }
-  let o = i % p.O;
-  let tl = i / p.O;
+  if (i >= p.tc * p.oc) { return; }
+  let ol = i % p.oc;
+  let o = p.o0 + ol;
+  let tl = i / p.oc;
   let t = p.t0 + tl;
   let n = t / p.tiles_hw;
   let r = t % p.tiles_hw;
