@@ -1,8 +1,8 @@
 import { Tensor } from '@fewstep/tensor';
 import { ceilDiv, getPipeline, grid1d, packParams } from '../runtime.js';
-import { matmul } from '../matmul/matmul.js';
+import { isCpuAdapter, matmul } from '../matmul/matmul.js';
 import { kernelSettings } from '../settings.js';
-import { F2, F4, WINOGRAD_PARAMS, winogradFilterWGSL, winogradInputWGSL, winogradOutputWGSL, type WinogradMatrices } from './winograd.wgsl.js';
+import { F2, F4, WINOGRAD_ITEMS, WINOGRAD_PARAMS, winogradFilterWGSL, winogradInputWGSL, winogradOutputWGSL, type WinogradMatrices } from './winograd.wgsl.js';
 
 export type WinogradTile = 2 | 4;
 
@@ -43,23 +43,26 @@ export function conv2dWinograd(x: Tensor, w: Tensor, y: Tensor, o: { padding: nu
   const ocMax = Math.min(O, winogradChunkChannels ?? Math.max(1, Math.floor(WINOGRAD_FILTER_CHUNK_BYTES / (4 * xi * C))));
   const tcMax = Math.min(T, winogradChunkTiles ?? Math.max(1, Math.floor(WINOGRAD_CHUNK_BYTES / (4 * xi * Math.max(C, ocMax)))));
   const base = { C, H, W, O, OH, OW, pad: o.padding, tiles_w: tilesW, tiles_hw: tilesHW, has_bias: o.bias ? 1 : 0, has_res: o.residual ? 1 : 0, relu: o.relu ? 1 : 0 };
+  // CPU adapters: 8-lane workgroups of WINOGRAD_ITEMS items each (see ITEMS_LOOP); GPUs: 64 threads, one item each.
+  const [WG, ITEMS] = isCpuAdapter(device) ? [8, WINOGRAD_ITEMS] : [64, 1];
   const pipe = (kind: 'input' | 'filter' | 'output', storage: ('read' | 'rw')[]) =>
-    getPipeline(device, { family: `conv2d/winograd${m}`, entry: `winograd_${kind}`, dtype, code: source(kind, m), storage });
+    getPipeline(device, { family: `conv2d/winograd${m}`, entry: `winograd_${kind}`, dtype, code: source(kind, m), storage, overrides: { WG, ITEMS } });
+  const grid = (items: number) => grid1d(ceilDiv(items, WG * ITEMS));
 
   for (let o0 = 0; o0 < O; o0 += ocMax) {
     const oc = Math.min(ocMax, O - o0);
     const U = Tensor.empty(device, [xi, oc, C], 'f32');
     try {
-      device.dispatch(pipe('filter', ['read', 'rw']), packParams(WINOGRAD_PARAMS, { ...base, o0, oc, t0: 0, tc: 0 }), [w.binding('conv2d w'), U.binding('winograd U')], grid1d(ceilDiv(oc * C, 64)), `${o.label} (winograd filter)`);
+      device.dispatch(pipe('filter', ['read', 'rw']), packParams(WINOGRAD_PARAMS, { ...base, o0, oc, t0: 0, tc: 0 }), [w.binding('conv2d w'), U.binding('winograd U')], grid(oc * C), `${o.label} (winograd filter)`);
       for (let t0 = 0; t0 < T; t0 += tcMax) {
         const tc = Math.min(tcMax, T - t0);
         const params = packParams(WINOGRAD_PARAMS, { ...base, o0, oc, t0, tc });
         const V = Tensor.empty(device, [xi, tc, C], 'f32');
         let M: Tensor | undefined;
         try {
-          device.dispatch(pipe('input', ['read', 'rw']), params, [x.binding('conv2d x'), V.binding('winograd V')], grid1d(ceilDiv(tc * C, 64)), `${o.label} (winograd input)`);
+          device.dispatch(pipe('input', ['read', 'rw']), params, [x.binding('conv2d x'), V.binding('winograd V')], grid(tc * C), `${o.label} (winograd input)`);
           M = matmul(V, U, { transB: true });
-          device.dispatch(pipe('output', ['read', 'read', 'read', 'rw']), params, [M.binding('winograd M'), (o.bias ?? M).binding('conv2d bias'), (o.residual ?? M).binding('conv2d residual'), y.binding('conv2d out')], grid1d(ceilDiv(tc * oc, 64)), `${o.label} (winograd output)`);
+          device.dispatch(pipe('output', ['read', 'read', 'read', 'rw']), params, [M.binding('winograd M'), (o.bias ?? M).binding('conv2d bias'), (o.residual ?? M).binding('conv2d residual'), y.binding('conv2d out')], grid(tc * oc), `${o.label} (winograd output)`);
         } finally {
           V.dispose();
           M?.dispose();

@@ -83,6 +83,24 @@ function lin(coef: number[], name: (j: number) => string): string {
   return terms.length ? terms.join(' ') : '0.0';
 }
 
+/**
+ * Workgroups of WG invocations, each taking ITEMS items (item i = (w·ITEMS + s)·WG + lane): on llvmpipe
+ * a workgroup of 8 lanes is one SIMD pass and every workgroup has a fixed start-up cost, so fewer,
+ * longer-lived workgroups go faster; GPUs get the plain one-item-per-thread grid (ITEMS = 1).
+ */
+export const WINOGRAD_ITEMS = 8;
+const ITEMS_LOOP = (entry: string, n: string) => /* wgsl */ `
+override WG: u32 = 64u;
+override ITEMS: u32 = 1u;
+@compute @workgroup_size(WG)
+fn ${entry}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let first = (wid.x + wid.y * nwg.x) * ITEMS;
+  for (var s = 0u; s < ITEMS; s++) {
+    let i = (first + s) * WG + lid;
+    if (i < ${n}) { item(i); }
+  }
+}`;
+
 /** Straight-line code for out = L · X · Lᵀ over `let` names (X is rows×cols via name(i, j)). */
 function sandwich(L: number[][], R: number[][], x: (i: number, j: number) => string, tmp: string, out: string): string[] {
   const lines: string[] = [];
@@ -118,10 +136,8 @@ fn ld(base: u32, iy: i32, ix: i32) -> f32 {
   return select(0.0, f32(x[idx]), ok);
 }
 
-@compute @workgroup_size(64)
-fn winograd_input(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.x + wid.y * nwg.x) * 64u + lid;
-  if (i >= p.tc * p.C) { return; }
+${ITEMS_LOOP('winograd_input', 'p.tc * p.C')}
+fn item(i: u32) {
   let c = i % p.C;
   let tl = i / p.C;
   let t = p.t0 + tl;
@@ -151,10 +167,8 @@ ${HEADER}
 @group(0) @binding(1) var<storage, read> w: array<T>;
 @group(0) @binding(2) var<storage, read_write> U: array<f32>;
 
-@compute @workgroup_size(64)
-fn winograd_filter(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let oc = (wid.x + wid.y * nwg.x) * 64u + lid;
-  if (oc >= p.oc * p.C) { return; }
+${ITEMS_LOOP('winograd_filter', 'p.oc * p.C')}
+fn item(oc: u32) {
   let base = (p.o0 * p.C + oc) * 9u;
   ${loads.join('\n  ')}
   ${body.join('\n  ')}
@@ -188,10 +202,8 @@ fn fin(v: f32, b: f32, at: u32) -> f32 {
   return select(r, max(r, 0.0), p.relu != 0u);
 }
 
-@compute @workgroup_size(64)
-fn winograd_output(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.x + wid.y * nwg.x) * 64u + lid;
-  if (i >= p.tc * p.oc) { return; }
+${ITEMS_LOOP('winograd_output', 'p.tc * p.oc')}
+fn item(i: u32) {
   let ol = i % p.oc;
   let o = p.o0 + ol;
   let tl = i / p.oc;
