@@ -370,15 +370,17 @@ export class Device {
       this.pass = null;
     }
     this.sinceSubmit = 0;
-    if (!this.encoder) return;
-    if (this.aborted()) {
-      this.discard();
-      return;
+    if (this.encoder) {
+      if (this.aborted()) this.discard();
+      else {
+        this.profiler?.resolve(this.encoder);
+        this.arena.upload(this.gpu.queue);
+        this.gpu.queue.submit([this.encoder.finish()]);
+        this.encoder = null;
+      }
     }
-    this.profiler?.resolve(this.encoder);
-    this.arena.upload(this.gpu.queue);
-    this.gpu.queue.submit([this.encoder.finish()]);
-    this.encoder = null;
+    // Weights freed while their last dispatches were being recorded can go now (see BufferPool.acquireExact).
+    this.pool.collect();
   }
 
   /** Flushes, waits for the GPU, and throws the first validation/compile error seen. */
