@@ -392,6 +392,21 @@ export class Device {
     await this.checkErrors();
   }
 
+  /**
+   * Gives the memory of freed buffers back now: submits what is recorded, destroys the pool's free buffers, then
+   * submits an empty command buffer and waits for it — Dawn releases a destroyed buffer's memory only once a submit
+   * made after the destroy has completed (until then, on lavapipe, it stays in the process' RSS). For a stage
+   * boundary after freeing a model (low-memory mode), not for the hot path.
+   */
+  async trimMemory(): Promise<void> {
+    this.checkSignal();
+    this.flush();
+    this.pool.trim();
+    this.gpu.queue.submit([this.gpu.createCommandEncoder().finish()]);
+    await this.settle(this.gpu.queue.onSubmittedWorkDone());
+    await this.checkErrors();
+  }
+
   // ---- waiting -------------------------------------------------------------------------------
 
   private blockingSleep: ((ms: number) => void) | null = null;

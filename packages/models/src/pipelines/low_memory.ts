@@ -83,6 +83,7 @@ export class ComponentResidency {
    */
   async use<T>(names: readonly ComponentName[], fn: () => Promise<T>): Promise<T> {
     const mine: Slot<{ dispose(): void }>[] = [];
+    let failed = false;
     try {
       for (const name of names) {
         const slot = this.slots[name] as Slot<{ dispose(): void }> | undefined;
@@ -92,15 +93,21 @@ export class ComponentResidency {
         mine.push(slot);
       }
       return await fn();
+    } catch (e) {
+      failed = true;
+      throw e;
     } finally {
       if (mine.length) {
         for (const slot of mine) {
           slot.model.dispose();
           slot.loaded = false;
         }
-        // What the stage pooled (its activations) goes too, once its recorded work is submitted.
-        this.device.flush();
-        this.device.pool.trim();
+        // What the stage pooled (its activations) goes too, and the memory goes back before the next stage loads.
+        if (!failed) await this.device.trimMemory();
+        else {
+          this.device.flush();
+          this.device.pool.trim();
+        }
       }
     }
   }

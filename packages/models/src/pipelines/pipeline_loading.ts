@@ -206,18 +206,21 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
     // Low memory: each component is loaded once to check it (keys, shapes, LoRA keys) and freed at once; the
     // freed instance stays for its configs, the loader loads it again for each stage.
     const lowMemory = opts.lowMemory === true;
-    const checked = <T extends { dispose(): void }>(m: T): T => {
-      if (lowMemory) m.dispose();
+    const checked = async <T extends { dispose(): void }>(m: T): Promise<T> => {
+      if (lowMemory) {
+        m.dispose();
+        await device.trimMemory();
+      }
       return m;
     };
-    const textEncoder = checked(await step('text_encoder', loaders.textEncoder));
-    const unet = checked(await step('unet', loaders.unet));
-    const vae = checked(await step('vae', loaders.vae));
+    const textEncoder = await checked(await step('text_encoder', loaders.textEncoder));
+    const unet = await checked(await step('unet', loaders.unet));
+    const vae = await checked(await step('vae', loaders.vae));
     let controlnet: ControlNetModel | undefined;
     if (opts.controlnet !== undefined) {
       const cnDir = await controlNetDir(opts, req);
       loaders.controlnet = () => loadControlNet(opts, cnDir, dtype);
-      controlnet = checked(await step('controlnet', loaders.controlnet));
+      controlnet = await checked(await step('controlnet', loaders.controlnet));
     }
     throwIfAborted(signal, 'loading');
     return { tokenizer, textEncoder, unet, vae, schedulerConfig: configs.scheduler, unetConfig: configs.unet, controlnet, ...(lowMemory ? { lowMemory: loaders } : {}) };
