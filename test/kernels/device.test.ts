@@ -78,6 +78,27 @@ describe('Tensor and buffer pool', () => {
     expect(d.pool.stats.allocations - allocations).toBeLessThanOrEqual(1);
   });
 
+  it('parameters (weights) get buffers of exactly their size, destroyed — not pooled — once freed and submitted', async () => {
+    const d = await gpuDevice();
+    await d.sync();
+    const { inUse, pooled } = d.pool.stats;
+    const w = Tensor.parameter(d, [3, 1000], 'f16'); // 6000 bytes: size class 6144
+    expect(w.buffer.size).toBe(6000);
+    expect(d.pool.stats.inUse - inUse).toBe(6000);
+    w.device.write(w.buffer, 0, new Uint16Array(3000).fill(0x3c00)); // 1.0
+    // Freed while a dispatch that reads it is recorded but not submitted: the buffer must outlive the submit.
+    const y = unary('silu', w);
+    w.dispose();
+    expect(d.pool.stats.inUse).toBe(inUse + y.buffer.size);
+    expect(d.pool.stats.pooled).toBe(pooled);
+    const v = await y.read();
+    expect(v[0]).toBeCloseTo(0.7310586, 3);
+    expect(v[2999]).toBeCloseTo(0.7310586, 3);
+    y.dispose();
+    await d.sync();
+    expect(d.pool.stats.inUse).toBe(inUse);
+  });
+
   it("wait: 'sleep' (Node default: blocking 1 ms naps between event-loop turns) and 'spin' read the same results", async () => {
     const gpu = await nodeGPU();
     for (const wait of ['sleep', 'spin'] as const) {

@@ -115,7 +115,7 @@ describe('StableDiffusionPipeline + ControlNet golden controlnet_sketch (c)', ()
     }
   });
 
-  it('euler_trailing_1step_cfg0_taesd via fromPretrained (diffusers folder + controlnet folder)', async () => {
+  it('euler_trailing_1step_cfg0_taesd via fromPretrained (diffusers folder + controlnet folder; lowMemory bit-exact)', async () => {
     const run = 'euler_trailing_1step_cfg0_taesd';
     const dir = mkdtempSync(join(tmpdir(), 'fewstep-sketch-'));
     try {
@@ -134,14 +134,29 @@ describe('StableDiffusionPipeline + ControlNet golden controlnet_sketch (c)', ()
       writeFileSync(join(dir, 'model_index.json'), JSON.stringify({ _class_name: 'StableDiffusionControlNetPipeline', _diffusers_version: '0.25.1' }));
       const pipe = await StableDiffusionPipeline.fromPretrained(dir, { device: d, io: nodeFiles, controlnet: join(dir, 'controlnet') });
       const traces: StepTrace[] = [];
+      let want: Awaited<ReturnType<StableDiffusionPipeline['generate']>> | undefined;
       try {
         expect(pipe.controlnet).toBeInstanceOf(ControlNetModel);
         expect(pipe.defaults).toMatchObject({ steps: 1, guidance: 0 });
         const report = await checkRun(pipe, g.io, c, run, { latentsKey: 'pipeline.latents_in', generate: { control: { image: controlImage } }, traces });
         report.push(...(await checkResiduals(run, traces[0]!)));
         console.log(report.join('\n'));
+        want = await pipe.generate({ prompt: 'a cat on a chair', control: { image: controlImage, scale: 0.8 }, seed: 4 });
       } finally {
         pipe.dispose();
+      }
+      // lowMemory: the ControlNet is loaded with the UNet for the denoising loop and freed with it; bit-exact.
+      d.pool.trim();
+      const before = d.pool.stats.inUse;
+      const low = await StableDiffusionPipeline.fromPretrained(dir, { device: d, io: nodeFiles, controlnet: join(dir, 'controlnet'), lowMemory: true });
+      try {
+        expect(d.pool.stats.inUse).toBe(before);
+        const got = await low.generate({ prompt: 'a cat on a chair', control: { image: controlImage, scale: 0.8 }, seed: 4 });
+        expect(Buffer.from(got.images[0]!.data).equals(Buffer.from(want!.images[0]!.data))).toBe(true);
+        expect(Buffer.from(got.latents.data.buffer).equals(Buffer.from(want!.latents.data.buffer))).toBe(true);
+        expect(d.pool.stats.inUse).toBe(before);
+      } finally {
+        low.dispose();
       }
       // Not a ControlNet folder / a hub id without a resolver: one clear error each.
       await expect(StableDiffusionPipeline.fromPretrained(dir, { device: d, io: nodeFiles, controlnet: join(dir, 'unet') })).rejects.toThrow(

@@ -370,15 +370,17 @@ export class Device {
       this.pass = null;
     }
     this.sinceSubmit = 0;
-    if (!this.encoder) return;
-    if (this.aborted()) {
-      this.discard();
-      return;
+    if (this.encoder) {
+      if (this.aborted()) this.discard();
+      else {
+        this.profiler?.resolve(this.encoder);
+        this.arena.upload(this.gpu.queue);
+        this.gpu.queue.submit([this.encoder.finish()]);
+        this.encoder = null;
+      }
     }
-    this.profiler?.resolve(this.encoder);
-    this.arena.upload(this.gpu.queue);
-    this.gpu.queue.submit([this.encoder.finish()]);
-    this.encoder = null;
+    // Weights freed while their last dispatches were being recorded can go now (see BufferPool.acquireExact).
+    this.pool.collect();
   }
 
   /** Flushes, waits for the GPU, and throws the first validation/compile error seen. */
@@ -387,6 +389,21 @@ export class Device {
     this.flush();
     await this.settle(this.gpu.queue.onSubmittedWorkDone());
     await this.profiler?.collect();
+    await this.checkErrors();
+  }
+
+  /**
+   * Gives the memory of freed buffers back now: submits what is recorded, destroys the pool's free buffers, then
+   * submits an empty command buffer and waits for it — Dawn releases a destroyed buffer's memory only once a submit
+   * made after the destroy has completed (until then, on lavapipe, it stays in the process' RSS). For a stage
+   * boundary after freeing a model (low-memory mode), not for the hot path.
+   */
+  async trimMemory(): Promise<void> {
+    this.checkSignal();
+    this.flush();
+    this.pool.trim();
+    this.gpu.queue.submit([this.gpu.createCommandEncoder().finish()]);
+    await this.settle(this.gpu.queue.onSubmittedWorkDone());
     await this.checkErrors();
   }
 

@@ -73,6 +73,16 @@ export class Tensor implements ScopedResource {
   }
 
   /**
+   * An uninitialised tensor in a buffer of exactly its size that is destroyed, not pooled, when freed: for
+   * weights (see BufferPool.acquireExact).
+   */
+  static parameter(device: Device, shape: Shape, dtype: DType = 'f32', label?: string): Tensor {
+    for (const d of shape) if (!Number.isInteger(d) || d < 0) throw new InvalidArgumentError(`invalid tensor shape ${shapeStr(shape)}`, 'shape');
+    const bytes = Math.max(4, numel(shape) * bytesPerElement(dtype));
+    return new Tensor(device, new Storage(device, device.pool.acquireExact(bytes, label)), [...shape], dtype);
+  }
+
+  /**
    * Uploads host data. For f16, pass either a Float32Array/number[] (rounded to half) or a
    * Uint16Array of half bits.
    */

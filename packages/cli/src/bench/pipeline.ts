@@ -2,8 +2,9 @@
  * `fewstep bench pipeline`: one whole text-to-image pass at full size with deterministic random
  * weights in a real config (no download): text encoder → UNet (1 step, or a CFG batch of 2 for
  * configs that use guidance) → decoder. Reports per-stage seconds for a cold run (weights read from
- * safetensors files written beforehand, uploaded, pipelines compiled, first image) and warm runs, peak
- * RSS and peak GPU pool memory.
+ * safetensors files written beforehand, uploaded, pipelines compiled, first image) and warm runs, and
+ * peak RSS and peak GPU pool memory per stage (loads included). `lowMemory` runs the library's low-memory
+ * schedule (ComponentResidency): each stage loads its component from its file, runs, frees it.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,8 +14,10 @@ import { nodeFiles } from '@fewstep/tensor/node';
 import { writeSafetensorsFile } from '../safetensors_file.js';
 import { concat, slice } from '@fewstep/kernels';
 import {
-  AutoencoderKL, AutoencoderTiny, CLIPTextModel, SafetensorsSource, UNet2DConditionModel, WeightScope, type CLIPTextConfig, type UNet2DConditionConfig,
+  AutoencoderKL, AutoencoderTiny, CLIPTextModel, ComponentResidency, SafetensorsSource, UNet2DConditionModel, WeightScope, type CLIPTextConfig, type ComponentLoaders,
+  type UNet2DConditionConfig, type Vae,
 } from '@fewstep/models';
+import { StagePeaks, type StagePeak } from './stage_peaks.js';
 import { CLIP_TEXT_SD15, CLIP_TEXT_SD2, RandomSource, SDXS_09, SDXS_DREAMSHAPER, SD15, SD_VAE, TAESD } from '@fewstep/models/testing';
 
 export interface PipelineConfig {
@@ -39,8 +42,16 @@ export interface PipelineBenchResult {
   total_s: number;
   cold_stages: { load_s: number; text_encoder_s: number; unet_s: number; decode_s: number };
   cold_total_s: number;
+  /** Highest RSS / GPU pool over the stages below (writing the random weights to disk, untimed, not counted). */
   peak_rss_mb: number;
   peak_gpu_mb: number;
+  /**
+   * Peaks per stage, MiB: load_text_encoder, load_unet, load_decoder (the cold load; low memory: the check pass
+   * that loads and frees each), then the cold run's text_encoder, unet, decode (low memory: each with its load).
+   */
+  cold_peaks: Record<string, StagePeak>;
+  /** The same for the warm runs (the highest over them); empty without warm runs. */
+  warm_peaks: Record<string, StagePeak>;
   output_finite: boolean;
   /** Warm runs timed; `stages`/`total_s` are their medians (by total). */
   warm_runs: number;
@@ -50,8 +61,8 @@ export interface PipelineBenchResult {
   dispatches: { text_encoder: number; unet: number; decode: number };
   /** Share of warm-run dispatches that reused a cached bind group. */
   warm_bind_group_hit_rate: number;
-  /** 'sequential': one component resident at a time, every stage cold (see benchPipelineSequential). */
-  schedule?: 'resident' | 'sequential' | undefined;
+  /** 'low-memory': one component on the device at a time, loaded from its file by its stage and freed after. */
+  schedule: 'resident' | 'low-memory';
   /** With `profile`: per stage, GPU ms summed over dispatches and the most expensive dispatch labels. */
   profile?: Record<string, { gpu_ms: number; top: ProfileEntry[] }> | undefined;
 }
@@ -93,22 +104,28 @@ function promptIds(device: Device, B: number): Tensor {
   return Tensor.from(device, ids, [B, 77], 'i32');
 }
 
-/** The config, a seconds-since helper and weight scopes (random, or from files); the pool starts empty so peaks are this run's. */
-function prepare(device: Device, name: string, dtype: DType) {
-  const cfg = PIPELINE_CONFIGS[name];
-  if (!cfg) throw new Error(`unknown config "${name}" (${Object.keys(PIPELINE_CONFIGS).join(', ')})`);
-  device.pool.trim();
-  device.pool.stats.peak = device.pool.stats.inUse;
-  const sec = (t: number) => +((performance.now() - t) / 1000).toFixed(3);
-  const scope = (shapes: Map<string, number[]>, seed: number) => WeightScope.create(new RandomSource(shapes, seed), device, dtype);
-  return { cfg, sec, scope };
+export interface PipelineBenchOptions {
+  log?: ((s: string) => void) | undefined;
+  /** Warm runs (default 1). */
+  runs?: number | undefined;
+  /** A timed pass per dispatch after the warm runs (resident only). */
+  profile?: boolean | undefined;
+  /** The low-memory schedule (see the module comment). */
+  lowMemory?: boolean | undefined;
 }
 
-export async function benchPipeline(device: Device, name: string, dtype: DType, log: (s: string) => void = () => {}, runs = 1, profile = false): Promise<PipelineBenchResult> {
-  const { cfg, sec } = prepare(device, name, dtype);
+export async function benchPipeline(device: Device, name: string, dtype: DType, opts: PipelineBenchOptions = {}): Promise<PipelineBenchResult> {
+  const { log = () => {}, runs = 1, profile = false, lowMemory = false } = opts;
+  const cfg = PIPELINE_CONFIGS[name];
+  if (!cfg) throw new Error(`unknown config "${name}" (${Object.keys(PIPELINE_CONFIGS).join(', ')})`);
+  if (lowMemory && profile) throw new Error('--profile times the resident schedule; it cannot be combined with --low-memory');
+  device.pool.trim();
+  const sec = (t: number) => +((performance.now() - t) / 1000).toFixed(3);
+  const peaks = new StagePeaks(device);
   // Weights go to disk first (untimed), so the cold run loads them the way `fewstep generate` does.
   const dir = await mkdtemp(join(tmpdir(), 'fewstep-bench-'));
-  let text: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderTiny | AutoencoderKL, load_s: number;
+  let residency: ComponentResidency | undefined;
+  const keep: Tensor[] = [];
   try {
     log(`writing random ${name} weights to ${dir} (not timed)`);
     const vaeShapes = cfg.vae === 'tiny' ? AutoencoderTiny.describe(TAESD) : AutoencoderKL.describe(SD_VAE);
@@ -125,78 +142,108 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
         await file.close();
       }
     };
+    const loaders: ComponentLoaders = {
+      textEncoder: () => fromFile(files.text, (w) => CLIPTextModel.load(w, cfg.text)),
+      unet: () => fromFile(files.unet, (w) => UNet2DConditionModel.load(w, cfg.unet)),
+      vae: (): Promise<Vae> => (cfg.vae === 'tiny' ? fromFile(files.vae, (w) => AutoencoderTiny.load(w, TAESD)) : fromFile(files.vae, (w) => AutoencoderKL.loadDecoder(w, SD_VAE))),
+    };
+    // Low memory loads each component once and frees it (as fromPretrained's check pass), then every stage loads its own.
+    const loaded = async <M extends { dispose(): void }>(stage: string, load: () => Promise<M>): Promise<M> =>
+      peaks.measure(stage, async () => {
+        const m = await load();
+        await device.sync();
+        if (lowMemory) {
+          m.dispose();
+          await device.trimMemory();
+        }
+        return m;
+      });
     const t0 = performance.now();
-    text = await fromFile(files.text, (w) => CLIPTextModel.load(w, cfg.text));
-    unet = await fromFile(files.unet, (w) => UNet2DConditionModel.load(w, cfg.unet));
-    vae = cfg.vae === 'tiny'
-      ? await fromFile(files.vae, (w) => AutoencoderTiny.load(w, TAESD))
-      : await fromFile(files.vae, (w) => AutoencoderKL.loadDecoder(w, SD_VAE));
-    await device.sync();
-    load_s = sec(t0);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-  log(`loaded ${name} (${dtype}) in ${load_s} s`);
-  const B = cfg.cfg ? 2 : 1;
-  const ids = promptIds(device, B).keep();
-  const latents = Tensor.from(device, noise(4 * 64 * 64, 7), [1, 4, 64, 64], dtype).keep();
-  let dispatches = { text_encoder: 0, unet: 0, decode: 0 };
-  const profiled: Record<string, ProfileEntry[]> = {};
-  const stageProfile = (stage: string) => {
-    if (profile) profiled[stage] = device.profile(true);
-  };
-  const run = async () => {
-    const s: { text_encoder_s: number; unet_s: number; decode_s: number } = { text_encoder_s: 0, unet_s: 0, decode_s: 0 };
-    const d0 = device.dispatchCount;
-    let t0 = performance.now();
-    const ctx = await device.scope(async () => (await text.forward(ids, { pooler: false })).lastHiddenState);
-    await device.sync();
-    s.text_encoder_s = sec(t0);
-    stageProfile('text_encoder');
-    const d1 = device.dispatchCount;
-    t0 = performance.now();
-    const z = device.scope(() => {
-      // CFG configs run [uncond, cond] as one batch of 2, as the pipeline does.
-      const x = B === 2 ? concat([latents, latents], 0) : latents;
-      const eps = unet.forward(x, 999, ctx);
-      return B === 2 ? eps.reshape([2, 4, 64, 64]) : eps;
-    });
-    await device.sync();
-    s.unet_s = sec(t0);
-    stageProfile('unet');
-    const d2 = device.dispatchCount;
-    ctx.dispose();
-    t0 = performance.now();
-    const img = device.scope(() => vae.decode(B === 2 ? slice(z, 0, 0, 1) : z));
-    await device.sync();
-    s.decode_s = sec(t0);
-    stageProfile('decode');
-    dispatches = { text_encoder: d1 - d0, unet: d2 - d1, decode: device.dispatchCount - d2 };
-    z.dispose();
-    return { s, img };
-  };
-  try {
-    const cold = await run();
+    const models = {
+      text_encoder: await loaded('load_text_encoder', loaders.textEncoder),
+      unet: await loaded('load_unet', loaders.unet),
+      vae: await loaded('load_decoder', loaders.vae),
+    };
+    const load_s = sec(t0);
+    residency = new ComponentResidency(device, models, lowMemory ? loaders : undefined);
+    log(`loaded ${name} (${dtype})${lowMemory ? ' (low memory: each component loaded, checked and freed)' : ''} in ${load_s} s`);
+    const r = residency;
+    const B = cfg.cfg ? 2 : 1;
+    const ids = promptIds(device, B).keep();
+    const latents = Tensor.from(device, noise(4 * 64 * 64, 7), [1, 4, 64, 64], dtype).keep();
+    keep.push(ids, latents);
+    let dispatches = { text_encoder: 0, unet: 0, decode: 0 };
+    const profiled: Record<string, ProfileEntry[]> = {};
+    const stageProfile = (stage: string) => {
+      if (profile) profiled[stage] = device.profile(true);
+    };
+    type Stages = { text_encoder_s: number; unet_s: number; decode_s: number };
+    const run = async (measure: (stage: string, fn: () => Promise<Tensor>) => Promise<Tensor>) => {
+      const s: Stages = { text_encoder_s: 0, unet_s: 0, decode_s: 0 };
+      const d0 = device.dispatchCount;
+      let t0 = performance.now();
+      const ctx = await measure('text_encoder', () => r.use(['text_encoder'], async () => {
+        const c = await device.scope(async () => (await r.model('text_encoder')!.forward(ids, { pooler: false })).lastHiddenState);
+        await device.sync();
+        return c;
+      }));
+      s.text_encoder_s = sec(t0);
+      stageProfile('text_encoder');
+      const d1 = device.dispatchCount;
+      t0 = performance.now();
+      const z = await measure('unet', () => r.use(['unet'], async () => {
+        const out = device.scope(() => {
+          // CFG configs run [uncond, cond] as one batch of 2, as the pipeline does.
+          const x = B === 2 ? concat([latents, latents], 0) : latents;
+          const eps = r.model('unet')!.forward(x, 999, ctx);
+          return B === 2 ? slice(eps.reshape([2, 4, 64, 64]), 0, 0, 1) : eps;
+        });
+        await device.sync();
+        return out;
+      }));
+      s.unet_s = sec(t0);
+      stageProfile('unet');
+      const d2 = device.dispatchCount;
+      ctx.dispose();
+      t0 = performance.now();
+      const img = await measure('decode', () => r.use(['vae'], async () => {
+        const out = device.scope(() => r.model('vae')!.decode(z));
+        await device.sync();
+        return out;
+      }));
+      s.decode_s = sec(t0);
+      stageProfile('decode');
+      dispatches = { text_encoder: d1 - d0, unet: d2 - d1, decode: device.dispatchCount - d2 };
+      z.dispose();
+      return { s, img };
+    };
+    const cold = await run((stage, fn) => peaks.measure(stage, fn));
     const values = await cold.img.read();
     const finite = values.every((v) => Number.isFinite(v));
     cold.img.dispose();
+    const coldPeaks = { ...peaks.stages };
     log(`cold: text encoder ${cold.s.text_encoder_s} s, unet ${cold.s.unet_s} s, decode ${cold.s.decode_s} s`);
-    const sum = (x: { text_encoder_s: number; unet_s: number; decode_s: number }) => +(x.text_encoder_s + x.unet_s + x.decode_s).toFixed(3);
-    const warms: { text_encoder_s: number; unet_s: number; decode_s: number }[] = [];
+    const sum = (x: Stages) => +(x.text_encoder_s + x.unet_s + x.decode_s).toFixed(3);
+    const warms: Stages[] = [];
     const bg0 = { ...device.bindGroupStats };
-    for (let i = 0; i < runs; i++) {
-      const w = await run();
-      w.img.dispose();
-      warms.push(w.s);
-      log(`warm ${i + 1}/${runs}: text encoder ${w.s.text_encoder_s} s, unet ${w.s.unet_s} s, decode ${w.s.decode_s} s`);
+    const warmPeaks = new StagePeaks(device);
+    try {
+      for (let i = 0; i < runs; i++) {
+        const w = await run((stage, fn) => warmPeaks.measure(stage, fn));
+        w.img.dispose();
+        warms.push(w.s);
+        log(`warm ${i + 1}/${runs}: text encoder ${w.s.text_encoder_s} s, unet ${w.s.unet_s} s, decode ${w.s.decode_s} s`);
+      }
+    } finally {
+      warmPeaks.stop();
     }
-    const warm = { s: [...warms].sort((a, b) => sum(a) - sum(b))[Math.floor((runs - 1) / 2)]! };
+    const warm = warms.length ? [...warms].sort((a, b) => sum(a) - sum(b))[Math.floor((runs - 1) / 2)]! : cold.s;
     let profileOut: PipelineBenchResult['profile'];
     if (profile) {
       // One more run with a timed pass per dispatch (slower; its times are not reported above).
       device.setProfiling(true);
       try {
-        (await run()).img.dispose();
+        (await run((_stage, fn) => fn())).img.dispose();
       } finally {
         device.setProfiling(false);
       }
@@ -207,89 +254,20 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
     }
     return {
       config: name, adapter: device.adapter.name, dtype,
-      stages: warm.s, total_s: sum(warm.s),
+      stages: warm, total_s: sum(warm),
       cold_stages: { load_s, ...cold.s }, cold_total_s: +(load_s + sum(cold.s)).toFixed(3),
-      peak_rss_mb: 0, peak_gpu_mb: 0, output_finite: finite, // peaks: see benchPipelineWithPeaks
+      peak_rss_mb: Math.max(peaks.peakRssMb, warmPeaks.peakRssMb), peak_gpu_mb: Math.max(peaks.peakGpuMb, warmPeaks.peakGpuMb),
+      cold_peaks: coldPeaks, warm_peaks: warmPeaks.stages,
+      output_finite: finite,
       ...(profileOut ? { profile: profileOut } : {}),
-      warm_runs: runs, images_per_s: +(1 / sum(warm.s)).toFixed(3), dispatches,
+      warm_runs: runs, images_per_s: +(1 / sum(warm)).toFixed(3), dispatches,
       warm_bind_group_hit_rate: +((device.bindGroupStats.hits - bg0.hits) / Math.max(1, device.bindGroupStats.hits - bg0.hits + device.bindGroupStats.misses - bg0.misses)).toFixed(4),
+      schedule: lowMemory ? 'low-memory' : 'resident',
     };
   } finally {
-    text.dispose();
-    unet.dispose();
-    vae.dispose();
-    ids.dispose();
-    latents.dispose();
-  }
-}
-
-/**
- * The low-memory schedule: one component on the device at a time (text encoder → free → UNet → free →
- * decoder), every stage cold. It measures the memory floor of a single image when the models do not all
- * stay resident; times include each stage's load.
- */
-export async function benchPipelineSequential(device: Device, name: string, dtype: DType, log: (s: string) => void = () => {}): Promise<PipelineBenchResult> {
-  const { cfg, sec, scope } = prepare(device, name, dtype);
-  const B = cfg.cfg ? 2 : 1;
-  const free = async (m: { dispose(): void }) => {
-    m.dispose();
-    await device.sync();
-    device.pool.trim();
-  };
-  let t = performance.now();
-  const text = await CLIPTextModel.load(scope(CLIPTextModel.describe(cfg.text), 1), cfg.text);
-  const ids = promptIds(device, B);
-  const ctx = await device.scope(async () => (await text.forward(ids, { pooler: false })).lastHiddenState);
-  ids.dispose();
-  await free(text);
-  const text_encoder_s = sec(t);
-  const rss = () => `RSS now ${Math.round(process.memoryUsage().rss / 2 ** 20)} MB`;
-  log(`text encoder (load + run + free): ${text_encoder_s} s, ${rss()}`);
-  t = performance.now();
-  const unet = await UNet2DConditionModel.load(scope(UNet2DConditionModel.describe(cfg.unet), 2), cfg.unet);
-  const latents = Tensor.from(device, noise(4 * 64 * 64, 7), [1, 4, 64, 64], dtype);
-  const z = device.scope(() => {
-    const x = B === 2 ? concat([latents, latents], 0) : latents;
-    const eps = unet.forward(x, 999, ctx);
-    return B === 2 ? slice(eps.reshape([2, 4, 64, 64]), 0, 0, 1) : eps;
-  });
-  latents.dispose();
-  ctx.dispose();
-  await free(unet);
-  const unet_s = sec(t);
-  log(`unet (load + step + free): ${unet_s} s, ${rss()}`);
-  t = performance.now();
-  const vae = cfg.vae === 'tiny'
-    ? await AutoencoderTiny.load(scope(AutoencoderTiny.describe(TAESD), 3), TAESD)
-    : await AutoencoderKL.loadDecoder(scope(AutoencoderKL.describe(SD_VAE), 3), SD_VAE);
-  const img = device.scope(() => vae.decode(z));
-  const finite = (await img.read()).every((v) => Number.isFinite(v));
-  img.dispose();
-  z.dispose();
-  await free(vae);
-  const decode_s = sec(t);
-  log(`decoder (load + run + free): ${decode_s} s, ${rss()}`);
-  const total = +(text_encoder_s + unet_s + decode_s).toFixed(3);
-  return {
-    config: name, adapter: device.adapter.name, dtype,
-    stages: { text_encoder_s, unet_s, decode_s }, total_s: total,
-    cold_stages: { load_s: 0, text_encoder_s, unet_s, decode_s }, cold_total_s: total,
-    peak_rss_mb: 0, peak_gpu_mb: 0, output_finite: finite,
-    warm_runs: 0, images_per_s: +(1 / total).toFixed(3), dispatches: { text_encoder: 0, unet: 0, decode: 0 }, warm_bind_group_hit_rate: 0,
-    schedule: 'sequential',
-  };
-}
-
-/** Runs `benchPipeline` and fills in the peak memory figures. */
-export async function benchPipelineWithPeaks(device: Device, name: string, dtype: DType, log?: (s: string) => void, runs = 1, profile = false, sequential = false): Promise<PipelineBenchResult> {
-  let peak = process.memoryUsage().rss;
-  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 25);
-  try {
-    const r = sequential ? await benchPipelineSequential(device, name, dtype, log) : await benchPipeline(device, name, dtype, log, runs, profile);
-    r.peak_rss_mb = Math.round(Math.max(peak, process.memoryUsage().rss) / 2 ** 20);
-    r.peak_gpu_mb = Math.round(device.pool.stats.peak / 2 ** 20);
-    return r;
-  } finally {
-    clearInterval(timer);
+    peaks.stop();
+    residency?.dispose();
+    for (const t of keep) t.dispose();
+    await rm(dir, { recursive: true, force: true });
   }
 }

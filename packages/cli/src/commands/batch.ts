@@ -17,7 +17,7 @@ import { checkClipModel, scoreRun } from '../eval/score_run.js';
 import { VERSION } from '../version.js';
 import { writeAtomic } from '../write_atomic.js';
 import { checkLoras } from '../lora_source.js';
-import { MODEL_FLAGS, QUIET_FLAG, SAMPLING_FLAGS, modelOptions, requestError, samplingOptions, seedOption } from '../generation/flags.js';
+import { LOW_MEMORY_FLAG, MODEL_FLAGS, QUIET_FLAG, SAMPLING_FLAGS, modelOptions, requestError, samplingOptions, seedOption } from '../generation/flags.js';
 import { YOSO_NOTE, loadModel, planModel } from '../generation/model.js';
 import { OUTPUT_FORMATS, checkOutDir, encodeImage, generationInfo, imageFileName, type OutputFormat } from '../generation/outputs.js';
 import { createProgressUI, eta, fmtDuration } from '../generation/progress.js';
@@ -88,6 +88,7 @@ export const batch: Command = {
     shard: { type: 'string', arg: 'i/n', help: 'Only the i-th of n disjoint slices of the prompts (by row: row mod n = i - 1)' },
     score: { type: 'string', arg: 'clip-model', optionalValue: DEFAULT_CLIP_MODEL, help: `CLIP-score every image after generating (a hub CLIPModel repo or folder; alone: ${DEFAULT_CLIP_MODEL})` },
     ...MODEL_FLAGS,
+    ...LOW_MEMORY_FLAG,
     ...SAMPLING_FLAGS,
     ...QUIET_FLAG,
   },

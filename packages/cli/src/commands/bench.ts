@@ -5,7 +5,8 @@ import { UsageError } from '../args.js';
 import type { Command } from '../command.js';
 import { benchKernels, type KernelRow } from '../bench/kernels.js';
 import { MODEL_COMPONENTS, benchModels, type ModelRow } from '../bench/models.js';
-import { PIPELINE_CONFIGS, benchPipelineWithPeaks } from '../bench/pipeline.js';
+import { PIPELINE_CONFIGS, benchPipeline } from '../bench/pipeline.js';
+import { formatStagePeaks } from '../bench/stage_peaks.js';
 import { embeddingCases, kernelCases } from '../bench/kernel_cases.js';
 import { caseNameFilter, defaultAnchorsDir, defaultOrtCache, ensureOrt, loadAnchorCases, mergePeer, runOrtPeer, type PeerEp, type PeerFields, type PeerResult } from '../bench/peer_ort.js';
 import { speedupSvg } from '../bench/plot.js';
@@ -19,7 +20,7 @@ export const bench: Command = {
   usage: 'fewstep bench kernels [--json] [--dtype f32|f16|both] [--filter <regex>] [--reps N]\n' +
     '       [--peer ort [--peer-ep webgpu|cpu] [--anchors <dir>] [--ort-cache <dir>] [--plot <file.svg>]]\n' +
     '       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder,clip]\n' +
-    '       fewstep bench pipeline [--json] [--dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile] [--sequential]\n' +
+    '       fewstep bench pipeline [--json] [--dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile] [--low-memory]\n' +
     '       fewstep bench serve --model <id|dir> [--clients 1,4] [--requests N] [--size 512x512] [--n 1] [--json]\n' +
     '       fewstep bench write-model <dir> --tokenizer <dir> [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--dtype f32|f16]\n' +
     '       fewstep bench soak --model <id|dir> [--images 200] [--serve] [--every 10] [--size 512x512] [--json]',
@@ -35,7 +36,10 @@ export const bench: Command = {
     '(cold, pipelines compiled) and a warm forward, peak RSS and peak GPU memory, and whether the output is finite.\n\n' +
     '`bench pipeline` runs one whole 512×512 pass (text encoder → one UNet step, a CFG batch of 2 for sd15 → decoder) in a real ' +
     'config with random weights, cold (load + first run) and warm, and prints {adapter, dtype, stages: {text_encoder_s, unet_s, ' +
-    'decode_s}, total_s, cold_total_s, peak_rss_mb, peak_gpu_mb, images_per_s}; `--runs N` times N warm runs and reports medians.\n\n' +
+    'decode_s}, total_s, cold_total_s, peak_rss_mb, peak_gpu_mb, cold_peaks, warm_peaks, images_per_s}; `--runs N` times N warm runs and reports medians. ' +
+    'cold_peaks / warm_peaks: peak RSS and peak GPU pool (MiB) per stage — load_text_encoder, load_unet, load_decoder, text_encoder, unet, decode ' +
+    '(Linux: the kernel\'s high-water mark, reset per stage). `--low-memory` runs generate\'s --low-memory schedule: every stage loads its ' +
+    'component from disk, runs and frees it (warm runs too), so stage times include the loads.\n\n' +
     '`bench serve` loads --model once behind `fewstep serve`\'s HTTP API on 127.0.0.1 and, for each --clients C, sends --requests ' +
     'requests from C concurrent clients: requests/s, images/s and p50/p95 latency (queueing included).\n\n' +
     '`bench write-model <dir>` writes a full-size diffusers folder of a real config with deterministic random weights (no download; ' +
@@ -51,7 +55,7 @@ export const bench: Command = {
     only: { type: 'string', help: 'bench models: comma-separated components (text_encoder, unet, decoder, clip)' },
     config: { type: 'string', choices: Object.keys(PIPELINE_CONFIGS), default: 'sdxs-512-0.9', help: 'bench pipeline: which real config' },
     toggles: { type: 'string', help: 'Comma-separated Dawn device toggles to enable, e.g. disable_robustness (to measure their effect)' },
-    sequential: { type: 'boolean', help: 'bench pipeline: one component on the device at a time, all cold (the low-memory floor)' },
+    'low-memory': { type: 'boolean', aliases: ['sequential'], help: "bench pipeline: generate's --low-memory schedule — each stage loads its component from disk, runs, frees it" },
     profile: { type: 'boolean', help: 'bench pipeline: one extra run timing every dispatch on the GPU; adds per-stage GPU ms and the top kernels' },
     winograd: { type: 'string', choices: ['off', '2', '4'], help: 'bench: 3×3 stride-1 convs as Winograd F(4×4)/F(2×2) or the implicit GEMM (off); default: per adapter (F(4×4) on CPU adapters)' },
     'split-k': { type: 'string', help: 'bench: split-K tuning below,target,minK (GEMM workgroups below which K is split; workgroups aimed at; shortest K split)' },
@@ -206,9 +210,16 @@ async function runPipeline(flags: Record<string, unknown>, io: Parameters<Comman
     const dtype: DType = flags['dtype'] === 'f16' ? 'f16' : 'f32';
     if (dtype === 'f16' && !device.features.f16) throw new Error(`this adapter (${device.adapter.name}) has no shader-f16; use --dtype f32`);
     if ((flags['runs'] as number) < 1) throw new UsageError(`--runs must be ≥ 1, got ${flags['runs']}`);
-    const r = await benchPipelineWithPeaks(device, flags['config'] as string, dtype, (s) => io.stderr(s + '\n'), flags['runs'] as number, !!flags['profile'], !!flags['sequential']);
+    if (flags['low-memory'] && flags['profile']) throw new UsageError('--profile times the resident schedule; it cannot be combined with --low-memory');
+    const r = await benchPipeline(device, flags['config'] as string, dtype, {
+      log: (s) => io.stderr(s + '\n'), runs: flags['runs'] as number, profile: !!flags['profile'], lowMemory: !!flags['low-memory'],
+    });
     if (flags['json']) io.stdout(JSON.stringify({ ...r, date: new Date().toISOString() }, null, 1) + '\n');
-    else io.stdout(`${r.config} ${r.dtype} on ${r.adapter}: warm ${r.total_s} s (text encoder ${r.stages.text_encoder_s}, unet ${r.stages.unet_s}, decode ${r.stages.decode_s}), cold ${r.cold_total_s} s, peak RSS ${r.peak_rss_mb} MB, peak GPU ${r.peak_gpu_mb} MB\n`);
+    else {
+      io.stdout(`${r.config} ${r.dtype} on ${r.adapter}${r.schedule === 'low-memory' ? ' (low memory)' : ''}: warm ${r.total_s} s (text encoder ${r.stages.text_encoder_s}, unet ${r.stages.unet_s}, decode ${r.stages.decode_s}), cold ${r.cold_total_s} s, peak RSS ${r.peak_rss_mb} MB, peak GPU ${r.peak_gpu_mb} MB\n`);
+      io.stdout(`peak RSS/GPU MB per stage, cold: ${formatStagePeaks(r.cold_peaks)}\n`);
+      if (Object.keys(r.warm_peaks).length) io.stdout(`peak RSS/GPU MB per stage, warm: ${formatStagePeaks(r.warm_peaks)}\n`);
+    }
     return r.output_finite ? 0 : 1;
   } finally {
     device.destroy();

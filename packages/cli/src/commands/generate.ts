@@ -9,7 +9,7 @@ import type { Command } from '../command.js';
 import { checkLoras } from '../lora_source.js';
 import { writeAtomic } from '../write_atomic.js';
 import { checkControlNetSource } from '../generation/controlnet_source.js';
-import { MODEL_FLAGS, QUIET_FLAG, RESIZE_FLAG, SAMPLING_FLAGS, modelOptions, requestError, resizeOption, samplingOptions, seedOption } from '../generation/flags.js';
+import { LOW_MEMORY_FLAG, MODEL_FLAGS, QUIET_FLAG, RESIZE_FLAG, SAMPLING_FLAGS, modelOptions, requestError, resizeOption, samplingOptions, seedOption } from '../generation/flags.js';
 import { readImageFlag, readLatentsFlag } from '../generation/image_inputs.js';
 import { YOSO_NOTE, loadModel, planModel } from '../generation/model.js';
 import { OUTPUT_FORMATS, checkOutDir, checkOutFile, encodeImage, generationInfo, imageFileName, type OutputFormat } from '../generation/outputs.js';
@@ -85,6 +85,7 @@ export const generate: Command = {
     seed: { type: 'int', short: 's', arg: 'N', help: 'Generator seed, as torch.Generator("cpu").manual_seed(N); -1 = random (default, printed)' },
     batch: { type: 'int', default: 1, arg: 'N', help: 'Images per prompt' },
     ...MODEL_FLAGS,
+    ...LOW_MEMORY_FLAG,
     ...SAMPLING_FLAGS,
     'init-image': { type: 'string', arg: 'image', help: 'PNG, JPEG or WebP to start from (image-to-image)' },
     strength: { type: 'number', help: 'With --init-image: how much to change it, 0 < S ≤ 1 (default 1 for one-step models, else 0.8)' },

@@ -23,6 +23,14 @@ export const MODEL_FLAGS: Record<string, FlagSpec> = {
   lora: { type: 'string', multiple: true, arg: 'file|dir|repo[:scale]', help: 'LoRA file, folder or hub repo, with an optional :scale' },
 };
 
+/** generate's and batch's --low-memory (not serve's: a server keeps its model loaded). */
+export const LOW_MEMORY_FLAG: Record<string, FlagSpec> = {
+  'low-memory': {
+    type: 'boolean',
+    help: 'One model in memory at a time: each stage loads its model (text encoder, UNet, VAE) from disk and frees it after — same images, less memory, every image slower (its weights are read again)',
+  },
+};
+
 /** How each image is sampled. */
 export const SAMPLING_FLAGS: Record<string, FlagSpec> = {
   steps: { type: 'int', help: "Denoising steps (default: the model's own, 1 for SDXS)" },
@@ -66,6 +74,8 @@ export interface ModelOptions {
   /** A scheduler class name (aliases resolved). */
   scheduler: string | undefined;
   loras: LoraSpec[];
+  /** --low-memory: components loaded per stage (StableDiffusionPipeline's lowMemory). */
+  lowMemory?: boolean | undefined;
 }
 
 /** Sampling flags as given (undefined = the model's default); resolveGenerateOptions checks them. */
@@ -88,6 +98,7 @@ export function modelOptions(flags: Record<string, unknown>): ModelOptions {
     vae: flags['vae'] as VaeChoice | undefined,
     scheduler: flags['scheduler'] === undefined ? undefined : schedulerName(flags['scheduler'] as string),
     loras: ((flags['lora'] as string[] | undefined) ?? []).map(parseLoraSpec),
+    lowMemory: flags['low-memory'] === true,
   };
 }
 

@@ -164,6 +164,7 @@ export async function loadModel(plan: ModelPlan, ctx: ModelContext): Promise<Loa
       defaults: plan.defaults,
       variant: model.variant,
       controlnet: controlnetDir,
+      lowMemory: options.lowMemory,
       weightTransform: adapters.length
         ? (component, req) => {
             const mine = adapters.filter((a) => a.has(component));

@@ -67,24 +67,40 @@ export class AutoencoderTinyBlock implements TinyLayer {
     return x.device.scope(() => {
       // ReLU (TAESD's activation) is fused into the convolution; other activations run after it.
       const convAct = (c: Conv2d, v: Tensor) => (this.act === 'relu' ? c.forward(v, { relu: true }) : unary(this.act, c.forward(v)));
+      // Each intermediate is freed once the next exists, so its buffer serves the next conv (see runLayers).
       let h = convAct(this.conv[0], x);
-      h = convAct(this.conv[2], h);
+      h = freeing(h, convAct(this.conv[2], h));
       // relu(conv(h) + skip(x)): the add and the ReLU ride on the last conv's output pass.
-      return this.conv[4].forward(h, { residual: this.skip ? this.skip.forward(x) : x, relu: true });
+      const skip = this.skip ? this.skip.forward(x) : x;
+      h = freeing(h, this.conv[4].forward(h, { residual: skip, relu: true }));
+      if (skip !== x) skip.dispose();
+      return h;
     });
   }
 }
 
+/** `next`, after freeing `prev` (an intermediate no longer needed: its buffer goes back to the pool for the next layer). */
+function freeing(prev: Tensor, next: Tensor): Tensor {
+  if (next !== prev) prev.dispose();
+  return next;
+}
+
+/**
+ * The layers in order. Intermediates are freed as soon as the next layer's output exists, not at the scope's end:
+ * the decoder at 512² then holds a few of its 32 MB (f16) activations at a time, not all of them (~320 MB).
+ */
 function runLayers(layers: readonly TinyLayer[], x: Tensor): Tensor {
   return x.device.scope(() => {
     let h = x;
     for (let i = 0; i < layers.length; i++) {
       const l = layers[i]!, next = layers[i + 1];
+      const prev = h;
       // Conv2d followed by a ReLU layer: one fused pass.
       if (l instanceof Conv2d && next instanceof TinyActivation && next.op === 'relu') {
         h = l.forward(h, { relu: true });
         i++;
       } else h = l.forward(h);
+      if (prev !== x) freeing(prev, h);
     }
     return h;
   });

@@ -198,7 +198,7 @@ export class WeightScope {
     }
     const got = this.checkShape(root, k, shape);
     root.shapes.set(k, got);
-    const t = Tensor.empty(root.device, got, root.dtype).keep();
+    const t = Tensor.parameter(root.device, got, root.dtype).keep();
     root.loaded.push(t);
     root.pending.push({ key: k, tensor: t });
     return t;

@@ -19,6 +19,7 @@ import { openComponentWeights, readConfig } from '../modeling/component.js';
 import { componentInfo } from '../modeling/registry.js';
 import type { PipelineDefaults } from './generation_options.js';
 import type { ProgressCallback } from './progress.js';
+import type { ComponentLoaders } from './low_memory.js';
 
 /** Which component a weight transform is asked for. */
 export type TransformableComponent = 'unet' | 'text_encoder';
@@ -70,6 +71,12 @@ export interface PipelineLoadOptions {
   controlnet?: string | undefined;
   /** Turns a `controlnet` that is not a local folder into one (Node: `hubResolver()` handles ControlNet repos too). */
   resolveControlNet?: ((idOrDir: string, req: ResolveRequest) => Promise<string>) | undefined;
+  /**
+   * One model on the device at a time: each component is loaded (and checked) once here and freed, then loaded
+   * from its files again by every stage that needs it — text encoder, UNet (with the ControlNet), VAE — and
+   * freed after it. Outputs are bit-exact to the default (resident) mode; every image re-reads the weights.
+   */
+  lowMemory?: boolean | undefined;
 }
 
 /** The small JSON files of a pipeline folder (no weights read). */
@@ -95,6 +102,11 @@ export interface PipelineComponents {
   unetConfig?: Record<string, unknown> | undefined;
   /** Optional ControlNet (used when generate() gets a control image). */
   controlnet?: ControlNetModel | undefined;
+  /**
+   * Low-memory mode: how to load each component again. The models above are then freed instances (their configs
+   * are read); each stage loads its component through these and frees it after (see low_memory.ts).
+   */
+  lowMemory?: ComponentLoaders | undefined;
 }
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
@@ -138,6 +150,9 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
   if (!device || !io) throw new InvalidArgumentError('StableDiffusionPipeline.fromPretrained: opts.device and opts.io are required', 'device');
   const dtype = opts.dtype ?? 'f32';
   if (dtype !== 'f32' && dtype !== 'f16') throw new InvalidArgumentError(`StableDiffusionPipeline.fromPretrained: dtype must be 'f32' or 'f16', got ${JSON.stringify(dtype)}`, 'dtype');
+  if (opts.lowMemory !== undefined && typeof opts.lowMemory !== 'boolean') {
+    throw new InvalidArgumentError(`StableDiffusionPipeline.fromPretrained: lowMemory must be true or false, got ${JSON.stringify(opts.lowMemory)}`, 'lowMemory');
+  }
   throwIfAborted(signal, 'loading');
   const req: ResolveRequest = { dtype, vae: opts.vae, onProgress: opts.onProgress, signal };
   let dir = idOrDir;
@@ -168,28 +183,47 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
   async function loadAll() {
     const sub = (name: string) => io.join(dir, name);
     const tokenizer = await step('tokenizer', () => CLIPTokenizer.fromFolder(io, sub('tokenizer')));
-    const textEncoder = await step('text_encoder', () => loadWithTransform(io, sub('text_encoder'), 'text_encoder', opts, (w, cfg) => CLIPTextModel.load(w, cfg)));
-    const unet = await step('unet', () =>
-      loadWithTransform(io, sub('unet'), 'unet', opts, async (w, cfg) => {
-        const m = await UNet2DConditionModel.load(w, cfg as UNet2DConditionConfig);
-        try {
-          w.finish('UNet2DConditionModel');
-        } catch (e) {
-          m.dispose();
-          throw e;
-        }
-        return m;
-      }),
-    );
-    const vaeOpts = { dtype, ...(opts.variant !== undefined ? { variant: opts.variant } : {}) };
-    const vae = await step('vae', async () => {
-      if (configs.vaeClass === 'AutoencoderTiny') return AutoencoderTiny.fromFolder(io, configs.vaeDir, device, vaeOpts);
-      if (configs.vaeClass === 'AutoencoderKL') return AutoencoderKL.fromFolder(io, configs.vaeDir, device, vaeOpts);
-      throw new InvalidArgumentError(`${configs.vaeDir}: VAE class "${configs.vaeClass}" is not supported (AutoencoderTiny, AutoencoderKL)`, 'vae');
-    });
-    const controlnet = opts.controlnet !== undefined ? await step('controlnet', () => loadControlNet(opts, req)) : undefined;
+    const loaders: ComponentLoaders = {
+      textEncoder: () => loadWithTransform(io, sub('text_encoder'), 'text_encoder', opts, (w, cfg) => CLIPTextModel.load(w, cfg)),
+      unet: () =>
+        loadWithTransform(io, sub('unet'), 'unet', opts, async (w, cfg) => {
+          const m = await UNet2DConditionModel.load(w, cfg as UNet2DConditionConfig);
+          try {
+            w.finish('UNet2DConditionModel');
+          } catch (e) {
+            m.dispose();
+            throw e;
+          }
+          return m;
+        }),
+      vae: async () => {
+        const vaeOpts = { dtype, ...(opts.variant !== undefined ? { variant: opts.variant } : {}) };
+        if (configs.vaeClass === 'AutoencoderTiny') return AutoencoderTiny.fromFolder(io, configs.vaeDir, device, vaeOpts);
+        if (configs.vaeClass === 'AutoencoderKL') return AutoencoderKL.fromFolder(io, configs.vaeDir, device, vaeOpts);
+        throw new InvalidArgumentError(`${configs.vaeDir}: VAE class "${configs.vaeClass}" is not supported (AutoencoderTiny, AutoencoderKL)`, 'vae');
+      },
+    };
+    // Low memory: each component is loaded once to check it (keys, shapes, LoRA keys) and freed at once; the
+    // freed instance stays for its configs, the loader loads it again for each stage.
+    const lowMemory = opts.lowMemory === true;
+    const checked = async <T extends { dispose(): void }>(m: T): Promise<T> => {
+      if (lowMemory) {
+        m.dispose();
+        await device.trimMemory();
+      }
+      return m;
+    };
+    const textEncoder = await checked(await step('text_encoder', loaders.textEncoder));
+    const unet = await checked(await step('unet', loaders.unet));
+    const vae = await checked(await step('vae', loaders.vae));
+    let controlnet: ControlNetModel | undefined;
+    if (opts.controlnet !== undefined) {
+      const cnDir = await controlNetDir(opts, req);
+      loaders.controlnet = () => loadControlNet(opts, cnDir, dtype);
+      controlnet = await checked(await step('controlnet', loaders.controlnet));
+    }
     throwIfAborted(signal, 'loading');
-    return { tokenizer, textEncoder, unet, vae, schedulerConfig: configs.scheduler, unetConfig: configs.unet, controlnet };
+    return { tokenizer, textEncoder, unet, vae, schedulerConfig: configs.scheduler, unetConfig: configs.unet, controlnet, ...(lowMemory ? { lowMemory: loaders } : {}) };
   }
 }
 
@@ -234,9 +268,9 @@ async function loadWithTransform<T>(
   }
 }
 
-/** Loads `opts.controlnet` (a folder, or a hub id through `opts.resolveControlNet`) as a ControlNetModel. */
-async function loadControlNet(opts: PipelineLoadOptions, req: ResolveRequest): Promise<ControlNetModel> {
-  const { io, device } = opts;
+/** The folder of `opts.controlnet` (a folder, or a hub id through `opts.resolveControlNet`), checked to hold a ControlNetModel. */
+async function controlNetDir(opts: PipelineLoadOptions, req: ResolveRequest): Promise<string> {
+  const { io } = opts;
   const id = opts.controlnet!;
   if (typeof id !== 'string' || !id) throw new InvalidArgumentError('StableDiffusionPipeline.fromPretrained: controlnet must be a folder or a hub id', 'controlnet');
   let dir = id;
@@ -248,5 +282,9 @@ async function loadControlNet(opts: PipelineLoadOptions, req: ResolveRequest): P
   }
   const { className } = await componentInfo(io, dir);
   if (className !== 'ControlNetModel') throw new InvalidArgumentError(`controlnet ${id}: config.json names "${className}", not a ControlNetModel`, 'controlnet');
-  return ControlNetModel.fromFolder(io, dir, device, { dtype: req.dtype, ...(opts.variant !== undefined ? { variant: opts.variant } : {}) });
+  return dir;
+}
+
+function loadControlNet(opts: PipelineLoadOptions, dir: string, dtype: 'f32' | 'f16'): Promise<ControlNetModel> {
+  return ControlNetModel.fromFolder(opts.io, dir, opts.device, { dtype, ...(opts.variant !== undefined ? { variant: opts.variant } : {}) });
 }

@@ -56,6 +56,7 @@ import {
 } from './generation_options.js';
 import { loadPipelineComponents, type PipelineComponents, type PipelineLoadOptions } from './pipeline_loading.js';
 import type { PipelineStage, ProgressCallback, ProgressEvent } from './progress.js';
+import { ComponentResidency, type ComponentLoaders } from './low_memory.js';
 
 export interface FromComponentsOptions {
   scheduler?: string | Record<string, unknown> | undefined;
@@ -91,22 +92,25 @@ export class StableDiffusionPipeline {
   /** Pixels per latent pixel (2^(len(vae block_out_channels) − 1) in diffusers; 8 for SD VAEs and TAESD). */
   readonly vaeScaleFactor: number;
   private disposed = false;
-  private _controlnet: ControlNetModel | null = null;
+  /** The text encoder, UNet, VAE and ControlNet: resident, or loaded per stage (low memory; see low_memory.ts). */
+  private readonly residency: ComponentResidency;
   /** The most rows each stage has run in one pass without exceeding a binding limit (see inParts). */
   private readonly partRows = { unet: Infinity, decode: Infinity };
 
   private constructor(
     readonly tokenizer: CLIPTokenizer,
-    readonly textEncoder: CLIPTextModel,
-    readonly unet: UNet2DConditionModel,
-    readonly vae: Vae,
+    textEncoder: CLIPTextModel,
+    unet: UNet2DConditionModel,
+    vae: Vae,
     readonly schedulerConfig: Record<string, unknown>,
     readonly schedulerOverride: string | Record<string, unknown> | undefined,
     unetConfig: Record<string, unknown> | undefined,
     defaults: Partial<PipelineDefaults> | undefined,
     private readonly onProgress: ProgressCallback | undefined,
     controlnet?: ControlNetModel,
+    lowMemory?: ComponentLoaders,
   ) {
+    this.residency = new ComponentResidency(textEncoder.device, { text_encoder: textEncoder, unet, vae, controlnet }, lowMemory);
     this.vaeScaleFactor = vae.spatialScaleFactor;
     // Throws here, at construction, for a scheduler config/override that cannot be built.
     this.info = modelInfoFromConfigs({
@@ -118,12 +122,31 @@ export class StableDiffusionPipeline {
       defaults,
     });
     this.defaults = this.info.defaults;
-    if (controlnet) this.setControlNet(controlnet);
+    if (controlnet) this.checkControlNet(controlnet);
+  }
+
+  /*
+   * The components. With `lowMemory`, between the stages that load them these are freed instances: their configs
+   * can be read, running them throws.
+   */
+  get textEncoder(): CLIPTextModel {
+    return this.residency.model('text_encoder')!;
+  }
+  get unet(): UNet2DConditionModel {
+    return this.residency.model('unet')!;
+  }
+  get vae(): Vae {
+    return this.residency.model('vae')!;
+  }
+
+  /** True when each component is loaded from its source for its stage and freed after (`lowMemory`). */
+  get lowMemory(): boolean {
+    return this.residency.lowMemory;
   }
 
   /** The ControlNet generate() uses for a control image, or null. */
   get controlnet(): ControlNetModel | null {
-    return this._controlnet;
+    return this.residency.model('controlnet') ?? null;
   }
 
   /**
@@ -132,10 +155,14 @@ export class StableDiffusionPipeline {
    */
   setControlNet(controlnet: ControlNetModel | null): ControlNetModel | null {
     if (controlnet) checkControlNetFits(controlnet, this.unet);
-    const prev = this._controlnet;
-    this._controlnet = controlnet;
+    const prev = this.residency.replace('controlnet', controlnet);
     (this.info as { hasControlNet: boolean }).hasControlNet = controlnet !== null;
-    return prev;
+    return prev ?? null;
+  }
+
+  private checkControlNet(controlnet: ControlNetModel): void {
+    checkControlNetFits(controlnet, this.unet);
+    (this.info as { hasControlNet: boolean }).hasControlNet = true;
   }
 
   /**
@@ -158,7 +185,8 @@ export class StableDiffusionPipeline {
     for (const k of ['tokenizer', 'textEncoder', 'unet', 'vae', 'schedulerConfig'] as const) {
       if (!c[k]) throw new UnsupportedError(`StableDiffusionPipeline.fromComponents: missing ${k}`);
     }
-    return new StableDiffusionPipeline(c.tokenizer, c.textEncoder, c.unet, c.vae, c.schedulerConfig, opts.scheduler, c.unetConfig, opts.defaults, opts.onProgress, c.controlnet);
+    if (c.lowMemory && !c.lowMemory.controlnet && c.controlnet) throw new UnsupportedError('StableDiffusionPipeline.fromComponents: lowMemory needs a controlnet loader when there is a controlnet');
+    return new StableDiffusionPipeline(c.tokenizer, c.textEncoder, c.unet, c.vae, c.schedulerConfig, opts.scheduler, c.unetConfig, opts.defaults, opts.onProgress, c.controlnet, c.lowMemory);
   }
 
   get device(): Device {
@@ -255,7 +283,9 @@ export class StableDiffusionPipeline {
       cond: plan.prompts ? tokenize(expand(plan.prompts)) : null,
       uncond: plan.cfg && plan.negatives ? tokenize(expand(plan.negatives)) : null,
     }));
-    return stage('text_encoder', async () => {
+    // Embeddings given for every row: the text encoder is not needed (nor, with lowMemory, loaded).
+    const encoder = condIds || uncondIds ? (['text_encoder'] as const) : [];
+    return stage('text_encoder', () => this.residency.use(encoder, async () => {
       const embeds = await device.scope(async () => {
         // diffusers 0.25.1 applies clip_skip to the prompt only; negative prompts use last_hidden_state.
         const encode = async (ids: Int32Array, clipSkip: number | null) => {
@@ -273,7 +303,7 @@ export class StableDiffusionPipeline {
       });
       await device.sync();
       return embeds;
-    });
+    }));
   }
 
   /** Stage 2 (diffusers `prepare_latents` + `get_timesteps`): the timesteps that run and the latents they start from. */
@@ -308,9 +338,9 @@ export class StableDiffusionPipeline {
     onStep?: (t: StepTrace) => void,
   ): Promise<Float32Array> {
     const device = this.device;
-    const [B, C, h, w] = plan.latentShape;
+    const B = plan.latentShape[0];
     const { cfg } = plan;
-    const controlnet = plan.control ? this._controlnet : null;
+    const controlnet = plan.control ? this.controlnet : null;
     if (plan.control && !controlnet) throw new UnsupportedError('generate: a control image needs a ControlNet (fromPretrained(…, { controlnet }) or setControlNet())');
     let controlCond: Tensor | undefined;
     if (plan.control) {
@@ -322,64 +352,79 @@ export class StableDiffusionPipeline {
       controlCond = Tensor.from(device, rep, [rowsN, ...shape.slice(1)], 'f32');
     }
     try {
-      let latents = s.latents;
-      const noiseFn = () => s.generator.randn([...plan.latentShape], 'f32') as Float32Array;
-      const n = latents.length;
-      const g = f(plan.guidance);
-      for (const [i, ts] of s.timesteps.entries()) {
-        latents = await stage(
-          'denoise',
-          async () => {
-            let input = latents;
-            if (cfg) {
-              input = new Float32Array(2 * n);
-              input.set(latents, 0);
-              input.set(latents, n);
-            }
-            const scaled = s.scheduler.scaleModelInput(input, ts);
-            const rows = cfg ? 2 * B : B, per = C * h * w;
-            const traces: { down: Float32Array[]; mid: Float32Array }[] = [];
-            // Rows are independent through the UNet (and ControlNet): a batch too large for the adapter's bindings
-            // runs in parts (see inParts); the UNet sees rows r0..r0+k of its input, context and control image.
-            const out = await this.inParts('unet', rows, (r0, k) =>
-              device.scope(async () => {
-                const x = Tensor.from(device, scaled.subarray(r0 * per, (r0 + k) * per), [k, C, h, w], 'f32');
-                const ctx = k === rows ? s.context : slice(s.context, 0, r0, r0 + k);
-                let residuals: UNetForwardOptions = {};
-                if (controlnet) {
-                  // The ControlNet sees exactly the UNet's input: scaled latents, t, all prompt embeddings.
-                  const cond = k === rows ? controlCond! : slice(controlCond!, 0, r0, r0 + k);
-                  const r = controlnet.forward(x, ts, ctx, cond, { conditioningScale: plan.control!.scale });
-                  residuals = { downBlockAdditionalResiduals: r.downBlockResSamples, midBlockAdditionalResidual: r.midBlockResSample };
-                }
-                const y = this.unet.forward(x, ts, ctx, residuals);
-                if (onStep && residuals.downBlockAdditionalResiduals) {
-                  traces.push({ down: await Promise.all(residuals.downBlockAdditionalResiduals.map((t) => t.readF32())), mid: await residuals.midBlockAdditionalResidual!.readF32() });
-                }
-                return y.readF32();
-              }),
-            );
-            const traceDown = traces.length ? traces[0]!.down.map((_, j) => joinParts(traces.map((t) => t.down[j]!))) : undefined;
-            const traceMid = traces.length ? joinParts(traces.map((t) => t.mid)) : undefined;
-            let noisePred = out;
-            if (cfg) {
-              noisePred = new Float32Array(n);
-              for (let j = 0; j < n; j++) {
-                const u = out[j]!, c = out[n + j]!;
-                noisePred[j] = f(u + f(g * f(c - u)));
-              }
-            }
-            const next = s.scheduler.step(noisePred, ts, latents, { noise: noiseFn }).prevSample;
-            onStep?.({ step: i, timestep: ts, unetSample: scaled, unetOut: out, latents: next, controlnetDownBlockResSamples: traceDown, controlnetMidBlockResSample: traceMid });
-            return next;
-          },
-          { step: i, steps: s.timesteps.length },
-        );
-      }
-      return latents;
+      return await this.residency.use(controlnet ? ['unet', 'controlnet'] : ['unet'], () => this.denoiseLoop(plan, s, stage, controlCond, onStep));
     } finally {
       controlCond?.dispose();
     }
+  }
+
+  private async denoiseLoop(
+    plan: GenerationPlan,
+    s: { latents: Float32Array; timesteps: number[]; context: Tensor; scheduler: Scheduler; generator: TorchGenerator | GeneratorList },
+    stage: StageRunner,
+    controlCond: Tensor | undefined,
+    onStep: ((t: StepTrace) => void) | undefined,
+  ): Promise<Float32Array> {
+    const device = this.device;
+    const [B, C, h, w] = plan.latentShape;
+    const { cfg } = plan;
+    // Looked up here: with lowMemory, use() has just loaded them.
+    const controlnet = plan.control ? this.controlnet : null;
+    let latents = s.latents;
+    const noiseFn = () => s.generator.randn([...plan.latentShape], 'f32') as Float32Array;
+    const n = latents.length;
+    const g = f(plan.guidance);
+    for (const [i, ts] of s.timesteps.entries()) {
+      latents = await stage(
+        'denoise',
+        async () => {
+          let input = latents;
+          if (cfg) {
+            input = new Float32Array(2 * n);
+            input.set(latents, 0);
+            input.set(latents, n);
+          }
+          const scaled = s.scheduler.scaleModelInput(input, ts);
+          const rows = cfg ? 2 * B : B, per = C * h * w;
+          const traces: { down: Float32Array[]; mid: Float32Array }[] = [];
+          // Rows are independent through the UNet (and ControlNet): a batch too large for the adapter's bindings
+          // runs in parts (see inParts); the UNet sees rows r0..r0+k of its input, context and control image.
+          const out = await this.inParts('unet', rows, (r0, k) =>
+            device.scope(async () => {
+              const x = Tensor.from(device, scaled.subarray(r0 * per, (r0 + k) * per), [k, C, h, w], 'f32');
+              const ctx = k === rows ? s.context : slice(s.context, 0, r0, r0 + k);
+              let residuals: UNetForwardOptions = {};
+              if (controlnet) {
+                // The ControlNet sees exactly the UNet's input: scaled latents, t, all prompt embeddings.
+                const cond = k === rows ? controlCond! : slice(controlCond!, 0, r0, r0 + k);
+                const r = controlnet.forward(x, ts, ctx, cond, { conditioningScale: plan.control!.scale });
+                residuals = { downBlockAdditionalResiduals: r.downBlockResSamples, midBlockAdditionalResidual: r.midBlockResSample };
+              }
+              const y = this.unet.forward(x, ts, ctx, residuals);
+              if (onStep && residuals.downBlockAdditionalResiduals) {
+                traces.push({ down: await Promise.all(residuals.downBlockAdditionalResiduals.map((t) => t.readF32())), mid: await residuals.midBlockAdditionalResidual!.readF32() });
+              }
+              return y.readF32();
+            }),
+          );
+          const traceDown = traces.length ? traces[0]!.down.map((_, j) => joinParts(traces.map((t) => t.down[j]!))) : undefined;
+          const traceMid = traces.length ? joinParts(traces.map((t) => t.mid)) : undefined;
+          let noisePred = out;
+          if (cfg) {
+            noisePred = new Float32Array(n);
+            for (let j = 0; j < n; j++) {
+              const u = out[j]!, c = out[n + j]!;
+              noisePred[j] = f(u + f(g * f(c - u)));
+            }
+          }
+          const next = s.scheduler.step(noisePred, ts, latents, { noise: noiseFn }).prevSample;
+          onStep?.({ step: i, timestep: ts, unetSample: scaled, unetOut: out, latents: next, controlnetDownBlockResSamples: traceDown, controlnetMidBlockResSample: traceMid });
+          return next;
+        },
+        { step: i, steps: s.timesteps.length },
+      );
+    }
+    return latents;
   }
 
   /** Stage 4: latents (UNet space) → uint8 RGB images and the float NHWC image (diffusers' postprocess). */
@@ -390,14 +435,14 @@ export class StableDiffusionPipeline {
     const [B, ...rest] = shape as [number, ...number[]];
     const per = rest.reduce((a, b) => a * b, 1);
     let imageShape: number[] = [];
-    const data = await this.inParts('decode', B, (r0, k) =>
+    const data = await this.residency.use(['vae'], () => this.inParts('decode', B, (r0, k) =>
       device.scope(async () => {
         const zt = Tensor.from(device, z.subarray(r0 * per, (r0 + k) * per), [k, ...rest], this.vae.dtype === 'f16' ? 'f16' : 'f32');
         const img = this.vae.decode(zt);
         imageShape = [B, ...img.shape.slice(1)];
         return img.readF32();
       }),
-    );
+    ));
     const pp = postprocess(data, imageShape);
     return { images: pp.images, float: pp.float };
   }
@@ -431,7 +476,7 @@ export class StableDiffusionPipeline {
   private async encodeImage(img: RGBImage, generator: NoiseGenerator): Promise<Float32Array> {
     const device = this.device;
     const { data, shape } = preprocess(img);
-    const lat = await device.scope(async () => (await this.vae.encodeLatents(Tensor.from(device, data, shape, 'f32'), generator)).readF32());
+    const lat = await this.residency.use(['vae'], () => device.scope(async () => (await this.vae.encodeLatents(Tensor.from(device, data, shape, 'f32'), generator)).readF32()));
     const sf = this.scalingFactor;
     return sf === 1 ? lat : lat.map((v) => f(sf * v));
   }
@@ -459,11 +504,7 @@ export class StableDiffusionPipeline {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
-    this.textEncoder.dispose();
-    this.unet.dispose();
-    this.vae.dispose();
-    this._controlnet?.dispose();
-    this._controlnet = null;
+    this.residency.dispose();
   }
 }
 

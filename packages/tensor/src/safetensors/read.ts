@@ -150,6 +150,10 @@ export class SafetensorsFile {
 }
 
 function aligned(raw: Uint8Array, bytes: number): ArrayBuffer {
+  // A read that owns its whole buffer (a file read of one tensor) is used as it is: a copy would double what a
+  // model's load leaves to the garbage collector (the whole model, once more). A view into a larger buffer (a file
+  // held in memory) is copied, so the result never aliases bytes someone else holds.
+  if (raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength && raw.buffer instanceof ArrayBuffer) return raw.buffer;
   if (raw.byteOffset % bytes === 0) return raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength) as ArrayBuffer;
   return raw.slice().buffer as ArrayBuffer;
 }
