@@ -21,10 +21,15 @@ function source(kind: 'input' | 'filter' | 'output', m: WinogradTile): string {
 
 /**
  * Bytes of each f32 intermediate per chunk: the input transform of a 64-channel 512² map is ~150 MB and
- * the transformed filter of a 1280×1280 conv 236 MB, so output channels and tiles go through in chunks.
+ * the transformed filter of a 1280×1280 conv 236 MB, so output channels and tiles go through in chunks of
+ * equal size. Small caps keep what the pool retains between convs small (with 32/64 MiB caps the UNet's
+ * pool peak grew by ~440 MB); the GEMMs still get hundreds of rows per chunk.
  */
-export const WINOGRAD_CHUNK_BYTES = 32 << 20;
-export const WINOGRAD_FILTER_CHUNK_BYTES = 64 << 20;
+export const WINOGRAD_CHUNK_BYTES = 8 << 20;
+export const WINOGRAD_FILTER_CHUNK_BYTES = 16 << 20;
+
+/** n items in equal chunks of at most `cap`: the chunk size. */
+const balanced = (n: number, cap: number) => Math.ceil(n / Math.ceil(n / Math.max(1, Math.min(n, cap))));
 
 /**
  * 3×3 stride-1 conv2d by Winograd F(m×m, 3×3) (see winograd.wgsl.ts). x [N, C, H, W], w [O, C, 3, 3],
@@ -40,8 +45,8 @@ export function conv2dWinograd(x: Tensor, w: Tensor, y: Tensor, o: { padding: nu
   const m = o.m, a = m + 2, xi = a * a;
   const tilesW = ceilDiv(OW, m), tilesHW = ceilDiv(OH, m) * tilesW, T = N * tilesHW;
   const { winogradChunkTiles, winogradChunkChannels } = kernelSettings(device).conv;
-  const ocMax = Math.min(O, winogradChunkChannels ?? Math.max(1, Math.floor(WINOGRAD_FILTER_CHUNK_BYTES / (4 * xi * C))));
-  const tcMax = Math.min(T, winogradChunkTiles ?? Math.max(1, Math.floor(WINOGRAD_CHUNK_BYTES / (4 * xi * Math.max(C, ocMax)))));
+  const ocMax = balanced(O, winogradChunkChannels ?? Math.floor(WINOGRAD_FILTER_CHUNK_BYTES / (4 * xi * C)));
+  const tcMax = balanced(T, winogradChunkTiles ?? Math.floor(WINOGRAD_CHUNK_BYTES / (4 * xi * Math.max(C, ocMax))));
   const base = { C, H, W, O, OH, OW, pad: o.padding, tiles_w: tilesW, tiles_hw: tilesHW, has_bias: o.bias ? 1 : 0, has_res: o.residual ? 1 : 0, relu: o.relu ? 1 : 0 };
   // CPU adapters: 8-lane workgroups of WINOGRAD_ITEMS items each (see ITEMS_LOOP); GPUs: 64 threads, one item each.
   const [WG, ITEMS] = isCpuAdapter(device) ? [8, WINOGRAD_ITEMS] : [64, 1];
