@@ -126,6 +126,7 @@ export { GeneratorList } from './random/generator_list.js';
 
 // ---- Pipelines: text-to-image, image-to-image, ControlNet; the request rules; the progress stream.
 export { StableDiffusionPipeline, Pipeline, type FromComponentsOptions, type GenerateResult } from './pipelines/pipeline_stable_diffusion.js';
+export { PromptEmbeddingCache, PROMPT_CACHE_ENTRIES, type PromptCacheKeyParts } from './pipelines/prompt_cache.js';
 export {
   loadPipelineComponents,
   readPipelineConfigs,

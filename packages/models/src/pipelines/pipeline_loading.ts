@@ -53,6 +53,8 @@ export interface PipelineLoadOptions {
   weightTransform?: ((component: TransformableComponent, req: WeightTransformRequest) => WeightTransform | undefined | Promise<WeightTransform | undefined>) | undefined;
   /** Overrides of the model's defaults (e.g. YOSO: { steps: 2, guidance: 1.5 }). */
   defaults?: Partial<PipelineDefaults> | undefined;
+  /** Text-encoder outputs the pipeline keeps for repeated prompts (default 16; 0: none). */
+  promptCacheSize?: number | undefined;
   /** Download and load events while loading, then every generate()'s stage events. */
   onProgress?: ProgressCallback | undefined;
   /** Stops loading between components (and downloads, through `resolve`): AbortError, nothing left on the GPU. */
