@@ -128,6 +128,7 @@ export { GeneratorList } from './random/generator_list.js';
 export { StableDiffusionPipeline, Pipeline, type FromComponentsOptions, type GenerateResult } from './pipelines/pipeline_stable_diffusion.js';
 export { PromptEmbeddingCache, PROMPT_CACHE_ENTRIES, type PromptCacheKeyParts } from './pipelines/prompt_cache.js';
 export {
+  resolveVaeDtype,
   loadPipelineComponents,
   readPipelineConfigs,
   type PipelineComponents,

@@ -13,7 +13,7 @@ import { nodeFiles } from '@fewstep/tensor/node';
 import { writeSafetensorsFile } from '../safetensors_file.js';
 import { concat, slice } from '@fewstep/kernels';
 import {
-  AutoencoderKL, AutoencoderTiny, CLIPTextModel, SafetensorsSource, UNet2DConditionModel, WeightScope, type CLIPTextConfig, type UNet2DConditionConfig,
+  AutoencoderKL, AutoencoderTiny, CLIPTextModel, SafetensorsSource, UNet2DConditionModel, WeightScope, resolveVaeDtype, type CLIPTextConfig, type UNet2DConditionConfig,
 } from '@fewstep/models';
 import { CLIP_TEXT_SD15, CLIP_TEXT_SD2, RandomSource, SDXS_09, SDXS_DREAMSHAPER, SD15, SD_VAE, TAESD } from '@fewstep/models/testing';
 
@@ -35,6 +35,8 @@ export interface PipelineBenchResult {
   config: string;
   adapter: string;
   dtype: DType;
+  /** The decoder's dtype (default: f32 for TAESD, `dtype` for the SD VAE — see resolveVaeDtype). */
+  vae_dtype: DType;
   stages: { text_encoder_s: number; unet_s: number; decode_s: number };
   total_s: number;
   cold_stages: { load_s: number; text_encoder_s: number; unet_s: number; decode_s: number };
@@ -94,18 +96,19 @@ function promptIds(device: Device, B: number): Tensor {
 }
 
 /** The config, a seconds-since helper and weight scopes (random, or from files); the pool starts empty so peaks are this run's. */
-function prepare(device: Device, name: string, dtype: DType) {
+function prepare(device: Device, name: string, dtype: DType, vaeDtype?: 'f32' | 'f16') {
   const cfg = PIPELINE_CONFIGS[name];
   if (!cfg) throw new Error(`unknown config "${name}" (${Object.keys(PIPELINE_CONFIGS).join(', ')})`);
+  const vae_dtype = resolveVaeDtype(cfg.vae === 'tiny' ? 'AutoencoderTiny' : 'AutoencoderKL', dtype === 'f16' ? 'f16' : 'f32', vaeDtype);
   device.pool.trim();
   device.pool.stats.peak = device.pool.stats.inUse;
   const sec = (t: number) => +((performance.now() - t) / 1000).toFixed(3);
-  const scope = (shapes: Map<string, number[]>, seed: number) => WeightScope.create(new RandomSource(shapes, seed), device, dtype);
-  return { cfg, sec, scope };
+  const scope = (shapes: Map<string, number[]>, seed: number, d: DType = dtype) => WeightScope.create(new RandomSource(shapes, seed), device, d);
+  return { cfg, sec, scope, vae_dtype };
 }
 
-export async function benchPipeline(device: Device, name: string, dtype: DType, log: (s: string) => void = () => {}, runs = 1, profile = false): Promise<PipelineBenchResult> {
-  const { cfg, sec } = prepare(device, name, dtype);
+export async function benchPipeline(device: Device, name: string, dtype: DType, log: (s: string) => void = () => {}, runs = 1, profile = false, vaeDtype?: 'f32' | 'f16'): Promise<PipelineBenchResult> {
+  const { cfg, sec, vae_dtype } = prepare(device, name, dtype, vaeDtype);
   // Weights go to disk first (untimed), so the cold run loads them the way `fewstep generate` does.
   const dir = await mkdtemp(join(tmpdir(), 'fewstep-bench-'));
   let text: CLIPTextModel, unet: UNet2DConditionModel, vae: AutoencoderTiny | AutoencoderKL, load_s: number;
@@ -117,10 +120,10 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
       unet: await weightsOnDisk(dir, 'unet', UNet2DConditionModel.describe(cfg.unet), 2, dtype),
       vae: await weightsOnDisk(dir, 'vae', vaeShapes, 3, dtype),
     };
-    const fromFile = async <M>(path: string, load: (w: WeightScope) => Promise<M>): Promise<M> => {
+    const fromFile = async <M>(path: string, load: (w: WeightScope) => Promise<M>, d: DType = dtype): Promise<M> => {
       const file = await SafetensorsSource.open(nodeFiles, [path]);
       try {
-        return await load(WeightScope.create(file, device, dtype));
+        return await load(WeightScope.create(file, device, d));
       } finally {
         await file.close();
       }
@@ -128,15 +131,16 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
     const t0 = performance.now();
     text = await fromFile(files.text, (w) => CLIPTextModel.load(w, cfg.text));
     unet = await fromFile(files.unet, (w) => UNet2DConditionModel.load(w, cfg.unet));
+    // The decoder's file is in the model dtype (a repo's fp16 variant), loaded in vae_dtype as the pipeline does.
     vae = cfg.vae === 'tiny'
-      ? await fromFile(files.vae, (w) => AutoencoderTiny.load(w, TAESD))
-      : await fromFile(files.vae, (w) => AutoencoderKL.loadDecoder(w, SD_VAE));
+      ? await fromFile(files.vae, (w) => AutoencoderTiny.load(w, TAESD), vae_dtype)
+      : await fromFile(files.vae, (w) => AutoencoderKL.loadDecoder(w, SD_VAE), vae_dtype);
     await device.sync();
     load_s = sec(t0);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-  log(`loaded ${name} (${dtype}) in ${load_s} s`);
+  log(`loaded ${name} (${dtype}, decoder ${vae_dtype}) in ${load_s} s`);
   const B = cfg.cfg ? 2 : 1;
   const ids = promptIds(device, B).keep();
   const latents = Tensor.from(device, noise(4 * 64 * 64, 7), [1, 4, 64, 64], dtype).keep();
@@ -206,7 +210,7 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
       }
     }
     return {
-      config: name, adapter: device.adapter.name, dtype,
+      config: name, adapter: device.adapter.name, dtype, vae_dtype,
       stages: warm.s, total_s: sum(warm.s),
       cold_stages: { load_s, ...cold.s }, cold_total_s: +(load_s + sum(cold.s)).toFixed(3),
       peak_rss_mb: 0, peak_gpu_mb: 0, output_finite: finite, // peaks: see benchPipelineWithPeaks
@@ -228,8 +232,8 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
  * decoder), every stage cold. It measures the memory floor of a single image when the models do not all
  * stay resident; times include each stage's load.
  */
-export async function benchPipelineSequential(device: Device, name: string, dtype: DType, log: (s: string) => void = () => {}): Promise<PipelineBenchResult> {
-  const { cfg, sec, scope } = prepare(device, name, dtype);
+export async function benchPipelineSequential(device: Device, name: string, dtype: DType, log: (s: string) => void = () => {}, vaeDtype?: 'f32' | 'f16'): Promise<PipelineBenchResult> {
+  const { cfg, sec, scope, vae_dtype } = prepare(device, name, dtype, vaeDtype);
   const B = cfg.cfg ? 2 : 1;
   const free = async (m: { dispose(): void }) => {
     m.dispose();
@@ -260,8 +264,8 @@ export async function benchPipelineSequential(device: Device, name: string, dtyp
   log(`unet (load + step + free): ${unet_s} s, ${rss()}`);
   t = performance.now();
   const vae = cfg.vae === 'tiny'
-    ? await AutoencoderTiny.load(scope(AutoencoderTiny.describe(TAESD), 3), TAESD)
-    : await AutoencoderKL.loadDecoder(scope(AutoencoderKL.describe(SD_VAE), 3), SD_VAE);
+    ? await AutoencoderTiny.load(scope(AutoencoderTiny.describe(TAESD), 3, vae_dtype), TAESD)
+    : await AutoencoderKL.loadDecoder(scope(AutoencoderKL.describe(SD_VAE), 3, vae_dtype), SD_VAE);
   const img = device.scope(() => vae.decode(z));
   const finite = (await img.read()).every((v) => Number.isFinite(v));
   img.dispose();
@@ -271,7 +275,7 @@ export async function benchPipelineSequential(device: Device, name: string, dtyp
   log(`decoder (load + run + free): ${decode_s} s, ${rss()}`);
   const total = +(text_encoder_s + unet_s + decode_s).toFixed(3);
   return {
-    config: name, adapter: device.adapter.name, dtype,
+    config: name, adapter: device.adapter.name, dtype, vae_dtype,
     stages: { text_encoder_s, unet_s, decode_s }, total_s: total,
     cold_stages: { load_s: 0, text_encoder_s, unet_s, decode_s }, cold_total_s: total,
     peak_rss_mb: 0, peak_gpu_mb: 0, output_finite: finite,
@@ -281,11 +285,11 @@ export async function benchPipelineSequential(device: Device, name: string, dtyp
 }
 
 /** Runs `benchPipeline` and fills in the peak memory figures. */
-export async function benchPipelineWithPeaks(device: Device, name: string, dtype: DType, log?: (s: string) => void, runs = 1, profile = false, sequential = false): Promise<PipelineBenchResult> {
+export async function benchPipelineWithPeaks(device: Device, name: string, dtype: DType, log?: (s: string) => void, runs = 1, profile = false, sequential = false, vaeDtype?: 'f32' | 'f16'): Promise<PipelineBenchResult> {
   let peak = process.memoryUsage().rss;
   const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 25);
   try {
-    const r = sequential ? await benchPipelineSequential(device, name, dtype, log) : await benchPipeline(device, name, dtype, log, runs, profile);
+    const r = sequential ? await benchPipelineSequential(device, name, dtype, log, vaeDtype) : await benchPipeline(device, name, dtype, log, runs, profile, vaeDtype);
     r.peak_rss_mb = Math.round(Math.max(peak, process.memoryUsage().rss) / 2 ** 20);
     r.peak_gpu_mb = Math.round(device.pool.stats.peak / 2 ** 20);
     return r;
