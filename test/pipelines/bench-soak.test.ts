@@ -61,9 +61,10 @@ describe('bench soak', () => {
       expect(res).toMatchObject({ mode: serve ? 'serve' : 'in-process', images: 5, size: '64x64', sample_every: 2, warmup_images: 2 });
       expect(res.samples.map((s) => s.images)).toEqual([0, 1, 2, 4, 5]);
       for (const s of res.samples) expect(s.rss_mb).toBeGreaterThan(0);
-      // The same shapes every time: after the first image the pool only reuses.
+      // The same shapes every time: after the first image the pool reuses all but what the prompt-embedding cache keeps
+      // of each new prompt (one tensor; the cache holds 16 before it evicts, which the default warm-up covers).
       const after = res.samples.slice(1);
-      expect(new Set(after.map((s) => s.gpu_allocations)).size).toBe(1);
+      for (const s of after) expect(s.gpu_allocations - after[0]!.gpu_allocations).toBeLessThanOrEqual(s.images - after[0]!.images);
       expect(after.at(-1)!.gpu_reuses).toBeGreaterThan(after[0]!.gpu_reuses);
       expect(['yes', 'no']).toContain(res.grows_after_warmup);
       expect(res.rule).toContain('GPU pool');

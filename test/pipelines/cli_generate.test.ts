@@ -87,6 +87,30 @@ describe('fewstep generate', () => {
     expect(Buffer.from((await readPng(again)).data).equals(Buffer.from(img.data))).toBe(true);
   });
 
+  it('--vae-dtype: with --dtype f16 TAESD decodes in f32 unless --vae-dtype f16; the metadata says which; bad values refused', async () => {
+    const bad = await cli(['generate', 'x', '--model', model, '--out', join(work, 'bad.png'), '--vae-dtype', 'bf16']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--vae-dtype must be one of f32, f16, got "bf16"');
+    const f32 = join(work, 'vae-f32.png');
+    const r0 = await cli(['generate', 'a photo of a cat', '--model', model, '--out', f32, '--seed', '7', '--quiet', ...SIZE]);
+    expect(r0.code, r0.stderr).toBe(0);
+    expect(JSON.parse((await readPng(f32)).text['fewstep']!)).toMatchObject({ dtype: 'f32', vaeDtype: 'f32' });
+    if (!(await gpuDevice()).features.f16) return console.log('--vae-dtype: adapter has no shader-f16, f16 cases skipped');
+    const imgs: Record<string, Awaited<ReturnType<typeof readPng>>> = {};
+    for (const v of ['default', 'f16', 'f32']) {
+      const out = join(work, `vae-${v}-16.png`);
+      const r = await cli(['generate', 'a photo of a cat', '--model', model, '--out', out, '--seed', '7', '--dtype', 'f16', '--quiet', ...(v === 'default' ? [] : ['--vae-dtype', v]), ...SIZE]);
+      expect(r.code, r.stderr).toBe(0);
+      imgs[v] = await readPng(out);
+    }
+    expect(JSON.parse(imgs['default']!.text['fewstep']!)).toMatchObject({ dtype: 'f16', vaeDtype: 'f32' });
+    expect(imgs['default']!.text['parameters']).toContain(', VAE dtype: f32,');
+    expect(JSON.parse(imgs['f16']!.text['fewstep']!)).toMatchObject({ dtype: 'f16', vaeDtype: 'f16' });
+    expect(imgs['f16']!.text['parameters']).not.toContain('VAE dtype');
+    expect(Buffer.from(imgs['f32']!.data).equals(Buffer.from(imgs['default']!.data))).toBe(true);
+    expect(Buffer.from(imgs['f16']!.data).equals(Buffer.from(imgs['default']!.data))).toBe(false);
+  });
+
   it('--out-dir with 2 prompts and --batch 2: 4 files in batch order, --json summary', async () => {
     const dir = join(work, 'many');
     const r = await cli(['generate', 'a red cube', 'a blue sphere', '--batch', '2', '--model', model, '--out-dir', dir, '--seed', '11', '--json', ...SIZE]);

@@ -5,7 +5,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AbortError, ResourceLimitError, Tensor, type Device } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
 import { AutoencoderTiny, GeneratorList, StableDiffusionPipeline, TorchGenerator, fitImage, type ProgressEvent, type RGBImage } from '@fewstep/models';
@@ -82,6 +82,101 @@ describe('clip_skip and promptEmbeds', () => {
     const a = await pipe.generate({ prompt: 'a red boat', seed: 3, width: 64, height: 64 });
     const b = await pipe.generate({ promptEmbeds: embeds, seed: 3, width: 64, height: 64 });
     expect(same(a.images[0]!, b.images[0]!)).toBe(true);
+  });
+});
+
+describe('prompt-embedding cache', () => {
+  /** Runs `fn` counting text-encoder forward calls and the text_encoder end events' `cached`. */
+  async function counting<T>(p: StableDiffusionPipeline, fn: (onProgress: (e: ProgressEvent) => void) => Promise<T>): Promise<{ r: T; calls: number; cached: (boolean | undefined)[] }> {
+    const spy = vi.spyOn(p.textEncoder, 'forward');
+    const cached: (boolean | undefined)[] = [];
+    try {
+      const r = await fn((e) => {
+        if (e.type === 'stage' && e.stage === 'text_encoder' && e.status === 'end') cached.push(e.cached);
+      });
+      return { r, calls: spy.mock.calls.length, cached };
+    } finally {
+      spy.mockRestore();
+    }
+  }
+
+  it('a repeated prompt skips the text encoder and gives the identical image; another prompt runs it', async () => {
+    const p = await StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles });
+    try {
+      const gen = (prompt: string, seed: number) => (onProgress: (e: ProgressEvent) => void) => p.generate({ prompt, seed, width: 64, height: 64, onProgress });
+      const first = await counting(p, gen('a lighthouse at dusk', 5));
+      expect([first.calls, first.cached]).toEqual([1, [false]]);
+      const d0 = d.dispatchCount;
+      const again = await counting(p, gen('a lighthouse at dusk', 5));
+      expect([again.calls, again.cached]).toEqual([0, [true]]);
+      expect(same(first.r.images[0]!, again.r.images[0]!)).toBe(true);
+      // Fewer dispatches than the first run by the encoder's (the first run's count includes them).
+      const d1 = d.dispatchCount;
+      const other = await counting(p, gen('a lighthouse at dawn', 5));
+      expect([other.calls, other.cached]).toEqual([1, [false]]);
+      expect(d.dispatchCount - d1).toBeGreaterThan(d1 - d0);
+      expect(same(first.r.images[0]!, other.r.images[0]!)).toBe(false);
+      // Another seed, same prompt: still cached (the key is the token ids, not the request).
+      expect((await counting(p, gen('a lighthouse at dusk', 6))).calls).toBe(0);
+      expect(p.promptCache.stats).toEqual({ hits: 2, misses: 2 });
+    } finally {
+      p.dispose();
+    }
+  });
+
+  it('with CFG the prompt and negative prompt are cached apart; clip_skip is part of the key; results equal an uncached pipeline', async () => {
+    const p = await StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles });
+    const off = await StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles, promptCacheSize: 0 });
+    try {
+      const req = (negativePrompt: string, clipSkip = 0) => ({ prompt: 'a red boat', negativePrompt, guidance: 3, clipSkip, seed: 2, width: 64, height: 64 });
+      const gen = (o: ReturnType<typeof req>) => (onProgress: (e: ProgressEvent) => void) => p.generate({ ...o, onProgress });
+      expect((await counting(p, gen(req('blurry')))).calls).toBe(2); // uncond, cond
+      const hit = await counting(p, gen(req('blurry')));
+      expect([hit.calls, hit.cached]).toEqual([0, [true]]);
+      const neg = await counting(p, gen(req('dark')));
+      expect([neg.calls, neg.cached]).toEqual([1, [false]]); // the prompt half came from the cache
+      const skip = await counting(p, gen(req('dark', 1)));
+      expect(skip.calls).toBe(1); // clip_skip changes the prompt half only (diffusers 0.25.1)
+      for (const [r, o] of [[hit.r, req('blurry')], [neg.r, req('dark')], [skip.r, req('dark', 1)]] as const) {
+        const ref = await off.generate(o);
+        expect(same(ref.images[0]!, r.images[0]!), `${o.negativePrompt} ${o.clipSkip}`).toBe(true);
+      }
+      // The uncached pipeline ran its encoder every time and kept nothing.
+      expect(off.promptCache.size).toBe(0);
+      expect((await counting(off, (onProgress) => off.generate({ ...req('dark'), onProgress }))).calls).toBe(2);
+      // A batch repeats each prompt: its rows are another key.
+      expect((await counting(p, (onProgress) => p.generate({ ...req('dark'), batchSize: 2, onProgress }))).calls).toBe(2);
+    } finally {
+      p.dispose();
+      off.dispose();
+    }
+  });
+
+  it('is a bounded LRU whose tensors it owns: evicted entries and dispose() free their GPU memory', async () => {
+    const before = d.pool.stats.inUse;
+    const p = await StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles, promptCacheSize: 2 });
+    const loaded = d.pool.stats.inUse;
+    const calls = async (prompt: string) => (await counting(p, () => p.encodePrompt(p.plan({ prompt })).then((t) => t.dispose()))).calls;
+    expect([await calls('one'), await calls('two'), await calls('one')]).toEqual([1, 1, 0]);
+    expect(p.promptCache.size).toBe(2);
+    const two = p.promptCache.bytes;
+    expect(d.pool.stats.inUse - loaded).toBe(two);
+    expect(await calls('three')).toBe(1); // evicts 'two', the least recently used
+    expect([p.promptCache.size, p.promptCache.bytes]).toEqual([2, two]);
+    expect(d.pool.stats.inUse - loaded).toBe(two);
+    expect([await calls('one'), await calls('two')]).toEqual([0, 1]);
+    // A view handed out outlives eviction and clearing.
+    const kept = await p.encodePrompt(p.plan({ prompt: 'two' }));
+    p.clearPromptCache();
+    expect(p.promptCache.size).toBe(0);
+    expect(d.pool.stats.inUse - loaded).toBe(kept.buffer.size);
+    expect((await kept.readF32()).every(Number.isFinite)).toBe(true);
+    kept.dispose();
+    expect(await calls('one')).toBe(1);
+    p.dispose();
+    expect(p.promptCache.size).toBe(0);
+    expect(d.pool.stats.inUse).toBe(before);
+    expect(() => StableDiffusionPipeline.fromComponents({ tokenizer: p.tokenizer, textEncoder: p.textEncoder, unet: p.unet, vae: p.vae, schedulerConfig: p.schedulerConfig }, { promptCacheSize: -1 })).toThrow(/promptCacheSize/);
   });
 });
 
@@ -200,6 +295,7 @@ describe('images of another size', () => {
 describe('cancellation', () => {
   it('generate: an aborted signal stops at the next stage or dispatch with AbortError, frees its tensors, and the pipeline still works', async () => {
     const before = d.pool.stats.inUse;
+    const cacheBefore = pipe.promptCache.bytes;
     const pre = new AbortController();
     pre.abort();
     await expect(pipe.generate({ prompt: 'x', seed: 1, width: 64, height: 64, signal: pre.signal })).rejects.toBeInstanceOf(AbortError);
@@ -215,7 +311,8 @@ describe('cancellation', () => {
       expect(err, at).toBeInstanceOf(AbortError);
       expect((err as AbortError).code).toBe('aborted');
       expect(seen.at(-1), at).toBe(`start ${at}`);
-      expect(d.pool.stats.inUse, `GPU memory in use after aborting at ${at}`).toBe(before);
+      // What the text encoder made before the abort stays in the prompt cache (its own memory); nothing else.
+      expect(d.pool.stats.inUse - pipe.promptCache.bytes, `GPU memory in use after aborting at ${at}`).toBe(before - cacheBefore);
     }
     const ok = await pipe.generate({ prompt: 'x', seed: 1, width: 64, height: 64 });
     expect(ok.images.length).toBe(1);

@@ -181,7 +181,7 @@ describe('StableDiffusionPipeline behaviour (SDXS golden components)', () => {
     expect(k3.latents.data).not.toEqual(k1.latents.data);
   });
 
-  it('f16 (fromPretrained dtype f16): euler_1step_cfg0_taesd close to the f32 golden', async () => {
+  it('f16 (fromPretrained dtype f16): euler_1step_cfg0_taesd close to the f32 golden, TAESD in f32 by default and in f16 with vaeDtype f16', async () => {
     if (!d.features.f16) return console.log('f16: adapter has no shader-f16, skipped');
     const run = 'euler_1step_cfg0_taesd';
     const dir = mkdtempSync(join(tmpdir(), 'fewstep-sdxs16-'));
@@ -197,19 +197,33 @@ describe('StableDiffusionPipeline behaviour (SDXS golden components)', () => {
       link('vae', join(goldenRoot, 'taesd'), ['config.json', 'model.safetensors']);
       mkdirSync(join(dir, 'scheduler'));
       writeFileSync(join(dir, 'scheduler', 'scheduler_config.json'), JSON.stringify(c.runs[run]!.scheduler_config));
-      const pipe = await StableDiffusionPipeline.fromPretrained(dir, { device: d, io: nodeFiles, dtype: 'f16' });
-      try {
-        const res = await pipe.generate({ prompt: c.prompts, seed: 0, init: { kind: 'latents', latents: { data: (await g.io.read('latents_in', 'f32')) as Float32Array, shape: c.latent_shape } } });
-        const ref = (await g.io.read(`${run}.step0.latents_after`, 'f32')) as Float32Array;
-        // f16 weights/activations (f32 accumulation): eps error ~2e-3 (unet f16 golden) × σ = 14.6 → measured
-        // 3.1e-2 max abs on latents of magnitude ≤ 67, 9.4e-3 on the image (lavapipe); ~3× headroom.
-        const r = expectClose(res.latents.data, ref, { atol: 0.1, rtol: 1e-2 }, `${run} f16 final latents`);
-        const img = (await g.io.read(`${run}.image`, 'f32')) as Float32Array;
-        const ri = expectClose(res.imageFloat.data, img, { atol: 3e-2, rtol: 0 }, `${run} f16 image`);
-        console.log(`f16: latents max abs ${r.maxAbs.toExponential(2)}, image max abs ${ri.maxAbs.toExponential(2)}`);
-      } finally {
-        pipe.dispose();
+      const latentsIn = (await g.io.read('latents_in', 'f32')) as Float32Array;
+      const ref = (await g.io.read(`${run}.step0.latents_after`, 'f32')) as Float32Array;
+      const img = (await g.io.read(`${run}.image`, 'f32')) as Float32Array;
+      const results: { latents: Float32Array; image: Float32Array; u8: Uint8Array }[] = [];
+      // The default (TAESD kept in f32 under dtype f16), then vaeDtype 'f16' (the whole pipeline in f16, as before).
+      for (const vaeDtype of [undefined, 'f16'] as const) {
+        const pipe = await StableDiffusionPipeline.fromPretrained(dir, { device: d, io: nodeFiles, dtype: 'f16', vaeDtype });
+        try {
+          expect([pipe.textEncoder.dtype, pipe.unet.dtype, pipe.vae.className, pipe.vae.dtype]).toEqual(['f16', 'f16', 'AutoencoderTiny', vaeDtype ?? 'f32']);
+          const res = await pipe.generate({ prompt: c.prompts, seed: 0, init: { kind: 'latents', latents: { data: latentsIn, shape: c.latent_shape } } });
+          // f16 weights/activations (f32 accumulation): eps error ~2e-3 (unet f16 golden) × σ = 14.6 → measured
+          // 3.1e-2 max abs on latents of magnitude ≤ 67, 9.4e-3 on the image (lavapipe); ~3× headroom.
+          const r = expectClose(res.latents.data, ref, { atol: 0.1, rtol: 1e-2 }, `${run} f16 final latents`);
+          const ri = expectClose(res.imageFloat.data, img, { atol: 3e-2, rtol: 0 }, `${run} f16 image (decoder ${vaeDtype ?? 'f32'})`);
+          console.log(`f16, decoder ${vaeDtype ?? 'f32'}: latents max abs ${r.maxAbs.toExponential(2)}, image max abs ${ri.maxAbs.toExponential(2)}`);
+          results.push({ latents: res.latents.data, image: res.imageFloat.data, u8: Uint8Array.from(res.images.flatMap((i) => [...i.data])) });
+        } finally {
+          pipe.dispose();
+        }
       }
+      // Same latents (the UNet is f16 both times); the decoders differ.
+      expect(results[1]!.latents).toEqual(results[0]!.latents);
+      let maxAbs = 0, changed = 0;
+      results[0]!.image.forEach((v, i) => (maxAbs = Math.max(maxAbs, Math.abs(v - results[1]!.image[i]!))));
+      results[0]!.u8.forEach((v, i) => (changed += v !== results[1]!.u8[i]! ? 1 : 0));
+      expect(maxAbs).toBeGreaterThan(0);
+      console.log(`f16 pipeline, TAESD f32 vs f16: image max abs diff ${maxAbs.toExponential(2)}, uint8 values changed ${changed}/${results[0]!.u8.length}`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

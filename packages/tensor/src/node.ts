@@ -12,7 +12,8 @@ class NodeFile implements RandomAccessFile {
   constructor(readonly name: string, readonly size: number, private fh: import('node:fs/promises').FileHandle) {}
   async read(offset: number, length: number): Promise<Uint8Array> {
     if (offset + length > this.size) throw new FileFormatError(this.name, `read of ${length} bytes at ${offset} is past the end (${this.size} bytes)`);
-    const buf = new Uint8Array(length);
+    // Not zero-filled (every byte is read below, or this throws): zeroing is a pass over all the weights.
+    const buf = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
     let done = 0;
     while (done < length) {
       const { bytesRead } = await this.fh.read(buf, done, length - done, offset + done);

@@ -14,7 +14,7 @@ import { nodeFiles } from '@fewstep/tensor/node';
 import { writeSafetensorsFile } from '../safetensors_file.js';
 import { concat, slice } from '@fewstep/kernels';
 import {
-  AutoencoderKL, AutoencoderTiny, CLIPTextModel, ComponentResidency, SafetensorsSource, UNet2DConditionModel, WeightScope, type CLIPTextConfig, type ComponentLoaders,
+  AutoencoderKL, AutoencoderTiny, CLIPTextModel, ComponentResidency, SafetensorsSource, UNet2DConditionModel, WeightScope, resolveVaeDtype, type CLIPTextConfig, type ComponentLoaders,
   type UNet2DConditionConfig, type Vae,
 } from '@fewstep/models';
 import { StagePeaks, type StagePeak } from './stage_peaks.js';
@@ -38,6 +38,8 @@ export interface PipelineBenchResult {
   config: string;
   adapter: string;
   dtype: DType;
+  /** The decoder's dtype (f32 for TAESD under f16 by default, as the pipeline: see resolveVaeDtype). */
+  vae_dtype: DType;
   stages: { text_encoder_s: number; unet_s: number; decode_s: number };
   total_s: number;
   cold_stages: { load_s: number; text_encoder_s: number; unet_s: number; decode_s: number };
@@ -112,6 +114,8 @@ export interface PipelineBenchOptions {
   profile?: boolean | undefined;
   /** The low-memory schedule (see the module comment). */
   lowMemory?: boolean | undefined;
+  /** The decoder's dtype (default: the pipeline's rule, resolveVaeDtype). */
+  vaeDtype?: 'f32' | 'f16' | undefined;
 }
 
 export async function benchPipeline(device: Device, name: string, dtype: DType, opts: PipelineBenchOptions = {}): Promise<PipelineBenchResult> {
@@ -119,6 +123,7 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
   const cfg = PIPELINE_CONFIGS[name];
   if (!cfg) throw new Error(`unknown config "${name}" (${Object.keys(PIPELINE_CONFIGS).join(', ')})`);
   if (lowMemory && profile) throw new Error('--profile times the resident schedule; it cannot be combined with --low-memory');
+  const vae_dtype = resolveVaeDtype(cfg.vae === 'tiny' ? 'AutoencoderTiny' : 'AutoencoderKL', dtype === 'f16' ? 'f16' : 'f32', opts.vaeDtype);
   device.pool.trim();
   const sec = (t: number) => +((performance.now() - t) / 1000).toFixed(3);
   const peaks = new StagePeaks(device);
@@ -134,10 +139,10 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
       unet: await weightsOnDisk(dir, 'unet', UNet2DConditionModel.describe(cfg.unet), 2, dtype),
       vae: await weightsOnDisk(dir, 'vae', vaeShapes, 3, dtype),
     };
-    const fromFile = async <M>(path: string, load: (w: WeightScope) => Promise<M>): Promise<M> => {
+    const fromFile = async <M>(path: string, load: (w: WeightScope) => Promise<M>, d: DType = dtype): Promise<M> => {
       const file = await SafetensorsSource.open(nodeFiles, [path]);
       try {
-        return await load(WeightScope.create(file, device, dtype));
+        return await load(WeightScope.create(file, device, d));
       } finally {
         await file.close();
       }
@@ -145,7 +150,8 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
     const loaders: ComponentLoaders = {
       textEncoder: () => fromFile(files.text, (w) => CLIPTextModel.load(w, cfg.text)),
       unet: () => fromFile(files.unet, (w) => UNet2DConditionModel.load(w, cfg.unet)),
-      vae: (): Promise<Vae> => (cfg.vae === 'tiny' ? fromFile(files.vae, (w) => AutoencoderTiny.load(w, TAESD)) : fromFile(files.vae, (w) => AutoencoderKL.loadDecoder(w, SD_VAE))),
+      // The decoder's file is in the model dtype (a repo's fp16 variant), loaded in vae_dtype as the pipeline does.
+      vae: (): Promise<Vae> => (cfg.vae === 'tiny' ? fromFile(files.vae, (w) => AutoencoderTiny.load(w, TAESD), vae_dtype) : fromFile(files.vae, (w) => AutoencoderKL.loadDecoder(w, SD_VAE), vae_dtype)),
     };
     // Low memory loads each component once and frees it (as fromPretrained's check pass), then every stage loads its own.
     const loaded = async <M extends { dispose(): void }>(stage: string, load: () => Promise<M>): Promise<M> =>
@@ -166,7 +172,7 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
     };
     const load_s = sec(t0);
     residency = new ComponentResidency(device, models, lowMemory ? loaders : undefined);
-    log(`loaded ${name} (${dtype})${lowMemory ? ' (low memory: each component loaded, checked and freed)' : ''} in ${load_s} s`);
+    log(`loaded ${name} (${dtype}, decoder ${vae_dtype})${lowMemory ? ' (low memory: each component loaded, checked and freed)' : ''} in ${load_s} s`);
     const r = residency;
     const B = cfg.cfg ? 2 : 1;
     const ids = promptIds(device, B).keep();
@@ -253,7 +259,7 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
       }
     }
     return {
-      config: name, adapter: device.adapter.name, dtype,
+      config: name, adapter: device.adapter.name, dtype, vae_dtype,
       stages: warm, total_s: sum(warm),
       cold_stages: { load_s, ...cold.s }, cold_total_s: +(load_s + sum(cold.s)).toFixed(3),
       peak_rss_mb: Math.max(peaks.peakRssMb, warmPeaks.peakRssMb), peak_gpu_mb: Math.max(peaks.peakGpuMb, warmPeaks.peakGpuMb),

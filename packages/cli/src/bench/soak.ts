@@ -9,8 +9,9 @@
  * full garbage collection (V8's gc is exposed at run time for this), and the device's buffer pool
  * (device.pool.stats: bytes in use, pooled, peak, allocations and reuses).
  *
- * Verdict "grows after warm-up" (GROWTH_RULE): the first `warmup` images (default max(10, 10 %), at most half) are warm-up
- * (pipelines compiled, pool filled, allocator settled). The samples after it are split in quarters and the mean of
+ * Verdict "grows after warm-up" (GROWTH_RULE): the first `warmup` images (default max(10, 10 %, PROMPT_CACHE_ENTRIES + 1),
+ * at most half) are warm-up (pipelines compiled, pool filled, allocator settled, the prompt-embedding cache full —
+ * each new prompt keeps its embeddings until 16 are kept; from then on each evicts one). The samples after it are split in quarters and the mean of
  * the last quarter compared with the mean of the first: RSS grows if it rose by more than 32 MiB and 10 %; the JS
  * heap if by more than 8 MiB and 10 %; the GPU pool (in use + pooled) if it rose at all — the same shapes come back
  * every time, so a steady pool reuses its buffers and never asks for more. Any of the three → "yes".
@@ -25,6 +26,7 @@ import { createProgressUI } from '../generation/progress.js';
 import { imageService } from '../serve/image_service.js';
 import type { ImageRequest } from '../serve/openai_request.js';
 import { startServer } from '../serve/server.js';
+import { PROMPT_CACHE_ENTRIES } from '@fewstep/models';
 
 export const GROWTH_RULE =
   'after warm-up, mean of the last quarter of samples vs the first quarter: RSS +32 MiB and +10 %, JS heap (after GC) +8 MiB and +10 %, or GPU pool (in use + pooled) any increase';
@@ -129,7 +131,7 @@ export async function benchSoak(
   const service = imageService(loaded, options);
   const [width, height] = b.size.split('x').map(Number) as [number, number];
   const server = b.serve ? await startServer(service, { host: '127.0.0.1', port: 0, maxQueue: 1 }) : undefined;
-  const warmup = b.warmup ?? Math.min(Math.max(10, Math.ceil(b.images / 10)), Math.floor(b.images / 2));
+  const warmup = b.warmup ?? Math.min(Math.max(10, Math.ceil(b.images / 10), PROMPT_CACHE_ENTRIES + 1), Math.floor(b.images / 2));
   const stats = loaded.device.pool.stats;
   const samples: SoakSample[] = [];
   const t0 = performance.now();

@@ -55,7 +55,7 @@ export const batch: Command = {
   usage:
     'fewstep batch --prompts <file|org/dataset[@rev]> --out-dir <dir> [--category C]... [--challenge X]... [--limit N] [-s BASE]\n' +
     '       [--batch-size N] [--shard i/n] [--score [clip-model]] [--format png|jpeg|webp] [--model <id|dir>] [--steps N]\n' +
-    '       [--guidance G] [-W W -H H] [-n <negative prompt>] [--clip-skip N] [--dtype f32|f16] [--vae tiny|large]\n' +
+    '       [--guidance G] [-W W -H H] [-n <negative prompt>] [--clip-skip N] [--dtype f32|f16] [--vae tiny|large] [--vae-dtype f32|f16]\n' +
     '       [--scheduler Name] [--lora <file|repo>[:scale]]... [--quiet]',
   description:
     'Reads a prompt list — PartiPrompts\' TSV (Prompt, Category, Challenge, Note; any case, any order), or the same columns\n' +
@@ -154,6 +154,7 @@ export const batch: Command = {
         height: checked.height,
         dtype: model.dtype,
         vae: model.vae,
+        vae_dtype: plan.vaeDtype !== model.dtype ? plan.vaeDtype : undefined,
         scheduler: plan.info.scheduler,
         loras: model.loras.length ? model.loras.map((l) => `${l.source}:${l.scale}`) : undefined,
         negative_prompt: sampling.negativePrompt,
@@ -228,7 +229,7 @@ export const batch: Command = {
               const img = res.images[i]!;
               const file = imageFileName(r.row, r.prompt, format);
               const seed = seeds[i]!;
-              const info = generationInfo(model, loaded.sampler, sampling.negativePrompt, { prompt: r.prompt, steps: res.plan.steps, guidance: res.plan.guidance, seed, width: img.width, height: img.height, batchIndex: 0, batchSize: 1 });
+              const info = generationInfo(model, loaded, sampling.negativePrompt, { prompt: r.prompt, steps: res.plan.steps, guidance: res.plan.guidance, seed, width: img.width, height: img.height, batchIndex: 0, batchSize: 1 });
               await writeAtomic(join(outDir, file), await encodeImage(img, format, info), signal);
               lines.push({
                 prompt: r.prompt,
@@ -246,6 +247,7 @@ export const batch: Command = {
                 scheduler: loaded.sampler,
                 dtype: model.dtype,
                 vae: model.vae,
+                vae_dtype: loaded.vaeDtype,
                 batch_size: chunk.length,
                 adapter: loaded.device.adapter.name,
                 timings: res.timings,

@@ -20,7 +20,7 @@ export const bench: Command = {
   usage: 'fewstep bench kernels [--json] [--dtype f32|f16|both] [--filter <regex>] [--reps N]\n' +
     '       [--peer ort [--peer-ep webgpu|cpu] [--anchors <dir>] [--ort-cache <dir>] [--plot <file.svg>]]\n' +
     '       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder,clip]\n' +
-    '       fewstep bench pipeline [--json] [--dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile] [--low-memory]\n' +
+    '       fewstep bench pipeline [--json] [--dtype f32|f16] [--vae-dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile] [--low-memory]\n' +
     '       fewstep bench serve --model <id|dir> [--clients 1,4] [--requests N] [--size 512x512] [--n 1] [--json]\n' +
     '       fewstep bench write-model <dir> --tokenizer <dir> [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--dtype f32|f16]\n' +
     '       fewstep bench soak --model <id|dir> [--images 200] [--serve] [--every 10] [--size 512x512] [--json]',
@@ -61,6 +61,7 @@ export const bench: Command = {
     'split-k': { type: 'string', help: 'bench: split-K tuning below,target,minK (GEMM workgroups below which K is split; workgroups aimed at; shortest K split)' },
     runs: { type: 'int', default: 1, help: 'bench pipeline: warm runs timed (medians reported, with images_per_s)' },
     model: { ...MODEL_FLAGS['model']!, default: undefined, help: 'bench serve: the model folder or hub id to serve' },
+    'vae-dtype': { ...MODEL_FLAGS['vae-dtype']!, help: `bench pipeline, serve, soak: ${MODEL_FLAGS['vae-dtype']!.help}` },
     clients: { type: 'string', default: '1,4', help: 'bench serve: comma-separated concurrent client counts' },
     requests: { type: 'int', default: 8, help: 'bench serve: requests per client count' },
     size: { type: 'string', default: '512x512', help: 'bench serve: image size WIDTHxHEIGHT' },
@@ -209,14 +210,16 @@ async function runPipeline(flags: Record<string, unknown>, io: Parameters<Comman
   try {
     const dtype: DType = flags['dtype'] === 'f16' ? 'f16' : 'f32';
     if (dtype === 'f16' && !device.features.f16) throw new Error(`this adapter (${device.adapter.name}) has no shader-f16; use --dtype f32`);
+    const vaeDtype = flags['vae-dtype'] as 'f32' | 'f16' | undefined;
+    if (vaeDtype === 'f16' && !device.features.f16) throw new Error(`this adapter (${device.adapter.name}) has no shader-f16; use --vae-dtype f32`);
     if ((flags['runs'] as number) < 1) throw new UsageError(`--runs must be ≥ 1, got ${flags['runs']}`);
     if (flags['low-memory'] && flags['profile']) throw new UsageError('--profile times the resident schedule; it cannot be combined with --low-memory');
     const r = await benchPipeline(device, flags['config'] as string, dtype, {
-      log: (s) => io.stderr(s + '\n'), runs: flags['runs'] as number, profile: !!flags['profile'], lowMemory: !!flags['low-memory'],
+      log: (s) => io.stderr(s + '\n'), runs: flags['runs'] as number, profile: !!flags['profile'], lowMemory: !!flags['low-memory'], vaeDtype,
     });
     if (flags['json']) io.stdout(JSON.stringify({ ...r, date: new Date().toISOString() }, null, 1) + '\n');
     else {
-      io.stdout(`${r.config} ${r.dtype} on ${r.adapter}${r.schedule === 'low-memory' ? ' (low memory)' : ''}: warm ${r.total_s} s (text encoder ${r.stages.text_encoder_s}, unet ${r.stages.unet_s}, decode ${r.stages.decode_s}), cold ${r.cold_total_s} s, peak RSS ${r.peak_rss_mb} MB, peak GPU ${r.peak_gpu_mb} MB\n`);
+      io.stdout(`${r.config} ${r.dtype} (decoder ${r.vae_dtype}) on ${r.adapter}${r.schedule === 'low-memory' ? ' (low memory)' : ''}: warm ${r.total_s} s (text encoder ${r.stages.text_encoder_s}, unet ${r.stages.unet_s}, decode ${r.stages.decode_s}), cold ${r.cold_total_s} s, peak RSS ${r.peak_rss_mb} MB, peak GPU ${r.peak_gpu_mb} MB\n`);
       io.stdout(`peak RSS/GPU MB per stage, cold: ${formatStagePeaks(r.cold_peaks)}\n`);
       if (Object.keys(r.warm_peaks).length) io.stdout(`peak RSS/GPU MB per stage, warm: ${formatStagePeaks(r.warm_peaks)}\n`);
     }

@@ -52,7 +52,7 @@ export const generate: Command = {
   name: 'generate',
   usage:
     'fewstep generate <prompt>... (-o <file.png|.jpg|.webp|-> | --out-dir <dir> [--format png|jpeg|webp]) [-p <prompt>]... [--model <id|dir>]\n' +
-    '       [-s N] [--steps N] [--guidance G] [-W W -H H] [--batch N] [--dtype f32|f16] [--vae tiny|large] [--scheduler Name]\n' +
+    '       [-s N] [--steps N] [--guidance G] [-W W -H H] [--batch N] [--dtype f32|f16] [--vae tiny|large] [--vae-dtype f32|f16] [--scheduler Name]\n' +
     '       [--lora <file|repo>[:scale]]... [-n <negative prompt>] [--clip-skip N] [--init-image <image> [--strength S]] [--resize crop|fit|stretch]\n' +
     '       [--latents f.safetensors] [--init latent-mean (--init-latents ref.safetensors | --init-images a.png b.jpg ...)]\n' +
     '       [--controlnet <id|dir> --control-image <image> [--control-scale S] [--invert-control]] [--revision R] [--json] [--quiet]',
@@ -228,7 +228,7 @@ export const generate: Command = {
         for (const [i, img] of res.images.entries()) {
           const prompt = prompts[Math.floor(i / p.batchSize)]!;
           const info: GenerationInfo & Record<string, unknown> = {
-            ...generationInfo(model, loaded.sampler, sampling.negativePrompt, { prompt, steps: p.steps, guidance: p.guidance, seed, width: img.width, height: img.height, batchIndex: i, batchSize: res.images.length }),
+            ...generationInfo(model, loaded, sampling.negativePrompt, { prompt, steps: p.steps, guidance: p.guidance, seed, width: img.width, height: img.height, batchIndex: i, batchSize: res.images.length }),
             initImage: init.kind === 'image' ? init.path : undefined,
             strength: p.init.kind === 'image' ? p.init.strength : undefined,
             latents: init.kind === 'latents' ? init.path : undefined,
@@ -272,6 +272,7 @@ export const generate: Command = {
               model: model.model,
               scheduler: loaded.sampler,
               dtype: model.dtype,
+              vae_dtype: loaded.vaeDtype,
               format: dest.kind === 'stdout' ? 'png' : dest.format,
               ...(controlnet !== undefined ? { controlnet, controlImage: controlPath, controlScale: p.control?.scale ?? 1, invertControl } : {}),
               timings: Object.fromEntries(Object.entries(res.timings).map(([k, v]) => [k, Math.round(v * 1000) / 1000])),

@@ -25,7 +25,7 @@ function defaultPageDir(): string | undefined {
 
 export const serve: Command = {
   name: 'serve',
-  usage: 'fewstep serve [--model <id|dir>] [--port 7860] [--host 127.0.0.1] [--api-key K] [--dtype f32|f16] [--vae tiny|large] [--lora <file|repo>[:scale]]... [--controlnet <id|dir>] [--max-queue N] [--page <dir>] [--quiet]',
+  usage: 'fewstep serve [--model <id|dir>] [--port 7860] [--host 127.0.0.1] [--api-key K] [--dtype f32|f16] [--vae tiny|large] [--vae-dtype f32|f16] [--lora <file|repo>[:scale]]... [--controlnet <id|dir>] [--max-queue N] [--page <dir>] [--quiet]',
   description:
     'Loads the model once and serves it until Ctrl-C / SIGTERM (the running request finishes, or is cancelled after\n' +
     '10 s; exit 0):\n' +

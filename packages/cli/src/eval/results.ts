@@ -36,6 +36,8 @@ export interface RunSettings {
   height: number;
   dtype: string;
   vae?: string | undefined;
+  /** The VAE's dtype where it is not `dtype` (f16 models decode with TAESD in f32 by default). */
+  vae_dtype?: string | undefined;
   scheduler: string;
   loras?: string[] | undefined;
   negative_prompt?: string | undefined;

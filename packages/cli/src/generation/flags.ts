@@ -19,6 +19,7 @@ export const MODEL_FLAGS: Record<string, FlagSpec> = {
   revision: { type: 'string', help: 'Branch, tag or commit of a hub model (default main)' },
   dtype: { type: 'string', choices: ['f32', 'f16'], default: 'f32', help: 'Weight and activation dtype (f16 needs shader-f16)' },
   vae: { type: 'string', choices: ['tiny', 'large'], help: "Decoder: tiny = an AutoencoderTiny (SDXS's vae/), large = an AutoencoderKL (SDXS's vae_large/; default: the model's vae/)" },
+  'vae-dtype': { type: 'string', choices: ['f32', 'f16'], help: 'The VAE\'s dtype (decoder, and the encoder for --init-image); default: f32 for a tiny VAE (TAESD in f16 can give low-quality images), --dtype for an AutoencoderKL' },
   scheduler: { type: 'string', arg: 'name', help: `Scheduler instead of the model's (${SCHEDULER_CLASSES.join(', ')}, or euler, ddim, ddpm, lcm, deis)` },
   lora: { type: 'string', multiple: true, arg: 'file|dir|repo[:scale]', help: 'LoRA file, folder or hub repo, with an optional :scale' },
 };
@@ -71,6 +72,8 @@ export interface ModelOptions {
   revision: string | undefined;
   dtype: WeightDType;
   vae: VaeChoice | undefined;
+  /** --vae-dtype as given (undefined: the pipeline's default, see resolveVaeDtype). */
+  vaeDtype: WeightDType | undefined;
   /** A scheduler class name (aliases resolved). */
   scheduler: string | undefined;
   loras: LoraSpec[];
@@ -96,6 +99,7 @@ export function modelOptions(flags: Record<string, unknown>): ModelOptions {
     revision: flags['revision'] as string | undefined,
     dtype: flags['dtype'] as WeightDType,
     vae: flags['vae'] as VaeChoice | undefined,
+    vaeDtype: flags['vae-dtype'] as WeightDType | undefined,
     scheduler: flags['scheduler'] === undefined ? undefined : schedulerName(flags['scheduler'] as string),
     loras: ((flags['lora'] as string[] | undefined) ?? []).map(parseLoraSpec),
     lowMemory: flags['low-memory'] === true,

@@ -20,6 +20,7 @@ import {
   loraTransform,
   modelInfoFromConfigs,
   readPipelineConfigs,
+  resolveVaeDtype,
   type LoraAdapter,
   type ModelInfo,
   type PipelineConfigs,
@@ -49,6 +50,8 @@ export interface ModelPlan {
   yoso: boolean;
   loras: LoraPlan[];
   controlnet: ControlNetPlan | undefined;
+  /** The VAE's dtype (--vae-dtype, or the default for the model's VAE class). */
+  vaeDtype: 'f32' | 'f16';
 }
 
 /**
@@ -121,7 +124,8 @@ export async function planModel(options: ModelOptions, extra: { controlnet?: str
   const loras: LoraPlan[] = [];
   for (const l of options.loras) loras.push(await planLoraSource(l, signal));
   const controlnet = extra.controlnet !== undefined ? await planControlNet(extra.controlnet, dtype, { signal, onProgress: ui.onProgress }) : undefined;
-  return { options, configs, info, scheduler, defaults, yoso: yoso !== null, loras, controlnet };
+  const vaeDtype = resolveVaeDtype(configs.vaeClass, dtype, options.vaeDtype);
+  return { options, configs, info, scheduler, defaults, yoso: yoso !== null, loras, controlnet, vaeDtype };
 }
 
 async function isFolder(p: string): Promise<boolean> {
@@ -135,6 +139,8 @@ export interface LoadedModel {
   dir: string;
   /** The scheduler class the pipeline runs. */
   sampler: string;
+  /** The dtype its VAE runs in. */
+  vaeDtype: 'f32' | 'f16';
   dispose(): void;
 }
 
@@ -155,11 +161,15 @@ export async function loadModel(plan: ModelPlan, ctx: ModelContext): Promise<Loa
     if (options.dtype === 'f16' && !device.features.f16) {
       throw new DeviceError('feature_missing', `--dtype f16 needs the shader-f16 feature, which ${device.adapter.name} does not offer; use --dtype f32`);
     }
+    if (plan.vaeDtype === 'f16' && !device.features.f16) {
+      throw new DeviceError('feature_missing', `--vae-dtype f16 needs the shader-f16 feature, which ${device.adapter.name} does not offer; use --vae-dtype f32`);
+    }
     const pipe = await StableDiffusionPipeline.fromPretrained(model.dir, {
       device,
       io: nodeFiles,
       dtype: options.dtype,
       vae: options.vae,
+      vaeDtype: plan.vaeDtype,
       scheduler: plan.scheduler,
       defaults: plan.defaults,
       variant: model.variant,
@@ -186,6 +196,7 @@ export async function loadModel(plan: ModelPlan, ctx: ModelContext): Promise<Loa
       device,
       dir: model.dir,
       sampler: pipe.createScheduler().className,
+      vaeDtype: pipe.vae.dtype,
       dispose() {
         pipe.dispose();
         device.destroy();

@@ -128,18 +128,19 @@ export async function encodeImage(img: RGBImage, format: OutputFormat, info: Gen
 /** The parameters every image of generate and batch records: the run's settings, the model flags, the version. */
 export function generationInfo(
   model: ModelOptions,
-  sampler: string,
+  loaded: { sampler: string; vaeDtype: string },
   negativePrompt: string | undefined,
   run: { prompt: string; steps: number; guidance: number; seed: number | null; width: number; height: number; batchIndex: number; batchSize: number },
 ): GenerationInfo {
   return {
     ...run,
     negativePrompt: negativePrompt ?? '',
-    sampler,
+    sampler: loaded.sampler,
     model: model.model,
     revision: model.revision,
     dtype: model.dtype,
     vae: model.vae,
+    vaeDtype: loaded.vaeDtype,
     loras: model.loras.length ? model.loras : undefined,
     version: VERSION,
   };

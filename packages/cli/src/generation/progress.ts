@@ -40,7 +40,8 @@ export function describeEvent(e: ProgressEvent): string {
   if (e.type === 'load') return `load ${e.component}`;
   if (e.type !== 'stage') return e.file;
   const label = STAGE_LABEL[e.stage] ?? e.stage;
-  return e.stage === 'denoise' && e.step !== undefined ? `${label} step ${e.step + 1}/${e.steps ?? '?'}` : label;
+  if (e.stage === 'denoise' && e.step !== undefined) return `${label} step ${e.step + 1}/${e.steps ?? '?'}`;
+  return e.cached ? `${label} (cached)` : label;
 }
 
 export interface ProgressUI {

@@ -41,7 +41,7 @@ export function imageService(loaded: LoadedModel, options: ModelOptions): ImageS
       const seed = Number(plan.seed);
       return Promise.all(
         res.images.map(async (img, i) => ({
-          png: await encodeImage(img, 'png', generationInfo(options, loaded.sampler, r.negativePrompt, { prompt: r.prompt, steps: plan.steps, guidance: plan.guidance, seed, width: img.width, height: img.height, batchIndex: i, batchSize: res.images.length })),
+          png: await encodeImage(img, 'png', generationInfo(options, loaded, r.negativePrompt, { prompt: r.prompt, steps: plan.steps, guidance: plan.guidance, seed, width: img.width, height: img.height, batchIndex: i, batchSize: res.images.length })),
           seed: plan.seed.toString(),
         })),
       );

@@ -24,6 +24,8 @@ export interface GenerationInfo {
   dtype: string;
   /** --vae (tiny | large), absent for the model's own vae/. */
   vae?: string | undefined;
+  /** The dtype the VAE ran in (f32 | f16); the text names it only when it is not `dtype`. */
+  vaeDtype?: string | undefined;
   /** Position in the batch and the batch size (diffusers order: prompt-major). */
   batchIndex: number;
   batchSize: number;
@@ -56,6 +58,7 @@ export function parametersText(g: GenerationInfo): string {
     ['Size', `${g.width}x${g.height}`],
     ['Model', g.model],
   ];
+  if (g.vaeDtype !== undefined && g.vaeDtype !== g.dtype) fields.push(['VAE dtype', g.vaeDtype]);
   if (g.clipSkip) fields.push(['Clip skip', g.clipSkip]);
   if (g.strength !== undefined) fields.push(['Denoising strength', g.strength]);
   if (g.initImages?.length) fields.push(['Reference images', g.initImages.join(' ')]);

@@ -46,6 +46,12 @@ export interface PipelineLoadOptions {
   dtype?: 'f32' | 'f16' | undefined;
   /** 'tiny': an AutoencoderTiny in vae/ (or vae_tiny/, taesd/); 'large': vae_large/ (or an AutoencoderKL vae/). Default: vae/ as it is. */
   vae?: 'tiny' | 'large' | undefined;
+  /**
+   * The VAE's dtype (its decoder and, for img2img, its encoder). Default (see `resolveVaeDtype`): f32 for an
+   * AutoencoderTiny under dtype f16 — TAESD in float16 can give low-quality images (SDXS' model card); it has
+   * ~2.4 M parameters, so f32 costs little — and `dtype` for an AutoencoderKL.
+   */
+  vaeDtype?: 'f32' | 'f16' | undefined;
   /** Scheduler class name (e.g. 'LCMScheduler') or an override object (`_class_name` and/or config keys) applied to scheduler/scheduler_config.json. */
   scheduler?: string | Record<string, unknown> | undefined;
   /** Weight-file variant, e.g. 'fp16'. */
@@ -54,6 +60,8 @@ export interface PipelineLoadOptions {
   weightTransform?: ((component: TransformableComponent, req: WeightTransformRequest) => WeightTransform | undefined | Promise<WeightTransform | undefined>) | undefined;
   /** Overrides of the model's defaults (e.g. YOSO: { steps: 2, guidance: 1.5 }). */
   defaults?: Partial<PipelineDefaults> | undefined;
+  /** Text-encoder outputs the pipeline keeps for repeated prompts (default 16; 0: none). */
+  promptCacheSize?: number | undefined;
   /** Download and load events while loading, then every generate()'s stage events. */
   onProgress?: ProgressCallback | undefined;
   /** Stops loading between components (and downloads, through `resolve`): AbortError, nothing left on the GPU. */
@@ -144,6 +152,19 @@ export async function readPipelineConfigs(io: FileSource, dir: string, vae?: 'ti
   };
 }
 
+/**
+ * The VAE dtype a pipeline loads with: `requested` if given, else f32 for an AutoencoderTiny (TAESD degrades in
+ * float16) and the model's `dtype` for any other VAE. Throws InvalidArgumentError (field 'vaeDtype') for a value
+ * that is not 'f32' or 'f16'.
+ */
+export function resolveVaeDtype(vaeClass: string, dtype: 'f32' | 'f16', requested?: 'f32' | 'f16' | undefined): 'f32' | 'f16' {
+  if (requested !== undefined) {
+    if (requested !== 'f32' && requested !== 'f16') throw new InvalidArgumentError(`StableDiffusionPipeline.fromPretrained: vaeDtype must be 'f32' or 'f16', got ${JSON.stringify(requested)}`, 'vaeDtype');
+    return requested;
+  }
+  return vaeClass === 'AutoencoderTiny' ? 'f32' : dtype;
+}
+
 /** Loads every component of a pipeline folder (hub ids through `opts.resolve`), emitting a load event pair per component. */
 export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoadOptions): Promise<PipelineComponents & { unetConfig: Record<string, unknown> }> {
   const { io, device, signal } = opts;
@@ -153,6 +174,7 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
   if (opts.lowMemory !== undefined && typeof opts.lowMemory !== 'boolean') {
     throw new InvalidArgumentError(`StableDiffusionPipeline.fromPretrained: lowMemory must be true or false, got ${JSON.stringify(opts.lowMemory)}`, 'lowMemory');
   }
+  if (opts.vaeDtype !== undefined) resolveVaeDtype('', dtype, opts.vaeDtype); // checked before anything is resolved
   throwIfAborted(signal, 'loading');
   const req: ResolveRequest = { dtype, vae: opts.vae, onProgress: opts.onProgress, signal };
   let dir = idOrDir;
@@ -161,6 +183,7 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
     throw new InvalidArgumentError(`${idOrDir}: not a local diffusers folder (no unet/); to load a hub id pass \`resolve\` (Node: hubResolver() from @fewstep/weights-tools)`, 'model');
   }
   const configs = await readPipelineConfigs(io, dir, opts.vae);
+  const vaeDtype = resolveVaeDtype(configs.vaeClass, dtype, opts.vaeDtype);
   const owned: { dispose(): void }[] = [];
   /** Loads one component between a start and an end event; checks the signal first. */
   const step = async <T extends { dispose(): void } | CLIPTokenizer>(component: string, load: () => Promise<T>): Promise<T> => {
@@ -197,7 +220,7 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
           return m;
         }),
       vae: async () => {
-        const vaeOpts = { dtype, ...(opts.variant !== undefined ? { variant: opts.variant } : {}) };
+        const vaeOpts = { dtype: vaeDtype, ...(opts.variant !== undefined ? { variant: opts.variant } : {}) };
         if (configs.vaeClass === 'AutoencoderTiny') return AutoencoderTiny.fromFolder(io, configs.vaeDir, device, vaeOpts);
         if (configs.vaeClass === 'AutoencoderKL') return AutoencoderKL.fromFolder(io, configs.vaeDir, device, vaeOpts);
         throw new InvalidArgumentError(`${configs.vaeDir}: VAE class "${configs.vaeClass}" is not supported (AutoencoderTiny, AutoencoderKL)`, 'vae');

@@ -8,7 +8,9 @@
  *     `last_hidden_state` (or, with clip_skip, the hidden state clip_skip layers earlier through the final
  *     layer norm — for the prompt only, as diffusers 0.25.1); with CFG (guidance > 1; the UNet has no
  *     time_cond_proj_dim) the negative prompts (default "") too, as rows [uncond…, cond…]; each prompt
- *     repeated batchSize times (diffusers' repeat). `promptEmbeds` skips the encoder.
+ *     repeated batchSize times (diffusers' repeat). `promptEmbeds` skips the encoder, and so does a prompt (or
+ *     negative prompt) list met recently: the prompt-embedding cache (prompt_cache.ts) keeps the last 16
+ *     encoder outputs by token ids (`promptCacheSize`).
  *  2. `prepareLatents`: `setTimesteps(steps)`; noise = `randn([B, C, H/8, W/8])` from `TorchGenerator(seed)`
  *     (bit-exact to `torch.Generator('cpu').manual_seed(seed)` + diffusers `randn_tensor`) × init_noise_sigma;
  *     or the given latents; or img2img: the image encoded ONCE and shared by the batch (AutoencoderKL:
@@ -30,7 +32,7 @@
  * What runs where: tokenizer, scheduler, random numbers, CFG and postprocess on the CPU (float32-rounded
  * like torch); text encoder, UNet, ControlNet and VAE on the GPU. Browser-safe: no node: imports.
  */
-import { ResourceLimitError, Tensor, UnsupportedError, throwIfAborted, type Device } from '@fewstep/tensor';
+import { InvalidArgumentError, ResourceLimitError, Tensor, UnsupportedError, throwIfAborted, type Device } from '@fewstep/tensor';
 import { concat, slice } from '@fewstep/kernels';
 import type { CLIPTokenizer } from '../clip/tokenization_clip.js';
 import type { CLIPTextModel } from '../clip/modeling_clip.js';
@@ -57,12 +59,15 @@ import {
 import { loadPipelineComponents, type PipelineComponents, type PipelineLoadOptions } from './pipeline_loading.js';
 import type { PipelineStage, ProgressCallback, ProgressEvent } from './progress.js';
 import { ComponentResidency, type ComponentLoaders } from './low_memory.js';
+import { PROMPT_CACHE_ENTRIES, PromptEmbeddingCache } from './prompt_cache.js';
 
 export interface FromComponentsOptions {
   scheduler?: string | Record<string, unknown> | undefined;
   defaults?: Partial<PipelineDefaults> | undefined;
   /** Every generate()'s stage events (generate's own `onProgress` gets them too). */
   onProgress?: ProgressCallback | undefined;
+  /** Text-encoder outputs kept for repeated prompts (default 16; 0: none). See `promptCache`. */
+  promptCacheSize?: number | undefined;
 }
 
 export interface GenerateResult {
@@ -82,8 +87,8 @@ export interface GenerateResult {
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 const f = Math.fround;
 
-/** Runs one stage between a start and an end event and records its time. */
-type StageRunner = <T>(stage: PipelineStage, fn: () => Promise<T>, step?: { step: number; steps: number }) => Promise<T>;
+/** Runs one stage between a start and an end event and records its time; `end` adds fields to the end event. */
+type StageRunner = <T>(stage: PipelineStage, fn: () => Promise<T>, step?: { step: number; steps: number }, end?: () => Partial<ProgressEvent>) => Promise<T>;
 
 export class StableDiffusionPipeline {
   readonly defaults: PipelineDefaults;
@@ -96,6 +101,12 @@ export class StableDiffusionPipeline {
   private readonly residency: ComponentResidency;
   /** The most rows each stage has run in one pass without exceeding a binding limit (see inParts). */
   private readonly partRows = { unet: Infinity, decode: Infinity };
+  /**
+   * Text-encoder outputs by token ids (and clip_skip, dtype, tokenizer and encoder): a generate() whose prompts
+   * were encoded recently skips the encoder. Its tensors are the cache's; it is cleared by `dispose()` and by
+   * `clearPromptCache()` (call that after changing the text encoder's weights in place).
+   */
+  readonly promptCache: PromptEmbeddingCache;
 
   private constructor(
     readonly tokenizer: CLIPTokenizer,
@@ -107,10 +118,12 @@ export class StableDiffusionPipeline {
     unetConfig: Record<string, unknown> | undefined,
     defaults: Partial<PipelineDefaults> | undefined,
     private readonly onProgress: ProgressCallback | undefined,
-    controlnet?: ControlNetModel,
-    lowMemory?: ComponentLoaders,
+    controlnet: ControlNetModel | undefined,
+    lowMemory: ComponentLoaders | undefined,
+    promptCacheSize: number,
   ) {
     this.residency = new ComponentResidency(textEncoder.device, { text_encoder: textEncoder, unet, vae, controlnet }, lowMemory);
+    this.promptCache = new PromptEmbeddingCache(promptCacheSize);
     this.vaeScaleFactor = vae.spatialScaleFactor;
     // Throws here, at construction, for a scheduler config/override that cannot be built.
     this.info = modelInfoFromConfigs({
@@ -173,7 +186,7 @@ export class StableDiffusionPipeline {
   static async fromPretrained(idOrDir: string, opts: PipelineLoadOptions): Promise<StableDiffusionPipeline> {
     const c = await loadPipelineComponents(idOrDir, opts);
     try {
-      return StableDiffusionPipeline.fromComponents(c, { scheduler: opts.scheduler, defaults: opts.defaults, onProgress: opts.onProgress });
+      return StableDiffusionPipeline.fromComponents(c, { scheduler: opts.scheduler, defaults: opts.defaults, onProgress: opts.onProgress, promptCacheSize: opts.promptCacheSize });
     } catch (e) {
       for (const m of [c.textEncoder, c.unet, c.vae, c.controlnet]) m?.dispose();
       throw e;
@@ -186,7 +199,9 @@ export class StableDiffusionPipeline {
       if (!c[k]) throw new UnsupportedError(`StableDiffusionPipeline.fromComponents: missing ${k}`);
     }
     if (c.lowMemory && !c.lowMemory.controlnet && c.controlnet) throw new UnsupportedError('StableDiffusionPipeline.fromComponents: lowMemory needs a controlnet loader when there is a controlnet');
-    return new StableDiffusionPipeline(c.tokenizer, c.textEncoder, c.unet, c.vae, c.schedulerConfig, opts.scheduler, c.unetConfig, opts.defaults, opts.onProgress, c.controlnet, c.lowMemory);
+    const cacheSize = opts.promptCacheSize ?? PROMPT_CACHE_ENTRIES;
+    if (!Number.isInteger(cacheSize) || cacheSize < 0) throw new InvalidArgumentError(`StableDiffusionPipeline: promptCacheSize must be an integer ≥ 0, got ${cacheSize}`, 'promptCacheSize');
+    return new StableDiffusionPipeline(c.tokenizer, c.textEncoder, c.unet, c.vae, c.schedulerConfig, opts.scheduler, c.unetConfig, opts.defaults, opts.onProgress, c.controlnet, c.lowMemory, cacheSize);
   }
 
   get device(): Device {
@@ -219,7 +234,7 @@ export class StableDiffusionPipeline {
       this.onProgress?.(e);
       opts.onProgress?.(e);
     };
-    const stage: StageRunner = async (name, fn, step) => {
+    const stage: StageRunner = async (name, fn, step, end) => {
       throwIfAborted(signal, 'generate');
       emit({ type: 'stage', status: 'start', stage: name, ...step, ms: 0 });
       const t = now();
@@ -231,7 +246,7 @@ export class StableDiffusionPipeline {
       }
       const ms = now() - t;
       timings[step ? `${name}.${step.step}` : name] = ms;
-      emit({ type: 'stage', status: 'end', stage: name, ...step, ms });
+      emit({ type: 'stage', status: 'end', stage: name, ...step, ms, ...end?.() } as ProgressEvent);
       return r;
     };
     const generator = plan.seeds ? new GeneratorList(plan.seeds) : new TorchGenerator(plan.seed);
@@ -262,7 +277,8 @@ export class StableDiffusionPipeline {
 
   /**
    * Stage 1 (diffusers `encode_prompt`): the UNet's context [rows, 77, D] on the GPU — [uncond…, cond…] with
-   * CFG, each prompt repeated batchSize times. The caller owns the tensor.
+   * CFG, each prompt repeated batchSize times. The caller owns the tensor. Each encoder call (prompts,
+   * negatives) is looked up in `promptCache` first; its end event says `cached: true` when both were found.
    */
   async encodePrompt(plan: GenerationPlan, stage: StageRunner = plainStage): Promise<Tensor> {
     const device = this.device;
@@ -285,13 +301,18 @@ export class StableDiffusionPipeline {
     }));
     // Embeddings given for every row: the text encoder is not needed (nor, with lowMemory, loaded).
     const encoder = condIds || uncondIds ? (['text_encoder'] as const) : [];
+    let encoderRan = false;
     return stage('text_encoder', () => this.residency.use(encoder, async () => {
       const embeds = await device.scope(async () => {
         // diffusers 0.25.1 applies clip_skip to the prompt only; negative prompts use last_hidden_state.
         const encode = async (ids: Int32Array, clipSkip: number | null) => {
+          const key = PromptEmbeddingCache.key({ tokenizer: this.tokenizer, textEncoder: this.textEncoder, dtype: this.textEncoder.dtype, clipSkip, tokenIds: ids, rowLength: L });
+          const hit = this.promptCache.get(key);
+          if (hit) return hit;
+          encoderRan = true;
           const out = await this.textEncoder.forward(Tensor.from(device, ids, [ids.length / L, L], 'i32'), { pooler: false });
-          if (clipSkip === null) return out.lastHiddenState;
-          return this.textEncoder.finalLayerNorm(out.hiddenStates[out.hiddenStates.length - 1 - clipSkip]!);
+          const h = clipSkip === null ? out.lastHiddenState : this.textEncoder.finalLayerNorm(out.hiddenStates[out.hiddenStates.length - 1 - clipSkip]!);
+          return this.promptCache.put(key, h);
         };
         const cond = condIds ? await encode(condIds, plan.clipSkip) : repeatRows(plan.promptEmbeds!);
         if (!plan.cfg) return cond;
@@ -303,7 +324,12 @@ export class StableDiffusionPipeline {
       });
       await device.sync();
       return embeds;
-    }));
+    }), undefined, () => (condIds || uncondIds ? { cached: !encoderRan } : {}));
+  }
+
+  /** Frees the prompt-embedding cache (e.g. after the text encoder's weights were changed in place). */
+  clearPromptCache(): void {
+    this.promptCache.clear();
   }
 
   /** Stage 2 (diffusers `prepare_latents` + `get_timesteps`): the timesteps that run and the latents they start from. */
@@ -504,6 +530,7 @@ export class StableDiffusionPipeline {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.promptCache.clear();
     this.residency.dispose();
   }
 }

@@ -42,6 +42,8 @@ export interface StageProgressEvent {
   steps?: number | undefined;
   /** 0 at 'start'; the stage's (or step's) duration at 'end'. */
   ms: number;
+  /** 'text_encoder' at 'end' only: every embedding came from the prompt-embedding cache (the encoder did not run). */
+  cached?: boolean | undefined;
 }
 
 export type ProgressEvent = DownloadProgressEvent | LoadProgressEvent | StageProgressEvent;

@@ -149,10 +149,12 @@ export class SafetensorsFile {
   }
 }
 
+/**
+ * An ArrayBuffer holding exactly `raw`'s bytes, at an offset a `bytes`-wide typed array can view: `raw`'s own
+ * buffer when `raw` is all of it (a fresh read — no copy: a copy of every weight was a tenth of a cold load),
+ * else a copy (a view into a larger buffer is never aliased, so the result may be changed freely).
+ */
 function aligned(raw: Uint8Array, bytes: number): ArrayBuffer {
-  // A read that owns its whole buffer (a file read of one tensor) is used as it is: a copy would double what a
-  // model's load leaves to the garbage collector (the whole model, once more). A view into a larger buffer (a file
-  // held in memory) is copied, so the result never aliases bytes someone else holds.
   if (raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength && raw.buffer instanceof ArrayBuffer) return raw.buffer;
   if (raw.byteOffset % bytes === 0) return raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength) as ArrayBuffer;
   return raw.slice().buffer as ArrayBuffer;
