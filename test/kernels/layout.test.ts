@@ -3,6 +3,7 @@ import { Tensor, roundToF16, type Device } from '@fewstep/tensor';
 import { cpu } from '@fewstep/tensor/testing';
 import { cast, concat, permute, slice, upsampleNearest2x } from '@fewstep/kernels';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
+import { withKernels } from './kernel_settings';
 import { randArray } from '../helpers/compare';
 
 afterAll(closeDevice);
@@ -141,6 +142,26 @@ describe('layout', () => {
     const i = cast(Tensor.from(d, [1, 2, 3], [3], 'i32'), 'i32');
     expect([...(await i.read())]).toEqual([1, 2, 3]);
   });
+
+  // Lengths that are multiples of 4 take the chunked kernels on CPU adapters (vec4s, 512 per
+  // workgroup): 4108 = 2 full chunks and a partial one. Both kinds are forced on any adapter.
+  for (const variant of ['chunked', 'flat'] as const) {
+    it(`cast f32 ↔ f16, ${variant} kernels, 4108 values with the specials`, async () => {
+      const d = await gpuDevice();
+      await withKernels(d, { streaming: { variant } }, async () => {
+        const special = [0, -0, 1, -1, 65504, 65519, 65520, -70000, 1e6, Infinity, -Infinity, NaN, 1e-6, -3e-8, 1e-8, 6.1e-5, 0.1, 1 / 3, -65520, -65519];
+        const x = new Float32Array([...randArray(2000, 7, -1000, 1000), ...special, ...randArray(2088, 8, -7e4, 7e4)]);
+        const y = cast(Tensor.from(d, x, [4, 1027]), 'f16');
+        const got = await y.read();
+        const ref = roundToF16(x);
+        for (let i = 0; i < x.length; i++) if (!(Object.is(got[i], ref[i]) || (Number.isNaN(got[i]!) && Number.isNaN(ref[i]!)))) expect(got[i], `cast(${x[i]}) at ${i}`).toBe(ref[i]);
+        const back = cast(y, 'f32');
+        expect(back.dtype).toBe('f32');
+        const b = await back.read();
+        for (let i = 0; i < x.length; i++) if (!Object.is(b[i], ref[i]) && !(Number.isNaN(b[i]!) && Number.isNaN(ref[i]!))) expect(b[i], `cast back at ${i}`).toBe(ref[i]);
+      });
+    });
+  }
 
   it('rejects bad input with messages naming the op and shapes', async () => {
     const d = await gpuDevice();

@@ -1,9 +1,13 @@
 import { InvalidArgumentError, ShapeError, Tensor, UnsupportedError, shapeStr, type Device, type DType, type Shape } from '@fewstep/tensor';
 import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime.js';
 import { kernelSettings } from '../settings.js';
+import { CHUNK, chunkedLanes } from '../streaming.js';
 import {
-  CAST_FROM_HALF_WGSL, CAST_PARAMS, CAST_TO_HALF_WGSL, COPY_PARAMS, PERMUTE_PARAMS, PERMUTE_WGSL, UPSAMPLE4_WGSL, UPSAMPLE_PARAMS, UPSAMPLE_WGSL, copyWgsl,
+  CAST_FROM_HALF_WGSL, CAST_PARAMS, CAST_TO_HALF_WGSL, COPY_PARAMS, castFromHalfChunkedWGSL, castToHalfChunkedWGSL, PERMUTE_PARAMS, PERMUTE_WGSL, UPSAMPLE4_WGSL, UPSAMPLE_PARAMS, UPSAMPLE_WGSL, copyWgsl,
 } from './layout.wgsl.js';
+
+const CAST_TO_HALF_CHUNKED = castToHalfChunkedWGSL(CHUNK);
+const CAST_FROM_HALF_CHUNKED = castFromHalfChunkedWGSL(CHUNK);
 
 const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
@@ -178,6 +182,14 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   }
   checkDType(x.device, 'cast', 'f16');
   const toHalf = dtype === 'f16';
+  const lanes = chunkedLanes(x.device);
+  if (lanes !== null && x.size % 4 === 0) {
+    const entry = toHalf ? 'cast_to_half4' : 'cast_from_half4';
+    const pipe = getPipeline(x.device, { family: 'layout/chunked', entry, dtype: 'f16', code: toHalf ? CAST_TO_HALF_CHUNKED : CAST_FROM_HALF_CHUNKED, storage: ['read', 'rw'], overrides: { WG: lanes } });
+    const n4 = x.size / 4;
+    x.device.dispatch(pipe, packParams(CAST_PARAMS, { n: n4 }), [x.binding('cast input'), y.binding('cast output')], grid1d(ceilDiv(n4, CHUNK)), 'cast');
+    return y;
+  }
   const entry = toHalf ? 'cast_to_half' : 'cast_from_half';
   const pipe = getPipeline(x.device, { family: 'layout', entry, dtype: 'f16', code: toHalf ? CAST_TO_HALF_WGSL : CAST_FROM_HALF_WGSL, storage: ['read', 'rw'] });
   x.device.dispatch(pipe, packParams(CAST_PARAMS, { n: x.size }), [x.binding('cast input'), y.binding('cast output')], grid1d(ceilDiv(x.size, 256)), 'cast');

@@ -178,3 +178,60 @@ fn cast_from_half(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
   y[i] = f32(x[i]);
 }
 `;
+
+// Chunked casts (CPU adapters, n % 4 == 0; see streaming.ts): workgroups of WG lanes walking CHUNK
+// vec4s each. To half: components past the f16 range are decided on their f32 bits as above.
+const CAST_CHUNK_LOOP = (chunk: number) => /* wgsl */ `
+override WG: u32 = 8u;
+const CHUNK = ${chunk}u;`;
+
+export const castToHalfChunkedWGSL = (chunk: number) => /* wgsl */ `
+alias T = f32;
+${paramsStruct(CAST_PARAMS)}
+${CAST_CHUNK_LOOP(chunk)}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<T>>;
+
+@compute @workgroup_size(WG)
+fn cast_to_half4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let base = (wid.x + wid.y * nwg.x) * CHUNK;
+  let end = min(base + CHUNK, p.n);
+  for (var k = base; k < end; k += WG) {
+    let i = k + lid;
+    if (i < end) {
+      let v = x[i];
+      let bits = bitcast<vec4<u32>>(v);
+      let mag = bits & vec4<u32>(0x7fffffffu);
+      let big = mag >= vec4<u32>(0x477ff000u);
+      if (any(big)) {
+        let sign = (bits >> vec4<u32>(16u)) & vec4<u32>(0x8000u);
+        let h = select(sign | vec4<u32>(0x7c00u), vec4<u32>(0x7e00u), mag > vec4<u32>(0x7f800000u));
+        let special = vec4<T>(bitcast<vec2<T>>(h.x | (h.y << 16u)), bitcast<vec2<T>>(h.z | (h.w << 16u)));
+        y[i] = select(vec4<T>(clamp(v, vec4<f32>(-65504.0), vec4<f32>(65504.0))), special, big);
+      } else {
+        y[i] = vec4<T>(v);
+      }
+    }
+  }
+}
+`;
+
+export const castFromHalfChunkedWGSL = (chunk: number) => /* wgsl */ `
+alias T = f32;
+${paramsStruct(CAST_PARAMS)}
+${CAST_CHUNK_LOOP(chunk)}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn cast_from_half4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let base = (wid.x + wid.y * nwg.x) * CHUNK;
+  let end = min(base + CHUNK, p.n);
+  for (var k = base; k < end; k += WG) {
+    let i = k + lid;
+    if (i < end) { y[i] = vec4<f32>(x[i]); }
+  }
+}
+`;
