@@ -21,8 +21,9 @@ export interface KernelRow {
   bw_copy_gbps: number | null;
   bw_kernel_gbps: number | null;
   bw_gbps: number | null;
-  /** gbps as a percentage of bw_gbps. */
+  /** gbps as a percentage of bw_gbps, and of bw_kernel_gbps. */
   bw_pct: number | null;
+  kernel_pct: number | null;
   /** Max |gpu − cpu| over sampled outputs; null when the case has no reference. */
   max_err: number | null;
   /** How median_ms was measured (copies cannot be timestamped inside a pass: those use wall clock). */
@@ -35,7 +36,7 @@ export async function benchKernels(device: Device, opts: { dtypes: DType[]; filt
   const cases: BenchCase[] = [...kernelCases(), ...embeddingCases()].filter((c) => !opts.filter || opts.filter.test(c.name) || opts.filter.test(c.family));
   for (const dtype of opts.dtypes) {
     for (const c of cases) {
-      const row: KernelRow = { case: c.name, family: c.family, dtype, adapter: device.adapter.name, median_ms: NaN, min_ms: NaN, gflops: null, gbps: null, bw_copy_gbps: null, bw_kernel_gbps: null, bw_gbps: null, bw_pct: null, max_err: NaN, timing: device.features.timestamp ? 'gpu-timestamp' : 'wall' };
+      const row: KernelRow = { case: c.name, family: c.family, dtype, adapter: device.adapter.name, median_ms: NaN, min_ms: NaN, gflops: null, gbps: null, bw_copy_gbps: null, bw_kernel_gbps: null, bw_gbps: null, bw_pct: null, kernel_pct: null, max_err: NaN, timing: device.features.timestamp ? 'gpu-timestamp' : 'wall' };
       let prep;
       try {
         prep = c.setup(device, dtype);
@@ -71,6 +72,7 @@ export async function benchKernels(device: Device, opts: { dtypes: DType[]; filt
             row.bw_kernel_gbps = bw.kernel_gbps;
             row.bw_gbps = bw.gbps;
             row.bw_pct = +((100 * row.gbps) / bw.gbps).toPrecision(3);
+            row.kernel_pct = +((100 * row.gbps) / bw.kernel_gbps).toPrecision(3);
           }
         }
       } catch (e) {

@@ -28,7 +28,7 @@ export const bench: Command = {
     'with GPU timestamp queries when the adapter has them (else wall clock around a full sync). Reports median ms, ' +
     'GFLOP/s (compute-bound) or GB/s (memory-bound: the bytes the op must read + write, minimal), adapter, dtype and the max |error| against a CPU reference on sampled outputs. ' +
     'Next to each memory-bound case the adapter\'s bandwidth at the same size is measured (a buffer copy and a trivial copy kernel moving ' +
-    'as many bytes; bw_gbps is the faster) and the case\'s rate is printed as a percentage of it (bw_pct). ' +
+    'as many bytes; bw_gbps is the faster) and the case\'s rate is printed as a percentage of it (bw_pct) and of the copy kernel (kernel_pct). ' +
     'Benchmarks never assert speed.\n\n`--peer ort` then times the same ops with ONNX Runtime (the anchors\' run.mjs, in a child process, back to back ' +
     'with ours on the same adapter; only the anchor cases are run) and adds peer_ms, peer_ep and speedup = peer_ms / median_ms to the f32 rows. ' +
     'onnxruntime-node 1.30.0 is benchmark-only: it is installed on demand (npm install --no-save --ignore-scripts) into --ort-cache ' +
@@ -161,12 +161,12 @@ export const bench: Command = {
 };
 
 function tableHeader(peer: boolean): string {
-  return `${'case'.padEnd(30)} ${'dtype'.padEnd(5)} ${'median ms'.padStart(10)} ${'rate'.padStart(14)} ${'bw GB/s'.padStart(8)} ${'% bw'.padStart(6)} ${'max err'.padStart(9)}${peer ? ` ${'peer ms'.padStart(10)} ${'speedup'.padStart(8)}` : ''}\n`;
+  return `${'case'.padEnd(30)} ${'dtype'.padEnd(5)} ${'median ms'.padStart(10)} ${'rate'.padStart(14)} ${'bw GB/s'.padStart(8)} ${'% bw'.padStart(6)} ${'% kern'.padStart(6)} ${'max err'.padStart(9)}${peer ? ` ${'peer ms'.padStart(10)} ${'speedup'.padStart(8)}` : ''}\n`;
 }
 
 function tableLine(r: KernelRow & PeerFields, peer: boolean): string {
   if (r.error) return `${r.case.padEnd(30)} ${r.dtype.padEnd(5)} error: ${r.error}\n`;
-  const base = `${r.case.padEnd(30)} ${r.dtype.padEnd(5)} ${r.median_ms.toFixed(2).padStart(10)} ${(r.gflops !== null ? `${r.gflops} GFLOP/s` : `${r.gbps} GB/s`).padStart(14)} ${(r.bw_gbps === null ? '-' : String(r.bw_gbps)).padStart(8)} ${(r.bw_pct === null ? '-' : `${r.bw_pct}%`).padStart(6)} ${(r.max_err === null ? 'n/a' : r.max_err.toExponential(1)).padStart(9)}`;
+  const base = `${r.case.padEnd(30)} ${r.dtype.padEnd(5)} ${r.median_ms.toFixed(2).padStart(10)} ${(r.gflops !== null ? `${r.gflops} GFLOP/s` : `${r.gbps} GB/s`).padStart(14)} ${(r.bw_gbps === null ? '-' : String(r.bw_gbps)).padStart(8)} ${(r.bw_pct === null ? '-' : `${r.bw_pct}%`).padStart(6)} ${(r.kernel_pct === null ? '-' : `${r.kernel_pct}%`).padStart(6)} ${(r.max_err === null ? 'n/a' : r.max_err.toExponential(1)).padStart(9)}`;
   if (!peer) return base + '\n';
   const p = r.peer_ms === undefined ? '-' : r.peer_ms.toFixed(2);
   const s = r.speedup === undefined ? '-' : `${r.speedup}×`;
