@@ -143,6 +143,29 @@ describe('layout', () => {
     expect([...(await i.read())]).toEqual([1, 2, 3]);
   });
 
+  // Upsampling with W % 4 == 0 and permutes that merge to a batched transpose of dims that are multiples
+  // of 4 (NCHW ↔ NHWC) take the chunked kernels on CPU adapters; both kinds forced, several chunks each.
+  for (const variant of ['chunked', 'flat'] as const)
+    for (const dtype of [...dtypes, 'i32'] as const) {
+      it(`${variant} kernels ${dtype}: upsampleNearest2x, permute (transposes)`, async () => {
+        const d = await gpuDevice();
+        await withKernels(d, { streaming: { variant } }, async () => {
+          const inp = (shape: number[], seed: number) => (dtype === 'i32' ? Int32Array.from(randArray(shape.reduce((a, b) => a * b, 1), seed, -1e6, 1e6), Math.round) : input(shape, seed, dtype));
+          for (const shape of [[2, 3, 5, 8], [1, 3, 4, 2052], [1, 1, 1, 4]]) {
+            const x = inp(shape, 31);
+            await expectExact(upsampleNearest2x(Tensor.from(d, x, shape, dtype)), cpu.cpuUpsampleNearest2x(x, shape), `${variant} upsampleNearest2x(${shape},${dtype})`);
+          }
+          const perms: [number[], number[]][] = [
+            [[2, 8, 4, 12], [0, 2, 3, 1]], [[1, 12, 4, 4], [0, 2, 3, 1]], [[2, 4, 12, 8], [0, 3, 1, 2]], [[8, 2052], [1, 0]], [[4, 6], [1, 0]], [[3, 4, 8], [0, 2, 1]],
+          ];
+          for (const [shape, perm] of perms) {
+            const x = inp(shape, 32);
+            await expectExact(permute(Tensor.from(d, x, shape, dtype), perm), cpu.cpuPermute(x, shape, perm), `${variant} permute(${shape},${perm},${dtype})`);
+          }
+        });
+      });
+    }
+
   // Lengths that are multiples of 4 take the chunked kernels on CPU adapters (vec4s, 512 per
   // workgroup): 4108 = 2 full chunks and a partial one. Both kinds are forced on any adapter.
   for (const variant of ['chunked', 'flat'] as const) {

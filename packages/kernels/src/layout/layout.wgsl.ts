@@ -235,3 +235,73 @@ fn cast_from_half4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
   }
 }
 `;
+
+/** Chunked ×2 upsample (W % 4 == 0): the vec4 kernel's body for each of a workgroup's CHUNK vec4s. */
+export const upsample4ChunkedWGSL = (chunk: number) => /* wgsl */ `
+alias T = f32;
+${paramsStruct(UPSAMPLE_PARAMS)}
+${CAST_CHUNK_LOOP(chunk)}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<T>>;
+
+@compute @workgroup_size(WG)
+fn upsample2x4c(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let base = (wid.x + wid.y * nwg.x) * CHUNK;
+  let end = min(base + CHUNK, p.n);
+  for (var k = base; k < end; k += WG) {
+    let i = k + lid;
+    if (i < end) {
+      let r = i / p.W;
+      let w = i - r * p.W;
+      let v = x[i];
+      let a = v.xxyy;
+      let b = v.zzww;
+      let o = 4u * r * p.W + 2u * w;
+      y[o] = a;
+      y[o + 1u] = b;
+      y[o + 2u * p.W] = a;
+      y[o + 2u * p.W + 1u] = b;
+    }
+  }
+}
+`;
+
+// Chunked batched transpose y[n, a, b] = x[n, b, a] (A % 4 == 0, B % 4 == 0): a lane moves a 4×4 block —
+// four vec4 rows of x in, transposed in registers, four vec4 rows of y out — so a permute costs the lane
+// loads of a vec4 copy. What permute NCHW → NHWC (and back) collapses to.
+export const TRANSPOSE_PARAMS: ParamSchema = [['blocks', 'u32'], ['A', 'u32'], ['B', 'u32'], ['A4', 'u32'], ['B4', 'u32']];
+
+export const transpose4ChunkedWGSL = (chunk: number) => /* wgsl */ `
+alias T = f32;
+${paramsStruct(TRANSPOSE_PARAMS)}
+${CAST_CHUNK_LOOP(chunk)}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<T>>;
+
+@compute @workgroup_size(WG)
+fn transpose4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let base = (wid.x + wid.y * nwg.x) * CHUNK;
+  let end = min(base + CHUNK, p.blocks);
+  for (var k = base; k < end; k += WG) {
+    let t = k + lid;
+    if (t < end) {
+      let ia = t % p.A4;
+      let r = t / p.A4;
+      let ib = r % p.B4;
+      let n = r / p.B4;
+      let xi = (n * p.B + 4u * ib) * p.A4 + ia;
+      let r0 = x[xi];
+      let r1 = x[xi + p.A4];
+      let r2 = x[xi + 2u * p.A4];
+      let r3 = x[xi + 3u * p.A4];
+      let yi = (n * p.A + 4u * ia) * p.B4 + ib;
+      y[yi] = vec4<T>(r0.x, r1.x, r2.x, r3.x);
+      y[yi + p.B4] = vec4<T>(r0.y, r1.y, r2.y, r3.y);
+      y[yi + 2u * p.B4] = vec4<T>(r0.z, r1.z, r2.z, r3.z);
+      y[yi + 3u * p.B4] = vec4<T>(r0.w, r1.w, r2.w, r3.w);
+    }
+  }
+}
+`;
