@@ -134,6 +134,21 @@ describe('layerNorm', () => {
 });
 
 describe('softmax', () => {
+  // CPU adapters with a fixed subgroup size take the chunked kernel (8 rows per subgroup); both forced.
+  for (const variant of ['chunked', 'flat'] as const)
+    for (const dtype of dtypes)
+      it(`${variant} ${dtype}: rows of 1, 7, 77, 301 (partial blocks of 8 rows), large spreads`, async () => {
+        const d = await gpuDevice();
+        await withKernels(d, { streaming: { variant } }, async () => {
+          for (const [shape, lo, hi] of [[[5, 1], -3, 3], [[3, 7], -3, 3], [[19, 77], -8, 8], [[2, 5, 301], -5, 5], [[9, 129], -3e4, 3e4], [[2, 1000], 1e4, 1.001e4]] as [number[], number, number][]) {
+            const x = input(prod(shape), 51, dtype, lo, hi);
+            const got = await softmax(Tensor.from(d, x, shape, dtype)).read();
+            expect(got.some(Number.isNaN)).toBe(false);
+            const tol = dtype === 'f16' ? { atol: 1e-3, rtol: 1e-2 } : { atol: 1e-6, rtol: 1e-4 };
+            expectClose(got, cpu.cpuSoftmax(x, shape), tol, `${variant} softmax(${shape},${dtype})`);
+          }
+        });
+      });
   for (const dtype of dtypes)
     for (const [shape, lo, hi] of [[[5, 1], -3, 3], [[3, 7], -3, 3], [[4, 77], -8, 8], [[2, 3, 301], -5, 5], [[3, 129], -3e4, 3e4], [[2, 1000], 1e4, 1.001e4]] as [number[], number, number][]) {
       it(`${dtype} ${JSON.stringify(shape)} in [${lo}, ${hi}]`, async () => {

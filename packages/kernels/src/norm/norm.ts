@@ -3,7 +3,7 @@ import { checkDType, getPipeline, grid1d, packParams } from '../runtime.js';
 import { kernelSettings } from '../settings.js';
 import {
   GROUPNORM_CHUNKED_PARAMS, GROUPNORM_CHUNKED_WGSL, GROUPNORM_PARAMS, GROUPNORM_WGSL, LAYERNORM_CHUNKED_PARAMS, LAYERNORM_CHUNKED_WGSL, LAYERNORM_WGSL, LN_ROWS,
-  ROW_PARAMS, SOFTMAX_WGSL,
+  ROW_PARAMS, SM_ROWS, SOFTMAX_CHUNKED_WGSL, SOFTMAX_WGSL,
 } from './norm.wgsl.js';
 import { chunkedSubgroup } from '../streaming.js';
 import { ceilDiv } from '../runtime.js';
@@ -92,6 +92,12 @@ export function softmax(x: Tensor): Tensor {
   const y = Tensor.empty(x.device, x.shape, x.dtype);
   if (!x.size) return y;
   const rows = x.size / d;
+  const SG = chunkedSubgroup(x.device);
+  if (SG !== null) {
+    const pipe = getPipeline(x.device, { family: 'norm/chunked', entry: 'softmax_sg', dtype: x.dtype, code: SOFTMAX_CHUNKED_WGSL, storage: ['read', 'rw'], overrides: { WG: SG }, enables: ['subgroups'] });
+    x.device.dispatch(pipe, packParams(ROW_PARAMS, { rows, d, eps: 0, flags: 0 }), [x.binding('softmax x'), y.binding('softmax y')], grid1d(ceilDiv(rows, SM_ROWS)), op);
+    return y;
+  }
   const pipe = getPipeline(x.device, { family: 'norm', entry: 'softmax', dtype: x.dtype, code: SOFTMAX_WGSL, storage: ['read', 'rw'] });
   x.device.dispatch(pipe, packParams(ROW_PARAMS, { rows, d, eps: 0, flags: 0 }), [x.binding('softmax x'), y.binding('softmax y')], grid1d(rows), op);
   return y;

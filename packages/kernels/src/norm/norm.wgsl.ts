@@ -268,3 +268,43 @@ fn layernorm4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
   }
 }
 `;
+
+/** Softmax rows of any length: SM_ROWS rows per workgroup of one subgroup; per lane an online (max, sum), merged by subgroupMax / subgroupAdd. */
+export const SM_ROWS = 8;
+export const SOFTMAX_CHUNKED_WGSL = /* wgsl */ `
+alias T = f32;
+${paramsStruct(ROW_PARAMS)}
+override WG: u32 = 8u;
+const R = ${SM_ROWS}u;
+const NEG_BIG = -3.0e38;
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
+
+@compute @workgroup_size(WG)
+fn softmax_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(subgroup_invocation_id) lid: u32) {
+  let r0 = (wid.x + wid.y * nwg.x) * R;
+  if (r0 >= p.rows) { return; }
+  let nr = min(R, p.rows - r0);
+  for (var r = 0u; r < nr; r++) {
+    let base = (r0 + r) * p.d;
+    var m = NEG_BIG;
+    var s = 0.0;
+    for (var k = 0u; k < p.d; k += WG) {
+      let i = k + lid;
+      if (i < p.d) {
+        let v = f32(x[base + i]);
+        let nm = max(m, v);
+        s = s * exp(m - nm) + exp(v - nm);
+        m = nm;
+      }
+    }
+    let mx = subgroupMax(m);
+    let inv = 1.0 / subgroupAdd(s * exp(m - mx));
+    for (var k = 0u; k < p.d; k += WG) {
+      let i = k + lid;
+      if (i < p.d) { y[base + i] = T(exp(f32(x[base + i]) - mx) * inv); }
+    }
+  }
+}
+`;
