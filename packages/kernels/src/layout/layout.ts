@@ -149,9 +149,9 @@ function transposeChunked(x: Tensor, y: Tensor, d: number[], s: number[]): boole
   if (r !== 2 && r !== 3) return false;
   const A = d[r - 2]!, B = d[r - 1]!;
   if (s[r - 2] !== 1 || s[r - 1] !== A || (r === 3 && s[0] !== A * B) || A % 4 || B % 4) return false;
-  const blocks = x.size / 16;
+  const rows = x.size / (A * 4), chunks = ceilDiv(A / 4, TRANSPOSE_CHUNK);
   const pipe = getPipeline(x.device, { family: 'layout/chunked', entry: 'transpose4', dtype: x.dtype, code: source(TRANSPOSE4_CHUNKED, x.dtype), storage: ['read', 'rw'], overrides: { WG: lanes } });
-  x.device.dispatch(pipe, packParams(TRANSPOSE_PARAMS, { blocks, A, B, A4: A / 4, B4: B / 4 }), [x.binding('permute input'), y.binding('permute output')], grid1d(ceilDiv(blocks, TRANSPOSE_CHUNK)), 'permute');
+  x.device.dispatch(pipe, packParams(TRANSPOSE_PARAMS, { rows, chunks, A, B, A4: A / 4, B4: B / 4 }), [x.binding('permute input'), y.binding('permute output')], grid1d(rows * chunks), 'permute');
   return true;
 }
 

@@ -270,8 +270,10 @@ fn upsample2x4c(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
 // Chunked batched transpose y[n, a, b] = x[n, b, a] (A % 4 == 0, B % 4 == 0): a lane moves a 4×4 block —
 // four vec4 rows of x in, transposed in registers, four vec4 rows of y out — so a permute costs the lane
 // loads of a vec4 copy. What permute NCHW → NHWC (and back) collapses to.
-export const TRANSPOSE_PARAMS: ParamSchema = [['blocks', 'u32'], ['A', 'u32'], ['B', 'u32'], ['A4', 'u32'], ['B4', 'u32']];
+export const TRANSPOSE_PARAMS: ParamSchema = [['rows', 'u32'], ['chunks', 'u32'], ['A', 'u32'], ['B', 'u32'], ['A4', 'u32'], ['B4', 'u32']];
 
+// A workgroup takes one row of blocks (one n, one ib: rows = N·B/4) and a chunk of its A/4 blocks, so
+// only the lane's block column varies per lane (no per-lane division).
 export const transpose4ChunkedWGSL = (chunk: number) => /* wgsl */ `
 alias T = f32;
 ${paramsStruct(TRANSPOSE_PARAMS)}
@@ -282,21 +284,24 @@ ${CAST_CHUNK_LOOP(chunk)}
 
 @compute @workgroup_size(WG)
 fn transpose4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let base = (wid.x + wid.y * nwg.x) * CHUNK;
-  let end = min(base + CHUNK, p.blocks);
-  for (var k = base; k < end; k += WG) {
-    let t = k + lid;
-    if (t < end) {
-      let ia = t % p.A4;
-      let r = t / p.A4;
-      let ib = r % p.B4;
-      let n = r / p.B4;
-      let xi = (n * p.B + 4u * ib) * p.A4 + ia;
+  let id = wid.x + wid.y * nwg.x;
+  let row = id / p.chunks;
+  if (row >= p.rows) { return; }
+  let n = row / p.B4;
+  let ib = row % p.B4;
+  let a0 = (id % p.chunks) * CHUNK;
+  let a1 = min(a0 + CHUNK, p.A4);
+  let xr = (n * p.B + 4u * ib) * p.A4;
+  let yr = n * p.A * p.B4 + ib;
+  for (var k = a0; k < a1; k += WG) {
+    let ia = k + lid;
+    if (ia < a1) {
+      let xi = xr + ia;
       let r0 = x[xi];
       let r1 = x[xi + p.A4];
       let r2 = x[xi + 2u * p.A4];
       let r3 = x[xi + 3u * p.A4];
-      let yi = (n * p.A + 4u * ia) * p.B4 + ib;
+      let yi = yr + 4u * ia * p.B4;
       y[yi] = vec4<T>(r0.x, r1.x, r2.x, r3.x);
       y[yi + p.B4] = vec4<T>(r0.y, r1.y, r2.y, r3.y);
       y[yi + 2u * p.B4] = vec4<T>(r0.z, r1.z, r2.z, r3.z);
