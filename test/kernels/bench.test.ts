@@ -22,6 +22,12 @@ describe('fewstep bench kernels', () => {
       expect(r.gflops === null && (r.gbps === null || r.gbps >= 0)).toBe(true);
       expect(r.max_err).toBeLessThan(1e-4);
       expect(r.error).toBeUndefined();
+      // Memory-bound cases carry the adapter's bandwidth at their size and the ratio to it (not the dispatch-cost case).
+      if (r.case !== 'noop_dispatch') {
+        for (const f of ['bw_copy_gbps', 'bw_kernel_gbps', 'bw_gbps', 'bw_pct', 'kernel_pct']) expect(r[f], f).toBeGreaterThan(0);
+        expect(r.bw_gbps).toBe(Math.max(r.bw_copy_gbps, r.bw_kernel_gbps));
+        expect(r.bw_pct).toBeCloseTo((100 * r.gbps) / r.bw_gbps, 0);
+      } else expect([r.bw_gbps, r.bw_pct, r.kernel_pct]).toEqual([null, null, null]);
       // Only cases that record buffer copies fall back to wall-clock time.
       if (doc.timing === 'gpu-timestamp') expect(r.timing).toBe('gpu-timestamp');
     }

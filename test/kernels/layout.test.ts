@@ -3,6 +3,7 @@ import { Tensor, roundToF16, type Device } from '@fewstep/tensor';
 import { cpu } from '@fewstep/tensor/testing';
 import { cast, concat, permute, slice, upsampleNearest2x } from '@fewstep/kernels';
 import { gpuDevice, closeDevice } from '../helpers/gpu';
+import { withKernels } from './kernel_settings';
 import { randArray } from '../helpers/compare';
 
 afterAll(closeDevice);
@@ -141,6 +142,49 @@ describe('layout', () => {
     const i = cast(Tensor.from(d, [1, 2, 3], [3], 'i32'), 'i32');
     expect([...(await i.read())]).toEqual([1, 2, 3]);
   });
+
+  // Upsampling with W % 4 == 0 and permutes that merge to a batched transpose of dims that are multiples
+  // of 4 (NCHW ↔ NHWC) take the chunked kernels on CPU adapters; both kinds forced, several chunks each.
+  for (const variant of ['chunked', 'flat'] as const)
+    for (const dtype of [...dtypes, 'i32'] as const) {
+      it(`${variant} kernels ${dtype}: upsampleNearest2x, permute (transposes)`, async () => {
+        const d = await gpuDevice();
+        await withKernels(d, { streaming: { variant } }, async () => {
+          const inp = (shape: number[], seed: number) => (dtype === 'i32' ? Int32Array.from(randArray(shape.reduce((a, b) => a * b, 1), seed, -1e6, 1e6), Math.round) : input(shape, seed, dtype));
+          for (const shape of [[2, 3, 5, 8], [1, 3, 4, 2052], [1, 1, 1, 4]]) {
+            const x = inp(shape, 31);
+            await expectExact(upsampleNearest2x(Tensor.from(d, x, shape, dtype)), cpu.cpuUpsampleNearest2x(x, shape), `${variant} upsampleNearest2x(${shape},${dtype})`);
+          }
+          const perms: [number[], number[]][] = [
+            [[2, 8, 4, 12], [0, 2, 3, 1]], [[1, 12, 4, 4], [0, 2, 3, 1]], [[2, 4, 12, 8], [0, 3, 1, 2]], [[8, 2052], [1, 0]], [[4, 6], [1, 0]], [[3, 4, 8], [0, 2, 1]],
+          ];
+          for (const [shape, perm] of perms) {
+            const x = inp(shape, 32);
+            await expectExact(permute(Tensor.from(d, x, shape, dtype), perm), cpu.cpuPermute(x, shape, perm), `${variant} permute(${shape},${perm},${dtype})`);
+          }
+        });
+      });
+    }
+
+  // Lengths that are multiples of 4 take the chunked kernels on CPU adapters (vec4s, 512 per
+  // workgroup): 4108 = 2 full chunks and a partial one. Both kinds are forced on any adapter.
+  for (const variant of ['chunked', 'flat'] as const) {
+    it(`cast f32 ↔ f16, ${variant} kernels, 4108 values with the specials`, async () => {
+      const d = await gpuDevice();
+      await withKernels(d, { streaming: { variant } }, async () => {
+        const special = [0, -0, 1, -1, 65504, 65519, 65520, -70000, 1e6, Infinity, -Infinity, NaN, 1e-6, -3e-8, 1e-8, 6.1e-5, 0.1, 1 / 3, -65520, -65519];
+        const x = new Float32Array([...randArray(2000, 7, -1000, 1000), ...special, ...randArray(2088, 8, -7e4, 7e4)]);
+        const y = cast(Tensor.from(d, x, [4, 1027]), 'f16');
+        const got = await y.read();
+        const ref = roundToF16(x);
+        for (let i = 0; i < x.length; i++) if (!(Object.is(got[i], ref[i]) || (Number.isNaN(got[i]!) && Number.isNaN(ref[i]!)))) expect(got[i], `cast(${x[i]}) at ${i}`).toBe(ref[i]);
+        const back = cast(y, 'f32');
+        expect(back.dtype).toBe('f32');
+        const b = await back.read();
+        for (let i = 0; i < x.length; i++) if (!Object.is(b[i], ref[i]) && !(Number.isNaN(b[i]!) && Number.isNaN(ref[i]!))) expect(b[i], `cast back at ${i}`).toBe(ref[i]);
+      });
+    });
+  }
 
   it('rejects bad input with messages naming the op and shapes', async () => {
     const d = await gpuDevice();

@@ -76,6 +76,42 @@ describe('groupNorm, split path (large groups on GPUs: sliced stats, merge, appl
       }
 });
 
+// On CPU adapters with a fixed subgroup size, spatial % 4 == 0 (GroupNorm) and d % 4 == 0 (LayerNorm)
+// take the chunked kernels (one subgroup per unit, vec4s, one-pass shifted statistics). Both kinds are
+// forced here, with |mean| ≫ std inputs, row counts that leave a partial block of 8 rows, and units
+// longer than many strides of the lanes.
+describe('chunked and flat norm kernels (forced)', () => {
+  const gn: [number[], number][] = [[[2, 8, 12, 20], 4], [[1, 32, 4, 4], 32], [[1, 4, 130, 132], 2], [[2, 6, 8], 3]];
+  const ln: number[][] = [[13, 320], [77, 1024], [3, 4], [9, 2052], [2, 5, 8]];
+  for (const variant of ['chunked', 'flat'] as const)
+    for (const dtype of dtypes) {
+      it(`${variant} ${dtype}: groupNorm ${gn.map(([s, g]) => `${JSON.stringify(s)}/${g}`).join(' ')}, layerNorm ${ln.map((s) => JSON.stringify(s)).join(' ')}`, async () => {
+        const d = await gpuDevice();
+        const tol = dtype === 'f16' ? { atol: 4e-3, rtol: 1e-2 } : { atol: 2e-5, rtol: 2e-4 };
+        await withKernels(d, { streaming: { variant } }, async () => {
+          for (const [shape, g] of gn)
+            for (const [affine, silu] of [[true, true], [false, false], [true, false]] as const) {
+              const c = shape[1]!;
+              const x = input(prod(shape), 41, dtype, 4, 6);
+              const gm = affine ? input(c, 42, dtype, 0.5, 1.5) : null;
+              const bt = affine ? input(c, 43, dtype) : null;
+              const y = groupNorm(Tensor.from(d, x, shape, dtype), g, gm && Tensor.from(d, gm, [c], dtype), bt && Tensor.from(d, bt, [c], dtype), 1e-5, { silu });
+              expectClose(await y.read(), cpu.cpuGroupNorm(x, shape, g, gm, bt, 1e-5, silu), tol, `${variant} groupNorm(${shape},G=${g},${dtype},affine=${affine},silu=${silu})`);
+            }
+          for (const shape of ln)
+            for (const affine of [true, false]) {
+              const dim = shape[shape.length - 1]!;
+              const x = input(prod(shape), 44, dtype, 3, 6);
+              const gm = affine ? input(dim, 45, dtype) : null;
+              const bt = affine ? input(dim, 46, dtype) : null;
+              const y = layerNorm(Tensor.from(d, x, shape, dtype), gm && Tensor.from(d, gm, [dim], dtype), bt && Tensor.from(d, bt, [dim], dtype), 1e-5);
+              expectClose(await y.read(), cpu.cpuLayerNorm(x, shape, gm, bt, 1e-5), tol, `${variant} layerNorm(${shape},${dtype},affine=${affine})`);
+            }
+        });
+      });
+    }
+});
+
 describe('layerNorm', () => {
   for (const dtype of dtypes)
     for (const shape of [[7, 45], [2, 3, 1], [3, 300], [2, 1281]])
@@ -98,6 +134,21 @@ describe('layerNorm', () => {
 });
 
 describe('softmax', () => {
+  // CPU adapters with a fixed subgroup size take the chunked kernel (8 rows per subgroup); both forced.
+  for (const variant of ['chunked', 'flat'] as const)
+    for (const dtype of dtypes)
+      it(`${variant} ${dtype}: rows of 1, 7, 77, 301 (partial blocks of 8 rows), large spreads`, async () => {
+        const d = await gpuDevice();
+        await withKernels(d, { streaming: { variant } }, async () => {
+          for (const [shape, lo, hi] of [[[5, 1], -3, 3], [[3, 7], -3, 3], [[19, 77], -8, 8], [[2, 5, 301], -5, 5], [[9, 129], -3e4, 3e4], [[2, 1000], 1e4, 1.001e4]] as [number[], number, number][]) {
+            const x = input(prod(shape), 51, dtype, lo, hi);
+            const got = await softmax(Tensor.from(d, x, shape, dtype)).read();
+            expect(got.some(Number.isNaN)).toBe(false);
+            const tol = dtype === 'f16' ? { atol: 1e-3, rtol: 1e-2 } : { atol: 1e-6, rtol: 1e-4 };
+            expectClose(got, cpu.cpuSoftmax(x, shape), tol, `${variant} softmax(${shape},${dtype})`);
+          }
+        });
+      });
   for (const dtype of dtypes)
     for (const [shape, lo, hi] of [[[5, 1], -3, 3], [[3, 7], -3, 3], [[4, 77], -8, 8], [[2, 3, 301], -5, 5], [[3, 129], -3e4, 3e4], [[2, 1000], 1e4, 1.001e4]] as [number[], number, number][]) {
       it(`${dtype} ${JSON.stringify(shape)} in [${lo}, ${hi}]`, async () => {

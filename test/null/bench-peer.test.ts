@@ -26,7 +26,7 @@ const canned = {
 };
 
 function row(name: string, dtype: 'f32' | 'f16', ms: number, extra: Partial<KernelRow> = {}): KernelRow {
-  return { case: name, family: 'x', dtype, adapter: 'llvmpipe', median_ms: ms, min_ms: ms, gflops: null, gbps: null, max_err: 0, timing: 'gpu-timestamp', ...extra };
+  return { case: name, family: 'x', dtype, adapter: 'llvmpipe', median_ms: ms, min_ms: ms, gflops: null, gbps: null, bw_copy_gbps: null, bw_kernel_gbps: null, bw_gbps: null, bw_pct: null, kernel_pct: null, max_err: 0, timing: 'gpu-timestamp', ...extra };
 }
 
 describe('parsePeerOutput', () => {

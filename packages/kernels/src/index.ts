@@ -6,7 +6,7 @@
 // `kernelSettings(device)` reads them with the per-adapter defaults filled in.
 export {
   kernelSettings, resolveKernelSettings, DEFAULT_SPLIT_K_TUNING,
-  type GemmSettings, type AttentionSettings, type GroupNormSettings, type UpsampleSettings, type ResolvedKernelSettings,
+  type GemmSettings, type AttentionSettings, type GroupNormSettings, type UpsampleSettings, type StreamingSettings, type ResolvedKernelSettings,
   type GemmTiling, type SgTile, type SplitKTuning,
 } from './settings.js';
 // The built-in GEMM tilings (values for `kernels.gemm.tiling` / `kernels.gemm.sg`).

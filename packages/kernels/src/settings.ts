@@ -71,8 +71,20 @@ export interface UpsampleSettings {
   vec4?: boolean | undefined;
 }
 
+/**
+ * Memory-bound kernels (elementwise, casts, GroupNorm, LayerNorm): 'chunked' = workgroups of a few
+ * invocations (the adapter's fixed subgroup size, else 8) each walking a chunk of vec4s, reductions by
+ * subgroup ops — the default on CPU adapters, where invocations are SIMD lanes; 'flat' = one element
+ * per invocation in workgroups of 256 (reductions through workgroup memory) — the default on GPUs, and
+ * what runs when a shape or the adapter does not fit the chunked kernels.
+ */
+export interface StreamingSettings {
+  variant?: 'chunked' | 'flat' | null | undefined;
+}
+
 declare module '@fewstep/tensor' {
   interface KernelSettings {
+    streaming?: StreamingSettings | undefined;
     gemm?: GemmSettings | undefined;
     conv?: ConvSettings | undefined;
     attention?: AttentionSettings | undefined;
@@ -88,6 +100,7 @@ export interface ResolvedKernelSettings {
   readonly attention: { readonly variant: 'shared' | 'subgroup' | null; readonly tq: number | null };
   readonly groupNorm: { readonly split: 'auto' | 'always' | 'never' };
   readonly upsample: { readonly vec4: boolean };
+  readonly streaming: { readonly variant: 'chunked' | 'flat' | null };
 }
 
 /**
@@ -108,7 +121,7 @@ export function kernelSettings(device: Device): ResolvedKernelSettings {
 
 /** Fills in defaults and checks every value; throws InvalidArgumentError naming the field (`kernels.gemm.splitK`). */
 export function resolveKernelSettings(k: KernelSettings): ResolvedKernelSettings {
-  const g = k.gemm ?? {}, a = k.attention ?? {}, n = k.groupNorm ?? {}, u = k.upsample ?? {}, cv = k.conv ?? {};
+  const g = k.gemm ?? {}, a = k.attention ?? {}, n = k.groupNorm ?? {}, u = k.upsample ?? {}, cv = k.conv ?? {}, st = k.streaming ?? {};
   const winograd = cv.winograd ?? null;
   if (winograd !== null && winograd !== 2 && winograd !== 4 && winograd !== 'off') throw new InvalidArgumentError(`kernels.conv.winograd: expected 2, 4, 'off' or null, got ${JSON.stringify(winograd)}`, 'kernels.conv.winograd');
   const winogradChunkTiles = cv.winogradChunkTiles ?? null;
@@ -137,12 +150,15 @@ export function resolveKernelSettings(k: KernelSettings): ResolvedKernelSettings
   if (!['auto', 'always', 'never'].includes(split)) throw new InvalidArgumentError(`kernels.groupNorm.split: expected 'auto', 'always' or 'never', got ${JSON.stringify(split)}`, 'kernels.groupNorm.split');
   const vec4 = u.vec4 ?? true;
   if (typeof vec4 !== 'boolean') throw new InvalidArgumentError(`kernels.upsample.vec4: expected a boolean, got ${JSON.stringify(vec4)}`, 'kernels.upsample.vec4');
+  const streaming = st.variant ?? null;
+  if (streaming !== null && streaming !== 'chunked' && streaming !== 'flat') throw new InvalidArgumentError(`kernels.streaming.variant: expected 'chunked', 'flat' or null, got ${JSON.stringify(streaming)}`, 'kernels.streaming.variant');
   return Object.freeze({
     gemm: Object.freeze({ tiling: tiling && Object.freeze({ ...tiling }), sg: sg && Object.freeze({ ...sg }), splitK, splitKTuning: Object.freeze(splitKTuning) }),
     conv: Object.freeze({ winograd, winogradChunkTiles, winogradChunkChannels }),
     attention: Object.freeze({ variant, tq }),
     groupNorm: Object.freeze({ split }),
     upsample: Object.freeze({ vec4 }),
+    streaming: Object.freeze({ variant: streaming }),
   });
 }
 

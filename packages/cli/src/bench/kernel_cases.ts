@@ -3,7 +3,7 @@
  * so rows line up with shared/anchors/ort-ops). Each case builds its inputs, returns a closure that
  * records one run, its cost, and a sampled check against a scalar CPU reference.
  */
-import { Tensor, type DType, type Device } from '@fewstep/tensor';
+import { Tensor, roundToF16, type DType, type Device } from '@fewstep/tensor';
 import * as K from '@fewstep/kernels';
 import { cpu } from '@fewstep/tensor/testing';
 
@@ -15,6 +15,8 @@ export interface BenchCase {
   /** FLOPs per run (0 for memory-bound ops, which report GB/s from `bytes`). */
   flops: number;
   bytes: number;
+  /** Bytes moved at a dtype when not simply `bytes` (f32) halved for f16 (casts: both sides' sizes). */
+  bytesFor?: ((dtype: DType) => number) | undefined;
   setup(d: Device, dtype: DType): Prepared;
 }
 
@@ -155,16 +157,16 @@ function attnCase(name: string, heads: number, Lq: number, Lk: number, D: number
   };
 }
 
-function groupNormCase(C: number, H: number, G = 32): BenchCase {
+function groupNormCase(C: number, H: number, G = 32, silu = true): BenchCase {
   const n = C * H * H;
   return {
-    name: `groupnorm${G}_silu_${C}x${H}x${H}`, family: 'norm', flops: 0, bytes: 2 * 4 * n,
+    name: `groupnorm${G}${silu ? '_silu' : ''}_${C}x${H}x${H}`, family: 'norm', flops: 0, bytes: 2 * 4 * n,
     setup(d, dtype) {
       const [x] = upload(d, rand(n, 9), [1, C, H, H], dtype);
       const [g] = upload(d, rand(C, 10), [C], dtype);
       const [b] = upload(d, rand(C, 11), [C], dtype);
       return {
-        run: () => K.groupNorm(x, G, g, b, 1e-5, { silu: true }),
+        run: () => K.groupNorm(x, G, g, b, 1e-5, { silu }),
         async check(out) {
           const [xv, gv, bv, o] = [await hostValues(d, x), await hostValues(d, g), await hostValues(d, b), await hostValues(d, out)];
           const per = (C / G) * H * H;
@@ -183,7 +185,7 @@ function groupNormCase(C: number, H: number, G = 32): BenchCase {
           return maxErr(o, samples(n, 32), (i) => {
             const c = Math.floor(i / (H * H)), [m, v] = stat(Math.floor(i / per));
             const y = ((xv[i]! - m) / Math.sqrt(v + 1e-5)) * gv[c]! + bv[c]!;
-            return y / (1 + Math.exp(-y));
+            return silu ? y / (1 + Math.exp(-y)) : y;
           });
         },
         dispose: () => (x.dispose(), g.dispose(), b.dispose()),
@@ -212,6 +214,74 @@ function simpleCase(name: string, family: string, shape: number[], bytesPerRun: 
   };
 }
 
+/** LayerNorm over the last dim with gamma and beta, as the transformers call it. */
+function layerNormCase(rows: number, D: number): BenchCase {
+  const n = rows * D;
+  return {
+    name: `layernorm_affine_${rows}x${D}`, family: 'norm', flops: 0, bytes: 2 * 4 * n,
+    setup(d, dtype) {
+      const [x] = upload(d, rand(n, 15, 2), [rows, D], dtype);
+      const [g] = upload(d, rand(D, 16), [D], dtype);
+      const [b] = upload(d, rand(D, 17), [D], dtype);
+      return {
+        run: () => K.layerNorm(x, g, b, 1e-5),
+        async check(out) {
+          const [xv, gv, bv, o] = [await hostValues(d, x), await hostValues(d, g), await hostValues(d, b), await hostValues(d, out)];
+          return maxErr(o, samples(n), (i) => {
+            const r = Math.floor(i / D);
+            let m = 0, v = 0;
+            for (let j = 0; j < D; j++) m += xv[r * D + j]!;
+            m /= D;
+            for (let j = 0; j < D; j++) v += (xv[r * D + j]! - m) ** 2;
+            return ((xv[i]! - m) / Math.sqrt(v / D + 1e-5)) * gv[i % D]! + bv[i % D]!;
+          });
+        },
+        dispose: () => (x.dispose(), g.dispose(), b.dispose()),
+      };
+    },
+  };
+}
+
+/** a (op) b with b broadcast over a's trailing dims when bShape is shorter in effect (e.g. [1, C, 1, 1]). */
+function binaryCase(name: string, op: 'add' | 'mul', aShape: number[], bShape: number[]): BenchCase {
+  const na = aShape.reduce((p, q) => p * q, 1), nb = bShape.reduce((p, q) => p * q, 1);
+  const inner = na / nb; // b = [.., C, 1, 1]: b index = floor(i / inner) (only that broadcast is used here)
+  return {
+    name, family: 'elementwise', flops: 0, bytes: 4 * (2 * na + nb),
+    setup(d, dtype) {
+      const [a] = upload(d, rand(na, 18), aShape, dtype);
+      const [b] = upload(d, rand(nb, 19), bShape, dtype);
+      return {
+        run: () => (op === 'add' ? K.add(a, b) : K.mul(a, b)),
+        async check(out) {
+          const [av, bv, o] = [await hostValues(d, a), await hostValues(d, b), await hostValues(d, out)];
+          return maxErr(o, samples(na), (i) => (op === 'add' ? av[i]! + bv[Math.floor(i / inner)]! : av[i]! * bv[Math.floor(i / inner)]!));
+        },
+        dispose: () => (a.dispose(), b.dispose()),
+      };
+    },
+  };
+}
+
+/** f32 → f16 on the f32 row, f16 → f32 on the f16 row: 6 bytes an element either way. */
+function castCase(shape: number[]): BenchCase {
+  const n = shape.reduce((p, q) => p * q, 1);
+  return {
+    name: `cast_${shape.slice(1).join('x')}`, family: 'layout', flops: 0, bytes: 6 * n, bytesFor: () => 6 * n,
+    setup(d, dtype) {
+      const [x] = upload(d, rand(n, 20, 4), shape, dtype);
+      return {
+        run: () => K.cast(x, dtype === 'f16' ? 'f32' : 'f16'),
+        async check(out) {
+          const [xv, o] = [await hostValues(d, x), await hostValues(d, out)];
+          return maxErr(o, samples(n), (i) => (dtype === 'f16' ? xv[i]! : roundToF16(new Float32Array([xv[i]!]))[0]!));
+        },
+        dispose: () => x.dispose(),
+      };
+    },
+  };
+}
+
 export function kernelCases(): BenchCase[] {
   const silu = (v: number) => v / (1 + Math.exp(-v));
   return [
@@ -229,6 +299,9 @@ export function kernelCases(): BenchCase[] {
     attnCase('attn_cross_8x256x77x160', 8, 256, 77, 160),
     groupNormCase(320, 64),
     groupNormCase(128, 512), // the SD VAE decoder's last stage: 1 M values per group (split path on GPUs)
+    groupNormCase(640, 32),
+    groupNormCase(1280, 16),
+    groupNormCase(320, 64, 32, false), // a transformer block's norm before proj_in
     simpleCase('layernorm_4096x320', 'norm', [4096, 320], () => 2 * 4 * 4096 * 320, (x) => K.layerNorm(x, null, null, 1e-5), (xv, i) => {
       const r = Math.floor(i / 320);
       let m = 0, v = 0;
@@ -237,6 +310,10 @@ export function kernelCases(): BenchCase[] {
       for (let j = 0; j < 320; j++) v += (xv[r * 320 + j]! - m) ** 2;
       return (xv[i]! - m) / Math.sqrt(v / 320 + 1e-5);
     }),
+    layerNormCase(4096, 320),
+    layerNormCase(1024, 640),
+    layerNormCase(256, 1280),
+    layerNormCase(77, 1024), // the text encoder
     simpleCase('softmax_8x4096x77', 'norm', [8 * 4096, 77], () => 2 * 4 * 8 * 4096 * 77, (x) => K.softmax(x), (xv, i) => {
       const r = Math.floor(i / 77);
       let mx = -Infinity, den = 0;
@@ -246,6 +323,12 @@ export function kernelCases(): BenchCase[] {
     }),
     simpleCase('silu_320x64x64', 'elementwise', [1, 320, 64, 64], () => 2 * 4 * 320 * 4096, (x) => K.silu(x), (xv, i) => silu(xv[i]!)),
     simpleCase('add_320x64x64', 'elementwise', [1, 320, 64, 64], () => 3 * 4 * 320 * 4096, (x) => K.add(x, x), (xv, i) => 2 * xv[i]!),
+    simpleCase('silu_1280x16x16', 'elementwise', [1, 1280, 16, 16], () => 2 * 4 * 1280 * 256, (x) => K.silu(x), (xv, i) => silu(xv[i]!)),
+    simpleCase('gelu_77x4096', 'elementwise', [77, 4096], () => 2 * 4 * 77 * 4096, (x) => K.gelu(x), (xv, i) => 0.5 * xv[i]! * (1 + erf(xv[i]! / Math.SQRT2))),
+    simpleCase('relu_64x512x512', 'elementwise', [1, 64, 512, 512], () => 2 * 4 * 64 * 512 * 512, (x) => K.relu(x), (xv, i) => Math.max(0, xv[i]!)),
+    binaryCase('add_64x512x512', 'add', [1, 64, 512, 512], [1, 64, 512, 512]),
+    binaryCase('mul_320x64x64', 'mul', [1, 320, 64, 64], [1, 320, 64, 64]),
+    binaryCase('add_bcast_320x64x64+320', 'add', [1, 320, 64, 64], [1, 320, 1, 1]), // a ResNet block's time embedding
     simpleCase('geglu_4096x2560', 'elementwise', [4096, 2560], () => 4 * 4096 * (2560 + 1280), (x) => K.geglu(x), (xv, i) => {
       const r = Math.floor(i / 1280), c = i % 1280, g = xv[r * 2560 + 1280 + c]!;
       return xv[r * 2560 + c]! * 0.5 * g * (1 + erf(g / Math.SQRT2));
@@ -259,6 +342,7 @@ export function kernelCases(): BenchCase[] {
       return xv[c * 65536 + (y >> 1) * 256 + (xx >> 1)]!;
     }),
     simpleCase('concat_640+640_32x32', 'layout', [1, 640, 32, 32], () => 4 * 4 * 640 * 1024, (x) => K.concat([x, x], 1), (xv, i) => xv[i % (640 * 1024)]!),
+    castCase([1, 320, 64, 64]),
     simpleCase('permute_320x64x64_to_nhwc', 'layout', [1, 320, 64, 64], () => 2 * 4 * 320 * 4096, (x) => K.permute(x, [0, 2, 3, 1]), (xv, i) => {
       const p = Math.floor(i / 320), c = i % 320;
       return xv[c * 4096 + p]!;

@@ -17,7 +17,7 @@ import { dirname, resolve } from 'node:path';
 export const bench: Command = {
   name: 'bench',
   summary: 'Benchmarks: `bench kernels` (every kernel at SDXS-512 shapes), `bench models` / `bench pipeline` (full size, random weights)',
-  usage: 'fewstep bench kernels [--json] [--dtype f32|f16|both] [--filter <regex>] [--reps N]\n' +
+  usage: 'fewstep bench kernels [--json] [--dtype f32|f16|both] [--filter <regex>] [--reps N] [--streaming chunked|flat]\n' +
     '       [--peer ort [--peer-ep webgpu|cpu] [--anchors <dir>] [--ort-cache <dir>] [--plot <file.svg>]]\n' +
     '       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder,clip]\n' +
     '       fewstep bench pipeline [--json] [--dtype f32|f16] [--vae-dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile] [--low-memory]\n' +
@@ -27,7 +27,9 @@ export const bench: Command = {
   description:
     'Times each kernel at the shapes SDXS-512 uses (case names match shared/anchors/ort-ops), after a warm-up run, ' +
     'with GPU timestamp queries when the adapter has them (else wall clock around a full sync). Reports median ms, ' +
-    'GFLOP/s (compute-bound) or GB/s (memory-bound), adapter, dtype and the max |error| against a CPU reference on sampled outputs. ' +
+    'GFLOP/s (compute-bound) or GB/s (memory-bound: the bytes the op must read + write, minimal), adapter, dtype and the max |error| against a CPU reference on sampled outputs. ' +
+    'Next to each memory-bound case the adapter\'s bandwidth at the same size is measured (a buffer copy and a trivial copy kernel moving ' +
+    'as many bytes; bw_gbps is the faster) and the case\'s rate is printed as a percentage of it (bw_pct) and of the copy kernel (kernel_pct). ' +
     'Benchmarks never assert speed.\n\n`--peer ort` then times the same ops with ONNX Runtime (the anchors\' run.mjs, in a child process, back to back ' +
     'with ours on the same adapter; only the anchor cases are run) and adds peer_ms, peer_ep and speedup = peer_ms / median_ms to the f32 rows. ' +
     'onnxruntime-node 1.30.0 is benchmark-only: it is installed on demand (npm install --no-save --ignore-scripts) into --ort-cache ' +
@@ -58,6 +60,7 @@ export const bench: Command = {
     'low-memory': { type: 'boolean', aliases: ['sequential'], help: "bench pipeline: generate's --low-memory schedule — each stage loads its component from disk, runs, frees it" },
     profile: { type: 'boolean', help: 'bench pipeline: one extra run timing every dispatch on the GPU; adds per-stage GPU ms and the top kernels' },
     winograd: { type: 'string', choices: ['off', '2', '4'], help: 'bench: 3×3 stride-1 convs as Winograd F(4×4)/F(2×2) or the implicit GEMM (off); default: per adapter (F(4×4) on CPU adapters)' },
+    streaming: { type: 'string', choices: ['chunked', 'flat'], help: 'bench: memory-bound kernels (elementwise, casts, norms): chunked (vec4 chunks per small workgroup; default on CPU adapters) or flat (one element per invocation; default on GPUs)' },
     'split-k': { type: 'string', help: 'bench: split-K tuning below,target,minK (GEMM workgroups below which K is split; workgroups aimed at; shortest K split)' },
     runs: { type: 'int', default: 1, help: 'bench pipeline: warm runs timed (medians reported, with images_per_s)' },
     model: { ...MODEL_FLAGS['model']!, default: undefined, help: 'bench serve: the model folder or hub id to serve' },
@@ -164,12 +167,12 @@ export const bench: Command = {
 };
 
 function tableHeader(peer: boolean): string {
-  return `${'case'.padEnd(30)} ${'dtype'.padEnd(5)} ${'median ms'.padStart(10)} ${'rate'.padStart(14)} ${'max err'.padStart(9)}${peer ? ` ${'peer ms'.padStart(10)} ${'speedup'.padStart(8)}` : ''}\n`;
+  return `${'case'.padEnd(30)} ${'dtype'.padEnd(5)} ${'median ms'.padStart(10)} ${'rate'.padStart(14)} ${'bw GB/s'.padStart(8)} ${'% bw'.padStart(6)} ${'% kern'.padStart(6)} ${'max err'.padStart(9)}${peer ? ` ${'peer ms'.padStart(10)} ${'speedup'.padStart(8)}` : ''}\n`;
 }
 
 function tableLine(r: KernelRow & PeerFields, peer: boolean): string {
   if (r.error) return `${r.case.padEnd(30)} ${r.dtype.padEnd(5)} error: ${r.error}\n`;
-  const base = `${r.case.padEnd(30)} ${r.dtype.padEnd(5)} ${r.median_ms.toFixed(2).padStart(10)} ${(r.gflops !== null ? `${r.gflops} GFLOP/s` : `${r.gbps} GB/s`).padStart(14)} ${(r.max_err === null ? 'n/a' : r.max_err.toExponential(1)).padStart(9)}`;
+  const base = `${r.case.padEnd(30)} ${r.dtype.padEnd(5)} ${r.median_ms.toFixed(2).padStart(10)} ${(r.gflops !== null ? `${r.gflops} GFLOP/s` : `${r.gbps} GB/s`).padStart(14)} ${(r.bw_gbps === null ? '-' : String(r.bw_gbps)).padStart(8)} ${(r.bw_pct === null ? '-' : `${r.bw_pct}%`).padStart(6)} ${(r.kernel_pct === null ? '-' : `${r.kernel_pct}%`).padStart(6)} ${(r.max_err === null ? 'n/a' : r.max_err.toExponential(1)).padStart(9)}`;
   if (!peer) return base + '\n';
   const p = r.peer_ms === undefined ? '-' : r.peer_ms.toFixed(2);
   const s = r.speedup === undefined ? '-' : `${r.speedup}×`;
@@ -266,12 +269,14 @@ async function openDevice(flags: Record<string, unknown>): Promise<Device> {
 
 /** `--split-k below,target,minK` → the device's `kernels.gemm.splitKTuning`. */
 function kernelSettings(flags: Record<string, unknown>): KernelSettings {
+  const k: KernelSettings = {};
   const w = flags['winograd'];
-  const conv = w === undefined ? {} : { conv: { winograd: w === 'off' ? 'off' as const : (Number(w) as 2 | 4) } };
-  if (flags['split-k'] === undefined) return conv;
+  if (w !== undefined) k.conv = { winograd: w === 'off' ? 'off' : (Number(w) as 2 | 4) };
+  if (flags['streaming'] !== undefined) k.streaming = { variant: flags['streaming'] as 'chunked' | 'flat' };
+  if (flags['split-k'] === undefined) return k;
   const v = String(flags['split-k']).split(',').map(Number);
   if (v.length !== 3 || v.some((x) => !Number.isInteger(x) || x < 1)) throw new UsageError(`--split-k takes three positive integers below,target,minK, got "${flags['split-k']}"`);
-  return { ...conv, gemm: { splitKTuning: { below: v[0]!, target: v[1]!, minK: v[2]! } } };
+  return { ...k, gemm: { splitKTuning: { below: v[0]!, target: v[1]!, minK: v[2]! } } };
 }
 
 /** `--toggles a,b` → Dawn device toggles (Dawn ignores names it does not know, so they are echoed on stderr by the caller's log). */

@@ -1,9 +1,17 @@
 import { InvalidArgumentError, ShapeError, Tensor, UnsupportedError, shapeStr, type Device, type DType, type Shape } from '@fewstep/tensor';
 import { ceilDiv, checkDType, getPipeline, grid1d, packParams, sameDType } from '../runtime.js';
 import { kernelSettings } from '../settings.js';
+import { CHUNK, chunkedLanes } from '../streaming.js';
 import {
-  CAST_FROM_HALF_WGSL, CAST_PARAMS, CAST_TO_HALF_WGSL, COPY_PARAMS, PERMUTE_PARAMS, PERMUTE_WGSL, UPSAMPLE4_WGSL, UPSAMPLE_PARAMS, UPSAMPLE_WGSL, copyWgsl,
+  CAST_FROM_HALF_WGSL, CAST_PARAMS, CAST_TO_HALF_WGSL, COPY_PARAMS, TRANSPOSE_PARAMS, castFromHalfChunkedWGSL, castToHalfChunkedWGSL, transpose4ChunkedWGSL, upsample4ChunkedWGSL, PERMUTE_PARAMS, PERMUTE_WGSL, UPSAMPLE4_WGSL, UPSAMPLE_PARAMS, UPSAMPLE_WGSL, copyWgsl,
 } from './layout.wgsl.js';
+
+const CAST_TO_HALF_CHUNKED = castToHalfChunkedWGSL(CHUNK);
+const CAST_FROM_HALF_CHUNKED = castFromHalfChunkedWGSL(CHUNK);
+const UPSAMPLE4_CHUNKED = upsample4ChunkedWGSL(CHUNK);
+// 4×4 blocks per chunked transpose workgroup: as many values as CHUNK vec4s of a copy.
+const TRANSPOSE_CHUNK = CHUNK / 4;
+const TRANSPOSE4_CHUNKED = transpose4ChunkedWGSL(TRANSPOSE_CHUNK);
 
 const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
@@ -67,6 +75,13 @@ export function upsampleNearest2x(x: Tensor): Tensor {
   const y = Tensor.empty(x.device, [N, C, 2 * H, 2 * W], x.dtype);
   if (x.size === 0) return y;
   const v4 = W % 4 === 0 && kernelSettings(x.device).upsample.vec4;
+  const lanes = chunkedLanes(x.device);
+  if (v4 && lanes !== null) {
+    const pipe = getPipeline(x.device, { family: 'layout/chunked', entry: 'upsample2x4c', dtype: x.dtype, code: source(UPSAMPLE4_CHUNKED, x.dtype), storage: ['read', 'rw'], overrides: { WG: lanes } });
+    const n4 = x.size / 4;
+    x.device.dispatch(pipe, packParams(UPSAMPLE_PARAMS, { n: n4, W: W / 4 }), [x.binding('upsampleNearest2x input'), y.binding('upsampleNearest2x output')], grid1d(ceilDiv(n4, CHUNK)), 'upsampleNearest2x');
+    return y;
+  }
   const k = v4 ? 4 : 1;
   const pipe = getPipeline(x.device, {
     family: 'layout', entry: v4 ? 'upsample2x4' : 'upsample2x', dtype: x.dtype, code: source(v4 ? UPSAMPLE4_WGSL : UPSAMPLE_WGSL, x.dtype), storage: ['read', 'rw'],
@@ -123,6 +138,23 @@ function collapsePermute(shape: Shape, perm: number[]): [number[], number[]] {
   return d.length ? [d, s] : [[1], [1]];
 }
 
+/**
+ * The chunked batched transpose when the merged permute is y[n, a, b] = x[n, b, a] with A and B multiples
+ * of 4 (NCHW ↔ NHWC and 2-D transposes) on an adapter that takes chunked kernels; false otherwise.
+ */
+function transposeChunked(x: Tensor, y: Tensor, d: number[], s: number[]): boolean {
+  const lanes = chunkedLanes(x.device);
+  if (lanes === null) return false;
+  const r = d.length;
+  if (r !== 2 && r !== 3) return false;
+  const A = d[r - 2]!, B = d[r - 1]!;
+  if (s[r - 2] !== 1 || s[r - 1] !== A || (r === 3 && s[0] !== A * B) || A % 4 || B % 4) return false;
+  const rows = x.size / (A * 4), chunks = ceilDiv(A / 4, TRANSPOSE_CHUNK);
+  const pipe = getPipeline(x.device, { family: 'layout/chunked', entry: 'transpose4', dtype: x.dtype, code: source(TRANSPOSE4_CHUNKED, x.dtype), storage: ['read', 'rw'], overrides: { WG: lanes } });
+  x.device.dispatch(pipe, packParams(TRANSPOSE_PARAMS, { rows, chunks, A, B, A4: A / 4, B4: B / 4 }), [x.binding('permute input'), y.binding('permute output')], grid1d(rows * chunks), 'permute');
+  return true;
+}
+
 /** General permute (like torch.permute), materialised contiguous. */
 export function permute(x: Tensor, perm: readonly number[]): Tensor {
   const r = x.rank;
@@ -137,6 +169,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
     blockCopy('permute', x, y, 1, x.size, x.size, 0, x.size, 0);
     return y;
   }
+  if (transposeChunked(x, y, d, s)) return y;
   if (d.length > 6) throw new UnsupportedError(`permute: [${perm.join(', ')}] of ${shapeStr(x.shape)} needs ${d.length} dims after merging; at most 6 are supported`);
   const params: Record<string, number> = { n: x.size, rank: d.length };
   for (let i = 0; i < 6; i++) {
@@ -178,6 +211,14 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   }
   checkDType(x.device, 'cast', 'f16');
   const toHalf = dtype === 'f16';
+  const lanes = chunkedLanes(x.device);
+  if (lanes !== null && x.size % 4 === 0) {
+    const entry = toHalf ? 'cast_to_half4' : 'cast_from_half4';
+    const pipe = getPipeline(x.device, { family: 'layout/chunked', entry, dtype: 'f16', code: toHalf ? CAST_TO_HALF_CHUNKED : CAST_FROM_HALF_CHUNKED, storage: ['read', 'rw'], overrides: { WG: lanes } });
+    const n4 = x.size / 4;
+    x.device.dispatch(pipe, packParams(CAST_PARAMS, { n: n4 }), [x.binding('cast input'), y.binding('cast output')], grid1d(ceilDiv(n4, CHUNK)), 'cast');
+    return y;
+  }
   const entry = toHalf ? 'cast_to_half' : 'cast_from_half';
   const pipe = getPipeline(x.device, { family: 'layout', entry, dtype: 'f16', code: toHalf ? CAST_TO_HALF_WGSL : CAST_FROM_HALF_WGSL, storage: ['read', 'rw'] });
   x.device.dispatch(pipe, packParams(CAST_PARAMS, { n: x.size }), [x.binding('cast input'), y.binding('cast output')], grid1d(ceilDiv(x.size, 256)), 'cast');

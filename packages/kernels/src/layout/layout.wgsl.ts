@@ -178,3 +178,135 @@ fn cast_from_half(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
   y[i] = f32(x[i]);
 }
 `;
+
+// Chunked casts (CPU adapters, n % 4 == 0; see streaming.ts): workgroups of WG lanes walking CHUNK
+// vec4s each. To half: components past the f16 range are decided on their f32 bits as above.
+const CAST_CHUNK_LOOP = (chunk: number) => /* wgsl */ `
+override WG: u32 = 8u;
+const CHUNK = ${chunk}u;`;
+
+export const castToHalfChunkedWGSL = (chunk: number) => /* wgsl */ `
+alias T = f32;
+${paramsStruct(CAST_PARAMS)}
+${CAST_CHUNK_LOOP(chunk)}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<T>>;
+
+@compute @workgroup_size(WG)
+fn cast_to_half4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let base = (wid.x + wid.y * nwg.x) * CHUNK;
+  let end = min(base + CHUNK, p.n);
+  for (var k = base; k < end; k += WG) {
+    let i = k + lid;
+    if (i < end) {
+      let v = x[i];
+      let bits = bitcast<vec4<u32>>(v);
+      let mag = bits & vec4<u32>(0x7fffffffu);
+      let big = mag >= vec4<u32>(0x477ff000u);
+      if (any(big)) {
+        let sign = (bits >> vec4<u32>(16u)) & vec4<u32>(0x8000u);
+        let h = select(sign | vec4<u32>(0x7c00u), vec4<u32>(0x7e00u), mag > vec4<u32>(0x7f800000u));
+        let special = vec4<T>(bitcast<vec2<T>>(h.x | (h.y << 16u)), bitcast<vec2<T>>(h.z | (h.w << 16u)));
+        y[i] = select(vec4<T>(clamp(v, vec4<f32>(-65504.0), vec4<f32>(65504.0))), special, big);
+      } else {
+        y[i] = vec4<T>(v);
+      }
+    }
+  }
+}
+`;
+
+export const castFromHalfChunkedWGSL = (chunk: number) => /* wgsl */ `
+alias T = f32;
+${paramsStruct(CAST_PARAMS)}
+${CAST_CHUNK_LOOP(chunk)}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn cast_from_half4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let base = (wid.x + wid.y * nwg.x) * CHUNK;
+  let end = min(base + CHUNK, p.n);
+  for (var k = base; k < end; k += WG) {
+    let i = k + lid;
+    if (i < end) { y[i] = vec4<f32>(x[i]); }
+  }
+}
+`;
+
+/** Chunked ×2 upsample (W % 4 == 0): the vec4 kernel's body for each of a workgroup's CHUNK vec4s. */
+export const upsample4ChunkedWGSL = (chunk: number) => /* wgsl */ `
+alias T = f32;
+${paramsStruct(UPSAMPLE_PARAMS)}
+${CAST_CHUNK_LOOP(chunk)}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<T>>;
+
+@compute @workgroup_size(WG)
+fn upsample2x4c(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let base = (wid.x + wid.y * nwg.x) * CHUNK;
+  let end = min(base + CHUNK, p.n);
+  for (var k = base; k < end; k += WG) {
+    let i = k + lid;
+    if (i < end) {
+      let r = i / p.W;
+      let w = i - r * p.W;
+      let v = x[i];
+      let a = v.xxyy;
+      let b = v.zzww;
+      let o = 4u * r * p.W + 2u * w;
+      y[o] = a;
+      y[o + 1u] = b;
+      y[o + 2u * p.W] = a;
+      y[o + 2u * p.W + 1u] = b;
+    }
+  }
+}
+`;
+
+// Chunked batched transpose y[n, a, b] = x[n, b, a] (A % 4 == 0, B % 4 == 0): a lane moves a 4×4 block —
+// four vec4 rows of x in, transposed in registers, four vec4 rows of y out — so a permute costs the lane
+// loads of a vec4 copy. What permute NCHW → NHWC (and back) collapses to.
+export const TRANSPOSE_PARAMS: ParamSchema = [['rows', 'u32'], ['chunks', 'u32'], ['A', 'u32'], ['B', 'u32'], ['A4', 'u32'], ['B4', 'u32']];
+
+// A workgroup takes one row of blocks (one n, one ib: rows = N·B/4) and a chunk of its A/4 blocks, so
+// only the lane's block column varies per lane (no per-lane division).
+export const transpose4ChunkedWGSL = (chunk: number) => /* wgsl */ `
+alias T = f32;
+${paramsStruct(TRANSPOSE_PARAMS)}
+${CAST_CHUNK_LOOP(chunk)}
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<T>>;
+
+@compute @workgroup_size(WG)
+fn transpose4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let id = wid.x + wid.y * nwg.x;
+  let row = id / p.chunks;
+  if (row >= p.rows) { return; }
+  let n = row / p.B4;
+  let ib = row % p.B4;
+  let a0 = (id % p.chunks) * CHUNK;
+  let a1 = min(a0 + CHUNK, p.A4);
+  let xr = (n * p.B + 4u * ib) * p.A4;
+  let yr = n * p.A * p.B4 + ib;
+  for (var k = a0; k < a1; k += WG) {
+    let ia = k + lid;
+    if (ia < a1) {
+      let xi = xr + ia;
+      let r0 = x[xi];
+      let r1 = x[xi + p.A4];
+      let r2 = x[xi + 2u * p.A4];
+      let r3 = x[xi + 3u * p.A4];
+      let yi = yr + 4u * ia * p.B4;
+      y[yi] = vec4<T>(r0.x, r1.x, r2.x, r3.x);
+      y[yi + p.B4] = vec4<T>(r0.y, r1.y, r2.y, r3.y);
+      y[yi + 2u * p.B4] = vec4<T>(r0.z, r1.z, r2.z, r3.z);
+      y[yi + 3u * p.B4] = vec4<T>(r0.w, r1.w, r2.w, r3.w);
+    }
+  }
+}
+`;

@@ -1,7 +1,12 @@
 import { ShapeError, Tensor, UnsupportedError, shapeStr } from '@fewstep/tensor';
 import { checkDType, getPipeline, grid1d, packParams } from '../runtime.js';
 import { kernelSettings } from '../settings.js';
-import { GROUPNORM_PARAMS, GROUPNORM_WGSL, LAYERNORM_WGSL, ROW_PARAMS, SOFTMAX_WGSL } from './norm.wgsl.js';
+import {
+  GROUPNORM_CHUNKED_PARAMS, GROUPNORM_CHUNKED_WGSL, GROUPNORM_PARAMS, GROUPNORM_WGSL, LAYERNORM_CHUNKED_PARAMS, LAYERNORM_CHUNKED_WGSL, LAYERNORM_WGSL, LN_ROWS,
+  ROW_PARAMS, SM_ROWS, SOFTMAX_CHUNKED_WGSL, SOFTMAX_WGSL,
+} from './norm.wgsl.js';
+import { chunkedSubgroup } from '../streaming.js';
+import { ceilDiv } from '../runtime.js';
 import { GROUPNORM_SPLIT_MIN, groupNormSplit } from './groupnorm_split.js';
 import { isCpuAdapter } from '../matmul/matmul.js';
 
@@ -36,11 +41,18 @@ export function groupNorm(x: Tensor, groups: number, gamma: Tensor | null, beta:
     groupNormSplit(x, groups, gamma, beta, eps, !!opts.silu, y);
     return y;
   }
-  const pipe = getPipeline(x.device, { family: 'norm', entry: 'groupnorm', dtype: x.dtype, code: GROUPNORM_WGSL, storage: ['read', 'read', 'read', 'rw'] });
   const flags = (gamma ? 1 : 0) | (beta ? 2 : 0) | (opts.silu ? 4 : 0);
+  const xb = x.binding('groupNorm x');
+  const SG = chunkedSubgroup(x.device);
+  if (SG !== null && spatial % 4 === 0) {
+    const pipe = getPipeline(x.device, { family: 'norm/chunked', entry: 'groupnorm4', dtype: x.dtype, code: GROUPNORM_CHUNKED_WGSL, storage: ['read', 'read', 'read', 'rw'], overrides: { WG: SG }, enables: ['subgroups'] });
+    const params = packParams(GROUPNORM_CHUNKED_PARAMS, { units, groups, cpg: c / groups, sp4: spatial / 4, eps, flags });
+    x.device.dispatch(pipe, params, [xb, gamma?.binding('groupNorm gamma') ?? xb, beta?.binding('groupNorm beta') ?? xb, y.binding('groupNorm y')], grid1d(units), op);
+    return y;
+  }
+  const pipe = getPipeline(x.device, { family: 'norm', entry: 'groupnorm', dtype: x.dtype, code: GROUPNORM_WGSL, storage: ['read', 'read', 'read', 'rw'] });
   const params = packParams(GROUPNORM_PARAMS, { units, groups, cpg: c / groups, spatial, eps, flags });
   // Absent gamma/beta bind x as a stand-in (never read: the flags say so).
-  const xb = x.binding('groupNorm x');
   x.device.dispatch(pipe, params, [xb, gamma?.binding('groupNorm gamma') ?? xb, beta?.binding('groupNorm beta') ?? xb, y.binding('groupNorm y')], grid1d(units), op);
   return y;
 }
@@ -56,6 +68,14 @@ export function layerNorm(x: Tensor, gamma: Tensor | null, beta: Tensor | null, 
   const y = Tensor.empty(x.device, x.shape, x.dtype);
   if (!x.size) return y;
   const rows = x.size / d;
+  const SG = chunkedSubgroup(x.device);
+  if (SG !== null && d % 4 === 0) {
+    const pipe = getPipeline(x.device, { family: 'norm/chunked', entry: 'layernorm4', dtype: x.dtype, code: LAYERNORM_CHUNKED_WGSL, storage: ['read', 'read', 'read', 'rw'], overrides: { WG: SG }, enables: ['subgroups'] });
+    const params = packParams(LAYERNORM_CHUNKED_PARAMS, { rows, d4: d / 4, eps, flags: (gamma ? 1 : 0) | (beta ? 2 : 0) });
+    const xb = x.binding('layerNorm x');
+    x.device.dispatch(pipe, params, [xb, gamma?.binding('layerNorm gamma') ?? xb, beta?.binding('layerNorm beta') ?? xb, y.binding('layerNorm y')], grid1d(ceilDiv(rows, LN_ROWS)), op);
+    return y;
+  }
   const pipe = getPipeline(x.device, { family: 'norm', entry: 'layernorm', dtype: x.dtype, code: LAYERNORM_WGSL, storage: ['read', 'read', 'read', 'rw'] });
   const params = packParams(ROW_PARAMS, { rows, d, eps, flags: (gamma ? 1 : 0) | (beta ? 2 : 0) });
   const xb = x.binding('layerNorm x');
@@ -72,6 +92,12 @@ export function softmax(x: Tensor): Tensor {
   const y = Tensor.empty(x.device, x.shape, x.dtype);
   if (!x.size) return y;
   const rows = x.size / d;
+  const SG = chunkedSubgroup(x.device);
+  if (SG !== null) {
+    const pipe = getPipeline(x.device, { family: 'norm/chunked', entry: 'softmax_sg', dtype: x.dtype, code: SOFTMAX_CHUNKED_WGSL, storage: ['read', 'rw'], overrides: { WG: SG }, enables: ['subgroups'] });
+    x.device.dispatch(pipe, packParams(ROW_PARAMS, { rows, d, eps: 0, flags: 0 }), [x.binding('softmax x'), y.binding('softmax y')], grid1d(ceilDiv(rows, SM_ROWS)), op);
+    return y;
+  }
   const pipe = getPipeline(x.device, { family: 'norm', entry: 'softmax', dtype: x.dtype, code: SOFTMAX_WGSL, storage: ['read', 'rw'] });
   x.device.dispatch(pipe, packParams(ROW_PARAMS, { rows, d, eps: 0, flags: 0 }), [x.binding('softmax x'), y.binding('softmax y')], grid1d(rows), op);
   return y;
