@@ -185,6 +185,18 @@ const CAST_CHUNK_LOOP = (chunk: number) => /* wgsl */ `
 override WG: u32 = 8u;
 const CHUNK = ${chunk}u;`;
 
+/** The chunk walk: `body` runs for each vec4 index i of the workgroup's chunk (i < n). */
+const chunkedEntry = (entry: string, n: string, body: string) => /* wgsl */ `
+@compute @workgroup_size(WG)
+fn ${entry}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let base = (wid.x + wid.y * nwg.x) * CHUNK;
+  let end = min(base + CHUNK, ${n});
+  for (var k = base; k < end; k += WG) {
+    let i = k + lid;
+    if (i < end) {${body}}
+  }
+}`;
+
 export const castToHalfChunkedWGSL = (chunk: number) => /* wgsl */ `
 alias T = f32;
 ${paramsStruct(CAST_PARAMS)}
@@ -193,13 +205,7 @@ ${CAST_CHUNK_LOOP(chunk)}
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<T>>;
 
-@compute @workgroup_size(WG)
-fn cast_to_half4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let base = (wid.x + wid.y * nwg.x) * CHUNK;
-  let end = min(base + CHUNK, p.n);
-  for (var k = base; k < end; k += WG) {
-    let i = k + lid;
-    if (i < end) {
+${chunkedEntry('cast_to_half4', 'p.n', `
       let v = x[i];
       let bits = bitcast<vec4<u32>>(v);
       let mag = bits & vec4<u32>(0x7fffffffu);
@@ -212,9 +218,7 @@ fn cast_to_half4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
       } else {
         y[i] = vec4<T>(v);
       }
-    }
-  }
-}
+    `)}
 `;
 
 export const castFromHalfChunkedWGSL = (chunk: number) => /* wgsl */ `
@@ -225,15 +229,7 @@ ${CAST_CHUNK_LOOP(chunk)}
 @group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 
-@compute @workgroup_size(WG)
-fn cast_from_half4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let base = (wid.x + wid.y * nwg.x) * CHUNK;
-  let end = min(base + CHUNK, p.n);
-  for (var k = base; k < end; k += WG) {
-    let i = k + lid;
-    if (i < end) { y[i] = vec4<f32>(x[i]); }
-  }
-}
+${chunkedEntry('cast_from_half4', 'p.n', ` y[i] = vec4<f32>(x[i]); `)}
 `;
 
 /** Chunked ×2 upsample (W % 4 == 0): the vec4 kernel's body for each of a workgroup's CHUNK vec4s. */
@@ -245,13 +241,7 @@ ${CAST_CHUNK_LOOP(chunk)}
 @group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<T>>;
 
-@compute @workgroup_size(WG)
-fn upsample2x4c(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let base = (wid.x + wid.y * nwg.x) * CHUNK;
-  let end = min(base + CHUNK, p.n);
-  for (var k = base; k < end; k += WG) {
-    let i = k + lid;
-    if (i < end) {
+${chunkedEntry('upsample2x4c', 'p.n', `
       let r = i / p.W;
       let w = i - r * p.W;
       let v = x[i];
@@ -262,9 +252,7 @@ fn upsample2x4c(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
       y[o + 1u] = b;
       y[o + 2u * p.W] = a;
       y[o + 2u * p.W + 1u] = b;
-    }
-  }
-}
+    `)}
 `;
 
 // Chunked batched transpose y[n, a, b] = x[n, b, a] (A % 4 == 0, B % 4 == 0): a lane moves a 4×4 block —
