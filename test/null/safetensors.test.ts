@@ -63,6 +63,35 @@ describe('safetensors reader', () => {
     expect(Math.max(...reads)).toBeLessThan(1000);
   });
 
+  // Uploads read through one reused buffer (nodeFiles' readTransient): the same values as read(), in every dtype
+  // path (a view for F16→f16 and F32→f32, converted otherwise), and the buffer is reused from read to read.
+  it('readTransient: the same values as read, through one reused buffer', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fewstep-st-'));
+    const path = join(dir, 'w.safetensors');
+    const h = Uint16Array.from([0x3c00, 0xc000, 0x3555, 0x7bff, 0x0001]);
+    writeFileSync(path, encodeSafetensors({
+      a: { dtype: 'F32', shape: [5], data: Float32Array.from([1.5, -2, 3.25, 1e-3, 7]) },
+      b: { dtype: 'F16', shape: [5], data: h },
+      c: { dtype: 'F32', shape: [2, 3], data: Float32Array.from([0.1, 0.2, 0.3, -0.4, 65504, 7e5]) },
+      d: { dtype: 'I32', shape: [3], data: Int32Array.from([-1, 0, 2 ** 30]) },
+    }));
+    const f = await SafetensorsFile.fromFile(await nodeFiles.open(path));
+    try {
+      const buffers = new Set<ArrayBufferLike>();
+      // The largest first: the buffer only grows (to the largest tensor read so far).
+      for (const [name, target] of [['c', 'f32'], ['a', 'f32'], ['b', 'f16'], ['c', 'f16'], ['a', 'f16'], ['b', 'f32'], ['d', undefined]] as const) {
+        const want = await f.read(name, target);
+        const got = await f.readTransient!(name, target);
+        expect(got.constructor).toBe(want.constructor);
+        expect([...got], `${name} → ${target}`).toEqual([...want]);
+        if ((name === 'a' && target === 'f32') || (name === 'b' && target === 'f16') || (name === 'c' && target === 'f32')) buffers.add(got.buffer);
+      }
+      expect(buffers.size).toBe(1); // the views all sit in the file's one read buffer
+    } finally {
+      await f.close();
+    }
+  });
+
   it('rejects I64 values that do not fit i32, naming the tensor', async () => {
     const f = await open(new MemoryFile('x.safetensors', encodeSafetensors({ ids: { dtype: 'I64', shape: [1], data: BigInt64Array.from([1n << 40n]) } })));
     await expect(f.read('ids')).rejects.toThrow('x.safetensors: tensor "ids": I64 value 1099511627776 does not fit in i32');

@@ -154,7 +154,7 @@ describe('StableDiffusionPipeline + ControlNet golden controlnet_sketch (c)', ()
         const got = await low.generate({ prompt: 'a cat on a chair', control: { image: controlImage, scale: 0.8 }, seed: 4 });
         expect(Buffer.from(got.images[0]!.data).equals(Buffer.from(want!.images[0]!.data))).toBe(true);
         expect(Buffer.from(got.latents.data.buffer).equals(Buffer.from(want!.latents.data.buffer))).toBe(true);
-        expect(d.pool.stats.inUse).toBe(before);
+        expect(d.pool.stats.inUse - low.promptCache.bytes).toBe(before); // the prompt cache's entries stay by design
       } finally {
         low.dispose();
       }

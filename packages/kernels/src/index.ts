@@ -11,8 +11,6 @@ export {
 } from './settings.js';
 // The built-in GEMM tilings (values for `kernels.gemm.tiling` / `kernels.gemm.sg`).
 export { GPU_TILING, GPU_SMALL_TILING, CPU_TILING, CPU_SG_TILE } from './matmul/matmul.js';
-// Software adapters (lavapipe, SwiftShader): invocations are SIMD lanes on CPU cores, device memory is RAM.
-export { isCpuAdapter } from './matmul/matmul.js';
 
 // Elementwise: activations, scaling, broadcasting binary ops, GEGLU.
 export {

@@ -9,11 +9,19 @@ import type { FileSource, RandomAccessFile } from './io.js';
 import { FileFormatError } from './errors.js';
 
 class NodeFile implements RandomAccessFile {
+  private scratch: Uint8Array | null = null;
   constructor(readonly name: string, readonly size: number, private fh: import('node:fs/promises').FileHandle) {}
   async read(offset: number, length: number): Promise<Uint8Array> {
-    if (offset + length > this.size) throw new FileFormatError(this.name, `read of ${length} bytes at ${offset} is past the end (${this.size} bytes)`);
     // Not zero-filled (every byte is read below, or this throws): zeroing is a pass over all the weights.
-    const buf = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
+    return this.readInto(new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length), offset);
+  }
+  async readTransient(offset: number, length: number): Promise<Uint8Array> {
+    if (!this.scratch || this.scratch.byteLength < length) this.scratch = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
+    return this.readInto(this.scratch.subarray(0, length), offset);
+  }
+  private async readInto(buf: Uint8Array, offset: number): Promise<Uint8Array> {
+    const length = buf.byteLength;
+    if (offset + length > this.size) throw new FileFormatError(this.name, `read of ${length} bytes at ${offset} is past the end (${this.size} bytes)`);
     let done = 0;
     while (done < length) {
       const { bytesRead } = await this.fh.read(buf, done, length - done, offset + done);
@@ -23,6 +31,7 @@ class NodeFile implements RandomAccessFile {
     return buf;
   }
   async close(): Promise<void> {
+    this.scratch = null;
     await this.fh.close();
   }
 }

@@ -29,6 +29,8 @@ export interface TensorFile {
   readBytes(name: string): Promise<Uint8Array>;
   /** One tensor converted to `target` (default: f32 for floats, i32 for integers). */
   read(name: string, target?: TargetDType): Promise<TensorData>;
+  /** Optional: as `read`, possibly a view of a reused buffer, valid until the next read (safetensors; for uploads). */
+  readTransient?(name: string, target?: TargetDType): Promise<TensorData>;
   close(): Promise<void>;
 }
 

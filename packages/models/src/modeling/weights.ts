@@ -19,6 +19,8 @@ export interface TensorSource {
   has(key: string): boolean;
   shape(key: string): number[];
   read(key: string, dtype: 'f32' | 'f16'): Promise<TensorData>;
+  /** Optional: as `read`, valid only until the source's next read (uploads; see RandomAccessFile.readTransient). */
+  readTransient?(key: string, dtype: 'f32' | 'f16'): Promise<TensorData>;
 }
 
 /**
@@ -54,6 +56,10 @@ export class SafetensorsSource implements TensorSource {
   }
   read(key: string, dtype: 'f32' | 'f16'): Promise<TensorData> {
     return this.file(key).read(key, dtype);
+  }
+  readTransient(key: string, dtype: 'f32' | 'f16'): Promise<TensorData> {
+    const f = this.file(key);
+    return f.readTransient ? f.readTransient(key, dtype) : f.read(key, dtype);
   }
   private file(key: string): TensorFile {
     const f = this.owner.get(key);
@@ -96,6 +102,10 @@ export class RenamedSource implements TensorSource {
   read(key: string, dtype: 'f32' | 'f16'): Promise<TensorData> {
     const e = this.entry(key);
     return e.src.read(e.key, dtype);
+  }
+  readTransient(key: string, dtype: 'f32' | 'f16'): Promise<TensorData> {
+    const e = this.entry(key);
+    return e.src.readTransient ? e.src.readTransient(e.key, dtype) : e.src.read(e.key, dtype);
   }
   private entry(key: string): { src: TensorSource; key: string } {
     const e = this.map.get(key);
@@ -261,7 +271,8 @@ export class WeightScope {
     for (const { key, tensor } of pending) {
       let data: TensorData;
       if (root.transform) data = await root.transform(key, (await root.source.read(key, 'f32')) as Float32Array, [...tensor.shape]);
-      else data = await root.source.read(key, root.dtype);
+      // Uploaded at once (writeBuffer copies it), so the source may hand out its reused read buffer.
+      else data = await (root.source.readTransient ? root.source.readTransient(key, root.dtype) : root.source.read(key, root.dtype));
       if (data.length !== tensor.size) {
         throw new WeightsError(`${root.source.name}: tensor "${key}" read ${data.length} values for shape ${shapeStr(tensor.shape)}`, root.source.name, key);
       }

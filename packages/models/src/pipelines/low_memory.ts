@@ -8,7 +8,6 @@
  * Browser-safe: loaders read through whatever FileSource they were given.
  */
 import type { Device } from '@fewstep/tensor';
-import { isCpuAdapter } from '@fewstep/kernels';
 import type { CLIPTextModel } from '../clip/modeling_clip.js';
 import type { UNet2DConditionModel } from '../unets/unet_2d_condition.js';
 import type { ControlNetModel } from '../controlnets/controlnet.js';
@@ -80,7 +79,7 @@ export class ComponentResidency {
   /**
    * Runs `fn` with the named components loaded. A streamed component not yet loaded is loaded first and, after
    * `fn` (even when it throws), freed, and the pool trimmed, so the next stage starts from what the device held
-   * before. Resident components are just there (on CPU adapters the pool is trimmed after the stage).
+   * before. Resident components are just there.
    */
   async use<T>(names: readonly ComponentName[], fn: () => Promise<T>): Promise<T> {
     const mine: Slot<{ dispose(): void }>[] = [];
@@ -109,11 +108,6 @@ export class ComponentResidency {
           this.device.flush();
           this.device.pool.trim();
         }
-      } else if (!failed && isCpuAdapter(this.device)) {
-        // Resident on a CPU adapter: device memory is this process's RAM and buffers are cheap to make, so a
-        // stage's pooled activations go back before the next stage allocates its own (the UNet's set the
-        // resident peak during decode).
-        await this.device.trimMemory();
       }
     }
   }

@@ -144,6 +144,18 @@ export class SafetensorsFile {
     return convert(raw, t.dtype, target ?? (t.dtype.startsWith('F') || t.dtype === 'BF16' ? 'f32' : 'i32'), `${this.file.name}: tensor ${quoteName(name)}`);
   }
 
+  /**
+   * As `read`, but through the file's reused buffer when it has one (RandomAccessFile.readTransient): the
+   * result may view that buffer and is valid only until the next read of this file. For uploads.
+   */
+  async readTransient(name: string, target?: TargetDType): Promise<TensorData> {
+    if (!this.file.readTransient) return this.read(name, target);
+    const t = this.info(name);
+    checkTensorBytes(t.end - t.begin, `${this.file.name}: tensor ${quoteName(name)}`);
+    const raw = await this.file.readTransient(t.begin, t.end - t.begin);
+    return convert(raw, t.dtype, target ?? (t.dtype.startsWith('F') || t.dtype === 'BF16' ? 'f32' : 'i32'), `${this.file.name}: tensor ${quoteName(name)}`, true);
+  }
+
   async close(): Promise<void> {
     await this.file.close();
   }
@@ -152,23 +164,30 @@ export class SafetensorsFile {
 /**
  * An ArrayBuffer holding exactly `raw`'s bytes, at an offset a `bytes`-wide typed array can view: `raw`'s own
  * buffer when `raw` is all of it (a fresh read — no copy: a copy of every weight was a tenth of a cold load),
- * else a copy (a view into a larger buffer is never aliased, so the result may be changed freely).
+ * else a copy (a view into a larger buffer is never aliased, so the result may be changed freely) — unless
+ * `borrow` (a transient read): then an aligned view of it.
  */
-function aligned(raw: Uint8Array, bytes: number): ArrayBuffer {
+function aligned(raw: Uint8Array, bytes: number, borrow = false): ArrayBuffer | { buffer: ArrayBuffer; offset: number } {
   if (raw.byteOffset === 0 && raw.byteLength === raw.buffer.byteLength && raw.buffer instanceof ArrayBuffer) return raw.buffer;
+  if (borrow && raw.byteOffset % bytes === 0 && raw.buffer instanceof ArrayBuffer) return { buffer: raw.buffer, offset: raw.byteOffset };
   if (raw.byteOffset % bytes === 0) return raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength) as ArrayBuffer;
   return raw.slice().buffer as ArrayBuffer;
 }
 
 /** Converts raw safetensors bytes of dtype `from` to a compute array of dtype `to`. */
-export function convert(raw: Uint8Array, from: StDType, to: TargetDType, what: string): TensorData {
+export function convert(raw: Uint8Array, from: StDType, to: TargetDType, what: string, borrow = false): TensorData {
   const n = raw.byteLength / ST_DTYPE_BYTES[from];
+  // Typed arrays of n elements over raw's bytes when they can be had without a copy (see aligned).
+  const view = <A>(bytes: number, make: (b: ArrayBuffer, offset: number, n: number) => A): A => {
+    const a = aligned(raw, bytes, borrow);
+    return a instanceof ArrayBuffer ? make(a, 0, n) : make(a.buffer, a.offset, n);
+  };
   checkTensorBytes(n * (to === 'f16' ? 2 : 4), what);
   const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   if (to === 'i32') {
     const out = new Int32Array(n);
     switch (from) {
-      case 'I32': return new Int32Array(aligned(raw, 4));
+      case 'I32': return view(4, (b, o, k) => new Int32Array(b, o, k));
       case 'I64':
         for (let i = 0; i < n; i++) {
           const v = dv.getBigInt64(i * 8, true);
@@ -184,10 +203,10 @@ export function convert(raw: Uint8Array, from: StDType, to: TargetDType, what: s
     }
   }
   // Float targets: go through f32 values unless the source already is the target.
-  if (to === 'f16' && from === 'F16') return new Uint16Array(aligned(raw, 2));
+  if (to === 'f16' && from === 'F16') return view(2, (b, o, k) => new Uint16Array(b, o, k));
   let f: Float32Array;
   switch (from) {
-    case 'F32': f = new Float32Array(aligned(raw, 4)); break;
+    case 'F32': f = view(4, (b, o, k) => new Float32Array(b, o, k)); break;
     case 'F16': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = f16BitsToF32(dv.getUint16(i * 2, true)); break; }
     case 'BF16': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = bf16BitsToF32(dv.getUint16(i * 2, true)); break; }
     case 'F64': { f = new Float32Array(n); for (let i = 0; i < n; i++) f[i] = dv.getFloat64(i * 8, true); break; }
