@@ -14,6 +14,7 @@ import { main } from '../../packages/cli/src/main';
 import type { CliIO } from '../../packages/cli/src/command';
 import { isolateHfEnv, startFakeHub, type FakeHub } from '../helpers/fake_hub';
 import { closeDevice, gpuDevice } from '../helpers/gpu';
+import { tinyLoraFile } from '../helpers/tiny_lora';
 import { buildTinyModel, tinyModelHubFiles } from '../helpers/tiny_sdxs_model';
 
 const work = mkdtempSync(join(tmpdir(), 'fewstep-cli-gen-'));
@@ -29,7 +30,7 @@ beforeAll(async () => {
   process.env['HF_HUB_CACHE'] = join(work, 'hf-cache');
   hub = await startFakeHub([
     { id: 'org/tiny-sdxs', commit: 'd'.repeat(40), files: tinyModelHubFiles() },
-    { id: 'org/tiny-lora', commit: 'e'.repeat(40), files: [{ path: 'tiny_lora.safetensors', content: Buffer.from(loraFile()), lfs: true }, { path: 'README.md', content: Buffer.from('#\n') }] },
+    { id: 'org/tiny-lora', commit: 'e'.repeat(40), files: [{ path: 'tiny_lora.safetensors', content: Buffer.from(tinyLoraFile()), lfs: true }, { path: 'README.md', content: Buffer.from('#\n') }] },
   ]);
   process.env['HF_ENDPOINT'] = hub.url;
 });
@@ -40,16 +41,6 @@ afterAll(async () => {
   await closeDevice();
 });
 
-/** A kohya-format LoRA (rank 4, no alpha) on two attention projections of the tiny SDXS UNet. */
-function loraFile(): Uint8Array {
-  const g = new TorchGenerator(99);
-  const t: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
-  for (const m of ['down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_q', 'up_blocks_2_attentions_1_transformer_blocks_0_attn1_to_k']) {
-    t[`lora_unet_${m}.lora_down.weight`] = { dtype: 'F32', shape: [4, 32], data: g.randn([4, 32], 'f32') as Float32Array };
-    t[`lora_unet_${m}.lora_up.weight`] = { dtype: 'F32', shape: [32, 4], data: g.randn([32, 4], 'f32') as Float32Array };
-  }
-  return encodeSafetensors(t);
-}
 
 async function cli(args: string[], isTTY = false, extra: Partial<CliIO> = {}): Promise<{ code: number; stderr: string; stdout: string; bytes: Uint8Array[] }> {
   const out: string[] = [], err: string[] = [], bytes: Uint8Array[] = [];
@@ -198,7 +189,7 @@ describe('fewstep generate', () => {
 
   it('--lora: a local file at scale 0 changes nothing; the hub repo at scale 2 changes the image', async () => {
     const file = join(work, 'tiny_lora.safetensors');
-    writeFileSync(file, loraFile());
+    writeFileSync(file, tinyLoraFile());
     const zero = join(work, 'lora0.png'), two = join(work, 'lora2.png');
     const r0 = await cli(['generate', 'a photo of a cat', '--model', model, '--out', zero, '--seed', '7', '--lora', `${file}:0`, ...SIZE]);
     expect(r0.code, r0.stderr).toBe(0);
@@ -234,7 +225,7 @@ describe('fewstep generate', () => {
 
   it('a YOSO LoRA (by name) switches the defaults to LCM, 2 steps, guidance 1.5; flags still win', async () => {
     const file = join(work, 'yoso_tiny_lora.safetensors');
-    writeFileSync(file, loraFile());
+    writeFileSync(file, tinyLoraFile());
     const out = join(work, 'yoso-defaults.png');
     const r = await cli(['generate', 'a cat', '--model', model, '--out', out, '--seed', '2', '--lora', `${file}:0`, ...SIZE]);
     expect(r.code, r.stderr).toBe(0);

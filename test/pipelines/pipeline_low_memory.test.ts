@@ -6,12 +6,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidArgumentError, Tensor, UnsupportedError, encodeSafetensors, type Device } from '@fewstep/tensor';
+import { InvalidArgumentError, Tensor, UnsupportedError, type Device } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
-import { StableDiffusionPipeline, TorchGenerator, UNet2DConditionModel, decodePng, type GenerateOptions, type ProgressEvent, type RGBImage } from '@fewstep/models';
+import { StableDiffusionPipeline, UNet2DConditionModel, decodePng, type GenerateOptions, type ProgressEvent, type RGBImage } from '@fewstep/models';
 import { main } from '../../packages/cli/src/main';
 import type { CliIO } from '../../packages/cli/src/command';
 import { closeDevice, gpuDevice } from '../helpers/gpu';
+import { tinyLoraFile } from '../helpers/tiny_lora';
 import { buildTinyModel } from '../helpers/tiny_sdxs_model';
 
 const work = mkdtempSync(join(tmpdir(), 'fewstep-low-memory-'));
@@ -140,16 +141,6 @@ describe('StableDiffusionPipeline lowMemory', () => {
   });
 });
 
-/** A kohya-format LoRA (rank 4) on two attention projections of the tiny SDXS UNet (as cli_generate's). */
-function loraFile(): Uint8Array {
-  const g = new TorchGenerator(99);
-  const t: Record<string, { dtype: 'F32'; shape: number[]; data: Float32Array }> = {};
-  for (const m of ['down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_q', 'up_blocks_2_attentions_1_transformer_blocks_0_attn1_to_k']) {
-    t[`lora_unet_${m}.lora_down.weight`] = { dtype: 'F32', shape: [4, 32], data: g.randn([4, 32], 'f32') as Float32Array };
-    t[`lora_unet_${m}.lora_up.weight`] = { dtype: 'F32', shape: [32, 4], data: g.randn([32, 4], 'f32') as Float32Array };
-  }
-  return encodeSafetensors(t);
-}
 
 async function cli(args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
   const out: string[] = [], err: string[] = [];
@@ -161,7 +152,7 @@ async function cli(args: string[]): Promise<{ code: number; stderr: string; stdo
 describe('fewstep generate --low-memory', () => {
   it('writes the same image as without it (with a LoRA, CFG, 2 steps)', async () => {
     const lora = join(work, 'lora.safetensors');
-    writeFileSync(lora, loraFile());
+    writeFileSync(lora, tinyLoraFile());
     const args = ['generate', 'a photo of a cat', '--model', model, '--seed', '9', '--width', '64', '--height', '64', '--steps', '2', '--guidance', '2', '--lora', `${lora}:0.8`];
     const a = await cli([...args, '--out', join(work, 'resident.png')]);
     expect(a.code, a.stderr).toBe(0);

@@ -36,18 +36,15 @@ fn upsample2x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
 
 // W % 4 == 0: one thread per 4 input pixels of a row, vec4 in and 2×2 vec4 out (a quarter of the
 // threads and index math of the scalar kernel). Params count vec4s: n = inputs/4, W = W/4.
-export const UPSAMPLE4_WGSL = /* wgsl */ `
+/** Bindings and one vec4 of ×2 upsampling (input vec4 i → two vec4s on each of two output rows), shared by both kernels. */
+const UPSAMPLE4_BODY = /* wgsl */ `
 alias T = f32;
 ${paramsStruct(UPSAMPLE_PARAMS)}
-${LINEAR}
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<T>>;
 
-@compute @workgroup_size(256)
-fn upsample2x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = linear_id(wid, nwg, lid);
-  if (i >= p.n) { return; }
+fn upsample4_at(i: u32) {
   let r = i / p.W;
   let w = i - r * p.W;
   let v = x[i];
@@ -58,6 +55,17 @@ fn upsample2x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   y[o + 1u] = b;
   y[o + 2u * p.W] = a;
   y[o + 2u * p.W + 1u] = b;
+}`;
+
+export const UPSAMPLE4_WGSL = /* wgsl */ `
+${UPSAMPLE4_BODY}
+${LINEAR}
+
+@compute @workgroup_size(256)
+fn upsample2x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = linear_id(wid, nwg, lid);
+  if (i >= p.n) { return; }
+  upsample4_at(i);
 }
 `;
 
@@ -234,25 +242,9 @@ ${chunkedEntry('cast_from_half4', 'p.n', ` y[i] = vec4<f32>(x[i]); `)}
 
 /** Chunked ×2 upsample (W % 4 == 0): the vec4 kernel's body for each of a workgroup's CHUNK vec4s. */
 export const upsample4ChunkedWGSL = (chunk: number) => /* wgsl */ `
-alias T = f32;
-${paramsStruct(UPSAMPLE_PARAMS)}
+${UPSAMPLE4_BODY}
 ${CAST_CHUNK_LOOP(chunk)}
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
-@group(0) @binding(2) var<storage, read_write> y: array<vec4<T>>;
-
-${chunkedEntry('upsample2x4c', 'p.n', `
-      let r = i / p.W;
-      let w = i - r * p.W;
-      let v = x[i];
-      let a = v.xxyy;
-      let b = v.zzww;
-      let o = 4u * r * p.W + 2u * w;
-      y[o] = a;
-      y[o + 1u] = b;
-      y[o + 2u * p.W] = a;
-      y[o + 2u * p.W + 1u] = b;
-    `)}
+${chunkedEntry('upsample2x4c', 'p.n', ' upsample4_at(i); ')}
 `;
 
 // Chunked batched transpose y[n, a, b] = x[n, b, a] (A % 4 == 0, B % 4 == 0): a lane moves a 4×4 block —
