@@ -104,10 +104,9 @@ fn ${entry}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 /** Straight-line code for out = L · X · Lᵀ over `let` names (X is rows×cols via name(i, j)). */
 function sandwich(L: number[][], R: number[][], x: (i: number, j: number) => string, tmp: string, out: string): string[] {
   const lines: string[] = [];
-  const inner = L[0]!.length, cols = R[0]!.length;
-  // tmp = L · X  (L.length × cols of X = inner? X is inner × cols)
+  const cols = R[0]!.length;
+  // tmp = L · X (X is L's width × cols)
   for (let i = 0; i < L.length; i++) for (let j = 0; j < cols; j++) lines.push(`let ${tmp}${i}_${j} = ${lin(L[i]!, (k) => x(k, j))};`);
-  void inner;
   // out = tmp · Rᵀ
   for (let i = 0; i < L.length; i++) for (let j = 0; j < R.length; j++) lines.push(`let ${out}${i}_${j} = ${lin(R[j]!, (k) => `${tmp}${i}_${k}`)};`);
   return lines;

@@ -1,6 +1,7 @@
 // Layout family: pure data movement (nearest upsample, strided block copy for concat/slice, permute)
 // plus the f32↔f16 cast. One thread per element (or per vec4 / per input pixel); 2-D workgroup grid.
 import { paramsStruct, type ParamSchema } from '../runtime.js';
+import { CHUNK_LOOP } from '../elementwise/elementwise.wgsl.js';
 
 const LINEAR = /* wgsl */ `
 fn linear_id(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
@@ -188,16 +189,13 @@ fn cast_from_half(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
 `;
 
 // Chunked casts (CPU adapters, n % 4 == 0; see streaming.ts): workgroups of WG lanes walking CHUNK
-// vec4s each. To half: components past the f16 range are decided on their f32 bits as above.
-const CAST_CHUNK_LOOP = (chunk: number) => /* wgsl */ `
-override WG: u32 = 8u;
-const CHUNK = ${chunk}u;`;
+// vec4s each (the elementwise kernels' CHUNK_LOOP). To half: components past the f16 range are decided on their f32 bits as above.
 
 /** The chunk walk: `body` runs for each vec4 index i of the workgroup's chunk (i < n). */
 const chunkedEntry = (entry: string, n: string, body: string) => /* wgsl */ `
 @compute @workgroup_size(WG)
 fn ${entry}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let base = (wid.x + wid.y * nwg.x) * CHUNK;
+  let base = chunk_id(wid, nwg) * CHUNK;
   let end = min(base + CHUNK, ${n});
   for (var k = base; k < end; k += WG) {
     let i = k + lid;
@@ -208,7 +206,7 @@ fn ${entry}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 export const castToHalfChunkedWGSL = (chunk: number) => /* wgsl */ `
 alias T = f32;
 ${paramsStruct(CAST_PARAMS)}
-${CAST_CHUNK_LOOP(chunk)}
+${CHUNK_LOOP(chunk)}
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<T>>;
@@ -232,7 +230,7 @@ ${chunkedEntry('cast_to_half4', 'p.n', `
 export const castFromHalfChunkedWGSL = (chunk: number) => /* wgsl */ `
 alias T = f32;
 ${paramsStruct(CAST_PARAMS)}
-${CAST_CHUNK_LOOP(chunk)}
+${CHUNK_LOOP(chunk)}
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
@@ -243,7 +241,7 @@ ${chunkedEntry('cast_from_half4', 'p.n', ` y[i] = vec4<f32>(x[i]); `)}
 /** Chunked ×2 upsample (W % 4 == 0): the vec4 kernel's body for each of a workgroup's CHUNK vec4s. */
 export const upsample4ChunkedWGSL = (chunk: number) => /* wgsl */ `
 ${UPSAMPLE4_BODY}
-${CAST_CHUNK_LOOP(chunk)}
+${CHUNK_LOOP(chunk)}
 ${chunkedEntry('upsample2x4c', 'p.n', ' upsample4_at(i); ')}
 `;
 
@@ -257,7 +255,7 @@ export const TRANSPOSE_PARAMS: ParamSchema = [['rows', 'u32'], ['chunks', 'u32']
 export const transpose4ChunkedWGSL = (chunk: number) => /* wgsl */ `
 alias T = f32;
 ${paramsStruct(TRANSPOSE_PARAMS)}
-${CAST_CHUNK_LOOP(chunk)}
+${CHUNK_LOOP(chunk)}
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<T>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<T>>;

@@ -140,8 +140,7 @@ export class SafetensorsFile {
   /** Reads one tensor converted to `target` (default: f32 for floats, i32 for integers). */
   async read(name: string, target?: TargetDType): Promise<TensorData> {
     const t = this.info(name);
-    const raw = await this.readBytes(name);
-    return convert(raw, t.dtype, target ?? (t.dtype.startsWith('F') || t.dtype === 'BF16' ? 'f32' : 'i32'), `${this.file.name}: tensor ${quoteName(name)}`);
+    return convert(await this.readBytes(name), t.dtype, target ?? defaultTarget(t.dtype), `${this.file.name}: tensor ${quoteName(name)}`);
   }
 
   /**
@@ -153,12 +152,17 @@ export class SafetensorsFile {
     const t = this.info(name);
     checkTensorBytes(t.end - t.begin, `${this.file.name}: tensor ${quoteName(name)}`);
     const raw = await this.file.readTransient(t.begin, t.end - t.begin);
-    return convert(raw, t.dtype, target ?? (t.dtype.startsWith('F') || t.dtype === 'BF16' ? 'f32' : 'i32'), `${this.file.name}: tensor ${quoteName(name)}`, true);
+    return convert(raw, t.dtype, target ?? defaultTarget(t.dtype), `${this.file.name}: tensor ${quoteName(name)}`, true);
   }
 
   async close(): Promise<void> {
     await this.file.close();
   }
+}
+
+/** What a tensor reads as by default: f32 for floats, i32 for integers. */
+function defaultTarget(dtype: StDType): TargetDType {
+  return dtype.startsWith('F') || dtype === 'BF16' ? 'f32' : 'i32';
 }
 
 /**
