@@ -158,8 +158,9 @@ print("released", flush=True)`;
     const t0 = Date.now();
     const l = await acquireLock(p, { mode: 'flock' });
     expect(Date.now() - t0).toBeGreaterThan(300);
+    // Python prints "released" after it unlocks, so the line may arrive after we hold the lock: wait for its exit.
+    await r.done;
     expect(r.out()).toContain('released');
     await l.release();
-    await r.done;
   });
 });
