@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileFormatError, InvalidArgumentError, MemoryFile, SafetensorsError, SafetensorsFile, ShapeError, UnsupportedError, encodeSafetensors, f16BitsToF32, f32ToF16Bits, type RandomAccessFile } from '@fewstep/tensor';
@@ -90,6 +90,52 @@ describe('safetensors reader', () => {
     } finally {
       await f.close();
     }
+  });
+
+  // Streamed weights read synchronously in bounded pieces: the pieces, put back at their element offsets, are
+  // read()'s values in every float path (odd element counts, pieces that do not divide the tensor, BF16), each
+  // piece holds at most maxBytes of stored bytes, and a file without synchronous reads is refused by name.
+  it('readPiecesSync: read()\'s values in pieces of at most maxBytes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fewstep-st-'));
+    const path = join(dir, 'w.safetensors');
+    const n = 37;
+    const f32 = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 100);
+    const f16 = Uint16Array.from({ length: n }, (_, i) => 0x3c00 + i * 7);
+    const bf16 = Uint16Array.from({ length: n }, (_, i) => 0x3f80 + i * 3);
+    writeFileSync(path, encodeSafetensors({
+      a: { dtype: 'F32', shape: [n], data: f32 },
+      b: { dtype: 'F16', shape: [n], data: f16 },
+      c: { dtype: 'BF16', shape: [n], data: bf16 },
+      e: { dtype: 'F32', shape: [0], data: new Float32Array(0) },
+    }));
+    const f = await SafetensorsFile.fromFile(await nodeFiles.open(path));
+    try {
+      expect(f.syncReadable).toBe(true);
+      for (const name of ['a', 'b', 'c', 'e']) {
+        for (const target of ['f32', 'f16'] as const) {
+          for (const maxBytes of [1, 24, 50, 1 << 20]) {
+            const want = await f.read(name, target);
+            const got = new (want.constructor as Float32ArrayConstructor)(want.length);
+            const stored = f.info(name).dtype === 'F32' ? 4 : 2;
+            let covered = 0;
+            f.readPiecesSync(name, target, (piece, first) => {
+              expect(piece.constructor).toBe(want.constructor);
+              expect(piece.length * stored).toBeLessThanOrEqual(Math.max(maxBytes, 4 * stored));
+              expect(first).toBe(covered);
+              got.set(piece as Float32Array, first);
+              covered += piece.length;
+            }, maxBytes);
+            expect(covered).toBe(want.length);
+            expect([...got], `${name} → ${target} in pieces of ${maxBytes}`).toEqual([...want]);
+          }
+        }
+      }
+    } finally {
+      await f.close();
+    }
+    const mem = await open(new MemoryFile('m.safetensors', readFileSync(path)));
+    expect(mem.syncReadable).toBe(false);
+    expect(() => mem.readPiecesSync('a', 'f32', () => {})).toThrow('m.safetensors: this file cannot be read synchronously (streamed weights need a local file)');
   });
 
   it('rejects I64 values that do not fit i32, naming the tensor', async () => {

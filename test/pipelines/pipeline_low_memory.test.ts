@@ -1,6 +1,6 @@
 // Low-memory mode (fromPretrained({ lowMemory: true }), `fewstep generate --low-memory`) on the tiny SDXS-style
-// model: every stage loads its component from the folder and frees it after, so nothing stays on the GPU between
-// stages — and the images, latents and float outputs are bit-exact to the resident pipeline's (text-to-image,
+// model: every stage loads its component from the folder (weights streamed as its kernels run) and frees it after,
+// so nothing stays on the GPU between stages — and the images, latents and float outputs are bit-exact to the resident pipeline's (text-to-image,
 // CFG with several steps, image-to-image through the AutoencoderKL's sampled encode, a LoRA through the CLI).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -75,11 +75,10 @@ describe('StableDiffusionPipeline lowMemory', () => {
           expect(got.images.map((im) => bytes(im.data).toString('hex'))).toEqual(want[i]!.images.map((im) => bytes(im.data).toString('hex')));
           expect(bytes(got.latents.data).equals(bytes(want[i]!.latents.data))).toBe(true);
           expect(bytes(got.imageFloat.data).equals(bytes(want[i]!.imageFloat.data))).toBe(true);
-          // Each stage starts with no model on the GPU (small activations only), and the denoising steps run with the
-          // UNet alone: the text encoder is gone before the UNet loads, the UNet before the decoder.
+          // Each stage starts with no weights on the GPU (small activations only): they stream from the files as the
+          // kernels run (bounded memory: see the ParameterCache tests), and each stage's are gone before the next.
           expect(inUse['text_encoder']! - before).toBeLessThan(256 * 1024);
-          expect(inUse['denoise']! - before).toBeGreaterThanOrEqual(unetBytes);
-          expect(inUse['denoise']! - before).toBeLessThan(unetBytes + 256 * 1024);
+          expect(inUse['denoise']! - before).toBeLessThan(Math.min(unetBytes, 256 * 1024));
           expect(inUse['decode']! - before).toBeLessThan(256 * 1024);
           expect(d.pool.stats.inUse - pipe.promptCache.bytes).toBe(before);
         }
@@ -167,6 +166,6 @@ describe('fewstep generate --low-memory', () => {
   it('is listed in generate --help', async () => {
     const r = await cli(['generate', '--help']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/--low-memory\s+One model in memory at a time/);
+    expect(r.stdout).toMatch(/--low-memory\s+Almost no weights in memory: each stage/);
   });
 });

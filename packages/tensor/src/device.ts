@@ -383,6 +383,16 @@ export class Device {
     this.pool.collect();
   }
 
+  /**
+   * Submits what is recorded and resolves when the GPU has finished everything submitted so far (no error check:
+   * `sync` does that). For pacing recording against the GPU (ParameterCache.pace).
+   */
+  workDone(): Promise<void> {
+    this.checkSignal();
+    this.flush();
+    return this.settle(this.gpu.queue.onSubmittedWorkDone());
+  }
+
   /** Flushes, waits for the GPU, and throws the first validation/compile error seen. */
   async sync(): Promise<void> {
     this.checkSignal();
@@ -535,19 +545,7 @@ export class Device {
    * array/object) is disposed when it returns. Works with sync and async functions.
    */
   scope<T>(fn: () => T): T {
-    const set = new Set<ScopedResource>();
-    this.scopes.push(set);
-    const end = (result: unknown) => {
-      const idx = this.scopes.lastIndexOf(set);
-      if (idx >= 0) this.scopes.splice(idx, 1);
-      const keep = new Set<unknown>();
-      collectReturned(result, keep);
-      const parent = this.scopes[this.scopes.length - 1];
-      for (const t of set) {
-        if (keep.has(t)) parent?.add(t);
-        else t.dispose();
-      }
-    };
+    const { end } = this.openScope();
     let r: T;
     try {
       r = fn();
@@ -566,6 +564,29 @@ export class Device {
     }
     end(r);
     return r;
+  }
+
+  /**
+   * A scope opened by hand, for code whose body cannot be one callback (a forward written as a generator that
+   * pauses between layers): `end(result)` frees what was created since, but the tensors in `result`, as `scope`
+   * does when `fn` returns. End scopes in the reverse order of opening.
+   */
+  openScope(): { end(result?: unknown): void } {
+    const set = new Set<ScopedResource>();
+    this.scopes.push(set);
+    return {
+      end: (result?: unknown) => {
+        const idx = this.scopes.lastIndexOf(set);
+        if (idx >= 0) this.scopes.splice(idx, 1);
+        const keep = new Set<unknown>();
+        collectReturned(result, keep);
+        const parent = this.scopes[this.scopes.length - 1];
+        for (const t of set) {
+          if (keep.has(t)) parent?.add(t);
+          else t.dispose();
+        }
+      },
+    };
   }
 
   /** Registers a resource (a new tensor) with the innermost open scope, if any. */

@@ -15,6 +15,8 @@ export type { ProfileEntry } from './profiler.js';
 
 // Tensors and their element types (f16 as half bits on the host).
 export { Tensor, numel, shapeStr, type Shape } from './tensor.js';
+// Streamed weights (low-memory mode): uploaded from their file when a kernel binds them.
+export { ParameterCache, type StreamedParameter, type ParameterCacheStats } from './parameter_cache.js';
 export { bytesPerElement, f16BitsToF32, f32ToF16Bits, bf16BitsToF32, roundToF16, f32ArrayToF16, f16ArrayToF32, type DType } from './dtype.js';
 
 // File IO seam: every read goes through a FileSource (Node's is `nodeFiles` in @fewstep/tensor/node).

@@ -18,6 +18,12 @@ export interface RandomAccessFile {
    * per read, whose first touch is most of a load on some machines (~3.6 ms per MB on a VM measured here).
    */
   readTransient?(offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * Optional: as `readTransient`, synchronously, into a second reused buffer (valid until the next
+   * `readTransientSync` or `close`). Streamed weights need it: they are uploaded while a kernel is recorded.
+   * Node's files have it; a browser's fetch- or Blob-backed file cannot.
+   */
+  readTransientSync?(offset: number, length: number): Uint8Array;
   close(): Promise<void>;
 }
 

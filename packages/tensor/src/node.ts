@@ -4,12 +4,14 @@
  * stay browser-safe; import them from `@fewstep/tensor/node`.
  */
 import { open, readFile, stat, readdir } from 'node:fs/promises';
+import { readSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FileSource, RandomAccessFile } from './io.js';
 import { FileFormatError } from './errors.js';
 
 class NodeFile implements RandomAccessFile {
   private scratch: Uint8Array | null = null;
+  private syncScratch: Uint8Array | null = null;
   constructor(readonly name: string, readonly size: number, private fh: import('node:fs/promises').FileHandle) {}
   async read(offset: number, length: number): Promise<Uint8Array> {
     // Not zero-filled (every byte is read below, or this throws): zeroing is a pass over all the weights.
@@ -19,9 +21,24 @@ class NodeFile implements RandomAccessFile {
     if (!this.scratch || this.scratch.byteLength < length) this.scratch = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
     return this.readInto(this.scratch.subarray(0, length), offset);
   }
+  readTransientSync(offset: number, length: number): Uint8Array {
+    if (!this.syncScratch || this.syncScratch.byteLength < length) this.syncScratch = new Uint8Array(Buffer.allocUnsafeSlow(length).buffer, 0, length);
+    const buf = this.syncScratch.subarray(0, length);
+    this.checkRange(offset, length);
+    let done = 0;
+    while (done < length) {
+      const n = readSync(this.fh.fd, buf, done, length - done, offset + done);
+      if (n === 0) throw new FileFormatError(this.name, `unexpected end of file at ${offset + done}`);
+      done += n;
+    }
+    return buf;
+  }
+  private checkRange(offset: number, length: number): void {
+    if (offset + length > this.size) throw new FileFormatError(this.name, `read of ${length} bytes at ${offset} is past the end (${this.size} bytes)`);
+  }
   private async readInto(buf: Uint8Array, offset: number): Promise<Uint8Array> {
     const length = buf.byteLength;
-    if (offset + length > this.size) throw new FileFormatError(this.name, `read of ${length} bytes at ${offset} is past the end (${this.size} bytes)`);
+    this.checkRange(offset, length);
     let done = 0;
     while (done < length) {
       const { bytesRead } = await this.fh.read(buf, done, length - done, offset + done);
@@ -32,6 +49,7 @@ class NodeFile implements RandomAccessFile {
   }
   async close(): Promise<void> {
     this.scratch = null;
+    this.syncScratch = null;
     await this.fh.close();
   }
 }

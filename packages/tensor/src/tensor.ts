@@ -1,13 +1,32 @@
 import type { Device, ScopedResource } from './device.js';
 import { bytesPerElement, f16ArrayToF32, f32ArrayToF16, type DType } from './dtype.js';
 import { InvalidArgumentError, ResourceLimitError, ShapeError } from './errors.js';
+import type { ParameterCache, StreamedParameter } from './parameter_cache.js';
 
 /** A GPU buffer shared by a tensor and its views; returned to the pool when the last one is disposed. */
 class Storage {
   refs = 1;
-  constructor(readonly device: Device, readonly buffer: GPUBuffer) {}
+  constructor(readonly device: Device, private readonly buf: GPUBuffer) {}
+  get buffer(): GPUBuffer {
+    return this.buf;
+  }
   release(): void {
-    if (--this.refs === 0) this.device.pool.release(this.buffer);
+    if (--this.refs === 0) this.device.pool.release(this.buf);
+  }
+}
+
+/** A streamed parameter's storage: its buffer comes from the cache (filled on demand), and may change between uses. */
+class StreamedStorage extends Storage {
+  constructor(device: Device, private readonly cache: ParameterCache, private readonly param: StreamedParameter) {
+    super(device, undefined as unknown as GPUBuffer);
+  }
+  override get buffer(): GPUBuffer {
+    return this.cache.buffer(this.param);
+  }
+  override release(): void {
+    if (--this.refs !== 0) return;
+    this.cache.forget(this.param);
+    this.param.release?.();
   }
 }
 
@@ -83,6 +102,17 @@ export class Tensor implements ScopedResource {
   }
 
   /**
+   * A weight whose bytes stay in its source until a kernel binds it (see ParameterCache): each read of
+   * `buffer` gets it from `cache`, filled by `param` when it is not resident. Not tracked by scopes.
+   */
+  static streamed(cache: ParameterCache, shape: Shape, dtype: DType, param: StreamedParameter): Tensor {
+    for (const d of shape) if (!Number.isInteger(d) || d < 0) throw new InvalidArgumentError(`invalid tensor shape ${shapeStr(shape)}`, 'shape');
+    const bytes = numel(shape) * bytesPerElement(dtype);
+    if (param.byteLength !== bytes) throw new InvalidArgumentError(`streamed parameter ${param.label}: ${param.byteLength} bytes for ${shapeStr(shape)} ${dtype} (${bytes})`, 'param');
+    return new Tensor(cache.device, new StreamedStorage(cache.device, cache, param), [...shape], dtype).keep();
+  }
+
+  /**
    * Uploads host data. For f16, pass either a Float32Array/number[] (rounded to half) or a
    * Uint16Array of half bits.
    */
@@ -114,7 +144,7 @@ export class Tensor implements ScopedResource {
     if (numel(s) !== this.size || !s.every((d) => Number.isInteger(d) && d >= 0)) {
       throw new ShapeError(`cannot reshape ${shapeStr(this.shape)} to ${shapeStr(shape)}`, 'shape');
     }
-    void this.buffer;
+    if (this._disposed) throw new InvalidArgumentError(`tensor ${shapeStr(this.shape)} ${this.dtype} used after dispose()`);
     this.storage.refs++;
     return new Tensor(this.device, this.storage, s, this.dtype);
   }

@@ -31,6 +31,10 @@ export interface TensorFile {
   read(name: string, target?: TargetDType): Promise<TensorData>;
   /** Optional: as `read`, possibly a view of a reused buffer, valid until the next read (safetensors; for uploads). */
   readTransient?(name: string, target?: TargetDType): Promise<TensorData>;
+  /** Optional: synchronous reads in pieces (safetensors on a local file; see SafetensorsFile.readPiecesSync). */
+  readPiecesSync?(name: string, target: TargetDType, sink: (piece: TensorData, firstElement: number) => void, maxBytes?: number): void;
+  /** Whether `readPiecesSync` works for this file (it needs RandomAccessFile.readTransientSync). */
+  readonly syncReadable?: boolean;
   close(): Promise<void>;
 }
 

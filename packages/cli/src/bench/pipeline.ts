@@ -9,7 +9,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Tensor, type DType, type Device, type ProfileEntry } from '@fewstep/tensor';
+import { ParameterCache, Tensor, type DType, type Device, type ProfileEntry } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
 import { writeSafetensorsFile } from '../safetensors_file.js';
 import { concat, slice } from '@fewstep/kernels';
@@ -139,10 +139,12 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
       unet: await weightsOnDisk(dir, 'unet', UNet2DConditionModel.describe(cfg.unet), 2, dtype),
       vae: await weightsOnDisk(dir, 'vae', vaeShapes, 3, dtype),
     };
+    // Low memory streams the weights from their files as the kernels run, as fromPretrained's lowMemory does.
+    const stream = lowMemory ? new ParameterCache(device) : undefined;
     const fromFile = async <M>(path: string, load: (w: WeightScope) => Promise<M>, d: DType = dtype): Promise<M> => {
       const file = await SafetensorsSource.open(nodeFiles, [path]);
       try {
-        return await load(WeightScope.create(file, device, d));
+        return await load(WeightScope.create(file, device, d, undefined, stream));
       } finally {
         await file.close();
       }
@@ -152,6 +154,7 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
       unet: () => fromFile(files.unet, (w) => UNet2DConditionModel.load(w, cfg.unet)),
       // The decoder's file is in the model dtype (a repo's fp16 variant), loaded in vae_dtype as the pipeline does.
       vae: (): Promise<Vae> => (cfg.vae === 'tiny' ? fromFile(files.vae, (w) => AutoencoderTiny.load(w, TAESD), vae_dtype) : fromFile(files.vae, (w) => AutoencoderKL.loadDecoder(w, SD_VAE), vae_dtype)),
+      stream,
     };
     // Low memory loads each component once and frees it (as fromPretrained's check pass), then every stage loads its own.
     const loaded = async <M extends { dispose(): void }>(stage: string, load: () => Promise<M>): Promise<M> =>
@@ -189,7 +192,7 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
       const d0 = device.dispatchCount;
       let t0 = performance.now();
       const ctx = await measure('text_encoder', () => r.use(['text_encoder'], async () => {
-        const c = await device.scope(async () => (await r.model('text_encoder')!.forward(ids, { pooler: false })).lastHiddenState);
+        const c = await device.scope(async () => (await r.model('text_encoder')!.forward(ids, { pooler: false, pause: r.pause })).lastHiddenState);
         await device.sync();
         return c;
       }));
@@ -198,10 +201,11 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
       const d1 = device.dispatchCount;
       t0 = performance.now();
       const z = await measure('unet', () => r.use(['unet'], async () => {
-        const out = device.scope(() => {
+        const out = await device.scope(async () => {
           // CFG configs run [uncond, cond] as one batch of 2, as the pipeline does.
           const x = B === 2 ? concat([latents, latents], 0) : latents;
-          const eps = r.model('unet')!.forward(x, 999, ctx);
+          const unet = r.model('unet')!;
+          const eps = r.pause ? await unet.forwardAsync(x, 999, ctx, {}, r.pause) : unet.forward(x, 999, ctx);
           return B === 2 ? slice(eps.reshape([2, 4, 64, 64]), 0, 0, 1) : eps;
         });
         await device.sync();

@@ -40,8 +40,8 @@ export const bench: Command = {
     'config with random weights, cold (load + first run) and warm, and prints {adapter, dtype, stages: {text_encoder_s, unet_s, ' +
     'decode_s}, total_s, cold_total_s, peak_rss_mb, peak_gpu_mb, cold_peaks, warm_peaks, images_per_s}; `--runs N` times N warm runs and reports medians. ' +
     'cold_peaks / warm_peaks: peak RSS and peak GPU pool (MiB) per stage — load_text_encoder, load_unet, load_decoder, text_encoder, unet, decode ' +
-    '(Linux: the kernel\'s high-water mark, reset per stage). `--low-memory` runs generate\'s --low-memory schedule: every stage loads its ' +
-    'component from disk, runs and frees it (warm runs too), so stage times include the loads.\n\n' +
+    '(Linux: the kernel\'s high-water mark, reset per stage). `--low-memory` runs generate\'s --low-memory schedule: every stage streams its ' +
+    'component\'s weights from disk as its kernels run and frees them (warm runs too), so stage times include the reads.\n\n' +
     '`bench serve` loads --model once behind `fewstep serve`\'s HTTP API on 127.0.0.1 and, for each --clients C, sends --requests ' +
     'requests from C concurrent clients: requests/s, images/s and p50/p95 latency (queueing included).\n\n' +
     '`bench write-model <dir>` writes a full-size diffusers folder of a real config with deterministic random weights (no download; ' +
@@ -57,7 +57,7 @@ export const bench: Command = {
     only: { type: 'string', help: 'bench models: comma-separated components (text_encoder, unet, decoder, clip)' },
     config: { type: 'string', choices: Object.keys(PIPELINE_CONFIGS), default: 'sdxs-512-0.9', help: 'bench pipeline: which real config' },
     toggles: { type: 'string', help: 'Comma-separated Dawn device toggles to enable, e.g. disable_robustness (to measure their effect)' },
-    'low-memory': { type: 'boolean', aliases: ['sequential'], help: "bench pipeline: generate's --low-memory schedule — each stage loads its component from disk, runs, frees it" },
+    'low-memory': { type: 'boolean', aliases: ['sequential'], help: "bench pipeline: generate's --low-memory schedule — each stage streams its component's weights from disk, then frees them" },
     profile: { type: 'boolean', help: 'bench pipeline: one extra run timing every dispatch on the GPU; adds per-stage GPU ms and the top kernels' },
     winograd: { type: 'string', choices: ['off', '2', '4'], help: 'bench: 3×3 stride-1 convs as Winograd F(4×4)/F(2×2) or the implicit GEMM (off); default: per adapter (F(4×4) on CPU adapters)' },
     streaming: { type: 'string', choices: ['chunked', 'flat'], help: 'bench: memory-bound kernels (elementwise, casts, norms): chunked (vec4 chunks per small workgroup; default on CPU adapters) or flat (one element per invocation; default on GPUs)' },

@@ -28,7 +28,7 @@ export const MODEL_FLAGS: Record<string, FlagSpec> = {
 export const LOW_MEMORY_FLAG: Record<string, FlagSpec> = {
   'low-memory': {
     type: 'boolean',
-    help: 'One model in memory at a time: each stage loads its model (text encoder, UNet, VAE) from disk and frees it after — same images, less memory, every image slower (its weights are read again)',
+    help: 'Almost no weights in memory: each stage (text encoder, UNet, VAE) streams its model\'s weights from disk as its kernels need them and frees them after — same images, far less memory, every image reads the weights again',
   },
 };
 

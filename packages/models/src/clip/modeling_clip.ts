@@ -10,6 +10,7 @@
  * `text_projection`, SDXL's text_encoder_2 class). SD1.x uses the OpenAI ViT-L/14 tower (hidden_act
  * "quick_gelu"); SD2.x / SD-Turbo / SDXS-512 the OpenCLIP ViT-H/14 one ("gelu", exact erf).
  */
+import { drain, drainAsync, type Steps } from '../modeling/steps.js';
 import { InvalidArgumentError, ShapeError, Tensor, type Device } from '@fewstep/tensor';
 import { add, attention, embedding, unary, type UnaryOp } from '@fewstep/kernels';
 import { Linear } from '../layers/linear.js';
@@ -123,8 +124,16 @@ export class CLIPEncoder {
 
   /** transformers' hidden_states: [x, output of layer 0, …, output of the last layer]. */
   hiddenStates(x: Tensor, mask: CLIPAttentionMask): Tensor[] {
+    return drain(this.hiddenStateSteps(x, mask));
+  }
+
+  /** `hiddenStates`, yielding after each layer (see Steps). */
+  *hiddenStateSteps(x: Tensor, mask: CLIPAttentionMask): Steps<Tensor[]> {
     const out = [x];
-    for (const layer of this.layers) out.push(layer.forward(out[out.length - 1]!, mask));
+    for (const layer of this.layers) {
+      out.push(layer.forward(out[out.length - 1]!, mask));
+      yield;
+    }
     return out;
   }
 
@@ -161,6 +170,8 @@ export interface CLIPTextForwardOptions {
   attentionMask?: Tensor | undefined;
   /** Skip the pooled output (saves the ids read-back). Default true. */
   pooler?: boolean | undefined;
+  /** Awaited after every layer: low memory's streamed weights pace their uploads there (ParameterCache.pace). */
+  pause?: (() => Promise<void>) | undefined;
 }
 
 export interface CLIPTextOutput {
@@ -235,16 +246,25 @@ export class CLIPTextTransformer {
       // The attention kernel takes an f32 (or model-dtype) mask; transformers' masks are integer.
       const f = Tensor.from(m.device, Float32Array.from(await m.read()), m.shape, 'f32');
       try {
-        return this.forward(inputIds, eos, f, what);
+        return await this.runSteps(inputIds, eos, f, what, opts.pause);
       } finally {
         f.dispose();
       }
     }
-    return this.forward(inputIds, eos, m, what);
+    return this.runSteps(inputIds, eos, m, what, opts.pause);
+  }
+
+  private runSteps(inputIds: Tensor, eos: readonly number[] | undefined, mask: Tensor | undefined, what: string, pause: (() => Promise<void>) | undefined): Promise<CLIPTextOutput> {
+    const steps = this.steps(inputIds, eos, mask, what);
+    return pause ? drainAsync(steps, pause) : Promise.resolve(drain(steps));
   }
 
   /** Synchronous forward; `eos` (one position per row) gives the pooled output, as `run` computes it. */
   forward(inputIds: Tensor, eos: readonly number[] | undefined, attentionMask: Tensor | undefined, what = 'CLIPTextModel'): CLIPTextOutput {
+    return drain(this.steps(inputIds, eos, attentionMask, what));
+  }
+
+  private *steps(inputIds: Tensor, eos: readonly number[] | undefined, attentionMask: Tensor | undefined, what: string): Steps<CLIPTextOutput> {
     this.checkIds(inputIds, what);
     const [B, L] = inputIds.shape as [number, number];
     const D = this.config.hidden_size;
@@ -258,8 +278,10 @@ export class CLIPTextTransformer {
     if (eos && (eos.length !== B || eos.some((p) => !Number.isInteger(p) || p < 0 || p >= L))) {
       throw new InvalidArgumentError(`${what}: eos positions ${JSON.stringify(eos)} do not fit input_ids [${B}, ${L}]`, 'eos');
     }
-    return dev.scope(() => {
-      const hiddenStates = this.encoder.hiddenStates(this.embeddings.forward(inputIds), { causal: true, keyMask: attentionMask });
+    const scope = dev.openScope();
+    let result: CLIPTextOutput | undefined;
+    try {
+      const hiddenStates = yield* this.encoder.hiddenStateSteps(this.embeddings.forward(inputIds), { causal: true, keyMask: attentionMask });
       const lastHiddenState = this.final_layer_norm.forward(hiddenStates[hiddenStates.length - 1]!);
       const out: CLIPTextOutput = {
         lastHiddenState,
@@ -271,8 +293,10 @@ export class CLIPTextTransformer {
         const rows = Tensor.from(dev, eos.map((p, b) => b * L + p), [1, B], 'i32');
         out.poolerOutput = embedding(rows, lastHiddenState.reshape([B * L, D])).reshape([B, D]);
       }
-      return out;
-    });
+      return (result = out);
+    } finally {
+      scope.end(result);
+    }
   }
 }
 

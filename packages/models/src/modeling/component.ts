@@ -4,7 +4,7 @@
  * `variant`, or, without any safetensors, `diffusion_pytorch_model.bin` / `pytorch_model.bin`), read
  * through the FileSource seam.
  */
-import { FileFormatError, type Device, type FileSource } from '@fewstep/tensor';
+import { FileFormatError, type Device, type FileSource, type ParameterCache } from '@fewstep/tensor';
 import { ModelFolderError } from '../errors.js';
 import { SafetensorsSource, WeightScope, loadModel, type TensorSource, type WeightTransform } from './weights.js';
 import { selectWeightFiles } from './weight_files.js';
@@ -42,6 +42,11 @@ export interface FromSourceOptions {
   dtype?: 'f32' | 'f16' | undefined;
   /** Applied to every weight as it loads (LoRA fusion: `loraTransform(adapters, 'unet')`). */
   transform?: WeightTransform | undefined;
+  /**
+   * Stream the weights through this cache instead of reading them at load (low-memory mode; see WeightScope.create):
+   * safetensors on a local file only, and not with a `transform` — other weights load as usual.
+   */
+  stream?: ParameterCache | undefined;
 }
 
 /** How `X.fromFolder` loads: `FromSourceOptions` and the weight-file variant to prefer (e.g. 'fp16'). */
@@ -51,7 +56,7 @@ export interface FromFolderOptions extends FromSourceOptions {
 
 /** Builds a model from a TensorSource through a loading WeightScope (`loadModel`: every key must be used). */
 export async function loadFromSource<M>(what: string, src: TensorSource, device: Device, opts: FromSourceOptions, build: (w: WeightScope) => M): Promise<M> {
-  return loadModel(WeightScope.create(src, device, opts.dtype ?? 'f32', opts.transform), what, build);
+  return loadModel(WeightScope.create(src, device, opts.dtype ?? 'f32', opts.transform, opts.stream), what, build);
 }
 
 /** A component folder's config.json and weights handed to `fromSource`; the weight files are closed after. */

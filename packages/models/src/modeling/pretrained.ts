@@ -5,7 +5,7 @@
  * `random` come from here, typed for that class (its config type in, an instance out).
  */
 import type { Device, FileSource } from '@fewstep/tensor';
-import { openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from './component.js';
+import { loadFromSource, openComponentWeights, readConfig, type FromFolderOptions, type FromSourceOptions } from './component.js';
 import type { ConfigInput } from './config.js';
 import { RandomSource, type RandomWeightsOptions } from './random_weights.js';
 import { WeightScope, countParameters, loadModel, recordParameters, type TensorSource } from './weights.js';
@@ -42,7 +42,7 @@ export abstract class PretrainedModel {
 
   /** Loads from any TensorSource holding exactly this model's keys. */
   static fromSource<C, M>(this: ModelClass<C, M>, src: TensorSource, config: ConfigInput<C>, device: Device, opts: FromSourceOptions = {}): Promise<M> {
-    return loadModel(WeightScope.create(src, device, opts.dtype ?? 'f32', opts.transform), this.modelName, (w) => this.build(w, config));
+    return loadFromSource(this.modelName, src, device, opts, (w) => this.build(w, config));
   }
 
   /** Loads a diffusers/transformers component folder: config.json + its weights (see findWeightFiles). */
@@ -53,7 +53,7 @@ export abstract class PretrainedModel {
     const config = this.parseConfig ? this.parseConfig(raw, io.join(dir, 'config.json')) : (raw as ConfigInput<C>);
     const src = await openComponentWeights(io, dir, opts.variant);
     try {
-      return await loadModel(WeightScope.create(src, device, opts.dtype ?? 'f32', opts.transform), this.modelName, (w) => this.build(w, config));
+      return await loadFromSource(this.modelName, src, device, opts, (w) => this.build(w, config));
     } finally {
       await src.close();
     }

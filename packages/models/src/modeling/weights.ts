@@ -9,7 +9,7 @@
  *    parameter counts, random-weight benchmarks, checks against real checkpoints' key maps).
  * Modules never know which one they are given.
  */
-import { Tensor, UnsupportedError, f32ArrayToF16, numel, openTensorFile, shapeStr, type DType, type Device, type FileSource, type TensorData, type TensorFile } from '@fewstep/tensor';
+import { Tensor, UnsupportedError, f32ArrayToF16, numel, openTensorFile, shapeStr, type DType, type Device, type FileSource, type ParameterCache, type StreamedParameter, type TensorData, type TensorFile } from '@fewstep/tensor';
 import { WeightsError } from '../errors.js';
 
 /** Where tensors come from: one or more safetensors files / PyTorch checkpoints (or anything with the same face). */
@@ -21,6 +21,14 @@ export interface TensorSource {
   read(key: string, dtype: 'f32' | 'f16'): Promise<TensorData>;
   /** Optional: as `read`, valid only until the source's next read (uploads; see RandomAccessFile.readTransient). */
   readTransient?(key: string, dtype: 'f32' | 'f16'): Promise<TensorData>;
+  /**
+   * Optional, for streamed weights: whether `key` can be read synchronously, `readPiecesSync` to read it (see
+   * SafetensorsFile.readPiecesSync), and `retain` to keep the files open while a streamed weight may still read
+   * them (the returned function lets go; the files close when the opener's `close` and every retain have).
+   */
+  syncReadable?(key: string): boolean;
+  readPiecesSync?(key: string, dtype: 'f32' | 'f16', sink: (piece: TensorData, firstElement: number) => void): void;
+  retain?(): () => void;
 }
 
 /**
@@ -29,6 +37,9 @@ export interface TensorSource {
  */
 export class SafetensorsSource implements TensorSource {
   private owner = new Map<string, TensorFile>();
+  /** The opener's reference plus one per `retain` not yet let go; the files close at zero. */
+  private refs = 1;
+  private openerClosed = false;
   constructor(readonly files: TensorFile[]) {
     for (const f of files) for (const k of f.tensors.keys()) this.owner.set(k, f);
   }
@@ -61,13 +72,38 @@ export class SafetensorsSource implements TensorSource {
     const f = this.file(key);
     return f.readTransient ? f.readTransient(key, dtype) : f.read(key, dtype);
   }
+  syncReadable(key: string): boolean {
+    const f = this.owner.get(key);
+    return !!f?.readPiecesSync && f.syncReadable === true;
+  }
+  readPiecesSync(key: string, dtype: 'f32' | 'f16', sink: (piece: TensorData, firstElement: number) => void): void {
+    const f = this.file(key);
+    if (!f.readPiecesSync) throw new UnsupportedError(`${f.name}: ${f.format} files cannot be read synchronously (streamed weights need safetensors)`);
+    f.readPiecesSync(key, dtype, sink);
+  }
+  retain(): () => void {
+    if (this.refs === 0) throw new UnsupportedError(`${this.name}: retained after its files were closed`);
+    this.refs++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.unref().catch(() => {}); // read-only files: nothing is lost if a close fails
+    };
+  }
+  private async unref(): Promise<void> {
+    if (--this.refs === 0) for (const f of this.files) await f.close();
+  }
   private file(key: string): TensorFile {
     const f = this.owner.get(key);
     if (!f) throw new WeightsError(`${this.name}: missing tensor "${key}"`, this.name, key);
     return f;
   }
+  /** Closes the files, or — while streamed weights retain them — lets them close when the last one is freed. */
   async close(): Promise<void> {
-    for (const f of this.files) await f.close();
+    if (this.openerClosed) return;
+    this.openerClosed = true;
+    await this.unref();
   }
 }
 
@@ -126,6 +162,8 @@ interface LoadingRoot {
   readonly device: Device;
   readonly dtype: WeightDType;
   readonly transform: WeightTransform | undefined;
+  /** Set: weights the source can read synchronously stream through this cache instead of being read at load. */
+  readonly stream: ParameterCache | undefined;
   /** key → shape of every parameter handed out, in walk order. */
   readonly shapes: Map<string, number[]>;
   /** Source keys consumed without a tensor (`skip`). */
@@ -144,10 +182,17 @@ interface RecordingRoot {
 export class WeightScope {
   private constructor(private readonly root: LoadingRoot | RecordingRoot, readonly prefix: string) {}
 
-  /** A loading scope: the tensors of `source`, uploaded in `dtype` (through `transform` when given, e.g. LoRA fusion). */
-  static create(source: TensorSource, device: Device, dtype: DType, transform?: WeightTransform): WeightScope {
+  /**
+   * A loading scope: the tensors of `source`, uploaded in `dtype` (through `transform` when given, e.g. LoRA
+   * fusion). With `stream`, every weight the source can read synchronously is a streamed tensor instead (see
+   * ParameterCache): nothing is read at load, the weight is read from its file whenever a kernel needs it and is
+   * not resident, and the source's files stay open until the last such tensor is freed. Not with a transform:
+   * a LoRA is fused once, at load, not at every read.
+   */
+  static create(source: TensorSource, device: Device, dtype: DType, transform?: WeightTransform, stream?: ParameterCache): WeightScope {
     if (dtype !== 'f32' && dtype !== 'f16') throw new UnsupportedError(`weights load as f32 or f16, not ${dtype}`);
-    return new WeightScope({ kind: 'load', source, device, dtype, transform, shapes: new Map(), skipped: new Set(), pending: [], loaded: [] }, '');
+    if (stream && stream.device !== device) throw new UnsupportedError('WeightScope.create: the ParameterCache belongs to another device');
+    return new WeightScope({ kind: 'load', source, device, dtype, transform, stream, shapes: new Map(), skipped: new Set(), pending: [], loaded: [] }, '');
   }
 
   /**
@@ -208,6 +253,12 @@ export class WeightScope {
     }
     const got = this.checkShape(root, k, shape);
     root.shapes.set(k, got);
+    const src = root.source;
+    if (root.stream && !root.transform && src.readPiecesSync && src.retain && src.syncReadable?.(k)) {
+      const t = Tensor.streamed(root.stream, got, root.dtype, streamedParameter(root, k, got, src.retain()));
+      root.loaded.push(t);
+      return t;
+    }
     const t = Tensor.parameter(root.device, got, root.dtype).keep();
     root.loaded.push(t);
     root.pending.push({ key: k, tensor: t });
@@ -292,6 +343,23 @@ export class WeightScope {
   get shapes(): Map<string, number[]> {
     return this.root.shapes;
   }
+}
+
+/** A streamed weight: read in pieces, straight in the scope's dtype, into its buffer whenever it is filled. */
+function streamedParameter(root: LoadingRoot, key: string, shape: number[], release: () => void): StreamedParameter {
+  const { source, device, dtype } = root;
+  const bpe = dtype === 'f16' ? 2 : 4;
+  return {
+    byteLength: numel(shape) * bpe,
+    label: key,
+    release,
+    fill(buffer) {
+      source.readPiecesSync!(key, dtype, (piece, first) => {
+        if (!piece.length) return;
+        device.write(buffer, first * bpe, dtype === 'f16' ? (piece instanceof Uint16Array ? piece : f32ArrayToF16(piece)) : piece);
+      });
+    },
+  };
 }
 
 /**

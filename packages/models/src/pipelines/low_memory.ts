@@ -2,12 +2,13 @@
  * Which of a pipeline's models are on the device, and when. Resident (the default): every component stays
  * loaded for the pipeline's life. Low memory: each component lives on disk between the stages that need it — a
  * stage loads it from its source (the same loader, so the same weights: outputs are bit-exact to resident),
- * runs, then frees it and trims the buffer pool — so only one model (the UNet with its ControlNet, when there is
- * one) is on the device at a time. The price is reading each component's weights again for every image.
+ * runs, then frees it and trims the buffer pool, so at most one model (the UNet with its ControlNet, when there
+ * is one) is on the device at a time — and, where the loaders stream (ComponentLoaders.stream), only a few of its
+ * weights. The price is reading each component's weights again for every image.
  *
  * Browser-safe: loaders read through whatever FileSource they were given.
  */
-import type { Device } from '@fewstep/tensor';
+import type { Device, ParameterCache } from '@fewstep/tensor';
 import type { CLIPTextModel } from '../clip/modeling_clip.js';
 import type { UNet2DConditionModel } from '../unets/unet_2d_condition.js';
 import type { ControlNetModel } from '../controlnets/controlnet.js';
@@ -28,6 +29,11 @@ export interface ComponentLoaders {
   unet: () => Promise<UNet2DConditionModel>;
   vae: () => Promise<Vae>;
   controlnet?: (() => Promise<ControlNetModel>) | undefined;
+  /**
+   * The cache the loaders' models stream their weights through (ParameterCache), if they do: the text encoder's
+   * and UNet's forwards then pause between layers for it to pace the uploads (`ComponentResidency.pause`).
+   */
+  stream?: ParameterCache | undefined;
 }
 
 interface Slot<M> {
@@ -42,6 +48,8 @@ type Slots = { [K in ComponentName]?: Slot<ComponentTypes[K]> };
 
 export class ComponentResidency {
   private readonly slots: Slots = {};
+  /** Awaited between a streamed forward's layers (see ComponentLoaders.stream); undefined when nothing streams. */
+  readonly pause: (() => Promise<void>) | undefined;
 
   /**
    * `models`: the components (streamed ones: freed instances, read for their configs). `loaders`: low-memory mode
@@ -56,6 +64,8 @@ export class ComponentResidency {
     this.slots.unet = { model: models.unet, load: loaders?.unet, loaded: !loaders };
     this.slots.vae = { model: models.vae, load: loaders?.vae, loaded: !loaders };
     if (models.controlnet) this.slots.controlnet = { model: models.controlnet, load: loaders?.controlnet, loaded: !loaders?.controlnet };
+    const stream = loaders?.stream;
+    this.pause = stream ? () => stream.pace() : undefined;
   }
 
   /** True when components are loaded per stage. */

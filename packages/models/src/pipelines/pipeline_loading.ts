@@ -6,7 +6,7 @@
  * needs), so callers can check a request before any weights are read. Browser-safe: all IO goes through
  * the FileSource seam.
  */
-import { InvalidArgumentError, throwIfAborted, type Device, type FileSource } from '@fewstep/tensor';
+import { InvalidArgumentError, ParameterCache, throwIfAborted, type Device, type FileSource } from '@fewstep/tensor';
 import { CLIPTokenizer } from '../clip/tokenization_clip.js';
 import { CLIPTextModel } from '../clip/modeling_clip.js';
 import { UNet2DConditionModel, type UNet2DConditionConfig } from '../unets/unet_2d_condition.js';
@@ -80,9 +80,12 @@ export interface PipelineLoadOptions {
   /** Turns a `controlnet` that is not a local folder into one (Node: `hubResolver()` handles ControlNet repos too). */
   resolveControlNet?: ((idOrDir: string, req: ResolveRequest) => Promise<string>) | undefined;
   /**
-   * One model on the device at a time: each component is loaded (and checked) once here and freed, then loaded
-   * from its files again by every stage that needs it — text encoder, UNet (with the ControlNet), VAE — and
-   * freed after it. Outputs are bit-exact to the default (resident) mode; every image re-reads the weights.
+   * Almost no weights on the device: each component is built (and checked) once here and freed, then built again
+   * by every stage that needs it — text encoder, UNet (with the ControlNet), VAE — with its weights streamed from
+   * its files as the kernels bind them (a ParameterCache; safetensors read through a FileSource with synchronous
+   * reads, such as Node's), and freed after it. Weights that cannot stream (a LoRA fused in, `.bin` checkpoints,
+   * a browser's files) are read whole for their stage. Outputs are bit-exact to the default (resident) mode;
+   * every image re-reads the weights.
    */
   lowMemory?: boolean | undefined;
 }
@@ -206,10 +209,13 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
   async function loadAll() {
     const sub = (name: string) => io.join(dir, name);
     const tokenizer = await step('tokenizer', () => CLIPTokenizer.fromFolder(io, sub('tokenizer')));
+    const lowMemory = opts.lowMemory === true;
+    // Low memory: weights a stage needs are read from their files as its kernels run (see ParameterCache).
+    const stream = lowMemory ? new ParameterCache(device) : undefined;
     const loaders: ComponentLoaders = {
-      textEncoder: () => loadWithTransform(io, sub('text_encoder'), 'text_encoder', opts, (w, cfg) => CLIPTextModel.load(w, cfg)),
+      textEncoder: () => loadWithTransform(io, sub('text_encoder'), 'text_encoder', opts, stream, (w, cfg) => CLIPTextModel.load(w, cfg)),
       unet: () =>
-        loadWithTransform(io, sub('unet'), 'unet', opts, async (w, cfg) => {
+        loadWithTransform(io, sub('unet'), 'unet', opts, stream, async (w, cfg) => {
           const m = await UNet2DConditionModel.load(w, cfg as UNet2DConditionConfig);
           try {
             w.finish('UNet2DConditionModel');
@@ -220,7 +226,7 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
           return m;
         }),
       vae: async () => {
-        const vaeOpts = { dtype: vaeDtype, ...(opts.variant !== undefined ? { variant: opts.variant } : {}) };
+        const vaeOpts = { dtype: vaeDtype, stream, ...(opts.variant !== undefined ? { variant: opts.variant } : {}) };
         if (configs.vaeClass === 'AutoencoderTiny') return AutoencoderTiny.fromFolder(io, configs.vaeDir, device, vaeOpts);
         if (configs.vaeClass === 'AutoencoderKL') return AutoencoderKL.fromFolder(io, configs.vaeDir, device, vaeOpts);
         throw new InvalidArgumentError(`${configs.vaeDir}: VAE class "${configs.vaeClass}" is not supported (AutoencoderTiny, AutoencoderKL)`, 'vae');
@@ -228,7 +234,6 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
     };
     // Low memory: each component is loaded once to check it (keys, shapes, LoRA keys) and freed at once; the
     // freed instance stays for its configs, the loader loads it again for each stage.
-    const lowMemory = opts.lowMemory === true;
     const checked = async <T extends { dispose(): void }>(m: T): Promise<T> => {
       if (lowMemory) {
         m.dispose();
@@ -242,11 +247,11 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
     let controlnet: ControlNetModel | undefined;
     if (opts.controlnet !== undefined) {
       const cnDir = await controlNetDir(opts, req);
-      loaders.controlnet = () => loadControlNet(opts, cnDir, dtype);
+      loaders.controlnet = () => loadControlNet(opts, cnDir, dtype, stream);
       controlnet = await checked(await step('controlnet', loaders.controlnet));
     }
     throwIfAborted(signal, 'loading');
-    return { tokenizer, textEncoder, unet, vae, schedulerConfig: configs.scheduler, unetConfig: configs.unet, controlnet, ...(lowMemory ? { lowMemory: loaders } : {}) };
+    return { tokenizer, textEncoder, unet, vae, schedulerConfig: configs.scheduler, unetConfig: configs.unet, controlnet, ...(lowMemory ? { lowMemory: { ...loaders, stream } } : {}) };
   }
 }
 
@@ -267,19 +272,20 @@ async function pickVaeDir(io: FileSource, dir: string, want: 'tiny' | 'large' | 
   throw new InvalidArgumentError(`${dir}: vae '${want}' asks for an ${wantClass}, but none of ${candidates.map((c) => `${c}/`).join(', ')} holds one`, 'vae');
 }
 
-/** Opens a component's weights and builds it through a WeightScope carrying the hook's transform. */
+/** Opens a component's weights and builds it through a WeightScope carrying the hook's transform (and, low memory, the stream). */
 async function loadWithTransform<T>(
   io: FileSource,
   dir: string,
   component: TransformableComponent,
   opts: PipelineLoadOptions,
+  stream: ParameterCache | undefined,
   build: (w: WeightScope, config: Record<string, unknown>) => Promise<T>,
 ): Promise<T> {
   const config = await readConfig(io, dir);
   const src = await openComponentWeights(io, dir, opts.variant);
   try {
     const transform = opts.weightTransform ? await opts.weightTransform(component, { config, source: src }) : undefined;
-    const w = WeightScope.create(src, opts.device, opts.dtype ?? 'f32', transform);
+    const w = WeightScope.create(src, opts.device, opts.dtype ?? 'f32', transform, stream);
     try {
       return await build(w, config);
     } catch (e) {
@@ -308,6 +314,6 @@ async function controlNetDir(opts: PipelineLoadOptions, req: ResolveRequest): Pr
   return dir;
 }
 
-function loadControlNet(opts: PipelineLoadOptions, dir: string, dtype: 'f32' | 'f16'): Promise<ControlNetModel> {
-  return ControlNetModel.fromFolder(opts.io, dir, opts.device, { dtype, ...(opts.variant !== undefined ? { variant: opts.variant } : {}) });
+function loadControlNet(opts: PipelineLoadOptions, dir: string, dtype: 'f32' | 'f16', stream: ParameterCache | undefined): Promise<ControlNetModel> {
+  return ControlNetModel.fromFolder(opts.io, dir, opts.device, { dtype, stream, ...(opts.variant !== undefined ? { variant: opts.variant } : {}) });
 }

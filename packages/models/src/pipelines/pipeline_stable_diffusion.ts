@@ -310,7 +310,7 @@ export class StableDiffusionPipeline {
           const hit = this.promptCache.get(key);
           if (hit) return hit;
           encoderRan = true;
-          const out = await this.textEncoder.forward(Tensor.from(device, ids, [ids.length / L, L], 'i32'), { pooler: false });
+          const out = await this.textEncoder.forward(Tensor.from(device, ids, [ids.length / L, L], 'i32'), { pooler: false, pause: this.residency.pause });
           const h = clipSkip === null ? out.lastHiddenState : this.textEncoder.finalLayerNorm(out.hiddenStates[out.hiddenStates.length - 1 - clipSkip]!);
           return this.promptCache.put(key, h);
         };
@@ -426,7 +426,8 @@ export class StableDiffusionPipeline {
                 const r = controlnet.forward(x, ts, ctx, cond, { conditioningScale: plan.control!.scale });
                 residuals = { downBlockAdditionalResiduals: r.downBlockResSamples, midBlockAdditionalResidual: r.midBlockResSample };
               }
-              const y = this.unet.forward(x, ts, ctx, residuals);
+              const pause = this.residency.pause;
+              const y = pause ? await this.unet.forwardAsync(x, ts, ctx, residuals, pause) : this.unet.forward(x, ts, ctx, residuals);
               if (onStep && residuals.downBlockAdditionalResiduals) {
                 traces.push({ down: await Promise.all(residuals.downBlockAdditionalResiduals.map((t) => t.readF32())), mid: await residuals.midBlockAdditionalResidual!.readF32() });
               }

@@ -13,6 +13,7 @@ import { Downsample2D } from '../blocks/downsampling.js';
 import { Upsample2D } from '../blocks/upsampling.js';
 import type { WeightScope } from '../modeling/weights.js';
 import { ConfigError } from '../errors.js';
+import { drain, type Steps } from '../modeling/steps.js';
 
 /** One config shape for every block (diffusers `get_down_block` / `get_up_block` arguments). */
 export interface BlockConfig {
@@ -92,21 +93,34 @@ class DownBlockBase {
 
   /** → { hidden, skips }: the output and every resnet/attention/downsampler output (diffusers `output_states`). */
   forward(x: Tensor, tembAct?: Tensor, context?: Tensor): { hidden: Tensor; skips: Tensor[] } {
-    return x.device.scope(() => {
+    return drain(this.steps(x, tembAct, context));
+  }
+
+  /** `forward`, yielding after each resnet and attention (see Steps). */
+  *steps(x: Tensor, tembAct?: Tensor, context?: Tensor): Steps<{ hidden: Tensor; skips: Tensor[] }> {
+    const scope = x.device.openScope();
+    let out: { hidden: Tensor; skips: Tensor[] } | undefined;
+    try {
       const skips: Tensor[] = [];
       let h = x;
-      this.resnets.forEach((resnet, i) => {
+      for (const [i, resnet] of this.resnets.entries()) {
         h = resnet.forward(h, tembAct);
+        yield;
         const attn = this.attentions[i];
-        if (attn) h = attn.forward(h, requireContext(context));
+        if (attn) {
+          h = attn.forward(h, requireContext(context));
+          yield;
+        }
         skips.push(h);
-      });
+      }
       if (this.downsamplers[0]) {
         h = this.downsamplers[0].forward(h);
         skips.push(h);
       }
-      return { hidden: h, skips };
-    });
+      return (out = { hidden: h, skips });
+    } finally {
+      scope.end(out);
+    }
   }
 
   /** Forward without keeping skips (the VAE encoder). */
@@ -172,18 +186,31 @@ class UpBlockBase {
    * the end; empty for the VAE decoder); `upsampleSize` forces the upsampler's output size.
    */
   forward(x: Tensor, skips: readonly Tensor[], tembAct?: Tensor, context?: Tensor, upsampleSize?: readonly [number, number]): Tensor {
+    return drain(this.steps(x, skips, tembAct, context, upsampleSize));
+  }
+
+  /** `forward`, yielding after each resnet and attention (see Steps). */
+  *steps(x: Tensor, skips: readonly Tensor[], tembAct?: Tensor, context?: Tensor, upsampleSize?: readonly [number, number]): Steps<Tensor> {
     if (skips.length && skips.length !== this.resnets.length) throw new InvalidArgumentError(`up block: got ${skips.length} skip tensors for ${this.resnets.length} resnets`);
-    return x.device.scope(() => {
+    const scope = x.device.openScope();
+    let out: Tensor | undefined;
+    try {
       let h = x;
-      this.resnets.forEach((resnet, i) => {
+      for (const [i, resnet] of this.resnets.entries()) {
         if (skips.length) h = concat([h, skips[skips.length - 1 - i]!], 1);
         h = resnet.forward(h, tembAct);
+        yield;
         const attn = this.attentions[i];
-        if (attn) h = attn.forward(h, requireContext(context));
-      });
+        if (attn) {
+          h = attn.forward(h, requireContext(context));
+          yield;
+        }
+      }
       if (this.upsamplers[0]) h = this.upsamplers[0].forward(h, upsampleSize);
-      return h;
-    });
+      return (out = h);
+    } finally {
+      scope.end(out);
+    }
   }
 }
 
@@ -226,14 +253,26 @@ export class UNetMidBlock2DCrossAttn {
   }
 
   forward(x: Tensor, tembAct: Tensor | undefined, context: Tensor): Tensor {
-    return x.device.scope(() => {
+    return drain(this.steps(x, tembAct, context));
+  }
+
+  /** `forward`, yielding after each resnet and attention (see Steps). */
+  *steps(x: Tensor, tembAct: Tensor | undefined, context: Tensor): Steps<Tensor> {
+    const scope = x.device.openScope();
+    let out: Tensor | undefined;
+    try {
       let h = this.resnets[0]!.forward(x, tembAct);
-      this.attentions.forEach((attn, i) => {
+      yield;
+      for (const [i, attn] of this.attentions.entries()) {
         h = attn.forward(h, context);
+        yield;
         h = this.resnets[i + 1]!.forward(h, tembAct);
-      });
-      return h;
-    });
+        yield;
+      }
+      return (out = h);
+    } finally {
+      scope.end(out);
+    }
   }
 }
 

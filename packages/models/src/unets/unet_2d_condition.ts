@@ -14,7 +14,7 @@ import {
   downBlockPlan,
   midBlockConfig,
   resolveUNetEncoderConfig,
-  runDownBlocks,
+  downBlockSteps,
   buildEncoderStem,
   timeEmbeddingAct,
   timestepTensor,
@@ -24,6 +24,7 @@ import {
   type UNetEncoderConfig,
 } from './unet_encoder.js';
 import  { disposeAll, type WeightScope } from '../modeling/weights.js';
+import { drain, drainAsync, type Steps } from '../modeling/steps.js';
 import { unsupportedConfig, withDefaults, type ConfigInput } from '../modeling/config.js';
 import { ConfigError } from '../errors.js';
 import { PretrainedModel } from '../modeling/pretrained.js';
@@ -218,6 +219,18 @@ export class UNet2DConditionModel extends PretrainedModel {
    * model's dtype (the caller owns it).
    */
   forward(sample: Tensor, timestep: Timestep, encoderHiddenStates: Tensor, opts: UNetForwardOptions = {}): Tensor {
+    return drain(this.steps(sample, timestep, encoderHiddenStates, opts));
+  }
+
+  /**
+   * `forward`, awaiting `pause()` after every resnet and attention: for streamed weights (low memory), whose
+   * uploads `ParameterCache.pace` keeps close behind the GPU there. Same result, bit for bit.
+   */
+  forwardAsync(sample: Tensor, timestep: Timestep, encoderHiddenStates: Tensor, opts: UNetForwardOptions, pause: () => Promise<void>): Promise<Tensor> {
+    return drainAsync(this.steps(sample, timestep, encoderHiddenStates, opts), pause);
+  }
+
+  private *steps(sample: Tensor, timestep: Timestep, encoderHiddenStates: Tensor, opts: UNetForwardOptions): Steps<Tensor> {
     const device = sample.device;
     const r = this.resolvedConfig;
     const [B, C, H, W] = sample.shape as [number, number, number, number];
@@ -229,7 +242,9 @@ export class UNet2DConditionModel extends PretrainedModel {
     if (!!downRes !== !!midRes) {
       throw new InvalidArgumentError('UNet2DConditionModel: ControlNet residuals need both downBlockAdditionalResiduals and midBlockAdditionalResidual', 'midBlockAdditionalResidual');
     }
-    return device.scope(() => {
+    const scope = device.openScope();
+    let out: Tensor | undefined;
+    try {
       // Upsample sizes must be forwarded when the sample is not a multiple of the overall up factor.
       const factor = 2 ** (this.up_blocks.length - 1);
       const forwardUpsampleSize = H % factor !== 0 || W % factor !== 0;
@@ -242,18 +257,18 @@ export class UNet2DConditionModel extends PretrainedModel {
       const t = timestepTensor('UNet2DConditionModel', device, timestep, B);
       const tembAct = timeEmbeddingAct(this.time_proj, this.time_embedding, t, this.dtype);
 
-      const down = runDownBlocks(this.down_blocks, this.conv_in.forward(x), tembAct, context);
+      const down = yield* downBlockSteps(this.down_blocks, this.conv_in.forward(x), tembAct, context);
       x = down.hidden;
       let skips = down.skips;
       if (downRes) {
         if (downRes.length !== skips.length) throw new InvalidArgumentError(`UNet2DConditionModel: expected ${skips.length} down block residuals, got ${downRes.length}`, 'downBlockAdditionalResiduals');
         skips = skips.map((s, i) => add(s, this.toModelDType(downRes[i]!)));
       }
-      if (this.mid_block) x = this.mid_block.forward(x, tembAct, context);
+      if (this.mid_block) x = yield* this.mid_block.steps(x, tembAct, context);
       // diffusers adds the ControlNet mid residual even when there is no mid block.
       if (midRes) x = add(x, this.toModelDType(midRes));
 
-      this.up_blocks.forEach((block, i) => {
+      for (const [i, block] of this.up_blocks.entries()) {
         const n = block.resnets.length;
         const mine = skips.slice(skips.length - n);
         skips = skips.slice(0, skips.length - n);
@@ -263,11 +278,13 @@ export class UNet2DConditionModel extends PretrainedModel {
           const next = skips[skips.length - 1]!;
           size = [next.shape[2]!, next.shape[3]!];
         }
-        x = block.forward(x, mine, tembAct, context, size);
-      });
+        x = yield* block.steps(x, mine, tembAct, context, size);
+      }
 
-      return this.conv_out.forward(this.conv_norm_out.forward(x, true));
-    });
+      return (out = this.conv_out.forward(this.conv_norm_out.forward(x, true)));
+    } finally {
+      scope.end(out);
+    }
   }
 
   private toModelDType(x: Tensor): Tensor {

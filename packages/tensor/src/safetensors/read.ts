@@ -155,6 +155,30 @@ export class SafetensorsFile {
     return convert(raw, t.dtype, target ?? defaultTarget(t.dtype), `${this.file.name}: tensor ${quoteName(name)}`, true);
   }
 
+  /**
+   * Reads one tensor synchronously, in pieces of at most `maxBytes` stored bytes, each converted to `target`
+   * and handed to `sink` with the index of its first element. A piece views a reused buffer: valid only
+   * inside `sink`. Throws UnsupportedError when the file cannot be read synchronously (see
+   * `RandomAccessFile.readTransientSync`). For streamed weights: memory is bounded by the piece, not the tensor.
+   */
+  readPiecesSync(name: string, target: TargetDType, sink: (piece: TensorData, firstElement: number) => void, maxBytes = 8 * 2 ** 20): void {
+    if (!this.file.readTransientSync) throw new UnsupportedError(`${this.file.name}: this file cannot be read synchronously (streamed weights need a local file)`);
+    const t = this.info(name);
+    const es = ST_DTYPE_BYTES[t.dtype];
+    const what = `${this.file.name}: tensor ${quoteName(name)}`;
+    // A multiple of 4 elements: every piece but the last starts and ends 4-byte aligned in any target dtype.
+    const step = Math.max(1, Math.floor(maxBytes / (es * 4))) * es * 4;
+    for (let at = t.begin; at < t.end; at += step) {
+      const raw = this.file.readTransientSync(at, Math.min(step, t.end - at));
+      sink(convert(raw, t.dtype, target, what, true), (at - t.begin) / es);
+    }
+  }
+
+  /** Whether `readPiecesSync` can read this file. */
+  get syncReadable(): boolean {
+    return this.file.readTransientSync !== undefined;
+  }
+
   async close(): Promise<void> {
     await this.file.close();
   }
