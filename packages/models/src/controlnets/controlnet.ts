@@ -9,6 +9,7 @@
  * Not supported (one clear error at load): class/addition embeddings, encoder_hid_proj, global_pool_conditions,
  * and the forward's guess_mode (the pipeline never enables it).
  */
+import { drain, drainAsync, type Steps } from '../modeling/steps.js';
 import { InvalidArgumentError, ShapeError, UnsupportedError, type Tensor } from '@fewstep/tensor';
 import { add, concat, scale, silu, slice } from '@fewstep/kernels';
 import { Conv2d } from '../layers/conv2d.js';
@@ -18,7 +19,7 @@ import {
   UNET_ENCODER_DEFAULTS,
   midBlockConfig,
   resolveUNetEncoderConfig,
-  runDownBlocks,
+  downBlockSteps,
   buildEncoderStem,
   timeEmbeddingAct,
   timestepTensor,
@@ -203,6 +204,15 @@ export class ControlNetModel extends PretrainedModel {
    * embedding's stride-2 convs bring down to h, w). Returns tensors in the model's dtype (the caller owns them).
    */
   forward(sample: Tensor, timestep: Timestep, encoderHiddenStates: Tensor, controlnetCond: Tensor, opts: ControlNetForwardOptions = {}): ControlNetOutput {
+    return drain(this.steps(sample, timestep, encoderHiddenStates, controlnetCond, opts));
+  }
+
+  /** `forward`, awaiting `pause()` after every resnet and attention (streamed weights: see UNet2DConditionModel.forwardAsync). */
+  forwardAsync(sample: Tensor, timestep: Timestep, encoderHiddenStates: Tensor, controlnetCond: Tensor, opts: ControlNetForwardOptions, pause: () => Promise<void>): Promise<ControlNetOutput> {
+    return drainAsync(this.steps(sample, timestep, encoderHiddenStates, controlnetCond, opts), pause);
+  }
+
+  private *steps(sample: Tensor, timestep: Timestep, encoderHiddenStates: Tensor, controlnetCond: Tensor, opts: ControlNetForwardOptions): Steps<ControlNetOutput> {
     const device = sample.device;
     const r = this.resolvedConfig;
     const D = this.config.cross_attention_dim;
@@ -222,7 +232,9 @@ export class ControlNetModel extends PretrainedModel {
     }
     const s = opts.conditioningScale ?? 1;
     if (typeof s !== 'number' || !Number.isFinite(s)) throw new InvalidArgumentError(`ControlNetModel: conditioningScale must be a finite number, got ${JSON.stringify(s)}`, 'conditioningScale');
-    return device.scope(() => {
+    const scope = device.openScope();
+    let out: ControlNetOutput | undefined;
+    try {
       const x = toModelDType(sample, this.dtype);
       const context = toModelDType(encoderHiddenStates, this.dtype);
       let cond = toModelDType(controlnetCond, this.dtype);
@@ -233,18 +245,20 @@ export class ControlNetModel extends PretrainedModel {
       const tembAct = timeEmbeddingAct(this.time_proj, this.time_embedding, t, this.dtype);
 
       // 2. pre-process: the control image enters once, added to conv_in's output; 3. down
-      const down = runDownBlocks(this.down_blocks, add(this.conv_in.forward(x), emb.forward(cond)), tembAct, context);
+      const down = yield* downBlockSteps(this.down_blocks, add(this.conv_in.forward(x), emb.forward(cond)), tembAct, context);
       let h = down.hidden;
 
       // 4. mid
-      h = this.mid_block instanceof UNetMidBlock2DCrossAttn ? this.mid_block.forward(h, tembAct, context) : this.mid_block.forward(h, tembAct);
+      h = this.mid_block instanceof UNetMidBlock2DCrossAttn ? yield* this.mid_block.steps(h, tembAct, context) : this.mid_block.forward(h, tembAct);
 
       // 5. zero convs, 6. scaling (a plain multiply; × 1 is skipped since it changes nothing)
       const scaled = (y: Tensor) => (s === 1 ? y : scale(y, s));
       const downBlockResSamples = down.skips.map((sk, i) => scaled(this.controlnet_down_blocks[i]!.forward(sk)));
       const midBlockResSample = scaled(this.controlnet_mid_block.forward(h));
-      return { downBlockResSamples, midBlockResSample };
-    });
+      return (out = { downBlockResSamples, midBlockResSample });
+    } finally {
+      scope.end(out);
+    }
   }
 
   dispose(): void {

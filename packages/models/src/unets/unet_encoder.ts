@@ -4,7 +4,7 @@
  * file holds that common part once: the shared keys and their defaults (diffusers v0.25.1), their checks and
  * per-block expansion, the down/mid block plan, and the forward's input handling (timesteps, dtype casts).
  */
-import { drain, type Steps } from '../modeling/steps.js';
+import type { Steps } from '../modeling/steps.js';
 import { Tensor, InvalidArgumentError, ShapeError, type Device } from '@fewstep/tensor';
 import { cast, silu } from '@fewstep/kernels';
 import { ConfigError } from '../errors.js';
@@ -238,12 +238,8 @@ export function timeEmbeddingAct(timeProj: Timesteps, timeEmbedding: TimestepEmb
 /**
  * The down path from conv_in's output `h`: → { hidden, skips } with skips = [h, then every resnet/attention/
  * downsampler output] — the UNet's skip connections, and the tensors a ControlNet turns into residuals.
+ * Yields between the blocks' resnets and attentions (see Steps).
  */
-export function runDownBlocks(blocks: readonly UNetDownBlock[], h: Tensor, tembAct: Tensor, context: Tensor): { hidden: Tensor; skips: Tensor[] } {
-  return drain(downBlockSteps(blocks, h, tembAct, context));
-}
-
-/** `runDownBlocks`, yielding between the blocks' resnets and attentions (see Steps). */
 export function* downBlockSteps(blocks: readonly UNetDownBlock[], h: Tensor, tembAct: Tensor, context: Tensor): Steps<{ hidden: Tensor; skips: Tensor[] }> {
   const skips: Tensor[] = [h];
   for (const block of blocks) {
