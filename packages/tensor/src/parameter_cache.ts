@@ -11,6 +11,7 @@
  * recorded, so the last few parameters touched are never evicted for another's room (`protect`).
  */
 import type { Device } from './device.js';
+import { InvalidArgumentError } from './errors.js';
 
 /** Where a streamed parameter's bytes come from. */
 export interface StreamedParameter {
@@ -49,7 +50,11 @@ export class ParameterCache {
    * still loads, alone with the protected ones. `protect`: how many of the most recently used are never
    * evicted (more than any kernel binds).
    */
-  constructor(readonly device: Device, readonly budgetBytes = 32 * 2 ** 20, readonly protect = 8) {}
+  constructor(readonly device: Device, readonly budgetBytes = 32 * 2 ** 20, readonly protect = 8) {
+    if (!(budgetBytes >= 0)) throw new InvalidArgumentError(`ParameterCache: budgetBytes must be a number ≥ 0, got ${budgetBytes}`, 'budgetBytes');
+    // With none protected, a kernel's second weight could evict its first after the first's buffer was bound.
+    if (!Number.isInteger(protect) || protect < 2) throw new InvalidArgumentError(`ParameterCache: protect must be an integer ≥ 2 (a kernel binds several weights), got ${protect}`, 'protect');
+  }
 
   /**
    * Between segments of a streamed forward (a UNet's resnets and attentions, a text encoder's layers): submits
