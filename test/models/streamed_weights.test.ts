@@ -56,6 +56,25 @@ function countingFiles(): FileSource & { open_: number; closed: number } {
   return io;
 }
 
+/** The golden UNet streamed from a fresh folder through a `budget`-byte cache, with a small input kept for it. */
+async function streamedUNet(name: string, budget: number) {
+  const dir = unetDir(name);
+  await d.trimMemory();
+  const before = d.pool.stats.inUse;
+  const cache = new ParameterCache(d, budget);
+  const m = await UNet2DConditionModel.fromFolder(nodeFiles, dir, d, { stream: cache });
+  const cfg = m.config;
+  const ctxDim = Array.isArray(cfg.cross_attention_dim) ? cfg.cross_attention_dim[0]! : cfg.cross_attention_dim!;
+  const sample = Tensor.from(d, new Float32Array(4 * 8 * 8).fill(0.5), [1, 4, 8, 8]).keep();
+  const ctx = Tensor.from(d, new Float32Array(3 * ctxDim).fill(0.25), [1, 3, ctxDim]).keep();
+  const dispose = () => {
+    m.dispose();
+    sample.dispose();
+    ctx.dispose();
+  };
+  return { dir, before, cache, m, sample, ctx, dispose };
+}
+
 describe('streamed weights', () => {
   for (const dtype of ['f32', 'f16'] as const) {
     it(`UNet through a cache smaller than the model: bit-exact to resident, memory bounded (${dtype})`, async () => {
@@ -121,24 +140,16 @@ describe('streamed weights', () => {
   }
 
   it('a cache as large as the model answers the second run from memory', async () => {
-    const dir = unetDir('unet-warm');
-    const cache = new ParameterCache(d, 1 << 30);
-    const m = await UNet2DConditionModel.fromFolder(nodeFiles, dir, d, { stream: cache });
-    const cfg = m.config;
-    const ctxDim = Array.isArray(cfg.cross_attention_dim) ? cfg.cross_attention_dim[0]! : cfg.cross_attention_dim!;
-    const sample = Tensor.from(d, new Float32Array(4 * 8 * 8).fill(0.5), [1, 4, 8, 8]);
-    const ctx = Tensor.from(d, new Float32Array(3 * ctxDim).fill(0.25), [1, 3, ctxDim]);
+    const { cache, m, sample, ctx, dispose } = await streamedUNet('unet-warm', 1 << 30);
     try {
       m.forward(sample, 10, ctx).dispose();
       const loads = cache.stats.loads;
-      expect(loads).toBe(UNet2DConditionModel.describe(cfg).size);
+      expect(loads).toBe(UNet2DConditionModel.describe(m.config).size);
       m.forward(sample, 10, ctx).dispose();
       expect(cache.stats.loads).toBe(loads);
       expect(cache.stats.hits).toBeGreaterThanOrEqual(loads);
     } finally {
-      m.dispose();
-      sample.dispose();
-      ctx.dispose();
+      dispose();
     }
     expect(cache.residentBytes).toBe(0);
   });
@@ -169,15 +180,7 @@ describe('streamed weights', () => {
   });
 
   it('an abort between paced segments ends the forward with an AbortError and frees what it made', async () => {
-    const dir = unetDir('unet-abort');
-    await d.trimMemory();
-    const before = d.pool.stats.inUse;
-    const cache = new ParameterCache(d, 64 * 1024);
-    const m = await UNet2DConditionModel.fromFolder(nodeFiles, dir, d, { stream: cache });
-    const cfg = m.config;
-    const ctxDim = Array.isArray(cfg.cross_attention_dim) ? cfg.cross_attention_dim[0]! : cfg.cross_attention_dim!;
-    const sample = Tensor.from(d, new Float32Array(4 * 8 * 8).fill(0.5), [1, 4, 8, 8]).keep();
-    const ctx = Tensor.from(d, new Float32Array(3 * ctxDim).fill(0.25), [1, 3, ctxDim]).keep();
+    const { before, cache, m, sample, ctx, dispose } = await streamedUNet('unet-abort', 64 * 1024);
     const ac = new AbortController();
     let pauses = 0;
     const pace = () => {
@@ -188,26 +191,16 @@ describe('streamed weights', () => {
       await expect(d.withSignal(ac.signal, () => m.forwardAsync(sample, 10, ctx, {}, pace))).rejects.toThrow(AbortError);
       expect(pauses).toBe(3);
     } finally {
-      m.dispose();
-      sample.dispose();
-      ctx.dispose();
+      dispose();
     }
     await d.trimMemory();
     expect(d.pool.stats.inUse).toBe(before);
   });
 
   it('a weight file truncated under a streamed model fails naming the file, and leaks nothing', async () => {
-    const dir = unetDir('unet-truncated');
-    await d.trimMemory();
-    const before = d.pool.stats.inUse;
-    const cache = new ParameterCache(d, 64 * 1024);
-    const m = await UNet2DConditionModel.fromFolder(nodeFiles, dir, d, { stream: cache });
-    const cfg = m.config;
-    const ctxDim = Array.isArray(cfg.cross_attention_dim) ? cfg.cross_attention_dim[0]! : cfg.cross_attention_dim!;
+    const { dir, before, cache, m, sample, ctx, dispose } = await streamedUNet('unet-truncated', 64 * 1024);
     const file = join(dir, 'diffusion_pytorch_model.safetensors');
     truncateSync(file, 4096);
-    const sample = Tensor.from(d, new Float32Array(4 * 8 * 8), [1, 4, 8, 8]).keep();
-    const ctx = Tensor.from(d, new Float32Array(3 * ctxDim), [1, 3, ctxDim]).keep();
     try {
       let err: unknown;
       try {
@@ -219,9 +212,7 @@ describe('streamed weights', () => {
       expect((err as Error).message).toContain(file);
       expect((err as Error).message).toMatch(/past the end|unexpected end of file/);
     } finally {
-      m.dispose();
-      sample.dispose();
-      ctx.dispose();
+      dispose();
     }
     await d.sync();
     expect(cache.residentBytes).toBe(0);
