@@ -154,7 +154,8 @@ describe('prompt-embedding cache', () => {
 
   it('is a bounded LRU whose tensors it owns: evicted entries and dispose() free their GPU memory', async () => {
     const before = d.pool.stats.inUse;
-    const p = await StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles, promptCacheSize: 2 });
+    // Preloaded, so what the pool holds after loading is the weights alone (by default they arrive at first use).
+    const p = await StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles, promptCacheSize: 2, preload: true });
     const loaded = d.pool.stats.inUse;
     const calls = async (prompt: string) => (await counting(p, () => p.encodePrompt(p.plan({ prompt })).then((t) => t.dispose()))).calls;
     expect([await calls('one'), await calls('two'), await calls('one')]).toEqual([1, 1, 0]);
@@ -350,5 +351,48 @@ describe('cancellation', () => {
     const r = await pipe.generate({ prompt: 'x', seed: 1, width: 64, height: 64, init: { kind: 'latents', latents: { data: z, shape: [1, 4, 8, 8] } } });
     const s = await pipe.generate({ prompt: 'x', seed: 1, width: 64, height: 64 });
     expect(same(r.images[0]!, s.images[0]!)).toBe(true);
+  });
+});
+
+// By default fromPretrained reads no weights: each is read from its file when a kernel first needs it and kept
+// (ParameterCache with no budget, paced against the GPU on the first image). The images are the preloaded
+// pipeline's, the second image reads nothing more, weights never used are never read, and freeing the pipeline
+// gives everything back.
+describe('weights read on first use (the default) and preload', () => {
+  it('loads nothing up front, reads each weight once, and gives the preloaded images', async () => {
+    const req = { prompt: ['a red boat', 'a cat'], guidance: 2, steps: 2, width: 64, height: 48, seed: 5 };
+    const pre = await StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles, preload: true });
+    const preloaded = d.pool.stats.inUse;
+    let want;
+    try {
+      want = await pre.generate(req);
+    } finally {
+      pre.dispose();
+    }
+    await d.trimMemory();
+    const before = d.pool.stats.inUse;
+    const weightBytes = preloaded - before;
+    expect(weightBytes).toBeGreaterThan(1 << 20);
+    const lazy = await StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles });
+    try {
+      expect(d.pool.stats.inUse).toBe(before); // nothing read yet
+      const held: number[] = [];
+      for (let run = 0; run < 2; run++) {
+        const got = await lazy.generate(req);
+        expect(got.images.map((im, i) => same(im, want.images[i]!))).toEqual([true, true]);
+        expect(Buffer.from(got.latents.data.buffer).equals(Buffer.from(want.latents.data.buffer))).toBe(true);
+        held.push(d.pool.stats.inUse - before - lazy.promptCache.bytes);
+      }
+      // The weights the first image needed stay (the second reads nothing more); the ones text-to-image never
+      // uses (TAESD's encoder) are never read.
+      expect(held[1]).toBe(held[0]);
+      expect(held[0]).toBeGreaterThan(weightBytes / 2);
+      expect(held[0]).toBeLessThan(weightBytes);
+    } finally {
+      lazy.dispose();
+    }
+    await d.trimMemory();
+    expect(d.pool.stats.inUse).toBe(before);
+    await expect(StableDiffusionPipeline.fromPretrained(model, { device: d, io: nodeFiles, preload: 'yes' as never })).rejects.toThrow('StableDiffusionPipeline.fromPretrained: preload must be true or false, got "yes"');
   });
 });

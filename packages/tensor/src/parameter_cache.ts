@@ -44,6 +44,7 @@ export class ParameterCache {
   private bytes = 0;
   /** The GPU work submitted at the last `pace`. */
   private inFlight: Promise<void> | null = null;
+  private loadsPaced = 0;
 
   /**
    * `budgetBytes`: what resident parameters may hold; one larger than the budget
@@ -63,6 +64,9 @@ export class ParameterCache {
    * in one go would upload every weight before the GPU reaches the first, and hold all that upload memory at once.
    */
   async pace(): Promise<void> {
+    // Nothing uploaded since the last call (every weight resident): nothing to pace, and no wait for the GPU.
+    if (this.stats.loads === this.loadsPaced) return;
+    this.loadsPaced = this.stats.loads;
     const prev = this.inFlight;
     const now = this.device.workDone();
     now.catch(() => {}); // awaited by the next call; an abort rejects it there, or nowhere if none comes

@@ -3,8 +3,9 @@
  * weights in a real config (no download): text encoder → UNet (1 step, or a CFG batch of 2 for
  * configs that use guidance) → decoder. Reports per-stage seconds for a cold run (weights read from
  * safetensors files written beforehand, uploaded, pipelines compiled, first image) and warm runs, and
- * peak RSS and peak GPU pool memory per stage (loads included). `lowMemory` runs the library's low-memory
- * schedule (ComponentResidency): each stage loads its component from its file, runs, frees it.
+ * peak RSS and peak GPU pool memory per stage (loads included). As `fewstep generate` loads: weights read from
+ * their files when a kernel first needs them and kept (`preload`: all read at load); `lowMemory` runs the
+ * library's low-memory schedule (ComponentResidency): each stage streams its component's weights, then frees them.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -64,7 +65,8 @@ export interface PipelineBenchResult {
   /** Share of warm-run dispatches that reused a cached bind group. */
   warm_bind_group_hit_rate: number;
   /** 'low-memory': one component on the device at a time, loaded from its file by its stage and freed after. */
-  schedule: 'resident' | 'low-memory';
+  /** resident: weights read on first use and kept (generate's default); resident-preload: all read at load. */
+  schedule: 'resident' | 'resident-preload' | 'low-memory';
   /** With `profile`: per stage, GPU ms summed over dispatches and the most expensive dispatch labels. */
   profile?: Record<string, { gpu_ms: number; top: ProfileEntry[] }> | undefined;
 }
@@ -114,12 +116,14 @@ export interface PipelineBenchOptions {
   profile?: boolean | undefined;
   /** The low-memory schedule (see the module comment). */
   lowMemory?: boolean | undefined;
+  /** Resident: read every weight at load (fromPretrained's `preload`) instead of on first use. */
+  preload?: boolean | undefined;
   /** The decoder's dtype (default: the pipeline's rule, resolveVaeDtype). */
   vaeDtype?: 'f32' | 'f16' | undefined;
 }
 
 export async function benchPipeline(device: Device, name: string, dtype: DType, opts: PipelineBenchOptions = {}): Promise<PipelineBenchResult> {
-  const { log = () => {}, runs = 1, profile = false, lowMemory = false } = opts;
+  const { log = () => {}, runs = 1, profile = false, lowMemory = false, preload = false } = opts;
   const cfg = PIPELINE_CONFIGS[name];
   if (!cfg) throw new Error(`unknown config "${name}" (${Object.keys(PIPELINE_CONFIGS).join(', ')})`);
   if (lowMemory && profile) throw new Error('--profile times the resident schedule; it cannot be combined with --low-memory');
@@ -139,8 +143,9 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
       unet: await weightsOnDisk(dir, 'unet', UNet2DConditionModel.describe(cfg.unet), 2, dtype),
       vae: await weightsOnDisk(dir, 'vae', vaeShapes, 3, dtype),
     };
-    // Low memory streams the weights from their files as the kernels run, as fromPretrained's lowMemory does.
-    const stream = lowMemory ? new ParameterCache(device) : undefined;
+    // As fromPretrained: weights read from their files as the kernels first need them and kept (a few at a time
+    // with low memory), or all read at load with `preload`.
+    const stream = lowMemory ? new ParameterCache(device) : preload ? undefined : new ParameterCache(device, Infinity);
     const fromFile = async <M>(path: string, load: (w: WeightScope) => Promise<M>, d: DType = dtype): Promise<M> => {
       const file = await SafetensorsSource.open(nodeFiles, [path]);
       try {
@@ -154,7 +159,6 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
       unet: () => fromFile(files.unet, (w) => UNet2DConditionModel.load(w, cfg.unet)),
       // The decoder's file is in the model dtype (a repo's fp16 variant), loaded in vae_dtype as the pipeline does.
       vae: (): Promise<Vae> => (cfg.vae === 'tiny' ? fromFile(files.vae, (w) => AutoencoderTiny.load(w, TAESD), vae_dtype) : fromFile(files.vae, (w) => AutoencoderKL.loadDecoder(w, SD_VAE), vae_dtype)),
-      stream,
     };
     // Low memory loads each component once and frees it (as fromPretrained's check pass), then every stage loads its own.
     const loaded = async <M extends { dispose(): void }>(stage: string, load: () => Promise<M>): Promise<M> =>
@@ -174,8 +178,8 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
       vae: await loaded('load_decoder', loaders.vae),
     };
     const load_s = sec(t0);
-    residency = new ComponentResidency(device, models, lowMemory ? loaders : undefined);
-    log(`loaded ${name} (${dtype}, decoder ${vae_dtype})${lowMemory ? ' (low memory: each component loaded, checked and freed)' : ''} in ${load_s} s`);
+    residency = new ComponentResidency(device, models, lowMemory ? loaders : undefined, stream);
+    log(`loaded ${name} (${dtype}, decoder ${vae_dtype})${lowMemory ? ' (low memory: each component loaded, checked and freed)' : preload ? ' (preloaded)' : ' (weights read on first use)'} in ${load_s} s`);
     const r = residency;
     const B = cfg.cfg ? 2 : 1;
     const ids = promptIds(device, B).keep();
@@ -272,7 +276,7 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
       ...(profileOut ? { profile: profileOut } : {}),
       warm_runs: runs, images_per_s: +(1 / sum(warm)).toFixed(3), dispatches,
       warm_bind_group_hit_rate: +((device.bindGroupStats.hits - bg0.hits) / Math.max(1, device.bindGroupStats.hits - bg0.hits + device.bindGroupStats.misses - bg0.misses)).toFixed(4),
-      schedule: lowMemory ? 'low-memory' : 'resident',
+      schedule: lowMemory ? 'low-memory' : preload ? 'resident-preload' : 'resident',
     };
   } finally {
     peaks.stop();

@@ -20,7 +20,7 @@ export const bench: Command = {
   usage: 'fewstep bench kernels [--json] [--dtype f32|f16|both] [--filter <regex>] [--reps N] [--streaming chunked|flat]\n' +
     '       [--peer ort [--peer-ep webgpu|cpu] [--anchors <dir>] [--ort-cache <dir>] [--plot <file.svg>]]\n' +
     '       fewstep bench models [--json] [--dtype f32|f16] [--only text_encoder,unet,decoder,clip]\n' +
-    '       fewstep bench pipeline [--json] [--dtype f32|f16] [--vae-dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile] [--low-memory]\n' +
+    '       fewstep bench pipeline [--json] [--dtype f32|f16] [--vae-dtype f32|f16] [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--runs N] [--profile] [--low-memory] [--preload]\n' +
     '       fewstep bench serve --model <id|dir> [--clients 1,4] [--requests N] [--size 512x512] [--n 1] [--json]\n' +
     '       fewstep bench write-model <dir> --tokenizer <dir> [--config sdxs-512-0.9|sdxs-512-dreamshaper|sd15] [--dtype f32|f16]\n' +
     '       fewstep bench soak --model <id|dir> [--images 200] [--serve] [--every 10] [--size 512x512] [--json]',
@@ -57,6 +57,7 @@ export const bench: Command = {
     only: { type: 'string', help: 'bench models: comma-separated components (text_encoder, unet, decoder, clip)' },
     config: { type: 'string', choices: Object.keys(PIPELINE_CONFIGS), default: 'sdxs-512-0.9', help: 'bench pipeline: which real config' },
     toggles: { type: 'string', help: 'Comma-separated Dawn device toggles to enable, e.g. disable_robustness (to measure their effect)' },
+    preload: { type: 'boolean', help: 'bench pipeline: read every weight at load (the library\'s preload) instead of on first use' },
     'low-memory': { type: 'boolean', aliases: ['sequential'], help: "bench pipeline: generate's --low-memory schedule — each stage streams its component's weights from disk, then frees them" },
     profile: { type: 'boolean', help: 'bench pipeline: one extra run timing every dispatch on the GPU; adds per-stage GPU ms and the top kernels' },
     winograd: { type: 'string', choices: ['off', '2', '4'], help: 'bench: 3×3 stride-1 convs as Winograd F(4×4)/F(2×2) or the implicit GEMM (off); default: per adapter (F(4×4) on CPU adapters)' },
@@ -218,7 +219,7 @@ async function runPipeline(flags: Record<string, unknown>, io: Parameters<Comman
     if ((flags['runs'] as number) < 1) throw new UsageError(`--runs must be ≥ 1, got ${flags['runs']}`);
     if (flags['low-memory'] && flags['profile']) throw new UsageError('--profile times the resident schedule; it cannot be combined with --low-memory');
     const r = await benchPipeline(device, flags['config'] as string, dtype, {
-      log: (s) => io.stderr(s + '\n'), runs: flags['runs'] as number, profile: !!flags['profile'], lowMemory: !!flags['low-memory'], vaeDtype,
+      log: (s) => io.stderr(s + '\n'), runs: flags['runs'] as number, profile: !!flags['profile'], lowMemory: !!flags['low-memory'], preload: !!flags['preload'], vaeDtype,
     });
     if (flags['json']) io.stdout(JSON.stringify({ ...r, date: new Date().toISOString() }, null, 1) + '\n');
     else {

@@ -3,8 +3,7 @@
  * loaded for the pipeline's life. Low memory: each component lives on disk between the stages that need it — a
  * stage loads it from its source (the same loader, so the same weights: outputs are bit-exact to resident),
  * runs, then frees it and trims the buffer pool, so at most one model (the UNet with its ControlNet, when there
- * is one) is on the device at a time — and, where the loaders stream (ComponentLoaders.stream), only a few of its
- * weights. The price is reading each component's weights again for every image.
+ * is one) is on the device at a time — and, where its weights stream (ParameterCache), only a few of them. The price is reading each component's weights again for every image.
  *
  * Browser-safe: loaders read through whatever FileSource they were given.
  */
@@ -29,11 +28,6 @@ export interface ComponentLoaders {
   unet: () => Promise<UNet2DConditionModel>;
   vae: () => Promise<Vae>;
   controlnet?: (() => Promise<ControlNetModel>) | undefined;
-  /**
-   * The cache the loaders' models stream their weights through (ParameterCache), if they do: the text encoder's
-   * and UNet's forwards then pause between layers for it to pace the uploads (`ComponentResidency.pause`).
-   */
-  stream?: ParameterCache | undefined;
 }
 
 interface Slot<M> {
@@ -48,7 +42,7 @@ type Slots = { [K in ComponentName]?: Slot<ComponentTypes[K]> };
 
 export class ComponentResidency {
   private readonly slots: Slots = {};
-  /** Awaited between a streamed forward's layers (see ComponentLoaders.stream); undefined when nothing streams. */
+  /** Awaited between a forward's layers when weights stream (`stream.pace()`); undefined when nothing streams. */
   readonly pause: (() => Promise<void>) | undefined;
 
   /**
@@ -59,12 +53,13 @@ export class ComponentResidency {
     readonly device: Device,
     models: { text_encoder: CLIPTextModel; unet: UNet2DConditionModel; vae: Vae; controlnet?: ControlNetModel | undefined },
     loaders?: ComponentLoaders,
+    /** The cache the models' weights stream through, if they do (read on first use, or, with loaders, a few at a time). */
+    stream?: ParameterCache,
   ) {
     this.slots.text_encoder = { model: models.text_encoder, load: loaders?.textEncoder, loaded: !loaders };
     this.slots.unet = { model: models.unet, load: loaders?.unet, loaded: !loaders };
     this.slots.vae = { model: models.vae, load: loaders?.vae, loaded: !loaders };
     if (models.controlnet) this.slots.controlnet = { model: models.controlnet, load: loaders?.controlnet, loaded: !loaders?.controlnet };
-    const stream = loaders?.stream;
     this.pause = stream ? () => stream.pace() : undefined;
   }
 

@@ -88,6 +88,14 @@ export interface PipelineLoadOptions {
    * every image re-reads the weights.
    */
   lowMemory?: boolean | undefined;
+  /**
+   * Read every weight now (true), instead of the default: each weight is read from its file the first time a
+   * kernel needs it (safetensors through a FileSource with synchronous reads, such as Node's; others are read
+   * now anyway), and stays. Loading then takes no time, and the first image overlaps reading the weights with
+   * the GPU's work — the first image sooner, the same images. Preload to find an unreadable file at load rather
+   * than at the first image. Ignored with `lowMemory`.
+   */
+  preload?: boolean | undefined;
 }
 
 /** The small JSON files of a pipeline folder (no weights read). */
@@ -118,6 +126,11 @@ export interface PipelineComponents {
    * are read); each stage loads its component through these and frees it after (see low_memory.ts).
    */
   lowMemory?: ComponentLoaders | undefined;
+  /**
+   * The cache the components' weights stream through, if they do (read on first use; see PipelineLoadOptions.preload
+   * and `lowMemory`): the pipeline's forwards then pause between layers for it to pace the uploads.
+   */
+  stream?: ParameterCache | undefined;
 }
 
 const now = (): number => (typeof performance !== 'undefined' ? performance.now() : Date.now());
@@ -174,8 +187,8 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
   if (!device || !io) throw new InvalidArgumentError('StableDiffusionPipeline.fromPretrained: opts.device and opts.io are required', 'device');
   const dtype = opts.dtype ?? 'f32';
   if (dtype !== 'f32' && dtype !== 'f16') throw new InvalidArgumentError(`StableDiffusionPipeline.fromPretrained: dtype must be 'f32' or 'f16', got ${JSON.stringify(dtype)}`, 'dtype');
-  if (opts.lowMemory !== undefined && typeof opts.lowMemory !== 'boolean') {
-    throw new InvalidArgumentError(`StableDiffusionPipeline.fromPretrained: lowMemory must be true or false, got ${JSON.stringify(opts.lowMemory)}`, 'lowMemory');
+  for (const k of ['lowMemory', 'preload'] as const) {
+    if (opts[k] !== undefined && typeof opts[k] !== 'boolean') throw new InvalidArgumentError(`StableDiffusionPipeline.fromPretrained: ${k} must be true or false, got ${JSON.stringify(opts[k])}`, k);
   }
   if (opts.vaeDtype !== undefined) resolveVaeDtype('', dtype, opts.vaeDtype); // checked before anything is resolved
   throwIfAborted(signal, 'loading');
@@ -210,8 +223,9 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
     const sub = (name: string) => io.join(dir, name);
     const tokenizer = await step('tokenizer', () => CLIPTokenizer.fromFolder(io, sub('tokenizer')));
     const lowMemory = opts.lowMemory === true;
-    // Low memory: weights a stage needs are read from their files as its kernels run (see ParameterCache).
-    const stream = lowMemory ? new ParameterCache(device) : undefined;
+    // Weights are read from their files as the kernels first need them (see ParameterCache): kept once read by
+    // default, only a few at a time with low memory.
+    const stream = lowMemory ? new ParameterCache(device) : opts.preload === true ? undefined : new ParameterCache(device, Infinity);
     const loaders: ComponentLoaders = {
       textEncoder: () => loadWithTransform(io, sub('text_encoder'), 'text_encoder', opts, stream, (w, cfg) => CLIPTextModel.load(w, cfg)),
       unet: () =>
@@ -251,7 +265,7 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
       controlnet = await checked(await step('controlnet', loaders.controlnet));
     }
     throwIfAborted(signal, 'loading');
-    return { tokenizer, textEncoder, unet, vae, schedulerConfig: configs.scheduler, unetConfig: configs.unet, controlnet, ...(lowMemory ? { lowMemory: { ...loaders, stream } } : {}) };
+    return { tokenizer, textEncoder, unet, vae, schedulerConfig: configs.scheduler, unetConfig: configs.unet, controlnet, stream, ...(lowMemory ? { lowMemory: loaders } : {}) };
   }
 }
 

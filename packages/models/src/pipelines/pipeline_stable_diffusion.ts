@@ -32,7 +32,7 @@
  * What runs where: tokenizer, scheduler, random numbers, CFG and postprocess on the CPU (float32-rounded
  * like torch); text encoder, UNet, ControlNet and VAE on the GPU. Browser-safe: no node: imports.
  */
-import { InvalidArgumentError, ResourceLimitError, Tensor, UnsupportedError, throwIfAborted, type Device } from '@fewstep/tensor';
+import { InvalidArgumentError, ResourceLimitError, Tensor, UnsupportedError, throwIfAborted, type Device, type ParameterCache } from '@fewstep/tensor';
 import { concat, slice } from '@fewstep/kernels';
 import type { CLIPTokenizer } from '../clip/tokenization_clip.js';
 import type { CLIPTextModel } from '../clip/modeling_clip.js';
@@ -120,9 +120,10 @@ export class StableDiffusionPipeline {
     private readonly onProgress: ProgressCallback | undefined,
     controlnet: ControlNetModel | undefined,
     lowMemory: ComponentLoaders | undefined,
+    stream: ParameterCache | undefined,
     promptCacheSize: number,
   ) {
-    this.residency = new ComponentResidency(textEncoder.device, { text_encoder: textEncoder, unet, vae, controlnet }, lowMemory);
+    this.residency = new ComponentResidency(textEncoder.device, { text_encoder: textEncoder, unet, vae, controlnet }, lowMemory, stream);
     this.promptCache = new PromptEmbeddingCache(promptCacheSize);
     this.vaeScaleFactor = vae.spatialScaleFactor;
     // Throws here, at construction, for a scheduler config/override that cannot be built.
@@ -201,7 +202,7 @@ export class StableDiffusionPipeline {
     if (c.lowMemory && !c.lowMemory.controlnet && c.controlnet) throw new UnsupportedError('StableDiffusionPipeline.fromComponents: lowMemory needs a controlnet loader when there is a controlnet');
     const cacheSize = opts.promptCacheSize ?? PROMPT_CACHE_ENTRIES;
     if (!Number.isInteger(cacheSize) || cacheSize < 0) throw new InvalidArgumentError(`StableDiffusionPipeline: promptCacheSize must be an integer ≥ 0, got ${cacheSize}`, 'promptCacheSize');
-    return new StableDiffusionPipeline(c.tokenizer, c.textEncoder, c.unet, c.vae, c.schedulerConfig, opts.scheduler, c.unetConfig, opts.defaults, opts.onProgress, c.controlnet, c.lowMemory, cacheSize);
+    return new StableDiffusionPipeline(c.tokenizer, c.textEncoder, c.unet, c.vae, c.schedulerConfig, opts.scheduler, c.unetConfig, opts.defaults, opts.onProgress, c.controlnet, c.lowMemory, c.stream, cacheSize);
   }
 
   get device(): Device {
