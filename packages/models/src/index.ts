@@ -126,7 +126,7 @@ export { GeneratorList } from './random/generator_list.js';
 
 // ---- Pipelines: text-to-image, image-to-image, ControlNet; the request rules; the progress stream.
 export { StableDiffusionPipeline, Pipeline, type FromComponentsOptions, type GenerateResult } from './pipelines/pipeline_stable_diffusion.js';
-export { ComponentResidency, type ComponentLoaders, type ComponentName, type ComponentTypes } from './pipelines/low_memory.js';
+export { ComponentResidency, weightStream, type ComponentLoaders, type ComponentName, type ComponentTypes } from './pipelines/low_memory.js';
 export { PromptEmbeddingCache, PROMPT_CACHE_ENTRIES, type PromptCacheKeyParts } from './pipelines/prompt_cache.js';
 export {
   resolveVaeDtype,

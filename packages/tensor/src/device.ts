@@ -395,9 +395,7 @@ export class Device {
 
   /** Flushes, waits for the GPU, and throws the first validation/compile error seen. */
   async sync(): Promise<void> {
-    this.checkSignal();
-    this.flush();
-    await this.settle(this.gpu.queue.onSubmittedWorkDone());
+    await this.workDone();
     await this.profiler?.collect();
     await this.checkErrors();
   }

@@ -47,9 +47,8 @@ export class ParameterCache {
   private loadsPaced = 0;
 
   /**
-   * `budgetBytes`: what resident parameters may hold; one larger than the budget
-   * still loads, alone with the protected ones. `protect`: how many of the most recently used are never
-   * evicted (more than any kernel binds).
+   * `budgetBytes`: what resident parameters may hold; one larger than the budget still loads, alone with the
+   * protected ones. `protect`: how many of the most recently used are never evicted (more than any kernel binds).
    */
   constructor(readonly device: Device, readonly budgetBytes = 32 * 2 ** 20, readonly protect = 8) {
     if (!(budgetBytes >= 0)) throw new InvalidArgumentError(`ParameterCache: budgetBytes must be a number ≥ 0, got ${budgetBytes}`, 'budgetBytes');
@@ -88,8 +87,10 @@ export class ParameterCache {
       this.resident.set(p, hit);
       return hit;
     }
-    const size = bufferBytes(p);
-    this.makeRoom(size);
+    this.makeRoom(p.byteLength);
+    // A buffer of the weight's exact size, destroyed when evicted: weights come in dozens of sizes, and pooled by
+    // size class they would stay allocated class by class (+250 MB measured on SDXS-512's UNet in f16), while a
+    // destroyed buffer's memory goes back once the GPU is past it, which `pace` keeps close.
     const buf = this.device.pool.acquireExact(p.byteLength, p.label);
     try {
       p.fill(buf);
@@ -98,7 +99,7 @@ export class ParameterCache {
       throw e;
     }
     this.resident.set(p, buf);
-    this.bytes += size;
+    this.bytes += buf.size;
     this.stats.loads++;
     this.stats.loadedBytes += p.byteLength;
     this.stats.peakBytes = Math.max(this.stats.peakBytes, this.bytes);
@@ -110,16 +111,8 @@ export class ParameterCache {
     const buf = this.resident.get(p);
     if (!buf) return;
     this.resident.delete(p);
-    this.bytes -= bufferBytes(p);
+    this.bytes -= buf.size;
     this.device.pool.release(buf);
-  }
-
-  /** Evicts every resident parameter (the next use refills them). */
-  evictAll(): void {
-    for (const p of [...this.resident.keys()]) {
-      this.forget(p);
-      this.stats.evictions++;
-    }
   }
 
   private makeRoom(size: number): void {
@@ -129,13 +122,4 @@ export class ParameterCache {
       this.stats.evictions++;
     }
   }
-}
-
-/**
- * Each fill gets a buffer of its exact size, destroyed when evicted: weights come in dozens of sizes, and pooled
- * by size class they would stay allocated class by class (+250 MB measured on SDXS-512's UNet in f16) — while a
- * destroyed buffer's memory goes back once the GPU is past it, which `pace` keeps close.
- */
-function bufferBytes(p: StreamedParameter): number {
-  return Math.max(4, Math.ceil(p.byteLength / 4) * 4);
 }

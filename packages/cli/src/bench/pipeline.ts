@@ -10,12 +10,12 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ParameterCache, Tensor, type DType, type Device, type ProfileEntry } from '@fewstep/tensor';
+import { Tensor, type DType, type Device, type ProfileEntry } from '@fewstep/tensor';
 import { nodeFiles } from '@fewstep/tensor/node';
 import { writeSafetensorsFile } from '../safetensors_file.js';
 import { concat, slice } from '@fewstep/kernels';
 import {
-  AutoencoderKL, AutoencoderTiny, CLIPTextModel, ComponentResidency, SafetensorsSource, UNet2DConditionModel, WeightScope, resolveVaeDtype, type CLIPTextConfig, type ComponentLoaders,
+  AutoencoderKL, AutoencoderTiny, CLIPTextModel, ComponentResidency, SafetensorsSource, UNet2DConditionModel, WeightScope, resolveVaeDtype, weightStream, type CLIPTextConfig, type ComponentLoaders,
   type UNet2DConditionConfig, type Vae,
 } from '@fewstep/models';
 import { StagePeaks, type StagePeak } from './stage_peaks.js';
@@ -143,9 +143,8 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
       unet: await weightsOnDisk(dir, 'unet', UNet2DConditionModel.describe(cfg.unet), 2, dtype),
       vae: await weightsOnDisk(dir, 'vae', vaeShapes, 3, dtype),
     };
-    // As fromPretrained: weights read from their files as the kernels first need them and kept (a few at a time
-    // with low memory), or all read at load with `preload`.
-    const stream = lowMemory ? new ParameterCache(device) : preload ? undefined : new ParameterCache(device, Infinity);
+    // Streamed as fromPretrained streams them.
+    const stream = weightStream(device, { lowMemory, preload });
     const fromFile = async <M>(path: string, load: (w: WeightScope) => Promise<M>, d: DType = dtype): Promise<M> => {
       const file = await SafetensorsSource.open(nodeFiles, [path]);
       try {
@@ -209,7 +208,7 @@ export async function benchPipeline(device: Device, name: string, dtype: DType, 
           // CFG configs run [uncond, cond] as one batch of 2, as the pipeline does.
           const x = B === 2 ? concat([latents, latents], 0) : latents;
           const unet = r.model('unet')!;
-          const eps = r.pause ? await unet.forwardAsync(x, 999, ctx, {}, r.pause) : unet.forward(x, 999, ctx);
+          const eps = await unet.forwardAsync(x, 999, ctx, {}, r.pause);
           return B === 2 ? slice(eps.reshape([2, 4, 64, 64]), 0, 0, 1) : eps;
         });
         await device.sync();

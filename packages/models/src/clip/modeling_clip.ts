@@ -246,17 +246,12 @@ export class CLIPTextTransformer {
       // The attention kernel takes an f32 (or model-dtype) mask; transformers' masks are integer.
       const f = Tensor.from(m.device, Float32Array.from(await m.read()), m.shape, 'f32');
       try {
-        return await this.runSteps(inputIds, eos, f, what, opts.pause);
+        return await drainAsync(this.steps(inputIds, eos, f, what), opts.pause);
       } finally {
         f.dispose();
       }
     }
-    return this.runSteps(inputIds, eos, m, what, opts.pause);
-  }
-
-  private runSteps(inputIds: Tensor, eos: readonly number[] | undefined, mask: Tensor | undefined, what: string, pause: (() => Promise<void>) | undefined): Promise<CLIPTextOutput> {
-    const steps = this.steps(inputIds, eos, mask, what);
-    return pause ? drainAsync(steps, pause) : Promise.resolve(drain(steps));
+    return drainAsync(this.steps(inputIds, eos, m, what), opts.pause);
   }
 
   /** Synchronous forward; `eos` (one position per row) gives the pooled output, as `run` computes it. */

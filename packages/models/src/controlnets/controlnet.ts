@@ -207,8 +207,8 @@ export class ControlNetModel extends PretrainedModel {
     return drain(this.steps(sample, timestep, encoderHiddenStates, controlnetCond, opts));
   }
 
-  /** `forward`, awaiting `pause()` after every resnet and attention (streamed weights: see UNet2DConditionModel.forwardAsync). */
-  forwardAsync(sample: Tensor, timestep: Timestep, encoderHiddenStates: Tensor, controlnetCond: Tensor, opts: ControlNetForwardOptions, pause: () => Promise<void>): Promise<ControlNetOutput> {
+  /** `forward`, awaiting `pause()` (when given) after every resnet and attention (streamed weights: see UNet2DConditionModel.forwardAsync). */
+  forwardAsync(sample: Tensor, timestep: Timestep, encoderHiddenStates: Tensor, controlnetCond: Tensor, opts: ControlNetForwardOptions, pause?: (() => Promise<void>) | undefined): Promise<ControlNetOutput> {
     return drainAsync(this.steps(sample, timestep, encoderHiddenStates, controlnetCond, opts), pause);
   }
 

@@ -15,8 +15,12 @@ export function drain<T>(steps: Steps<T>): T {
   }
 }
 
-/** Runs `steps`, awaiting `pause()` at every yield; a failed pause ends the generator (its `finally` blocks run). */
-export async function drainAsync<T>(steps: Steps<T>, pause: () => Promise<void>): Promise<T> {
+/**
+ * Runs `steps`, awaiting `pause()` at every yield (without one, straight through); a failed pause ends the
+ * generator (its `finally` blocks run).
+ */
+export async function drainAsync<T>(steps: Steps<T>, pause?: (() => Promise<void>) | undefined): Promise<T> {
+  if (!pause) return drain(steps);
   for (;;) {
     const r = steps.next();
     if (r.done) return r.value;

@@ -354,9 +354,9 @@ function streamedParameter(root: LoadingRoot, key: string, shape: number[], rele
     label: key,
     release,
     fill(buffer) {
+      // Pieces come converted to the scope's dtype (f16: half bits).
       source.readPiecesSync!(key, dtype, (piece, first) => {
-        if (!piece.length) return;
-        device.write(buffer, first * bpe, dtype === 'f16' ? (piece instanceof Uint16Array ? piece : f32ArrayToF16(piece)) : piece);
+        if (piece.length) device.write(buffer, first * bpe, piece);
       });
     },
   };

@@ -3,11 +3,12 @@
  * loaded for the pipeline's life. Low memory: each component lives on disk between the stages that need it — a
  * stage loads it from its source (the same loader, so the same weights: outputs are bit-exact to resident),
  * runs, then frees it and trims the buffer pool, so at most one model (the UNet with its ControlNet, when there
- * is one) is on the device at a time — and, where its weights stream (ParameterCache), only a few of them. The price is reading each component's weights again for every image.
+ * is one) is on the device at a time — and, where its weights stream (ParameterCache), only a few of them. The
+ * price is reading each component's weights again for every image.
  *
  * Browser-safe: loaders read through whatever FileSource they were given.
  */
-import type { Device, ParameterCache } from '@fewstep/tensor';
+import { ParameterCache, type Device } from '@fewstep/tensor';
 import type { CLIPTextModel } from '../clip/modeling_clip.js';
 import type { UNet2DConditionModel } from '../unets/unet_2d_condition.js';
 import type { ControlNetModel } from '../controlnets/controlnet.js';
@@ -21,6 +22,15 @@ export interface ComponentTypes {
 }
 
 export type ComponentName = keyof ComponentTypes;
+
+/**
+ * The cache a pipeline's weights stream through: low memory, a few at a time (the default budget); otherwise, each
+ * read when a kernel first needs it and kept (no budget) — or none with `preload`: every weight read at load.
+ */
+export function weightStream(device: Device, opts: { lowMemory: boolean; preload: boolean }): ParameterCache | undefined {
+  if (opts.lowMemory) return new ParameterCache(device);
+  return opts.preload ? undefined : new ParameterCache(device, Infinity);
+}
 
 /** How low-memory mode loads each component again (each call a fresh model the caller owns). */
 export interface ComponentLoaders {

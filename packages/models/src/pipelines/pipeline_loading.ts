@@ -6,7 +6,7 @@
  * needs), so callers can check a request before any weights are read. Browser-safe: all IO goes through
  * the FileSource seam.
  */
-import { InvalidArgumentError, ParameterCache, throwIfAborted, type Device, type FileSource } from '@fewstep/tensor';
+import { InvalidArgumentError, throwIfAborted, type Device, type FileSource, type ParameterCache } from '@fewstep/tensor';
 import { CLIPTokenizer } from '../clip/tokenization_clip.js';
 import { CLIPTextModel } from '../clip/modeling_clip.js';
 import { UNet2DConditionModel, type UNet2DConditionConfig } from '../unets/unet_2d_condition.js';
@@ -19,7 +19,7 @@ import { openComponentWeights, readConfig } from '../modeling/component.js';
 import { componentInfo } from '../modeling/registry.js';
 import type { PipelineDefaults } from './generation_options.js';
 import type { ProgressCallback } from './progress.js';
-import type { ComponentLoaders } from './low_memory.js';
+import { weightStream, type ComponentLoaders } from './low_memory.js';
 
 /** Which component a weight transform is asked for. */
 export type TransformableComponent = 'unet' | 'text_encoder';
@@ -223,9 +223,7 @@ export async function loadPipelineComponents(idOrDir: string, opts: PipelineLoad
     const sub = (name: string) => io.join(dir, name);
     const tokenizer = await step('tokenizer', () => CLIPTokenizer.fromFolder(io, sub('tokenizer')));
     const lowMemory = opts.lowMemory === true;
-    // Weights are read from their files as the kernels first need them (see ParameterCache): kept once read by
-    // default, only a few at a time with low memory.
-    const stream = lowMemory ? new ParameterCache(device) : opts.preload === true ? undefined : new ParameterCache(device, Infinity);
+    const stream = weightStream(device, { lowMemory, preload: opts.preload === true });
     const loaders: ComponentLoaders = {
       textEncoder: () => loadWithTransform(io, sub('text_encoder'), 'text_encoder', opts, stream, (w, cfg) => CLIPTextModel.load(w, cfg)),
       unet: () =>
@@ -286,7 +284,7 @@ async function pickVaeDir(io: FileSource, dir: string, want: 'tiny' | 'large' | 
   throw new InvalidArgumentError(`${dir}: vae '${want}' asks for an ${wantClass}, but none of ${candidates.map((c) => `${c}/`).join(', ')} holds one`, 'vae');
 }
 
-/** Opens a component's weights and builds it through a WeightScope carrying the hook's transform (and, low memory, the stream). */
+/** Opens a component's weights and builds it through a WeightScope carrying the hook's transform and the pipeline's weight stream. */
 async function loadWithTransform<T>(
   io: FileSource,
   dir: string,

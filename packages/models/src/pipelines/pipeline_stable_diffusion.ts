@@ -421,16 +421,15 @@ export class StableDiffusionPipeline {
               const x = Tensor.from(device, scaled.subarray(r0 * per, (r0 + k) * per), [k, C, h, w], 'f32');
               const ctx = k === rows ? s.context : slice(s.context, 0, r0, r0 + k);
               let residuals: UNetForwardOptions = {};
-              // Low memory: forwards pause between layers, where streamed weights pace their uploads.
+              // Streamed weights pace their uploads where the forwards pause, between layers.
               const pause = this.residency.pause;
               if (controlnet) {
                 // The ControlNet sees exactly the UNet's input: scaled latents, t, all prompt embeddings.
                 const cond = k === rows ? controlCond! : slice(controlCond!, 0, r0, r0 + k);
-                const o = { conditioningScale: plan.control!.scale };
-                const r = pause ? await controlnet.forwardAsync(x, ts, ctx, cond, o, pause) : controlnet.forward(x, ts, ctx, cond, o);
+                const r = await controlnet.forwardAsync(x, ts, ctx, cond, { conditioningScale: plan.control!.scale }, pause);
                 residuals = { downBlockAdditionalResiduals: r.downBlockResSamples, midBlockAdditionalResidual: r.midBlockResSample };
               }
-              const y = pause ? await this.unet.forwardAsync(x, ts, ctx, residuals, pause) : this.unet.forward(x, ts, ctx, residuals);
+              const y = await this.unet.forwardAsync(x, ts, ctx, residuals, pause);
               if (onStep && residuals.downBlockAdditionalResiduals) {
                 traces.push({ down: await Promise.all(residuals.downBlockAdditionalResiduals.map((t) => t.readF32())), mid: await residuals.midBlockAdditionalResidual!.readF32() });
               }

@@ -223,10 +223,10 @@ export class UNet2DConditionModel extends PretrainedModel {
   }
 
   /**
-   * `forward`, awaiting `pause()` after every resnet and attention: for streamed weights (low memory), whose
+   * `forward`, awaiting `pause()` (when given) after every resnet and attention: for streamed weights, whose
    * uploads `ParameterCache.pace` keeps close behind the GPU there. Same result, bit for bit.
    */
-  forwardAsync(sample: Tensor, timestep: Timestep, encoderHiddenStates: Tensor, opts: UNetForwardOptions, pause: () => Promise<void>): Promise<Tensor> {
+  forwardAsync(sample: Tensor, timestep: Timestep, encoderHiddenStates: Tensor, opts: UNetForwardOptions, pause?: (() => Promise<void>) | undefined): Promise<Tensor> {
     return drainAsync(this.steps(sample, timestep, encoderHiddenStates, opts), pause);
   }
 
